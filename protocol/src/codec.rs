@@ -1,0 +1,359 @@
+//! Encoding and decoding payloads: JSON (the reference) and a compact binary
+//! form, told apart by the first byte.
+//!
+//! ```text
+//! JSON:    { ... }                       first non-blank byte is `{`
+//! binary:  0xF1 <kind id> <postcard>      0xF1 never starts UTF-8 text
+//! ```
+//!
+//! Encoding writes into the caller's buffer, so a node needs no heap. Decoding
+//! never panics on any input (property-tested and fuzzed) and always runs
+//! [`Message::validate`], so a value that decodes is one the rules can trust.
+
+use core::fmt::{self, Write as _};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::class::Kind;
+use crate::limits::MAX_PAYLOAD;
+use crate::message::{Ack, Birth, Cmd, Data, Death, Event, Invalid, Message};
+
+/// First byte of a binary payload. 0xF1 can never begin UTF-8 text, so a JSON
+/// payload (with or without leading blanks) is never mistaken for one.
+pub const BINARY_MARKER: u8 = 0xF1;
+
+/// The two payload encodings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// JSON, UTF-8, one object: the reference encoding.
+    Json,
+    /// [`BINARY_MARKER`], the kind's id, then the message in `postcard`.
+    Binary,
+}
+
+/// Longest error text kept from a JSON parser.
+const JSON_ERROR_LEN: usize = 160;
+
+/// A JSON parser's message, cut to a fixed size so errors need no heap.
+pub type JsonErrorText = heapless::String<JSON_ERROR_LEN>;
+
+/// Why a payload was rejected.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// Zero bytes.
+    #[error("payload is empty")]
+    Empty,
+    /// Over [`MAX_PAYLOAD`].
+    #[error("payload is {len} bytes, at most {max} are allowed")]
+    TooLarge {
+        /// The payload's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Neither `{` nor [`BINARY_MARKER`] first.
+    #[error("payload starts with byte 0x{0:02x}: neither a JSON object nor the binary marker 0xf1")]
+    UnknownFormat(u8),
+    /// Bad JSON, or JSON that does not fit the message (wrong types, missing fields).
+    #[error("bad JSON {kind} payload: {message}")]
+    Json {
+        /// The kind the topic named.
+        kind: Kind,
+        /// What the parser said (with line and column on the gateway).
+        message: JsonErrorText,
+    },
+    /// Bad binary payload.
+    #[error("bad binary {kind} payload: {error}")]
+    Binary {
+        /// The kind the topic named.
+        kind: Kind,
+        /// What postcard said.
+        error: postcard::Error,
+    },
+    /// A binary payload of another kind than its topic says.
+    #[error("binary payload is of kind id {found}, but the topic says `{expected}`")]
+    WrongKind {
+        /// The topic's kind.
+        expected: Kind,
+        /// The kind id in the payload.
+        found: u8,
+    },
+    /// Well-formed, but a value breaks a rule.
+    #[error("{kind} payload: {invalid}")]
+    Invalid {
+        /// The kind the topic named.
+        kind: Kind,
+        /// Which field and why.
+        invalid: Invalid,
+    },
+}
+
+impl DecodeError {
+    /// A short, stable reason for metrics labels and rejected-input counters.
+    #[must_use]
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Empty => "empty",
+            DecodeError::TooLarge { .. } => "oversize",
+            DecodeError::UnknownFormat(_) => "unknown_format",
+            DecodeError::Json { .. } => "bad_json",
+            DecodeError::Binary { .. } | DecodeError::WrongKind { .. } => "bad_binary",
+            DecodeError::Invalid { .. } => "invalid_value",
+        }
+    }
+}
+
+/// Why a message could not be encoded.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum EncodeError {
+    /// The message breaks a rule (e.g. a NaN value).
+    #[error("cannot encode: {0}")]
+    Invalid(#[from] Invalid),
+    /// The buffer is too small.
+    #[error("buffer of {0} bytes is too small")]
+    BufferFull(usize),
+    /// The serializer failed for another reason.
+    #[error("encoding failed: {0}")]
+    Other(&'static str),
+}
+
+/// Looks at the first byte (after JSON blanks) to tell the encoding.
+///
+/// # Errors
+/// [`DecodeError::Empty`], [`DecodeError::TooLarge`] or [`DecodeError::UnknownFormat`].
+pub fn detect(payload: &[u8]) -> Result<Format, DecodeError> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(DecodeError::TooLarge {
+            len: payload.len(),
+            max: MAX_PAYLOAD,
+        });
+    }
+    let first = payload
+        .iter()
+        .copied()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .ok_or(DecodeError::Empty)?;
+    match first {
+        b'{' => Ok(Format::Json),
+        BINARY_MARKER => Ok(Format::Binary),
+        other => Err(DecodeError::UnknownFormat(other)),
+    }
+}
+
+/// Decodes a payload received on a topic of `kind`, in either encoding, and
+/// validates it. With the `std` feature JSON goes through `serde_json` (exact
+/// error positions, any value type); without it, through `serde-json-core`.
+///
+/// # Errors
+/// A [`DecodeError`] saying what is wrong; nothing panics, whatever the bytes.
+pub fn decode(kind: Kind, payload: &[u8]) -> Result<Message, DecodeError> {
+    match detect(payload)? {
+        Format::Binary => decode_binary(kind, payload),
+        #[cfg(feature = "std")]
+        Format::Json => json_std::decode(kind, payload),
+        #[cfg(not(feature = "std"))]
+        Format::Json => json_core::decode(kind, payload),
+    }
+}
+
+/// Decodes a binary payload.
+///
+/// # Errors
+/// A [`DecodeError`].
+pub fn decode_binary(kind: Kind, payload: &[u8]) -> Result<Message, DecodeError> {
+    let body = match payload {
+        [BINARY_MARKER, id, body @ ..] if *id == kind.id() => body,
+        [BINARY_MARKER, id, ..] => {
+            return Err(DecodeError::WrongKind {
+                expected: kind,
+                found: *id,
+            });
+        }
+        [BINARY_MARKER] => {
+            return Err(DecodeError::Binary {
+                kind,
+                error: postcard::Error::DeserializeUnexpectedEnd,
+            });
+        }
+        [] => return Err(DecodeError::Empty),
+        [other, ..] => return Err(DecodeError::UnknownFormat(*other)),
+    };
+    let err = |error| DecodeError::Binary { kind, error };
+    let msg = match kind {
+        Kind::Birth => Message::Birth(postcard_exact(body).map_err(err)?),
+        Kind::Death => Message::Death(postcard_exact(body).map_err(err)?),
+        Kind::Data => Message::Data(postcard_exact(body).map_err(err)?),
+        Kind::Event => Message::Event(postcard_exact(body).map_err(err)?),
+        Kind::Cmd => Message::Cmd(postcard_exact(body).map_err(err)?),
+        Kind::Ack => Message::Ack(postcard_exact(body).map_err(err)?),
+    };
+    validated(kind, msg)
+}
+
+/// Decodes postcard, rejecting trailing bytes (a truncated or padded frame is
+/// a sign of corruption, not something to guess around).
+fn postcard_exact<T: DeserializeOwned>(body: &[u8]) -> Result<T, postcard::Error> {
+    match postcard::take_from_bytes(body)? {
+        (v, []) => Ok(v),
+        (_, _) => Err(postcard::Error::DeserializeBadEncoding),
+    }
+}
+
+fn validated(kind: Kind, msg: Message) -> Result<Message, DecodeError> {
+    msg.validate()
+        .map_err(|invalid| DecodeError::Invalid { kind, invalid })?;
+    Ok(msg)
+}
+
+/// Runs a per-kind JSON parser and wraps its error text.
+macro_rules! decode_kind {
+    ($kind:expr, $parse:expr) => {{
+        let kind = $kind;
+        let msg = match kind {
+            Kind::Birth => $parse.map(Message::Birth as fn(Birth) -> Message),
+            Kind::Death => $parse.map(Message::Death as fn(Death) -> Message),
+            Kind::Data => $parse.map(Message::Data as fn(Data) -> Message),
+            Kind::Event => $parse.map(Message::Event as fn(Event) -> Message),
+            Kind::Cmd => $parse.map(Message::Cmd as fn(Cmd) -> Message),
+            Kind::Ack => $parse.map(Message::Ack as fn(Ack) -> Message),
+        }
+        .map_err(|e| DecodeError::Json { kind, message: cut(&e) })?;
+        validated(kind, msg)
+    }};
+}
+
+/// JSON through `serde-json-core`: no heap, for nodes.
+///
+/// It cannot read values whose type the schema does not fix (an unknown
+/// metric's value, an event's `detail`): those need [`json_std`]. A node only
+/// decodes `cmd`, whose fields are all typed, so this is no limit there.
+pub mod json_core {
+    use super::{Ack, Birth, Cmd, Data, Death, DecodeError, Event, Kind, Message, cut, validated};
+    use serde::de::DeserializeOwned;
+
+    /// Unescaping room for the longest string field.
+    const SCRATCH: usize = 128;
+
+    /// Decodes a JSON payload of `kind` and validates it.
+    ///
+    /// # Errors
+    /// A [`DecodeError`].
+    pub fn decode(kind: Kind, payload: &[u8]) -> Result<Message, DecodeError> {
+        decode_kind!(kind, parse(payload))
+    }
+
+    fn parse<T: DeserializeOwned>(payload: &[u8]) -> Result<T, serde_json_core::de::Error> {
+        let mut scratch = [0u8; SCRATCH];
+        let (v, used) = serde_json_core::from_slice_escaped(payload, &mut scratch)?;
+        let rest = payload.get(used..).unwrap_or_default();
+        if rest.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
+            Ok(v)
+        } else {
+            Err(serde_json_core::de::Error::TrailingCharacters)
+        }
+    }
+}
+
+/// JSON through `serde_json`: the gateway's decoder, with line and column in
+/// every error and support for values of any type.
+#[cfg(feature = "std")]
+pub mod json_std {
+    use super::{Ack, Birth, Cmd, Data, Death, DecodeError, Event, Kind, Message, cut, validated};
+
+    /// Decodes a JSON payload of `kind` and validates it.
+    ///
+    /// # Errors
+    /// A [`DecodeError`].
+    pub fn decode(kind: Kind, payload: &[u8]) -> Result<Message, DecodeError> {
+        decode_kind!(kind, serde_json::from_slice(payload))
+    }
+}
+
+/// Keeps as much of an error message as fits, on a character boundary.
+fn cut(e: &dyn fmt::Display) -> JsonErrorText {
+    struct Cut(JsonErrorText);
+    impl fmt::Write for Cut {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            for ch in s.chars() {
+                if self.0.push(ch).is_err() {
+                    return Err(fmt::Error);
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut out = Cut(JsonErrorText::new());
+    // A full buffer ends the write early; what fits is kept.
+    let _ = write!(out, "{e}");
+    out.0
+}
+
+/// Encodes a message into `buf`, returning the number of bytes written.
+/// Validates first, so a node can never publish a payload the gateway rejects.
+///
+/// # Errors
+/// [`EncodeError`] if the message is invalid or `buf` too small.
+pub fn encode(msg: &Message, format: Format, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    msg.validate()?;
+    match format {
+        Format::Json => match msg {
+            Message::Birth(m) => json_into(m, buf),
+            Message::Death(m) => json_into(m, buf),
+            Message::Data(m) => json_into(m, buf),
+            Message::Event(m) => json_into(m, buf),
+            Message::Cmd(m) => json_into(m, buf),
+            Message::Ack(m) => json_into(m, buf),
+        },
+        Format::Binary => {
+            let [marker, kind, body @ ..] = buf else {
+                return Err(EncodeError::BufferFull(buf.len()));
+            };
+            *marker = BINARY_MARKER;
+            *kind = msg.kind().id();
+            let n = match msg {
+                Message::Birth(m) => postcard_into(m, body),
+                Message::Death(m) => postcard_into(m, body),
+                Message::Data(m) => postcard_into(m, body),
+                Message::Event(m) => postcard_into(m, body),
+                Message::Cmd(m) => postcard_into(m, body),
+                Message::Ack(m) => postcard_into(m, body),
+            }?;
+            Ok(n + 2)
+        }
+    }
+}
+
+fn json_into<T: Serialize>(v: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    serde_json_core::to_slice(v, buf).map_err(|e| match e {
+        serde_json_core::ser::Error::BufferFull => EncodeError::BufferFull(buf.len()),
+        _ => EncodeError::Other("JSON serializer refused a value"),
+    })
+}
+
+fn postcard_into<T: Serialize>(v: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let len = buf.len();
+    postcard::to_slice(v, buf).map(|out| out.len()).map_err(|e| match e {
+        postcard::Error::SerializeBufferFull => EncodeError::BufferFull(len + 2),
+        _ => EncodeError::Other("binary serializer refused a value"),
+    })
+}
+
+/// Encodes into a new vector sized to fit (gateway side).
+///
+/// # Errors
+/// [`EncodeError::Invalid`] for an invalid message.
+#[cfg(feature = "alloc")]
+pub fn encode_to_vec(msg: &Message, format: Format) -> Result<alloc::vec::Vec<u8>, EncodeError> {
+    let mut buf = alloc::vec![0u8; 1024];
+    loop {
+        match encode(msg, format, &mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(EncodeError::BufferFull(_)) if buf.len() < MAX_PAYLOAD => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e),
+        }
+    }
+}

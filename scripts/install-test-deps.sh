@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the tests need, idempotently: Debian packages for the real
+# servers the tests start, and the Rust pieces rustup will not fetch by itself
+# (RUSTUP_AUTO_INSTALL=0 on these machines). Safe to run again and again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: the broker the docs' mosquitto_pub lines are tested against.
+# Later issues add PostgreSQL, VictoriaMetrics, socat, mbpoll and Chromium here.
+packages=(mosquitto mosquitto-clients)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Debian's package starts a broker on 1883; tests start their own on free ports.
+  if command -v systemctl >/dev/null 2>&1; then "${sudo_cmd[@]}" systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+fi
+
+# The pinned toolchain (rust-toolchain.toml), its components, and the
+# microcontroller target for the no_std proof.
+toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup toolchain list | grep -q "^$toolchain"; then
+  rustup toolchain install "$toolchain" --profile minimal --component rustfmt,clippy
+fi
+rustup component add --toolchain "$toolchain" rustfmt clippy >/dev/null 2>&1 || true
+rustup target add --toolchain "$toolchain" thumbv7em-none-eabihf >/dev/null 2>&1 \
+  || echo "warning: could not add thumbv7em-none-eabihf; the no_std proof falls back to a host staticlib"
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: install what the tests need, then
+# format, lints, tests, and the no_std proofs. Prints its wall time at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test dependencies"
+scripts/install-test-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (workspace, all targets, -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests (cargo nextest)"
+cargo nextest run --workspace --locked --profile ci
+
+step "doc tests"
+cargo test --workspace --doc --locked
+
+step "no_std proofs"
+# 1. Build the node-side crates for a real microcontroller: any dependency that
+#    pulls in std fails here. -p, never --workspace (the gateway needs std).
+nostd_crates=(-p protocol -p no-std-proof)
+proofs=()
+if rustup target list --installed | grep -q '^thumbv7em-none-eabihf$'; then
+  cargo build --locked "${nostd_crates[@]}" --target thumbv7em-none-eabihf
+  proofs+=("thumbv7em-none-eabihf build")
+else
+  echo "thumbv7em-none-eabihf is not installed: relying on the host staticlib proof"
+fi
+# 2. Link them into a host staticlib with a panic handler of its own: std's
+#    handler would collide with it ("duplicate lang item `panic_impl`").
+cargo rustc --locked -p no-std-proof --lib --crate-type staticlib -- -C panic=abort --cfg fm_nostd_proof
+proofs+=("host staticlib with its own panic handler")
+printf 'no_std proofs that ran: %s\n' "$(IFS=';'; echo "${proofs[*]}")"
+
+elapsed=$(( $(date +%s) - started ))
+printf '\nall checks passed in %dm%02ds\n' $((elapsed / 60)) $((elapsed % 60))
