@@ -58,6 +58,9 @@ wire_names! {
         MainPowerFault = 38 => "main_power_fault",
         /// Backup supply lost.
         BackupPowerFault = 39 => "backup_power_fault",
+        /// A weekly self-test (巡检) run finished; `detail.ok` says whether the pump
+        /// started and built pressure. Not a fault: the record of a periodic duty.
+        SelfTest = 40 => "self_test",
         /// A port is too hot (the node cuts it off).
         OverTemperature = 64 => "over_temperature",
         /// A port draws more than its rated current.
@@ -118,13 +121,14 @@ impl EventCode {
     pub const fn severity(self) -> Severity {
         use EventCode::{
             BackupPowerFault, ChargeTimeout, DoorOpenWhileRunning, EbikeInCar, FireAlarm, FullCutoff, OverCurrent,
-            OvertravelBottom, OvertravelTop, PositionLost, PumpFailToStart, Smoke, Trapped, UnintendedMovement,
+            OvertravelBottom, OvertravelTop, PositionLost, PumpFailToStart, SelfTest, Smoke, Trapped,
+            UnintendedMovement,
         };
         match self {
             Trapped | UnintendedMovement | DoorOpenWhileRunning | OvertravelTop | OvertravelBottom | FireAlarm
             | PumpFailToStart | Smoke => Severity::Critical,
             PositionLost | EbikeInCar | BackupPowerFault | OverCurrent | ChargeTimeout => Severity::Minor,
-            FullCutoff => Severity::Info,
+            FullCutoff | SelfTest => Severity::Info,
             _ => Severity::Major,
         }
     }
@@ -175,6 +179,7 @@ impl EventCode {
             EventCode::NotInAuto => "未处于自动状态",
             EventCode::MainPowerFault => "主电故障",
             EventCode::BackupPowerFault => "备电故障",
+            EventCode::SelfTest => "巡检",
             EventCode::OverTemperature => "端口过温",
             EventCode::OverCurrent => "端口过流",
             EventCode::Smoke => "烟雾报警",
@@ -183,6 +188,14 @@ impl EventCode {
             EventCode::FullCutoff => "充满断电",
             EventCode::Offline => "离线",
         }
+    }
+
+    /// Whether the code is a state that is raised and later cleared. `self_test`
+    /// is not: it is a one-shot record of a finished run, so it has no Modbus
+    /// bit and never becomes an open alert.
+    #[must_use]
+    pub const fn is_state(self) -> bool {
+        !matches!(self, EventCode::SelfTest)
     }
 
     /// Whether the code concerns one port of a charging bay (its events carry

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::class::Kind;
 use crate::limits::MAX_PAYLOAD;
-use crate::message::{Ack, Birth, Cmd, Data, Death, Event, Invalid, Message};
+use crate::message::{Ack, Birth, Cmd, Data, Death, Event, Invalid, Message, Sample};
 
 /// First byte of a binary payload. 0xF1 can never begin UTF-8 text, so a JSON
 /// payload (with or without leading blanks) is never mistaken for one.
@@ -320,6 +320,84 @@ pub fn encode(msg: &Message, format: Format, buf: &mut [u8]) -> Result<usize, En
                 Message::Ack(m) => postcard_into(m, body),
             }?;
             Ok(n + 2)
+        }
+    }
+}
+
+/// Encodes borrowed telemetry as a `data` payload: the same bytes as a
+/// [`Data`] with the same readings, without the node holding one.
+///
+/// # Errors
+/// [`EncodeError`] if the sample is invalid or `buf` too small.
+pub fn encode_sample(sample: &Sample<'_>, format: Format, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    sample.validate()?;
+    match format {
+        Format::Json => json_into(sample, buf),
+        Format::Binary => {
+            let [marker, kind, body @ ..] = buf else {
+                return Err(EncodeError::BufferFull(buf.len()));
+            };
+            *marker = BINARY_MARKER;
+            *kind = Kind::Data.id();
+            Ok(postcard_into(sample, body)? + 2)
+        }
+    }
+}
+
+/// Copies an encoded payload that was written with `hist: false` into `out`,
+/// marked `hist: true`: how a node replays a buffered message without decoding
+/// it. `death` has no `hist` and is copied unchanged.
+///
+/// JSON gets `,"hist":true` before its closing brace (the encoder leaves a false
+/// `hist` out, so the key is never repeated); binary has its `hist` byte set,
+/// found after the version, `seq` and `ts` varints.
+///
+/// # Errors
+/// [`EncodeError::BufferFull`] if `out` is too small, [`EncodeError::Other`] if
+/// `payload` is not one of this crate's encodings.
+pub fn mark_hist(kind: Kind, payload: &[u8], out: &mut [u8]) -> Result<usize, EncodeError> {
+    let full = EncodeError::BufferFull(out.len());
+    if kind == Kind::Death {
+        out.get_mut(..payload.len()).ok_or(full)?.copy_from_slice(payload);
+        return Ok(payload.len());
+    }
+    match detect(payload).map_err(|_| EncodeError::Other("not an encoded payload"))? {
+        Format::Json => {
+            const HIST: &[u8] = b",\"hist\":true}";
+            let end = payload
+                .iter()
+                .rposition(|&b| b == b'}')
+                .ok_or(EncodeError::Other("JSON payload without a closing brace"))?;
+            let body = &payload[..end];
+            // `{}` has no field to follow: drop the comma.
+            let hist = if body.iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+                &HIST[1..]
+            } else {
+                HIST
+            };
+            let n = body.len() + hist.len();
+            let dst = out.get_mut(..n).ok_or(full)?;
+            dst[..body.len()].copy_from_slice(body);
+            dst[body.len()..].copy_from_slice(hist);
+            Ok(n)
+        }
+        Format::Binary => {
+            // marker, kind, v (one byte), seq (varint u32), ts (zigzag varint i64), hist.
+            let mut at = 3;
+            for max_len in [5, 10] {
+                let len = payload
+                    .get(at..)
+                    .and_then(|rest| rest.iter().take(max_len).position(|b| b & 0x80 == 0))
+                    .ok_or(EncodeError::Other("truncated binary header"))?;
+                at += len + 1;
+            }
+            if payload.get(at).is_none_or(|&b| b > 1) {
+                return Err(EncodeError::Other("binary payload has no hist flag where expected"));
+            }
+            let dst = out.get_mut(..payload.len()).ok_or(full)?;
+            dst.copy_from_slice(payload);
+            dst[at] = 1;
+            Ok(payload.len())
         }
     }
 }

@@ -41,8 +41,8 @@ pub use class::{DeviceClass, Kind};
 pub use code::{EventCode, Severity};
 #[cfg(feature = "alloc")]
 pub use codec::encode_to_vec;
-pub use codec::{BINARY_MARKER, DecodeError, EncodeError, Format, decode, encode};
-pub use message::{Ack, Birth, Cmd, CmdArgs, Data, Death, Event, Header, Invalid, Message, Op, V1};
+pub use codec::{BINARY_MARKER, DecodeError, EncodeError, Format, decode, encode, encode_sample, mark_hist};
+pub use message::{Ack, Birth, Cmd, CmdArgs, Data, Death, Event, Header, Invalid, Message, Op, PortSample, Sample, V1};
 pub use metric::{Direction, Metric, MetricInfo, PortMetric, PortState, ServiceMode, Unit, Value, ValueKind};
 pub use names::{Named, WireName};
 pub use readings::{Detail, PortReadings, Reading, Readings, Scalar};

@@ -588,3 +588,121 @@ impl fmt::Display for Message {
         Ok(())
     }
 }
+
+/// Borrowed telemetry: what a node sends as `data`, without building a [`Data`].
+///
+/// A [`Data`] has room for every limit (7.9 KiB); a node knows exactly which
+/// canonical metrics it has and keeps them in its own compact state. It lends
+/// them here and [`crate::codec::encode_sample`] writes the very bytes a
+/// [`Data`] with the same readings would.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample<'a> {
+    /// Message counter within the session.
+    pub seq: u32,
+    /// Device clock at sampling.
+    pub ts: Timestamp,
+    /// Replayed from the node's buffer.
+    pub hist: bool,
+    /// Session number, optional.
+    pub bdseq: Option<u32>,
+    /// Device-level metrics.
+    pub m: &'a [(Metric, crate::metric::Value)],
+    /// Charging bays: per-port metrics.
+    pub ports: &'a [PortSample<'a>],
+}
+
+/// One port's metrics in a [`Sample`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PortSample<'a> {
+    /// 1-based port number.
+    pub port: u8,
+    /// The port's metrics.
+    pub m: &'a [(crate::metric::PortMetric, crate::metric::Value)],
+}
+
+impl Sample<'_> {
+    /// The same checks [`Message::validate`] makes for a [`Data`], plus the
+    /// ones a [`Readings`] enforces by construction (no repeats, capacities).
+    ///
+    /// # Errors
+    /// The first [`Invalid`] field.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        check_pairs(self.m, MAX_METRICS, "m")?;
+        if self.ports.len() > MAX_PORTS {
+            return Err(Invalid::new("ports", "has more ports than one message may carry"));
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            if p.port == 0 {
+                return Err(Invalid::new("ports", "has port 0; ports are 1-based"));
+            }
+            if self.ports[..i].iter().any(|q| q.port == p.port) {
+                return Err(Invalid::new("ports", "lists the same port twice"));
+            }
+            check_pairs(p.m, crate::limits::MAX_PORT_METRICS, "ports")?;
+        }
+        Ok(())
+    }
+}
+
+fn check_pairs<M: crate::metric::MetricInfo>(
+    pairs: &[(M, crate::metric::Value)],
+    max: usize,
+    field: &'static str,
+) -> Result<(), Invalid> {
+    if pairs.len() > max {
+        return Err(Invalid::new(field, "has more metrics than one message may carry"));
+    }
+    for (i, (m, v)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(n, _)| n == m) {
+            return Err(Invalid::new(field, "repeats a metric"));
+        }
+        if m.kind().check(*v).is_err() {
+            return Err(Invalid::new(field, "holds a value of the wrong kind, or NaN"));
+        }
+    }
+    Ok(())
+}
+
+/// Serializes `(metric, value)` pairs exactly as [`Readings`] does.
+struct Pairs<'a, M>(&'a [(M, crate::metric::Value)]);
+
+impl<M: crate::names::WireName> Serialize for Pairs<'_, M> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (m, v) in self.0 {
+            map.serialize_entry(&Named::Known(*m), v)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for PortSample<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeTuple};
+        if s.is_human_readable() {
+            let mut map = s.serialize_map(Some(self.m.len() + 1))?;
+            map.serialize_entry("port", &self.port)?;
+            for (m, v) in self.m {
+                map.serialize_entry(&Named::Known(*m), v)?;
+            }
+            map.end()
+        } else {
+            let mut t = s.serialize_tuple(2)?;
+            t.serialize_element(&self.port)?;
+            t.serialize_element(&Pairs(self.m))?;
+            t.end()
+        }
+    }
+}
+
+impl Serialize for Sample<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut f = Fields::begin(s, "Data", 7)?;
+        f.header(self.seq, self.ts, self.hist)?;
+        f.opt("bdseq", self.bdseq.as_ref())?;
+        f.field("m", &Pairs(self.m))?;
+        f.unless("ports", self.ports, self.ports.is_empty())?;
+        f.end()
+    }
+}

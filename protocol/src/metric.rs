@@ -16,7 +16,8 @@ use crate::names::wire_names;
 wire_names! {
     /// Device-level metrics of all three classes (one namespace: names are unique).
     ///
-    /// Ids leave room per class: elevator 0–31, fire pump 32–63, charging bay 64–95.
+    /// Ids leave room per class: elevator 0–31, fire pump 32–63, charging bay 64–95,
+    /// node health of any class 96–127.
     pub enum Metric ("metric") {
         /// The car is moving.
         Running = 0 => "running",
@@ -74,6 +75,12 @@ wire_names! {
         MainsVoltageV = 66 => "mains_voltage_v",
         /// Residual (leakage) current.
         LeakageMa = 67 => "leakage_ma",
+        /// Node health, any class: telemetry messages the node's store-and-forward
+        /// buffer dropped since boot (it drops telemetry before events).
+        DroppedTelemetry = 96 => "dropped_telemetry",
+        /// Node health, any class: events the buffer dropped since boot (only when
+        /// it holds nothing but events).
+        DroppedEvents = 97 => "dropped_events",
     }
 }
 
@@ -218,19 +225,22 @@ pub trait MetricInfo: crate::names::WireName {
 }
 
 impl Metric {
-    /// The class whose nodes report this metric.
+    /// The class whose nodes report this metric; `None` for node-health
+    /// metrics every class reports.
     #[must_use]
-    pub const fn class(self) -> DeviceClass {
+    pub const fn class(self) -> Option<DeviceClass> {
         match self as u8 {
-            0..=31 => DeviceClass::Elevator,
-            32..=63 => DeviceClass::Firepump,
-            _ => DeviceClass::Charger,
+            0..=31 => Some(DeviceClass::Elevator),
+            32..=63 => Some(DeviceClass::Firepump),
+            64..=95 => Some(DeviceClass::Charger),
+            _ => None,
         }
     }
 
-    /// The canonical metrics of one class, in id order.
+    /// The canonical metrics specific to one class, in id order (without the
+    /// node-health metrics of every class).
     pub fn of_class(class: DeviceClass) -> impl Iterator<Item = Metric> {
-        Metric::ALL.iter().copied().filter(move |m| m.class() == class)
+        Metric::ALL.iter().copied().filter(move |m| m.class() == Some(class))
     }
 }
 
@@ -254,7 +264,7 @@ impl MetricInfo for Metric {
             Metric::Floor => Unit::Floor,
             Metric::SpeedMps | Metric::RatedSpeedMps => Unit::MetresPerSecond,
             Metric::LoadPct => Unit::Percent,
-            Metric::RunCount => Unit::Count,
+            Metric::RunCount | Metric::DroppedTelemetry | Metric::DroppedEvents => Unit::Count,
             Metric::RunHours => Unit::Hours,
             Metric::OutletPressureMpa | Metric::NetworkPressureMpa => Unit::Megapascal,
             Metric::TankLevelM => Unit::Metres,

@@ -94,3 +94,88 @@ fn whole_numbers_are_written_without_a_fraction() {
     assert!(json.contains(r#""speed_mps":1.02"#), "{json}");
     assert!(!json.contains("hist"), "hist=false is left out: {json}");
 }
+
+fn with_hist(msg: &Message, hist: bool) -> Message {
+    let mut m = msg.clone();
+    match &mut m {
+        Message::Birth(x) => x.hist = hist,
+        Message::Data(x) => x.hist = hist,
+        Message::Event(x) => x.hist = hist,
+        Message::Cmd(x) => x.hist = hist,
+        Message::Ack(x) => x.hist = hist,
+        Message::Death(_) => {}
+    }
+    m
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn a_sample_encodes_exactly_like_its_data(data in crate::strategies::data(false)) {
+        let m: Vec<(protocol::Metric, protocol::Value)> =
+            data.m.iter().map(|r| (r.name.known().unwrap(), r.value)).collect();
+        let port_pairs: Vec<Vec<(protocol::PortMetric, protocol::Value)>> = data
+            .ports
+            .iter()
+            .map(|p| p.readings.iter().map(|r| (r.name.known().unwrap(), r.value)).collect())
+            .collect();
+        let ports: Vec<protocol::PortSample<'_>> =
+            data.ports.iter().zip(&port_pairs).map(|(p, m)| protocol::PortSample { port: p.port, m }).collect();
+        let sample = protocol::Sample { seq: data.seq, ts: data.ts, hist: data.hist, bdseq: data.bdseq, m: &m, ports: &ports };
+        let msg = Message::Data(data.clone());
+        for format in [Format::Json, Format::Binary] {
+            let mut buf = vec![0u8; MAX_PAYLOAD];
+            let n = protocol::encode_sample(&sample, format, &mut buf).unwrap();
+            prop_assert_eq!(&buf[..n], &encoded(&msg, format)[..]);
+        }
+    }
+
+    #[test]
+    fn mark_hist_turns_a_live_payload_into_a_replay(msg in message(true)) {
+        let live = with_hist(&msg, false);
+        for format in [Format::Json, Format::Binary] {
+            let bytes = encoded(&live, format);
+            let mut out = vec![0u8; bytes.len() + 16];
+            let n = protocol::mark_hist(live.kind(), &bytes, &mut out).unwrap();
+            prop_assert_eq!(decode(live.kind(), &out[..n]).unwrap(), with_hist(&msg, true));
+        }
+    }
+}
+
+#[test]
+fn a_sample_with_a_repeated_metric_or_nan_is_refused() {
+    use protocol::{Metric, PortMetric, PortSample, Sample, Timestamp, Value};
+    let mut buf = [0u8; 256];
+    let bad = [(Metric::Floor, Value::Number(1.0)), (Metric::Floor, Value::Number(2.0))];
+    let s = Sample {
+        seq: 1,
+        ts: Timestamp::EPOCH,
+        hist: false,
+        bdseq: None,
+        m: &bad,
+        ports: &[],
+    };
+    assert!(protocol::encode_sample(&s, Format::Json, &mut buf).is_err());
+    let nan = [(PortMetric::TempC, Value::Number(f64::NAN))];
+    let ports = [PortSample { port: 1, m: &nan }];
+    let s = Sample {
+        seq: 1,
+        ts: Timestamp::EPOCH,
+        hist: false,
+        bdseq: None,
+        m: &[],
+        ports: &ports,
+    };
+    assert!(protocol::encode_sample(&s, Format::Binary, &mut buf).is_err());
+    let wrong = [(Metric::Running, Value::Number(1.0))];
+    let s = Sample {
+        seq: 1,
+        ts: Timestamp::EPOCH,
+        hist: false,
+        bdseq: None,
+        m: &wrong,
+        ports: &[],
+    };
+    assert!(protocol::encode_sample(&s, Format::Json, &mut buf).is_err());
+}
