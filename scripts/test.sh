@@ -24,7 +24,7 @@ cargo test --workspace --doc --locked
 step "no_std proofs"
 # 1. Build the node-side crates for a real microcontroller: any dependency that
 #    pulls in std fails here. -p, never --workspace (the gateway needs std).
-nostd_crates=(-p protocol -p no-std-proof)
+nostd_crates=(-p protocol -p firmware -p no-std-proof)
 proofs=()
 if rustup target list --installed | grep -q '^thumbv7em-none-eabihf$'; then
   cargo build --locked "${nostd_crates[@]}" --target thumbv7em-none-eabihf

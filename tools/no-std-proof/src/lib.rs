@@ -3,7 +3,7 @@
 //!
 //! `scripts/test.sh` builds this crate as a staticlib with
 //! `--cfg fm_nostd_proof -C panic=abort`, which turns on the panic handler below.
-//! If anything in the dependency graph links `std`, `std`'s own panic handler
+//! It links `protocol` and `firmware`. If anything in their dependency graph links `std`, `std`'s own panic handler
 //! collides with this one and the build fails with "duplicate lang item
 //! `panic_impl`". Without the cfg it is an ordinary `no_std` library, so the
 //! workspace's clippy and test runs build it like any other crate.
@@ -28,6 +28,14 @@ pub fn encode_sample(buf: &mut [u8; NODE_TX_BUFFER], ts_ms: i64, floor: i32) -> 
         .set(Metric::Floor, floor)
         .map_err(|_| EncodeError::Other("full"))?;
     encode(&Message::Data(data), Format::Json, buf)
+}
+
+/// Runs one charging-bay step the way a node does, so the proof links the
+/// firmware's node logic, outbox and encoders too.
+pub fn charger_step(node: &mut firmware::node::Node<firmware::charger::ChargerNode>, now_ms: u64) -> bool {
+    let inputs = firmware::charger::ChargerInputs::default();
+    let events = node.step(firmware::hal::Millis(now_ms), &inputs);
+    events.is_empty() && node.logic().relay_on(1)
 }
 
 /// Decodes a command the way a node does, with the heap-free JSON decoder.

@@ -1,0 +1,15 @@
+//! The firmware crate's one integration-test binary. Everything runs on the
+//! host with a manual clock: no test sleeps.
+
+// Tests panic on purpose when something is off; unwrapping is the assertion.
+#![allow(clippy::unwrap_used, clippy::too_many_lines, clippy::cast_precision_loss)]
+
+mod budget;
+mod charger;
+mod drivers;
+mod elevator;
+mod firepump;
+mod modbus;
+mod node;
+mod outbox;
+mod sensors;
