@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: the broker the docs' mosquitto_pub lines are tested against.
+# Debian packages: the broker the docs' mosquitto_pub lines are tested against, and
+# mbpoll, a real Modbus master the firmware's slave is tested with.
 # Later issues add PostgreSQL, VictoriaMetrics, socat, mbpoll and Chromium here.
-packages=(mosquitto mosquitto-clients)
+packages=(mosquitto mosquitto-clients mbpoll)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -28,6 +28,7 @@ nostd_crates=(-p protocol -p firmware -p no-std-proof)
 proofs=()
 if rustup target list --installed | grep -q '^thumbv7em-none-eabihf$'; then
   cargo build --locked "${nostd_crates[@]}" --target thumbv7em-none-eabihf
+  cargo build --locked -p firmware --features mqtt --target thumbv7em-none-eabihf
   # The optional `alloc` feature must stay free of std as well.
   cargo build --locked -p protocol --features alloc --target thumbv7em-none-eabihf
   proofs+=("thumbv7em-none-eabihf build")

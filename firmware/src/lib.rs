@@ -24,6 +24,8 @@ pub mod elevator;
 pub mod firepump;
 pub mod hal;
 pub mod modbus;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 pub mod node;
 pub mod outbox;
 pub mod registers;

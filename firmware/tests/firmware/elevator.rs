@@ -196,3 +196,21 @@ fn thresholds_can_be_set_within_range_only() {
     let ev = run(&mut n, 0, 40, &standing(true, false));
     assert_eq!(raised(&ev, EventCode::Trapped), Some(30));
 }
+
+proptest::proptest! {
+    /// No sequence of inputs, failed sensors and absurd speeds included, panics.
+    #[test]
+    fn no_input_sequence_panics(
+        samples in proptest::collection::vec((proptest::prelude::any::<[bool; 8]>(), proptest::prelude::any::<Option<f32>>(), 0u64..100_000), 1..200)
+    ) {
+        let mut n = ElevatorNode::new(ElevatorConfig::default());
+        let mut now = 0;
+        for ([door_closed, door_zone, occupied, alarm_button, ebike, power_ok, top_limit, bottom_limit], speed_mps, dt) in samples {
+            now += dt;
+            let input = ElevatorInputs { door_closed, door_zone, occupied, alarm_button, ebike, power_ok, top_limit, bottom_limit, speed_mps };
+            let _ = n.step(Millis(now), &input);
+            let _ = n.readings();
+            let _ = n.active_events();
+        }
+    }
+}

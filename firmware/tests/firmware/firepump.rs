@@ -160,3 +160,29 @@ fn no_self_test_out_of_auto() {
     );
     assert!(n.start_self_test(Millis(1000)).is_err());
 }
+
+proptest::proptest! {
+    /// No sequence of inputs, broken loops and self-test commands included, panics.
+    #[test]
+    fn no_input_sequence_panics(
+        samples in proptest::collection::vec(
+            (proptest::prelude::any::<[bool; 9]>(), proptest::prelude::any::<[Option<f32>; 3]>(), 0u64..1_000_000),
+            1..200,
+        )
+    ) {
+        let mut n = FirepumpNode::new(FirepumpConfig::default());
+        let mut now = 0;
+        for ([pump_running, pump_fault, auto_mode, start_signal, jockey_running, main_power_ok, backup_power_ok, cabinet_self_test, test], [outlet, network, tank], dt) in samples {
+            now += dt;
+            if test {
+                let _ = n.start_self_test(Millis(now));
+            }
+            let input = FirepumpInputs {
+                pump_running, pump_fault, auto_mode, start_signal, jockey_running, main_power_ok, backup_power_ok,
+                cabinet_self_test, outlet_pressure_mpa: outlet, network_pressure_mpa: network, tank_level_m: tank,
+            };
+            let _ = n.step(Millis(now), &input);
+            let _ = n.readings();
+        }
+    }
+}

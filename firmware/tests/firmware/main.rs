@@ -2,7 +2,12 @@
 //! host with a manual clock: no test sleeps.
 
 // Tests panic on purpose when something is off; unwrapping is the assertion.
-#![allow(clippy::unwrap_used, clippy::too_many_lines, clippy::cast_precision_loss)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::too_many_lines,
+    clippy::cast_precision_loss,
+    clippy::many_single_char_names
+)]
 
 mod budget;
 mod charger;
@@ -10,6 +15,7 @@ mod drivers;
 mod elevator;
 mod firepump;
 mod modbus;
+mod mqtt;
 mod node;
 mod outbox;
 mod sensors;
