@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: the broker the docs' mosquitto_pub lines are tested against, and
 # mbpoll, a real Modbus master the firmware's slave is tested with.
-# Later issues add PostgreSQL, VictoriaMetrics, socat, mbpoll and Chromium here.
+# Later issues add PostgreSQL, VictoriaMetrics, socat and Chromium here.
 packages=(mosquitto mosquitto-clients mbpoll)
 missing=()
 for p in "${packages[@]}"; do
