@@ -100,3 +100,12 @@ impl Alarm {
         None
     }
 }
+
+/// The still-raised codes among `alarms`, as events to resend after a reconnect.
+pub fn raised<'a>(alarms: impl IntoIterator<Item = &'a Alarm>) -> Events {
+    let mut events = Events::new();
+    for a in alarms.into_iter().filter(|a| a.active()) {
+        push(&mut events, NodeEvent::new(a.code(), true));
+    }
+    events
+}

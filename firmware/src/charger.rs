@@ -20,7 +20,7 @@ use protocol::{DeviceClass, EventCode, Metric, Op, PortMetric, PortState, Value}
 use crate::alarm::{Alarm, Events, NodeEvent, push};
 use crate::config::{Threshold, ms, threshold};
 use crate::debounce::Held;
-use crate::elevator::value_f64;
+use crate::elevator::{device_point, value_f64};
 use crate::hal::Millis;
 use crate::registers::{CommandError, RegisterImage};
 
@@ -561,17 +561,12 @@ impl RegisterImage for ChargerNode {
 
     fn point(&self, point: Point, port: Option<u8>) -> Option<f64> {
         match (point, port) {
-            (Point::Metric(m), _) => self
-                .readings()
-                .iter()
-                .find(|(n, _)| *n == m)
-                .map(|(_, v)| value_f64(*v)),
+            (Point::Metric(_) | Point::Event(_), _) => device_point(&self.readings(), point, |c| self.is_active(c)),
             (Point::PortMetric(m), Some(p)) => self
                 .port_readings(self.last_step.unwrap_or_default(), p)
                 .iter()
                 .find(|(n, _)| *n == m)
                 .map(|(_, v)| value_f64(*v)),
-            (Point::Event(code), _) => Some(f64::from(u8::from(self.is_active(code)))),
             (Point::Command(Op::CutOff), Some(p)) => Some(f64::from(u8::from(!self.relay_on(p)))),
             _ => None,
         }

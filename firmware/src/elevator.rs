@@ -12,7 +12,7 @@
 use protocol::modbus::Point;
 use protocol::{DeviceClass, EventCode, Metric, Op, Value};
 
-use crate::alarm::{Alarm, Events, NodeEvent, push};
+use crate::alarm::{Alarm, Events, push};
 use crate::config::{Threshold, ms, threshold};
 use crate::hal::Millis;
 use crate::registers::{CommandError, RegisterImage};
@@ -305,11 +305,7 @@ impl ElevatorNode {
     /// Events to resend after a reconnect: every code still raised.
     #[must_use]
     pub fn active_events(&self) -> Events {
-        let mut events = Events::new();
-        for a in self.alarms().into_iter().filter(|a| a.active()) {
-            push(&mut events, NodeEvent::new(a.code(), true));
-        }
-        events
+        crate::alarm::raised(self.alarms())
     }
 }
 
@@ -323,19 +319,24 @@ impl RegisterImage for ElevatorNode {
     }
 
     fn point(&self, point: Point, _port: Option<u8>) -> Option<f64> {
-        match point {
-            Point::Metric(m) => self
-                .readings()
-                .iter()
-                .find(|(n, _)| *n == m)
-                .map(|(_, v)| value_f64(*v)),
-            Point::Event(code) => Some(f64::from(u8::from(self.is_active(code)))),
-            _ => None,
-        }
+        device_point(&self.readings(), point, |code| self.is_active(code))
     }
 
     fn command(&mut self, _op: Op, _port: Option<u8>, _now: Millis) -> Result<(), CommandError> {
         Err(CommandError::Unsupported)
+    }
+}
+
+/// A device-level point from a node's readings and raised codes.
+pub(crate) fn device_point(
+    readings: &[(Metric, Value)],
+    point: Point,
+    is_active: impl Fn(EventCode) -> bool,
+) -> Option<f64> {
+    match point {
+        Point::Metric(m) => readings.iter().find(|(n, _)| *n == m).map(|(_, v)| value_f64(*v)),
+        Point::Event(code) => Some(f64::from(u8::from(is_active(code)))),
+        _ => None,
     }
 }
 

@@ -14,7 +14,7 @@ use protocol::{DeviceClass, EventCode, Metric, Op, Value};
 
 use crate::alarm::{Alarm, Events, NodeEvent, push};
 use crate::config::{Threshold, ms, threshold};
-use crate::elevator::value_f64;
+use crate::elevator::device_point;
 use crate::hal::Millis;
 use crate::registers::{CommandError, RegisterImage};
 
@@ -326,11 +326,7 @@ impl FirepumpNode {
     /// Events to resend after a reconnect: every code still raised.
     #[must_use]
     pub fn active_events(&self) -> Events {
-        let mut events = Events::new();
-        for a in self.alarms().into_iter().filter(|a| a.active()) {
-            push(&mut events, NodeEvent::new(a.code(), true));
-        }
-        events
+        crate::alarm::raised(self.alarms())
     }
 }
 
@@ -344,15 +340,7 @@ impl RegisterImage for FirepumpNode {
     }
 
     fn point(&self, point: Point, _port: Option<u8>) -> Option<f64> {
-        match point {
-            Point::Metric(m) => self
-                .readings()
-                .iter()
-                .find(|(n, _)| *n == m)
-                .map(|(_, v)| value_f64(*v)),
-            Point::Event(code) => Some(f64::from(u8::from(self.is_active(code)))),
-            _ => None,
-        }
+        device_point(&self.readings(), point, |code| self.is_active(code))
     }
 
     fn command(&mut self, op: Op, port: Option<u8>, now: Millis) -> Result<(), CommandError> {

@@ -703,13 +703,6 @@ fn raw_words(register: &Register, value: Option<f64>) -> [u16; 2] {
 
 /// Clamps a raw (unscaled) number into what `data_type` can hold.
 fn saturate(data_type: DataType, raw: f64) -> f64 {
-    let (lo, hi) = match data_type {
-        DataType::Bool => (0.0, 1.0),
-        DataType::U16 => (0.0, f64::from(u16::MAX)),
-        DataType::I16 => (f64::from(i16::MIN), f64::from(i16::MAX)),
-        DataType::U32(_) => (0.0, f64::from(u32::MAX)),
-        DataType::I32(_) => (f64::from(i32::MIN), f64::from(i32::MAX)),
-        DataType::F32(_) => (f64::from(f32::MIN), f64::from(f32::MAX)),
-    };
+    let (lo, hi) = data_type.range();
     raw.clamp(lo, hi)
 }

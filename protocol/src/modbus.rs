@@ -168,6 +168,19 @@ impl DataType {
         }
     }
 
+    /// The smallest and largest raw number the type holds.
+    #[must_use]
+    pub fn range(self) -> (f64, f64) {
+        match self {
+            DataType::Bool => (0.0, 1.0),
+            DataType::U16 => (0.0, f64::from(u16::MAX)),
+            DataType::I16 => (f64::from(i16::MIN), f64::from(i16::MAX)),
+            DataType::U32(_) => (0.0, f64::from(u32::MAX)),
+            DataType::I32(_) => (f64::from(i32::MIN), f64::from(i32::MAX)),
+            DataType::F32(_) => (f64::from(f32::MIN), f64::from(f32::MAX)),
+        }
+    }
+
     /// Reads raw registers (bits as 0/1 words) into a number, before scaling.
     ///
     /// # Errors
@@ -198,14 +211,7 @@ impl DataType {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     pub fn encode(self, raw: f64) -> Result<heapless::Vec<u16, 2>, RegisterError> {
         let out_of_range = RegisterError::OutOfRange { data_type: self };
-        let (lo, hi) = match self {
-            DataType::Bool => (0.0, 1.0),
-            DataType::U16 => (0.0, f64::from(u16::MAX)),
-            DataType::I16 => (f64::from(i16::MIN), f64::from(i16::MAX)),
-            DataType::U32(_) => (0.0, f64::from(u32::MAX)),
-            DataType::I32(_) => (f64::from(i32::MIN), f64::from(i32::MAX)),
-            DataType::F32(_) => (f64::from(f32::MIN), f64::from(f32::MAX)),
-        };
+        let (lo, hi) = self.range();
         if !raw.is_finite() || raw < lo || raw > hi {
             return Err(out_of_range);
         }

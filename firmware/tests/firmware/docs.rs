@@ -9,6 +9,9 @@ fn every_threshold_is_documented() {
         .chain(firmware::firepump::THRESHOLDS.iter().map(|t| t.name))
         .chain(firmware::charger::THRESHOLDS.iter().map(|t| t.name));
     for name in names {
-        assert!(doc.contains(&format!("`{name}`")), "docs/firmware.md does not mention `{name}`");
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "docs/firmware.md does not mention `{name}`"
+        );
     }
 }
