@@ -192,7 +192,8 @@ impl ElevatorNode {
         if self.running && input.door_zone && !self.last.door_zone {
             let step = if self.direction == 1 { 1.0 } else { -1.0 };
             let top = c.lowest_floor + c.floors - 1.0;
-            self.floor = (self.floor + step).clamp(c.lowest_floor, top.max(c.lowest_floor));
+            // max/min, not clamp: clamp can panic on a bad range, and pulls in float formatting.
+            self.floor = (self.floor + step).min(top).max(c.lowest_floor);
         }
         self.was_running = self.running;
 
