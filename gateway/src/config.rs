@@ -1,0 +1,253 @@
+//! The gateway's configuration: TOML, parsed with serde into typed fields, so
+//! a bad address, an unknown key or a wrong type is reported with the file,
+//! line, column and field that caused it (`gateway check`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration. Every section is optional: an empty file is the
+/// embedded default (embedded broker, embedded store, local HTTP).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where telemetry comes from.
+    pub mqtt: MqttConfig,
+    /// The HTTP API and console.
+    pub http: HttpConfig,
+    /// The embedded time-series and state store.
+    pub storage: StorageConfig,
+}
+
+/// The MQTT side: an embedded broker by default, or an outside one.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Address of the embedded broker (ignored when `broker` is set).
+    pub listen: SocketAddr,
+    /// An outside broker to connect to instead of embedding one.
+    pub broker: Option<BrokerConfig>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            broker: None,
+        }
+    }
+}
+
+/// An outside MQTT broker.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Host name or address.
+    pub host: String,
+    /// Port (1883 plain).
+    #[serde(default = "default_mqtt_port")]
+    pub port: u16,
+    /// Client id; the gateway keeps a persistent QoS 1 session under it.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// User name, if the broker wants one.
+    pub username: Option<String>,
+    /// Password, if the broker wants one.
+    pub password: Option<String>,
+    /// Shared-subscription group (`$share/{group}/fm/v1/...`), so several
+    /// gateways split one broker's load.
+    pub share_group: Option<String>,
+}
+
+fn default_mqtt_port() -> u16 {
+    1883
+}
+
+fn default_client_id() -> String {
+    "fm-gateway".to_owned()
+}
+
+/// The HTTP API.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// The embedded store.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory for the database.
+    pub data_dir: PathBuf,
+    /// Telemetry older than this many days is pruned (records never are).
+    pub retention_days: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("data"),
+            retention_days: 400,
+        }
+    }
+}
+
+/// A configuration that cannot be used, located in its file.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The field (`mqtt.listen`), when known.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the file, and the line, column and field when
+    /// the problem is in its text.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            column: None,
+            field: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates configuration text; `path` is only for messages.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column, field) = match e.span() {
+                Some(span) => locate(text, span.start),
+                None => (None, None, None),
+            };
+            ConfigError {
+                file: path.to_owned(),
+                line,
+                column,
+                field,
+                message: e.message().to_owned(),
+            }
+        })?;
+        config.validate().map_err(|(field, message)| {
+            let (line, column) = find_key(text, field);
+            ConfigError {
+                file: path.to_owned(),
+                line,
+                column,
+                field: Some(field.to_owned()),
+                message,
+            }
+        })?;
+        Ok(config)
+    }
+
+    /// Rules across fields that serde cannot check.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.storage.retention_days == 0 {
+            return Err(("storage.retention_days", "must be at least 1 day".into()));
+        }
+        if let Some(b) = &self.mqtt.broker {
+            if b.host.trim().is_empty() {
+                return Err(("mqtt.broker.host", "must not be empty".into()));
+            }
+            if b.client_id.is_empty() || b.client_id.len() > 64 {
+                return Err(("mqtt.broker.client_id", "must be 1 to 64 characters".into()));
+            }
+            if let Some(g) = &b.share_group
+                && (g.is_empty() || g.contains(['/', '+', '#']))
+            {
+                return Err((
+                    "mqtt.broker.share_group",
+                    "must be a non-empty name without / + #".into(),
+                ));
+            }
+            if b.password.is_some() && b.username.is_none() {
+                return Err(("mqtt.broker.password", "needs `username` too".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Line, column and dotted key path of a byte offset in TOML text.
+fn locate(text: &str, offset: usize) -> (Option<usize>, Option<usize>, Option<String>) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(1, |l| l.chars().count() + 1);
+    let mut table = String::new();
+    for l in before.lines() {
+        let t = l.trim();
+        if t.starts_with('[') && t.ends_with(']') {
+            t.trim_matches(|c| c == '[' || c == ']').trim().clone_into(&mut table);
+        }
+    }
+    let this_line = text.lines().nth(line - 1).unwrap_or_default();
+    let key = this_line
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_owned())
+        .filter(|k| !k.starts_with('['));
+    let field = match (table.is_empty(), key) {
+        (_, None) if table.is_empty() => None,
+        (_, None) => Some(table),
+        (true, Some(k)) => Some(k),
+        (false, Some(k)) => Some(format!("{table}.{k}")),
+    };
+    (Some(line), Some(column), field)
+}
+
+/// The line and column of `a.b.key = ...` in TOML text, if it is written there.
+fn find_key(text: &str, field: &str) -> (Option<usize>, Option<usize>) {
+    let (table, key) = field.rsplit_once('.').unwrap_or(("", field));
+    let mut current = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') && t.ends_with(']') {
+            t.trim_matches(|c| c == '[' || c == ']').trim().clone_into(&mut current);
+        } else if current == table && t.split_once('=').is_some_and(|(k, _)| k.trim() == key) {
+            return (Some(i + 1), Some(l.len() - l.trim_start().len() + 1));
+        }
+    }
+    (None, None)
+}

@@ -1,0 +1,13 @@
+//! The facility-safety gateway: ingest from MQTT, judge, store, serve.
+//!
+//! Pure cores (`ingest`, `registry`) at the centre; I/O at the edges (`store`,
+//! `service`): the binary in `main.rs` only parses the command line.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod registry;
+pub mod service;
+pub mod store;

@@ -1,0 +1,323 @@
+//! `gateway run`: the embedded (or outside) broker, MQTT ingest, the pipeline
+//! into the registry and store, and the HTTP API, wired by bounded channels
+//! and stopped together.
+//!
+//! ```text
+//! broker ──► mqtt task ──(bounded 8192, awaits when full)──► pipeline thread ──► registry + SQLite
+//!                                                                 │
+//! HTTP (axum) ◄── registry snapshot, read-only SQLite connection ◄┘
+//! ```
+//!
+//! Backpressure: when the pipeline is behind, the MQTT task waits instead of
+//! dropping, so the broker holds QoS 1 messages; nothing is dropped between
+//! the broker and the store.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::ingest::ingest;
+use crate::metrics::{KindLabel, Metrics, ReasonLabel};
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// The topic filter of everything nodes send (commands are filtered out on ingest).
+pub const FILTER: &str = "fm/v1/+/+/+/+";
+/// Pipeline queue length.
+pub const QUEUE: usize = 8192;
+/// At most one log line per topic per this long for rejected input.
+const REJECT_LOG_EVERY: Duration = Duration::from_mins(1);
+
+/// What the HTTP side shares with the pipeline.
+#[derive(Clone)]
+pub struct Shared {
+    /// The device registry, updated by the pipeline.
+    pub registry: Arc<Mutex<Registry>>,
+    /// The metrics.
+    pub metrics: Metrics,
+    /// The data directory (HTTP opens its own read connection).
+    pub data_dir: PathBuf,
+    /// The admin bearer token.
+    pub admin_token: Arc<str>,
+}
+
+/// Gateway clock in ms since the Unix epoch.
+#[must_use]
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Starts the embedded broker on its own thread (`rumqttd` blocks and has no
+/// shutdown: it ends with the process).
+///
+/// # Errors
+/// If the address is taken.
+pub fn start_embedded_broker(listen: SocketAddr) -> anyhow::Result<()> {
+    // rumqttd reports a taken port only in its own thread: check first.
+    drop(TcpListener::bind(listen).with_context(|| format!("mqtt.listen {listen} is not available"))?);
+    let text = format!(
+        r#"id = 0
+[router]
+id = 0
+max_connections = 10010
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "{listen}"
+next_connection_delay_ms = 1
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 262144
+max_inflight_count = 200
+dynamic_filters = true
+"#
+    );
+    let config: rumqttd::Config = toml::from_str(&text).context("embedded broker configuration")?;
+    let mut broker = rumqttd::Broker::new(config);
+    std::thread::Builder::new().name("mqtt-broker".into()).spawn(move || {
+        if let Err(e) = broker.start() {
+            tracing::error!(error = %e, "embedded MQTT broker stopped");
+        }
+    })?;
+    Ok(())
+}
+
+fn mqtt_options(config: &Config) -> (MqttOptions, String) {
+    let (mut opts, filter) = if let Some(b) = &config.mqtt.broker {
+        {
+            let mut o = MqttOptions::new(&b.client_id, &b.host, b.port);
+            if let (Some(u), Some(p)) = (&b.username, &b.password) {
+                o.set_credentials(u, p);
+            } else if let Some(u) = &b.username {
+                o.set_credentials(u, "");
+            }
+            let filter = b
+                .share_group
+                .as_ref()
+                .map_or_else(|| FILTER.to_owned(), |g| format!("$share/{g}/{FILTER}"));
+            (o, filter)
+        }
+    } else {
+        let l = config.mqtt.listen;
+        let host = if l.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            l.ip().to_string()
+        };
+        (MqttOptions::new("fm-gateway", host, l.port()), FILTER.to_owned())
+    };
+    // A persistent session: QoS 1 messages queued while the gateway is away are kept.
+    opts.set_clean_session(false);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_max_packet_size(256 * 1024, 256 * 1024);
+    (opts, filter)
+}
+
+/// A publish on its way to the pipeline.
+struct Publish {
+    topic: String,
+    payload: Vec<u8>,
+    received_ms: i64,
+}
+
+/// Runs the gateway until `shutdown` resolves.
+///
+/// # Errors
+/// Start-up failures (store, broker address, HTTP address); runtime failures
+/// of single messages are counted and logged, never fatal.
+pub async fn run(
+    config: Config,
+    admin_token: String,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::open(&config.storage.data_dir)?;
+    let registry = Registry::restore(store.load_devices()?);
+    let shared = Shared {
+        registry: Arc::new(Mutex::new(registry)),
+        metrics: Metrics::default(),
+        data_dir: config.storage.data_dir.clone(),
+        admin_token: admin_token.into(),
+    };
+    if config.mqtt.broker.is_none() {
+        start_embedded_broker(config.mqtt.listen)?;
+        tracing::info!(listen = %config.mqtt.listen, "embedded MQTT broker started");
+    }
+    let http = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("http.listen {} is not available", config.http.listen))?;
+    tracing::info!(listen = %config.http.listen, "HTTP API listening");
+
+    let (tx, rx) = mpsc::channel::<Publish>(QUEUE);
+    let retention_ms = i64::from(config.storage.retention_days) * 86_400_000;
+    let pipeline = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("pipeline".into())
+            .spawn(move || pipeline(store, rx, &shared, retention_ms))?
+    };
+
+    let (opts, filter) = mqtt_options(&config);
+    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    let metrics = shared.metrics.clone();
+    let mqtt = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!("connected to the MQTT broker");
+                    if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                        tracing::error!(error = %e, "subscribe failed");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let msg = Publish {
+                        topic: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                        received_ms: now_ms(),
+                    };
+                    metrics.queue_depth.inc();
+                    if tx.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    metrics.mqtt_disconnects.inc();
+                    tracing::warn!(error = %e, "MQTT connection lost; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
+
+    let app = crate::http::router(shared.clone());
+    axum::serve(http, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server")?;
+    tracing::info!("shutting down: draining the pipeline");
+    mqtt.abort();
+    let _ = mqtt.await;
+    match pipeline.join() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => bail!("the pipeline thread panicked"),
+    }
+}
+
+/// The pipeline: owns the store's write connection.
+fn pipeline(
+    mut store: Store,
+    mut rx: mpsc::Receiver<Publish>,
+    shared: &Shared,
+    retention_ms: i64,
+) -> anyhow::Result<()> {
+    let m = &shared.metrics;
+    let mut last_log: HashMap<String, Instant> = HashMap::new();
+    let mut last_prune = Instant::now();
+    while let Some(p) = rx.blocking_recv() {
+        m.queue_depth.dec();
+        let incoming = match ingest(&p.topic, &p.payload, p.received_ms) {
+            Ok(i) => i,
+            Err(r) => {
+                m.rejected
+                    .get_or_create(&ReasonLabel {
+                        reason: r.reason.to_owned(),
+                    })
+                    .inc();
+                let due = last_log.get(&r.topic).is_none_or(|t| t.elapsed() >= REJECT_LOG_EVERY);
+                if due {
+                    tracing::warn!(topic = %r.topic, reason = r.reason, detail = %r.detail, "rejected input");
+                    last_log.insert(r.topic.clone(), Instant::now());
+                }
+                continue;
+            }
+        };
+        m.ingested
+            .get_or_create(&KindLabel {
+                kind: incoming.topic.kind.to_string(),
+            })
+            .inc();
+        let (obs, device) = {
+            let mut reg = shared
+                .registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let obs = reg.observe(&incoming);
+            (obs, reg.get(&crate::registry::DeviceKey::of(&incoming)).cloned())
+        };
+        m.lost.inc_by(u64::from(obs.lost));
+        if obs.reordered {
+            m.reordered.inc();
+        }
+        if obs.skewed {
+            m.skewed.inc();
+        }
+        if obs.duplicate {
+            m.duplicates.inc();
+            continue;
+        }
+        match store.insert(&incoming) {
+            Ok(n) => {
+                m.stored.inc_by(n as u64);
+            }
+            Err(e) => {
+                m.store_errors.inc();
+                tracing::error!(error = %e, topic = %p.topic, "could not store a message");
+            }
+        }
+        let persist = obs.came_online || !matches!(incoming.message, protocol::Message::Data(_));
+        if let (true, Some(d)) = (persist, device)
+            && let Err(e) = store.save_device(&d)
+        {
+            tracing::error!(error = %e, "could not persist the registry");
+        }
+        if last_prune.elapsed() > Duration::from_hours(1) {
+            last_prune = Instant::now();
+            match store.prune(now_ms() - retention_ms) {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned telemetry past retention"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "prune failed"),
+            }
+        }
+    }
+    // Persist the whole registry on the way out: last-seen times survive a restart.
+    let reg = shared
+        .registry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for d in reg.iter() {
+        store.save_device(d)?;
+    }
+    Ok(())
+}
+
+/// A random 32-hex-digit token from the OS's randomness (`/dev/urandom`), or
+/// the clock and process id where that is missing.
+#[must_use]
+pub fn random_token() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if from_os.is_err() {
+        let seed = now_ms().to_le_bytes();
+        let pid = std::process::id().to_le_bytes();
+        bytes[..8].copy_from_slice(&seed);
+        bytes[8..12].copy_from_slice(&pid);
+    }
+    bytes.iter().fold(String::with_capacity(32), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,115 @@
+//! `gateway check`: errors name the file, line, column and field.
+
+use std::path::Path;
+
+use gateway::config::Config;
+
+fn err(text: &str) -> String {
+    Config::parse(Path::new("site.toml"), text).unwrap_err().to_string()
+}
+
+#[test]
+fn an_empty_file_is_the_embedded_default() {
+    let c = Config::parse(Path::new("empty.toml"), "").unwrap();
+    assert_eq!(c, Config::default());
+    assert_eq!(c.mqtt.listen.to_string(), "127.0.0.1:1883");
+    assert!(c.mqtt.broker.is_none());
+}
+
+#[test]
+fn a_full_file_parses() {
+    let c = Config::parse(
+        Path::new("site.toml"),
+        r#"
+[mqtt]
+listen = "0.0.0.0:1883"
+[mqtt.broker]
+host = "broker.local"
+port = 8883
+client_id = "gw-1"
+username = "gw"
+password = "secret"
+share_group = "gateways"
+[http]
+listen = "127.0.0.1:9090"
+[storage]
+data_dir = "/var/lib/fm"
+retention_days = 30
+"#,
+    )
+    .unwrap();
+    let b = c.mqtt.broker.unwrap();
+    assert_eq!(
+        (b.host.as_str(), b.port, b.share_group.as_deref()),
+        ("broker.local", 8883, Some("gateways"))
+    );
+    assert_eq!(c.storage.retention_days, 30);
+}
+
+#[test]
+fn type_errors_name_line_column_and_field() {
+    let e = err("[http]\nlisten = \"not an address\"\n");
+    assert!(e.starts_with("site.toml:2:10: field `http.listen`: "), "{e}");
+    assert!(e.contains("invalid socket address"), "{e}");
+
+    let e = err("[storage]\nretention_days = -3\n");
+    assert!(e.starts_with("site.toml:2:"), "{e}");
+    assert!(e.contains("storage.retention_days"), "{e}");
+}
+
+#[test]
+fn unknown_fields_are_refused_with_their_place() {
+    let e = err("[mqtt]\nlisen = \"127.0.0.1:1\"\n");
+    assert!(
+        e.starts_with("site.toml:2:1: field `mqtt.lisen`: unknown field `lisen`"),
+        "{e}"
+    );
+    let e = err("[nosuch]\n");
+    assert!(e.contains("unknown field `nosuch`"), "{e}");
+}
+
+#[test]
+fn rules_across_fields_name_the_field_and_its_line() {
+    let e = err("[storage]\ndata_dir = \"d\"\nretention_days = 0\n");
+    assert_eq!(
+        e,
+        "site.toml:3:1: field `storage.retention_days`: must be at least 1 day"
+    );
+    let e = err("[mqtt.broker]\nhost = \"b\"\npassword = \"x\"\n");
+    assert_eq!(e, "site.toml:3:1: field `mqtt.broker.password`: needs `username` too");
+    let e = err("[mqtt.broker]\nhost = \"b\"\nshare_group = \"a/b\"\n");
+    assert!(e.contains("mqtt.broker.share_group"), "{e}");
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let e = Config::load(Path::new("/nonexistent/fm.toml")).unwrap_err().to_string();
+    assert!(e.starts_with("/nonexistent/fm.toml: cannot read"), "{e}");
+}
+
+#[test]
+fn the_check_command_exits_2_naming_the_problem_and_0_when_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[http]\nlisten = \"nowhere\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml:2:10: field `http.listen`: invalid socket address syntax"),
+        "{stderr}"
+    );
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[storage]\nretention_days = 30\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,10 @@
+//! The gateway crate's one integration-test binary.
+
+// Tests panic on purpose when something is off; unwrapping is the assertion.
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
+
+mod config;
+mod ingest;
+mod registry;
+mod service;
+mod store;

@@ -1,0 +1,94 @@
+//! Sessions, gaps, duplicates, reordering, skew and offline judgement.
+
+use gateway::ingest::{Incoming, ingest};
+use gateway::registry::{DeviceKey, Registry, Status};
+
+const TOPIC: &str = "fm/v1/lakeside/elevator/EL-3";
+
+fn msg(kind: &str, payload: &str, at: i64) -> Incoming {
+    ingest(&format!("{TOPIC}/{kind}"), payload.as_bytes(), at).unwrap()
+}
+
+fn birth(bdseq: u32, at: i64) -> Incoming {
+    msg(
+        "birth",
+        &format!(r#"{{"v":1,"seq":0,"ts":{at},"bdseq":{bdseq},"fw":"1","model":"m","cfg":"c","interval_s":10}}"#),
+        at,
+    )
+}
+
+fn data(seq: u32, at: i64) -> Incoming {
+    msg(
+        "data",
+        &format!(r#"{{"v":1,"seq":{seq},"ts":{at},"bdseq":1,"m":{{"running":true}}}}"#),
+        at,
+    )
+}
+
+fn key() -> DeviceKey {
+    DeviceKey {
+        site: "lakeside".into(),
+        class: "elevator".into(),
+        device: "EL-3".into(),
+    }
+}
+
+#[test]
+fn gaps_duplicates_and_late_arrivals() {
+    let mut r = Registry::new();
+    assert!(r.observe(&birth(1, 0)).came_online);
+    assert_eq!(r.observe(&data(1, 1)).lost, 0);
+    let o = r.observe(&data(4, 2));
+    assert_eq!(o.lost, 2, "2 and 3 are missing");
+    let o = r.observe(&data(3, 3));
+    assert!(o.reordered && !o.duplicate);
+    assert!(r.observe(&data(3, 4)).duplicate);
+    assert!(r.observe(&data(4, 5)).duplicate);
+    let d = r.get(&key()).unwrap();
+    assert_eq!((d.lost, d.duplicates, d.reordered), (1, 2, 1));
+}
+
+#[test]
+fn online_stale_offline() {
+    let mut r = Registry::new();
+    r.observe(&birth(1, 0));
+    let d = r.get(&key()).unwrap().clone();
+    assert_eq!(Registry::status(&d, 29_000), Status::Online);
+    assert_eq!(Registry::status(&d, 31_000), Status::Stale, "3 × 10 s of silence");
+    // A will from an older session does not take the new session down.
+    r.observe(&birth(2, 40_000));
+    r.observe(&msg("death", r#"{"v":1,"bdseq":1}"#, 40_001));
+    assert_eq!(Registry::status(r.get(&key()).unwrap(), 40_002), Status::Online);
+    r.observe(&msg("death", r#"{"v":1,"bdseq":2}"#, 40_003));
+    assert_eq!(Registry::status(r.get(&key()).unwrap(), 40_004), Status::Offline);
+}
+
+#[test]
+fn replays_and_skew() {
+    let mut r = Registry::new();
+    r.observe(&birth(2, 1_000_000));
+    // A replay from session 1 does not move session 2's seq.
+    let old = msg(
+        "data",
+        r#"{"v":1,"seq":77,"ts":5,"hist":true,"bdseq":1,"m":{}}"#,
+        1_000_001,
+    );
+    let o = r.observe(&old);
+    assert_eq!(
+        (o.lost, o.duplicate, o.skewed),
+        (0, false, false),
+        "hist is not judged for skew"
+    );
+    assert_eq!(r.get(&key()).unwrap().last_seq, Some(0));
+    let skewed = msg("data", r#"{"v":1,"seq":1,"ts":0,"bdseq":2,"m":{}}"#, 1_000_002);
+    assert!(r.observe(&skewed).skewed, "device clock unset: 1000 s behind");
+}
+
+#[test]
+fn restore_keeps_everything() {
+    let mut r = Registry::new();
+    r.observe(&birth(1, 0));
+    r.observe(&data(5, 1));
+    let copy = Registry::restore(r.iter().cloned());
+    assert_eq!(copy, r);
+}

@@ -1,0 +1,193 @@
+//! `gateway run` end to end, in process: the embedded broker, a real
+//! `mosquitto_pub` publishing to it, the pipeline into SQLite, the HTTP API,
+//! auth, metrics, shutdown, and the registry restored after a restart.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::time::Duration;
+
+use gateway::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+async fn publish(mqtt: SocketAddr, topic: &str, payload: &str) {
+    let ok = tokio::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &mqtt.port().to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ])
+        .status()
+        .await
+        .expect("mosquitto_pub is not installed: run scripts/install-test-deps.sh")
+        .success();
+    assert!(ok, "mosquitto_pub to {topic}");
+}
+
+/// Polls `path` until `pred` holds on the body (bounded: 10 s).
+async fn wait_for(http: SocketAddr, path: &str, pred: impl Fn(&str) -> bool) -> String {
+    for _ in 0..200 {
+        let (status, body) = get(http, path, Some("secret")).await;
+        if status == 200 && pred(&body) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never satisfied the condition");
+}
+
+fn config(dir: &Path) -> (Config, SocketAddr, SocketAddr) {
+    let mut c = Config::default();
+    c.mqtt.listen = free_addr();
+    c.http.listen = free_addr();
+    dir.clone_into(&mut c.storage.data_dir);
+    (c.clone(), c.mqtt.listen, c.http.listen)
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nothing listens on {addr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_store_and_serve_then_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, mqtt, http) = config(dir.path());
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let service = tokio::spawn(gateway::service::run(cfg, "secret".into(), async {
+        let _ = stop_rx.await;
+    }));
+    wait_listening(http).await;
+    wait_listening(mqtt).await;
+
+    // Auth first: no token, wrong token, health without a token.
+    assert_eq!(get(http, "/api/v1/devices", None).await.0, 401);
+    assert_eq!(get(http, "/api/v1/devices", Some("nope")).await.0, 403);
+    assert_eq!(get(http, "/healthz", None).await, (200, "ok".into()));
+
+    // The gateway subscribes after connecting to its broker: publish until the first birth shows.
+    let base = "fm/v1/lakeside/elevator/EL-3";
+    let birth = r#"{"v":1,"seq":0,"ts":1763798400000,"bdseq":1,"fw":"1.4.2","model":"M","cfg":"c","interval_s":10}"#;
+    let mut seen = false;
+    for _ in 0..100 {
+        publish(mqtt, &format!("{base}/birth"), birth).await;
+        let (_, body) = get(http, "/api/v1/devices", Some("secret")).await;
+        if body.contains("EL-3") {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the birth never reached the registry");
+    for seq in 1..=3 {
+        let ts = 1_763_798_400_000i64 + i64::from(seq) * 1000;
+        let p = format!(r#"{{"v":1,"seq":{seq},"ts":{ts},"bdseq":1,"m":{{"floor":{seq},"running":true}}}}"#);
+        publish(mqtt, &format!("{base}/data"), &p).await;
+    }
+    publish(mqtt, &format!("{base}/data"), "{broken").await;
+    publish(mqtt, "fm/v1/Bad Site/elevator/x/data", "{}").await;
+
+    let body = wait_for(
+        http,
+        "/api/v1/series?device=EL-3&metric=floor&from=2025-11-22T08:00:00Z",
+        |b| b.matches("\"ts\"").count() == 3,
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let floors: Vec<f64> = v["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(floors, [1.0, 2.0, 3.0]);
+
+    let devices = wait_for(http, "/api/v1/devices", |b| b.contains("\"fw\":\"1.4.2\"")).await;
+    let v: serde_json::Value = serde_json::from_str(&devices).unwrap();
+    let d = &v["devices"][0];
+    assert_eq!(
+        (d["site"].as_str(), d["class"].as_str(), d["bdseq"].as_u64()),
+        (Some("lakeside"), Some("elevator"), Some(1))
+    );
+
+    let metrics = wait_for(http, "/metrics", |b| b.contains("reason=\"bad_topic\"")).await;
+    assert!(
+        metrics.contains("fm_ingest_rejected_total{reason=\"bad_json\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fm_ingest_rejected_total{reason=\"bad_topic\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("fm_store_values_total 6"), "{metrics}");
+
+    // Bad queries are clear errors.
+    let (status, body) = get(http, "/api/v1/series?device=EL-3", Some("secret")).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("`metric` is required"), "{body}");
+    let (status, body) = get(
+        http,
+        "/api/v1/series?device=EL-3&metric=floor&from=yesterday",
+        Some("secret"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("neither RFC 3339"), "{body}");
+
+    // Clean shutdown, then a restart on the same data directory keeps the registry.
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), service)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let (cfg, _, http) = config(dir.path());
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let service = tokio::spawn(gateway::service::run(cfg, "secret".into(), async {
+        let _ = stop_rx.await;
+    }));
+    wait_listening(http).await;
+    let (_, body) = get(http, "/api/v1/devices", Some("secret")).await;
+    assert!(body.contains("\"fw\":\"1.4.2\""), "registry restored: {body}");
+    let (_, body) = get(http, "/api/v1/series?device=EL-3&metric=floor&from=0", Some("secret")).await;
+    assert_eq!(body.matches("\"ts\"").count(), 3, "{body}");
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), service)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
