@@ -11,6 +11,10 @@
 //! Backpressure: when the pipeline is behind, the MQTT task waits instead of
 //! dropping, so the broker holds QoS 1 messages; nothing is dropped between
 //! the broker and the store.
+//!
+//! Delivery: acks are manual. A QoS 1 message is acknowledged to the broker
+//! only once it is in the store (or was refused, or is a duplicate): a gateway
+//! killed between receipt and write gets it again from its persistent session.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -121,13 +125,13 @@ fn mqtt_options(config: &Config) -> (MqttOptions, String) {
     opts.set_clean_session(false);
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(256 * 1024, 256 * 1024);
+    opts.set_manual_acks(true);
     (opts, filter)
 }
 
-/// A publish on its way to the pipeline.
+/// A publish on its way to the pipeline, acknowledged there once handled.
 struct Publish {
-    topic: String,
-    payload: Vec<u8>,
+    packet: rumqttc::Publish,
     received_ms: i64,
 }
 
@@ -160,15 +164,15 @@ pub async fn run(
 
     let (tx, rx) = mpsc::channel::<Publish>(QUEUE);
     let retention_ms = i64::from(config.storage.retention_days) * 86_400_000;
-    let pipeline = {
-        let shared = shared.clone();
-        std::thread::Builder::new()
-            .name("pipeline".into())
-            .spawn(move || pipeline(store, rx, &shared, retention_ms))?
-    };
-
     let (opts, filter) = mqtt_options(&config);
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    let pipeline = {
+        let shared = shared.clone();
+        let acker = client.clone();
+        std::thread::Builder::new()
+            .name("pipeline".into())
+            .spawn(move || pipeline(store, rx, &acker, &shared, retention_ms))?
+    };
     let metrics = shared.metrics.clone();
     let mqtt = tokio::spawn(async move {
         loop {
@@ -181,8 +185,7 @@ pub async fn run(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let msg = Publish {
-                        topic: p.topic.clone(),
-                        payload: p.payload.to_vec(),
+                        packet: p,
                         received_ms: now_ms(),
                     };
                     metrics.queue_depth.inc();
@@ -219,15 +222,21 @@ pub async fn run(
 fn pipeline(
     mut store: Store,
     mut rx: mpsc::Receiver<Publish>,
+    acker: &AsyncClient,
     shared: &Shared,
     retention_ms: i64,
 ) -> anyhow::Result<()> {
     let m = &shared.metrics;
     let mut last_log: HashMap<String, Instant> = HashMap::new();
     let mut last_prune = Instant::now();
+    let ack = |p: &Publish| {
+        if let Err(e) = acker.try_ack(&p.packet) {
+            tracing::warn!(error = %e, "could not acknowledge a message; the broker will send it again");
+        }
+    };
     while let Some(p) = rx.blocking_recv() {
         m.queue_depth.dec();
-        let incoming = match ingest(&p.topic, &p.payload, p.received_ms) {
+        let incoming = match ingest(&p.packet.topic, &p.packet.payload, p.received_ms) {
             Ok(i) => i,
             Err(r) => {
                 m.rejected
@@ -240,6 +249,7 @@ fn pipeline(
                     tracing::warn!(topic = %r.topic, reason = r.reason, detail = %r.detail, "rejected input");
                     last_log.insert(r.topic.clone(), Instant::now());
                 }
+                ack(&p);
                 continue;
             }
         };
@@ -265,15 +275,18 @@ fn pipeline(
         }
         if obs.duplicate {
             m.duplicates.inc();
+            ack(&p);
             continue;
         }
         match store.insert(&incoming) {
             Ok(n) => {
                 m.stored.inc_by(n as u64);
+                ack(&p);
             }
             Err(e) => {
+                // Not acknowledged: the broker keeps it for the next session.
                 m.store_errors.inc();
-                tracing::error!(error = %e, topic = %p.topic, "could not store a message");
+                tracing::error!(error = %e, topic = %p.packet.topic, "could not store a message");
             }
         }
         let persist = obs.came_online || !matches!(incoming.message, protocol::Message::Data(_));

@@ -2,7 +2,6 @@
 //! events, a command and its ack, and a link loss with replay afterwards.
 
 use std::cell::{Cell, RefCell};
-use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -15,47 +14,6 @@ use protocol::{DeviceClass, DeviceId, Format, Kind, Message, SiteId, Topic, deco
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdout, Command};
-
-struct Broker {
-    _child: Child,
-    port: u16,
-    _dir: std::path::PathBuf,
-}
-
-impl Broker {
-    async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let dir = std::env::temp_dir().join(format!("fm-fw-mqtt-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type all\nlog_dest stderr\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("mosquitto.log")).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("mosquitto is not installed: run scripts/install-test-deps.sh");
-        for _ in 0..500 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Broker {
-                    _child: child,
-                    port,
-                    _dir: dir,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("mosquitto did not start on {port}");
-    }
-}
 
 /// A subscriber printing `topic payload` lines, ready once it has its SUBACK.
 async fn subscriber(port: u16) -> (Child, Lines<BufReader<ChildStdout>>) {
@@ -157,7 +115,8 @@ async fn publish_cmd(port: u16, topic: &str, payload: &str) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_charging_bay_talks_to_a_real_broker() {
-    let broker = Broker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = testkit::Mosquitto::start(dir.path());
     let (_sub, mut lines) = subscriber(broker.port).await;
     let topic = Topic::new(
         SiteId::new("lakeside").unwrap(),

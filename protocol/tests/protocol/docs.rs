@@ -5,10 +5,9 @@
 
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use protocol::metric::Unit;
 use protocol::modbus::map_for;
@@ -265,19 +264,6 @@ fn mosquitto_pub_lines_carry_valid_topics_and_payloads() {
     }
 }
 
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Sends every documented `mosquitto_pub` line through a real Mosquitto and
 /// checks what a subscriber receives. The test command installs Mosquitto;
 /// `FM_SKIP_BROKER_TESTS=1` skips this on a machine without it.
@@ -287,28 +273,9 @@ fn mosquitto_pub_lines_work_against_a_real_broker() {
         eprintln!("skipped: FM_SKIP_BROKER_TESTS is set");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("fm-docs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-    )
-    .unwrap();
-    let broker = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto is not installed: run scripts/test.sh (or set FM_SKIP_BROKER_TESTS=1)");
-    let _broker = Broker(broker);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = testkit::Mosquitto::start(dir.path());
+    let port = broker.port;
     let lines = mosquitto_lines(&doc());
     // `-d` prints the SUBACK, so publishing starts only once the subscription is live.
     // stdbuf: mosquitto_sub block-buffers a pipe, which would hide the SUBACK.
@@ -354,7 +321,6 @@ fn mosquitto_pub_lines_work_against_a_real_broker() {
     sent.sort();
     assert_eq!(got, sent, "the broker delivered every documented message unchanged");
     let _ = sub.wait();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn metrics_table() -> String {

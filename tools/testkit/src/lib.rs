@@ -1,0 +1,113 @@
+//! Real servers for tests, started on free ports and stopped when dropped, so
+//! no test depends on a server someone left running (the project's scripts
+//! install the packages; nothing here downloads anything).
+
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
+///
+/// # Panics
+/// If the OS has no free port.
+#[must_use]
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Waits until something accepts TCP connections on `port`.
+///
+/// # Panics
+/// After 10 s.
+pub fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A Mosquitto broker (Debian's `mosquitto`) on its own port and directory.
+pub struct Mosquitto {
+    child: Option<Child>,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Mosquitto {
+    /// Starts a broker on a free port, persisting its sessions in a new
+    /// directory under `parent` (so a restart keeps QoS 1 messages queued).
+    ///
+    /// # Panics
+    /// If `mosquitto` is not installed (run `scripts/install-test-deps.sh`) or
+    /// does not start.
+    pub fn start(parent: &Path) -> Mosquitto {
+        let port = free_port();
+        let dir = parent.join(format!("mosquitto-{port}"));
+        std::fs::create_dir_all(&dir).expect("broker directory");
+        let mut m = Mosquitto { child: None, port, dir };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.join("mosquitto.conf");
+        let text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
+             autosave_interval 1\nuser root\nlog_type all\nlog_dest stderr\n",
+            port = self.port,
+            dir = self.dir.display()
+        );
+        std::fs::write(&conf, text).expect("broker configuration");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("mosquitto.log"))
+            .expect("broker log");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto is not installed: run scripts/install-test-deps.sh");
+        self.child = Some(child);
+        wait_port(self.port);
+    }
+
+    /// Stops the broker the way an operator would (SIGTERM: it saves its
+    /// sessions) and starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Stops the broker with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// The broker's log so far (for failure messages).
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
