@@ -23,6 +23,14 @@ if ((${#missing[@]})); then
   if command -v systemctl >/dev/null 2>&1; then "${sudo_cmd[@]}" systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
 fi
 
+# Python peers for tests (a Modbus slave not written here), in a venv under
+# target/ so nothing is installed system-wide. Pinned versions.
+venv=target/test-venv
+if ! "$venv/bin/python" -c 'import pymodbus; assert pymodbus.__version__ == "3.16.1"' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check pymodbus==3.16.1
+fi
+
 # The pinned toolchain (rust-toolchain.toml), its components, and the
 # microcontroller target for the no_std proof.
 toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)

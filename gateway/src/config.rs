@@ -19,6 +19,16 @@ pub struct Config {
     pub http: HttpConfig,
     /// The embedded time-series and state store.
     pub storage: StorageConfig,
+    /// Devices polled over Modbus TCP.
+    pub modbus: ModbusConfig,
+}
+
+/// Devices polled over Modbus.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModbusConfig {
+    /// The devices, each `[[modbus.devices]]`.
+    pub devices: Vec<crate::modbus::DeviceConfig>,
 }
 
 /// The MQTT side: an embedded broker by default, or an outside one.
@@ -187,6 +197,44 @@ impl Config {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.storage.retention_days == 0 {
             return Err(("storage.retention_days", "must be at least 1 day".into()));
+        }
+        for (i, d) in self.modbus.devices.iter().enumerate() {
+            if protocol::SiteId::new(&d.site).is_err() {
+                return Err((
+                    "modbus.devices.site",
+                    format!("device #{}: `{}` is not a site id ([a-z0-9-]{{1,32}})", i + 1, d.site),
+                ));
+            }
+            if protocol::DeviceId::new(&d.device).is_err() {
+                return Err((
+                    "modbus.devices.device",
+                    format!("device #{}: `{}` is not a device id", i + 1, d.device),
+                ));
+            }
+            if d.interval_ms < 100 {
+                return Err((
+                    "modbus.devices.interval_ms",
+                    format!("device `{}`: at least 100 ms", d.device),
+                ));
+            }
+            if d.timeout_ms == 0 || d.timeout_ms >= d.interval_ms.max(100) * 10 {
+                return Err((
+                    "modbus.devices.timeout_ms",
+                    format!("device `{}`: between 1 ms and 10 × the interval", d.device),
+                ));
+            }
+            if let Err(e) = d.points() {
+                return Err(("modbus.devices.registers", format!("device `{}`: {e}", d.device)));
+            }
+            if self.modbus.devices[..i]
+                .iter()
+                .any(|o| o.site == d.site && o.device == d.device)
+            {
+                return Err((
+                    "modbus.devices.device",
+                    format!("device `{}` is configured twice", d.device),
+                ));
+            }
         }
         if let Some(b) = &self.mqtt.broker {
             if b.host.trim().is_empty() {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod modbus;
 pub mod registry;
 pub mod service;
 pub mod store;

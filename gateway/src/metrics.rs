@@ -6,6 +6,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// A `kind` label.
@@ -22,8 +23,28 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// A `device` label for Modbus slaves.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModbusLabel {
+    /// The device id.
+    pub device: String,
+}
+
+/// `device` and `outcome` labels for Modbus requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModbusOutcomeLabel {
+    /// The device id.
+    pub device: String,
+    /// `ok`, `exception` (the slave refused), `timeout` or `transport`.
+    pub outcome: String,
+}
+
+fn poll_buckets() -> Histogram {
+    Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
+}
+
 /// All metrics, cheap to clone (the handles share their values).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
     /// Messages accepted, by kind.
     pub ingested: Family<KindLabel, Counter>,
@@ -45,6 +66,32 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// MQTT connection losses.
     pub mqtt_disconnects: Counter,
+    /// Modbus requests by device and outcome.
+    pub modbus_requests: Family<ModbusOutcomeLabel, Counter>,
+    /// 1 while a Modbus slave answers, 0 while its breaker is open.
+    pub modbus_up: Family<ModbusLabel, Gauge>,
+    /// Duration of one poll of one device.
+    pub modbus_poll_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            ingested: Family::default(),
+            rejected: Family::default(),
+            lost: Counter::default(),
+            duplicates: Counter::default(),
+            reordered: Counter::default(),
+            skewed: Counter::default(),
+            stored: Counter::default(),
+            store_errors: Counter::default(),
+            queue_depth: Gauge::default(),
+            mqtt_disconnects: Counter::default(),
+            modbus_requests: Family::default(),
+            modbus_up: Family::default(),
+            modbus_poll_seconds: poll_buckets(),
+        }
+    }
 }
 
 impl Metrics {
@@ -93,6 +140,17 @@ impl Metrics {
             "mqtt_disconnects",
             "MQTT connection losses",
             self.mqtt_disconnects.clone(),
+        );
+        r.register(
+            "modbus_requests",
+            "Modbus requests by device and outcome",
+            self.modbus_requests.clone(),
+        );
+        r.register("modbus_up", "1 while a Modbus slave answers", self.modbus_up.clone());
+        r.register(
+            "modbus_poll_seconds",
+            "Duration of one poll of one device",
+            self.modbus_poll_seconds.clone(),
         );
         r
     }

@@ -135,6 +135,13 @@ struct Publish {
     received_ms: i64,
 }
 
+/// What the pipeline handles: a publish to decode, or a message the Modbus
+/// poller built.
+enum Input {
+    Mqtt(Publish),
+    Polled(Box<crate::ingest::Incoming>),
+}
+
 /// Runs the gateway until `shutdown` resolves.
 ///
 /// # Errors
@@ -162,7 +169,8 @@ pub async fn run(
         .with_context(|| format!("http.listen {} is not available", config.http.listen))?;
     tracing::info!(listen = %config.http.listen, "HTTP API listening");
 
-    let (tx, rx) = mpsc::channel::<Publish>(QUEUE);
+    let (tx, rx) = mpsc::channel::<Input>(QUEUE);
+    let pipeline_tx = tx.clone();
     let retention_ms = i64::from(config.storage.retention_days) * 86_400_000;
     let (opts, filter) = mqtt_options(&config);
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
@@ -189,7 +197,7 @@ pub async fn run(
                         received_ms: now_ms(),
                     };
                     metrics.queue_depth.inc();
-                    if tx.send(msg).await.is_err() {
+                    if tx.send(Input::Mqtt(msg)).await.is_err() {
                         break;
                     }
                 }
@@ -203,6 +211,27 @@ pub async fn run(
         }
     });
 
+    let mut pollers = Vec::new();
+    for device in config.modbus.devices.clone() {
+        // Validated at load: the map resolves.
+        let Ok(points) = device.points() else { continue };
+        let (ptx, mut prx) = mpsc::channel(64);
+        let tx = pipeline_tx.clone();
+        let metrics = shared.metrics.clone();
+        let forward_metrics = shared.metrics.clone();
+        tracing::info!(device = %device.device, address = %device.address, "polling over Modbus TCP");
+        pollers.push(tokio::spawn(crate::modbus::poll_device(device, points, ptx, metrics)));
+        pollers.push(tokio::spawn(async move {
+            while let Some(incoming) = prx.recv().await {
+                forward_metrics.queue_depth.inc();
+                if tx.send(Input::Polled(Box::new(incoming))).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(pipeline_tx);
+
     let app = crate::http::router(shared.clone());
     axum::serve(http, app)
         .with_graceful_shutdown(shutdown)
@@ -211,6 +240,10 @@ pub async fn run(
     tracing::info!("shutting down: draining the pipeline");
     mqtt.abort();
     let _ = mqtt.await;
+    for p in pollers {
+        p.abort();
+        let _ = p.await;
+    }
     match pipeline.join() {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e),
@@ -221,7 +254,7 @@ pub async fn run(
 /// The pipeline: owns the store's write connection.
 fn pipeline(
     mut store: Store,
-    mut rx: mpsc::Receiver<Publish>,
+    mut rx: mpsc::Receiver<Input>,
     acker: &AsyncClient,
     shared: &Shared,
     retention_ms: i64,
@@ -229,29 +262,34 @@ fn pipeline(
     let m = &shared.metrics;
     let mut last_log: HashMap<String, Instant> = HashMap::new();
     let mut last_prune = Instant::now();
-    let ack = |p: &Publish| {
-        if let Err(e) = acker.try_ack(&p.packet) {
+    let ack = |p: Option<&Publish>| {
+        if let Some(p) = p
+            && let Err(e) = acker.try_ack(&p.packet)
+        {
             tracing::warn!(error = %e, "could not acknowledge a message; the broker will send it again");
         }
     };
-    while let Some(p) = rx.blocking_recv() {
+    while let Some(input) = rx.blocking_recv() {
         m.queue_depth.dec();
-        let incoming = match ingest(&p.packet.topic, &p.packet.payload, p.received_ms) {
-            Ok(i) => i,
-            Err(r) => {
-                m.rejected
-                    .get_or_create(&ReasonLabel {
-                        reason: r.reason.to_owned(),
-                    })
-                    .inc();
-                let due = last_log.get(&r.topic).is_none_or(|t| t.elapsed() >= REJECT_LOG_EVERY);
-                if due {
-                    tracing::warn!(topic = %r.topic, reason = r.reason, detail = %r.detail, "rejected input");
-                    last_log.insert(r.topic.clone(), Instant::now());
+        let (incoming, p) = match input {
+            Input::Polled(incoming) => (*incoming, None),
+            Input::Mqtt(p) => match ingest(&p.packet.topic, &p.packet.payload, p.received_ms) {
+                Ok(i) => (i, Some(p)),
+                Err(r) => {
+                    m.rejected
+                        .get_or_create(&ReasonLabel {
+                            reason: r.reason.to_owned(),
+                        })
+                        .inc();
+                    let due = last_log.get(&r.topic).is_none_or(|t| t.elapsed() >= REJECT_LOG_EVERY);
+                    if due {
+                        tracing::warn!(topic = %r.topic, reason = r.reason, detail = %r.detail, "rejected input");
+                        last_log.insert(r.topic.clone(), Instant::now());
+                    }
+                    ack(Some(&p));
+                    continue;
                 }
-                ack(&p);
-                continue;
-            }
+            },
         };
         m.ingested
             .get_or_create(&KindLabel {
@@ -275,18 +313,18 @@ fn pipeline(
         }
         if obs.duplicate {
             m.duplicates.inc();
-            ack(&p);
+            ack(p.as_ref());
             continue;
         }
         match store.insert(&incoming) {
             Ok(n) => {
                 m.stored.inc_by(n as u64);
-                ack(&p);
+                ack(p.as_ref());
             }
             Err(e) => {
                 // Not acknowledged: the broker keeps it for the next session.
                 m.store_errors.inc();
-                tracing::error!(error = %e, topic = %p.packet.topic, "could not store a message");
+                tracing::error!(error = %e, topic = %incoming.topic, "could not store a message");
             }
         }
         let persist = obs.came_online || !matches!(incoming.message, protocol::Message::Data(_));

@@ -6,6 +6,7 @@
 mod broker;
 mod config;
 mod ingest;
+mod modbus;
 mod registry;
 mod service;
 mod store;

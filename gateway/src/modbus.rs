@@ -1,0 +1,549 @@
+//! Modbus polling: nodes and third-party controllers read over Modbus TCP,
+//! turned into the same `data` messages MQTT brings, so everything downstream
+//! is shared.
+//!
+//! The core is pure and tested without a socket: [`plan`] turns a register
+//! map into the fewest read requests (contiguous runs, Modbus limits), and
+//! [`Sample::finish`] turns the answers into a `Data`. [`poll_device`] is the
+//! I/O: one task per device, so a dead or slow slave never delays another;
+//! every request has a timeout; a Modbus exception (the slave said no) is told
+//! apart from a transport failure (the slave may be dead); after a transport
+//! failure the connection is dropped and re-opened, which also clears a
+//! transaction id stuck on a late answer; after three failures in a row a
+//! circuit breaker backs off exponentially to 60 s.
+//!
+//! A device's reachability is expressed with the protocol's own session
+//! messages: the first good poll is a `birth` (with the poll interval), a
+//! breaker opening is a `death` of that session, so the registry and the
+//! offline rules treat a Modbus device like any node.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use protocol::metric::{Metric, PortMetric, Value};
+use protocol::modbus::{DataType, Point, Register, Table, WordOrder, map_for};
+use protocol::{Birth, Data, Death, DeviceClass, DeviceId, Message, Named, PortReadings, SiteId, Timestamp, Topic, V1};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_modbus::client::{Context, Reader};
+use tokio_modbus::{ExceptionCode, Slave};
+
+use crate::ingest::Incoming;
+use crate::metrics::{Metrics, ModbusLabel};
+use crate::service::now_ms;
+
+/// Most registers in one read (Modbus limit).
+pub const MAX_WORDS: u16 = 125;
+/// Most bits in one read (Modbus limit).
+pub const MAX_BITS: u16 = 2000;
+/// Failures in a row that open the circuit breaker.
+pub const BREAKER_AFTER: u32 = 3;
+/// Longest back-off of an open breaker.
+pub const MAX_BACKOFF: Duration = Duration::from_mins(1);
+
+/// One polled device, as configured.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// The compound.
+    pub site: String,
+    /// The device id (its topic segment).
+    pub device: String,
+    /// Its class: selects our firmware's built-in map unless `registers` is given.
+    pub class: DeviceClass,
+    /// Modbus TCP address.
+    pub address: SocketAddr,
+    /// Unit id.
+    #[serde(default = "default_unit")]
+    pub unit: u8,
+    /// Poll interval.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// Timeout of one request (and of connecting).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Ports (charging bays with the built-in map).
+    #[serde(default)]
+    pub ports: u8,
+    /// A vendor's map instead of the built-in one.
+    pub registers: Option<Vec<RegisterConfig>>,
+}
+
+fn default_unit() -> u8 {
+    1
+}
+fn default_interval_ms() -> u64 {
+    1000
+}
+fn default_timeout_ms() -> u64 {
+    500
+}
+
+/// A table name in configuration.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TableName {
+    /// Coils (FC 01).
+    Coil,
+    /// Discrete inputs (FC 02).
+    Discrete,
+    /// Input registers (FC 04).
+    Input,
+    /// Holding registers (FC 03).
+    Holding,
+}
+
+/// A value type in configuration.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TypeName {
+    /// A bit, or a register that is 0/1.
+    Bool,
+    /// Unsigned 16-bit.
+    U16,
+    /// Signed 16-bit.
+    I16,
+    /// Unsigned 32-bit.
+    U32,
+    /// Signed 32-bit.
+    I32,
+    /// IEEE 754 single.
+    F32,
+}
+
+/// A word order in configuration.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderName {
+    /// High word first (default).
+    #[default]
+    Abcd,
+    /// Word-swapped.
+    Cdab,
+    /// Byte-swapped.
+    Badc,
+    /// Little-endian.
+    Dcba,
+}
+
+/// One register of a vendor's map.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterConfig {
+    /// Table.
+    pub table: TableName,
+    /// PDU address (0-based).
+    pub address: u16,
+    /// Value type.
+    #[serde(rename = "type")]
+    pub data_type: TypeName,
+    /// Word order of 32-bit types.
+    #[serde(default)]
+    pub word_order: OrderName,
+    /// Engineering value = raw × scale.
+    #[serde(default = "one")]
+    pub scale: f64,
+    /// Metric name (canonical, or a vendor's own `[a-z][a-z0-9_]*`).
+    pub metric: String,
+    /// Charging port, for port metrics.
+    pub port: Option<u8>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Where a polled value goes in the `data` message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// A device-level metric.
+    Metric(Named<Metric>),
+    /// A port's metric.
+    Port(u8, Named<PortMetric>),
+}
+
+/// One value to poll.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolledPoint {
+    /// Where and how to read it.
+    pub register: Register,
+    /// Where it goes.
+    pub target: Target,
+}
+
+/// Why a device's configuration cannot be polled.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MapError {
+    /// The metric name is not a wire name.
+    #[error("register {address}: metric `{metric}` is not a valid name")]
+    BadMetric {
+        /// The register.
+        address: u16,
+        /// The name.
+        metric: String,
+    },
+    /// A bit table with a word type, or the other way round.
+    #[error("register {address}: a {table:?} holds bits; use type \"bool\"")]
+    BitTable {
+        /// The register.
+        address: u16,
+        /// The table.
+        table: TableName,
+    },
+}
+
+impl DeviceConfig {
+    /// The points to poll: the configured map, or our firmware's built-in one.
+    ///
+    /// # Errors
+    /// [`MapError`] for a configured map that cannot work.
+    pub fn points(&self) -> Result<Vec<PolledPoint>, MapError> {
+        let Some(regs) = &self.registers else {
+            return Ok(map_for(self.class)
+                .entries(self.ports)
+                .filter_map(|e| {
+                    let target = match (e.register.point, e.port) {
+                        (Point::Metric(m), _) => Target::Metric(Named::Known(m)),
+                        (Point::PortMetric(m), Some(p)) => Target::Port(p, Named::Known(m)),
+                        _ => return None,
+                    };
+                    Some(PolledPoint {
+                        register: e.register,
+                        target,
+                    })
+                })
+                .collect());
+        };
+        regs.iter()
+            .map(|r| {
+                let table = match r.table {
+                    TableName::Coil => Table::Coil,
+                    TableName::Discrete => Table::DiscreteInput,
+                    TableName::Input => Table::InputRegister,
+                    TableName::Holding => Table::HoldingRegister,
+                };
+                let order = match r.word_order {
+                    OrderName::Abcd => WordOrder::Abcd,
+                    OrderName::Cdab => WordOrder::Cdab,
+                    OrderName::Badc => WordOrder::Badc,
+                    OrderName::Dcba => WordOrder::Dcba,
+                };
+                let data_type = match r.data_type {
+                    TypeName::Bool => DataType::Bool,
+                    TypeName::U16 => DataType::U16,
+                    TypeName::I16 => DataType::I16,
+                    TypeName::U32 => DataType::U32(order),
+                    TypeName::I32 => DataType::I32(order),
+                    TypeName::F32 => DataType::F32(order),
+                };
+                if table.is_bit() && data_type != DataType::Bool {
+                    return Err(MapError::BitTable {
+                        address: r.address,
+                        table: r.table,
+                    });
+                }
+                let bad = || MapError::BadMetric {
+                    address: r.address,
+                    metric: r.metric.clone(),
+                };
+                let target = match r.port {
+                    Some(p) => Target::Port(p, Named::parse(&r.metric).map_err(|_| bad())?),
+                    None => Target::Metric(Named::parse(&r.metric).map_err(|_| bad())?),
+                };
+                // The point is only used for docs in the built-in maps; a metric stands in here.
+                let point = Point::Metric(Metric::Running);
+                Ok(PolledPoint {
+                    register: Register {
+                        table,
+                        address: r.address,
+                        data_type,
+                        scale: r.scale,
+                        point,
+                    },
+                    target,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One read request and the points it answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// The table.
+    pub table: Table,
+    /// First address.
+    pub address: u16,
+    /// Registers or bits.
+    pub count: u16,
+    /// Indexes into the point list, with their offset in the answer.
+    pub points: Vec<(usize, u16)>,
+}
+
+/// Groups points into the fewest reads: contiguous runs of one table, within
+/// the Modbus limits. Gaps are never read across (a slave may refuse them).
+#[must_use]
+pub fn plan(points: &[PolledPoint]) -> Vec<Request> {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by_key(|&i| (points[i].register.table, points[i].register.address));
+    let mut out: Vec<Request> = Vec::new();
+    for i in order {
+        let r = &points[i].register;
+        let words = r.data_type.words();
+        let limit = if r.table.is_bit() { MAX_BITS } else { MAX_WORDS };
+        match out.last_mut() {
+            Some(req)
+                if req.table == r.table
+                    && req.address.checked_add(req.count) == Some(r.address)
+                    && req.count + words <= limit =>
+            {
+                req.points.push((i, req.count));
+                req.count += words;
+            }
+            // The same register read twice (two metrics from one address): reuse it.
+            Some(req)
+                if req.table == r.table && r.address >= req.address && r.address + words <= req.address + req.count =>
+            {
+                req.points.push((i, r.address - req.address));
+            }
+            _ => out.push(Request {
+                table: r.table,
+                address: r.address,
+                count: words,
+                points: vec![(i, 0)],
+            }),
+        }
+    }
+    out
+}
+
+/// Values collected over one poll, finished into a `data` message.
+#[derive(Debug, Default)]
+pub struct Sample {
+    values: Vec<(usize, f64)>,
+}
+
+impl Sample {
+    /// Records the answer of one request.
+    pub fn answer(&mut self, points: &[PolledPoint], req: &Request, words: &[u16]) {
+        for &(i, offset) in &req.points {
+            let reg = &points[i].register;
+            let start = usize::from(offset);
+            let Some(slice) = words.get(start..start + usize::from(reg.data_type.words())) else {
+                continue;
+            };
+            if let Ok(v) = reg.read(slice)
+                && v.is_finite()
+            {
+                self.values.push((i, v));
+            }
+        }
+    }
+
+    /// The `data` message of this poll.
+    #[must_use]
+    pub fn finish(self, points: &[PolledPoint], seq: u32, ts: Timestamp) -> Data {
+        let mut data = Data::new(seq, ts);
+        for (i, v) in self.values {
+            let value = |bool_type: bool| {
+                if bool_type {
+                    Value::Bool(v != 0.0)
+                } else {
+                    Value::Number(v)
+                }
+            };
+            let is_bool = points[i].register.data_type == DataType::Bool;
+            match &points[i].target {
+                Target::Metric(m) => {
+                    let as_bool = is_bool
+                        || m.known()
+                            .is_some_and(|k| protocol::MetricInfo::kind(k) == protocol::ValueKind::Bool);
+                    let _ = data.m.set(m.clone(), value(as_bool));
+                }
+                Target::Port(p, m) => {
+                    let pos = data.ports.iter().position(|x| x.port == *p);
+                    let idx = if let Some(idx) = pos {
+                        idx
+                    } else {
+                        if data.ports.push(PortReadings::new(*p)).is_err() {
+                            continue;
+                        }
+                        data.ports.len() - 1
+                    };
+                    let _ = data.ports[idx].readings.set(m.clone(), value(is_bool));
+                }
+            }
+        }
+        data
+    }
+}
+
+/// How one request went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered.
+    Ok,
+    /// The slave answered with an exception: alive, but it refused.
+    Exception,
+    /// No answer in time.
+    Timeout,
+    /// The connection failed.
+    Transport,
+}
+
+impl Outcome {
+    /// The metrics label.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Exception => "exception",
+            Outcome::Timeout => "timeout",
+            Outcome::Transport => "transport",
+        }
+    }
+}
+
+async fn read(ctx: &mut Context, req: &Request, timeout: Duration) -> (Outcome, Option<Vec<u16>>) {
+    let bits = |r: Result<Result<Vec<bool>, ExceptionCode>, tokio_modbus::Error>| {
+        r.map(|x| x.map(|b| b.into_iter().map(u16::from).collect::<Vec<_>>()))
+    };
+    let fut = async {
+        match req.table {
+            Table::Coil => bits(ctx.read_coils(req.address, req.count).await),
+            Table::DiscreteInput => bits(ctx.read_discrete_inputs(req.address, req.count).await),
+            Table::InputRegister => ctx.read_input_registers(req.address, req.count).await,
+            Table::HoldingRegister => ctx.read_holding_registers(req.address, req.count).await,
+        }
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(Ok(words))) => (Outcome::Ok, Some(words)),
+        Ok(Ok(Err(_exception))) => (Outcome::Exception, None),
+        Ok(Err(_)) => (Outcome::Transport, None),
+        Err(_) => (Outcome::Timeout, None),
+    }
+}
+
+/// Polls one device until the channel closes. Sends `birth`/`death`/`data`
+/// messages into the pipeline as if they had come over MQTT.
+pub async fn poll_device(config: DeviceConfig, points: Vec<PolledPoint>, tx: mpsc::Sender<Incoming>, metrics: Metrics) {
+    let (Ok(site), Ok(device)) = (SiteId::new(&config.site), DeviceId::new(&config.device)) else {
+        return;
+    };
+    let topic = |kind| Topic::new(site.clone(), config.class, device.clone(), kind);
+    let requests = plan(&points);
+    let timeout = Duration::from_millis(config.timeout_ms.max(1));
+    let interval = Duration::from_millis(config.interval_ms.max(100));
+    let label = ModbusLabel {
+        device: config.device.clone(),
+    };
+    let mut ctx: Option<Context> = None;
+    let (mut bdseq, mut seq, mut failures, mut up) = (0u32, 0u32, 0u32, false);
+    let mut next = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep_until(next).await;
+        let started = tokio::time::Instant::now();
+        let mut sample = Sample::default();
+        let mut transport_failed = false;
+        if ctx.is_none() {
+            match tokio::time::timeout(
+                timeout,
+                tokio_modbus::client::tcp::connect_slave(config.address, Slave(config.unit)),
+            )
+            .await
+            {
+                Ok(Ok(c)) => ctx = Some(c),
+                _ => transport_failed = true,
+            }
+        }
+        if let Some(c) = ctx.as_mut()
+            && !read_all(c, &requests, &points, &mut sample, timeout, &config.device, &metrics).await
+        {
+            transport_failed = true;
+        }
+        let now = Timestamp::from_millis(now_ms());
+        let send = |msg: Message| Incoming {
+            topic: topic(msg.kind()),
+            message: msg,
+            received_ms: now.as_millis(),
+        };
+        if transport_failed {
+            // A late answer would be taken for the next request: start a fresh connection.
+            ctx = None;
+            failures += 1;
+            if up && failures >= BREAKER_AFTER {
+                up = false;
+                metrics.modbus_up.get_or_create(&label).set(0);
+                let _ = tx.send(send(Message::Death(Death { v: V1, bdseq }))).await;
+            }
+        } else {
+            failures = 0;
+            if !up {
+                up = true;
+                bdseq = bdseq.wrapping_add(1);
+                seq = 0;
+                metrics.modbus_up.get_or_create(&label).set(1);
+                let birth = synthetic_birth(now, bdseq, interval, config.ports);
+                let _ = tx.send(send(Message::Birth(birth))).await;
+            }
+            seq = seq.wrapping_add(1);
+            let mut data = sample.finish(&points, seq, now);
+            data.bdseq = Some(bdseq);
+            if tx.send(send(Message::Data(data))).await.is_err() {
+                return;
+            }
+        }
+        let wait = if failures >= BREAKER_AFTER {
+            let exp = (failures - BREAKER_AFTER).min(10);
+            (interval * 2u32.pow(exp)).min(MAX_BACKOFF)
+        } else {
+            interval
+        };
+        metrics.modbus_poll_seconds.observe(started.elapsed().as_secs_f64());
+        next = started + wait;
+    }
+}
+
+/// The `birth` that stands for a Modbus device becoming reachable.
+fn synthetic_birth(now: Timestamp, bdseq: u32, interval: Duration, ports: u8) -> Birth {
+    Birth {
+        v: V1,
+        seq: 0,
+        ts: now,
+        hist: false,
+        bdseq,
+        fw: "modbus".try_into().unwrap_or_default(),
+        model: "modbus-tcp".try_into().unwrap_or_default(),
+        cfg: protocol::message::ConfigHash::new(),
+        interval_s: u32::try_from(interval.as_secs().max(1)).unwrap_or(u32::MAX),
+        rated_speed_mps: None,
+        floors: None,
+        ports: (ports > 0).then_some(ports),
+    }
+}
+
+/// Runs every request of one poll; `false` at the first transport failure.
+async fn read_all(
+    ctx: &mut Context,
+    requests: &[Request],
+    points: &[PolledPoint],
+    sample: &mut Sample,
+    timeout: Duration,
+    device: &str,
+    metrics: &Metrics,
+) -> bool {
+    for req in requests {
+        let (outcome, words) = read(ctx, req, timeout).await;
+        let label = crate::metrics::ModbusOutcomeLabel {
+            device: device.to_owned(),
+            outcome: outcome.as_str().into(),
+        };
+        metrics.modbus_requests.get_or_create(&label).inc();
+        match (outcome, words) {
+            (Outcome::Ok, Some(w)) => sample.answer(points, req, &w),
+            (Outcome::Exception, _) => {}
+            _ => return false,
+        }
+    }
+    true
+}

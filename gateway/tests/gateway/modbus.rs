@@ -1,0 +1,269 @@
+//! Modbus polling: request planning and decoding (pure), then a real peer not
+//! written here (pymodbus) beside a dead and a silent slave.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use gateway::config::Config;
+use gateway::modbus::{DeviceConfig, plan};
+use protocol::modbus::Table;
+use protocol::{DeviceClass, Metric, PortMetric, Timestamp, Value};
+
+fn device(class: DeviceClass, ports: u8) -> DeviceConfig {
+    DeviceConfig {
+        site: "lakeside".into(),
+        device: "D1".into(),
+        class,
+        address: "127.0.0.1:502".parse().unwrap(),
+        unit: 1,
+        interval_ms: 1000,
+        timeout_ms: 500,
+        ports,
+        registers: None,
+    }
+}
+
+#[test]
+fn the_plan_reads_contiguous_runs_and_never_across_gaps() {
+    let points = device(DeviceClass::Charger, 2).points().unwrap();
+    let reqs = plan(&points);
+    let ranges: Vec<(Table, u16, u16)> = reqs.iter().map(|r| (r.table, r.address, r.count)).collect();
+    assert_eq!(
+        ranges,
+        [
+            (Table::DiscreteInput, 0, 1),
+            (Table::InputRegister, 3, 3),   // mains voltage, ambient, leakage
+            (Table::InputRegister, 100, 8), // port 1: 100..107 (gap at 108, 109)
+            (Table::InputRegister, 110, 8), // port 2
+        ]
+    );
+    let counted: usize = reqs.iter().map(|r| r.points.len()).sum();
+    assert_eq!(counted, points.len());
+}
+
+#[test]
+fn long_runs_are_split_at_the_modbus_limit() {
+    let mut text = String::new();
+    for i in 0..130 {
+        use std::fmt::Write as _;
+        let _ = write!(
+            text,
+            "[[modbus.devices.registers]]\ntable = \"input\"\naddress = {i}\ntype = \"u16\"\nmetric = \"x{i}\"\n"
+        );
+    }
+    let cfg = format!(
+        "[[modbus.devices]]\nsite = \"s\"\ndevice = \"V\"\nclass = \"firepump\"\naddress = \"127.0.0.1:502\"\n{text}"
+    );
+    let c = Config::parse(std::path::Path::new("v.toml"), &cfg).unwrap();
+    let reqs = plan(&c.modbus.devices[0].points().unwrap());
+    assert_eq!(reqs.iter().map(|r| r.count).collect::<Vec<_>>(), [125, 5]);
+}
+
+#[test]
+fn answers_become_a_data_message_with_scaling_and_ports() {
+    let points = device(DeviceClass::Charger, 1).points().unwrap();
+    let reqs = plan(&points);
+    let mut sample = gateway::modbus::Sample::default();
+    sample.answer(&points, &reqs[0], &[1]); // smoke
+    sample.answer(&points, &reqs[1], &[2281, 0xFF9C, 35]); // 228.1 V, -10.0 °C, 3.5 mA
+    sample.answer(&points, &reqs[2], &[1, 1825, 83, 380, 0, 2400, 0, 5400]);
+    let data = sample.finish(&points, 7, Timestamp::from_millis(5));
+    assert_eq!(data.m.get(Metric::Smoke), Some(Value::Bool(true)));
+    assert!((data.m.get(Metric::MainsVoltageV).unwrap().as_f64().unwrap() - 228.1).abs() < 1e-9);
+    assert!((data.m.get(Metric::AmbientTempC).unwrap().as_f64().unwrap() + 10.0).abs() < 1e-9);
+    let port = &data.ports[0];
+    assert_eq!(port.port, 1);
+    assert!((port.readings.get(PortMetric::PowerW).unwrap().as_f64().unwrap() - 182.5).abs() < 1e-9);
+    assert!((port.readings.get(PortMetric::EnergyWh).unwrap().as_f64().unwrap() - 240.0).abs() < 1e-9);
+    assert_eq!(port.readings.get(PortMetric::SessionS), Some(Value::Number(5400.0)));
+    assert_eq!(data.seq, 7);
+}
+
+#[test]
+fn vendor_maps_are_checked_at_load() {
+    let base = "[[modbus.devices]]\nsite = \"s\"\ndevice = \"V\"\nclass = \"firepump\"\naddress = \"127.0.0.1:502\"\n";
+    let bad_type = format!(
+        "{base}[[modbus.devices.registers]]\ntable = \"coil\"\naddress = 1\ntype = \"u16\"\nmetric = \"pump_running\"\n"
+    );
+    let e = Config::parse(std::path::Path::new("v.toml"), &bad_type)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("modbus.devices.registers") && e.contains("use type \"bool\""),
+        "{e}"
+    );
+    let bad_metric = format!(
+        "{base}[[modbus.devices.registers]]\ntable = \"input\"\naddress = 1\ntype = \"u16\"\nmetric = \"Bad-Name\"\n"
+    );
+    let e = Config::parse(std::path::Path::new("v.toml"), &bad_metric)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a valid name"), "{e}");
+    let bad_order = format!(
+        "{base}[[modbus.devices.registers]]\ntable = \"input\"\naddress = 1\ntype = \"u32\"\nword_order = \"xyzw\"\nmetric = \"m\"\n"
+    );
+    let e = Config::parse(std::path::Path::new("v.toml"), &bad_order)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("word_order") && e.contains("xyzw"), "{e}");
+}
+
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A pymodbus slave serving `spec` (see `tests/peers/modbus_slave.py`).
+fn pymodbus_slave(port: u16, spec: &str) -> Peer {
+    let python = std::env::var("FM_TEST_PYTHON")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-venv/bin/python").to_owned());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/modbus_slave.py");
+    let mut child = Command::new(&python)
+        .args([script, &port.to_string(), "1", spec])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{python}: {e}; run scripts/install-test-deps.sh"));
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "pymodbus slave did not start");
+    testkit::wait_port(port);
+    Peer(child)
+}
+
+async fn get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_slave_keeps_its_pace_beside_a_dead_and_a_silent_one() {
+    let live_port = testkit::free_port();
+    // Our fire pump map: versions, then pressures (kPa) and level (cm); flags.
+    let _peer = pymodbus_slave(
+        live_port,
+        r#"{"input": {"0": 1, "1": 1, "2": 620, "3": 280, "4": 340}, "discrete": {"0": 0, "1": 0, "2": 1, "3": 0, "4": 1, "5": 1, "6": 1, "7": 0}}"#,
+    );
+    // A slave that accepts connections and never answers, and an address nobody listens on.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let dead_port = testkit::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let http = testkit::free_port();
+    let cfg = format!(
+        r#"
+[mqtt]
+listen = "127.0.0.1:{mqtt}"
+[http]
+listen = "127.0.0.1:{http}"
+[storage]
+data_dir = "{data}"
+[[modbus.devices]]
+site = "lakeside"
+device = "PUMP-LIVE"
+class = "firepump"
+address = "127.0.0.1:{live_port}"
+interval_ms = 200
+timeout_ms = 300
+[[modbus.devices]]
+site = "lakeside"
+device = "PUMP-SILENT"
+class = "firepump"
+address = "{silent_addr}"
+interval_ms = 200
+timeout_ms = 300
+[[modbus.devices]]
+site = "lakeside"
+device = "PUMP-DEAD"
+class = "firepump"
+address = "127.0.0.1:{dead_port}"
+interval_ms = 200
+timeout_ms = 300
+[[modbus.devices]]
+site = "lakeside"
+device = "VENDOR"
+class = "firepump"
+address = "127.0.0.1:{live_port}"
+interval_ms = 200
+[[modbus.devices.registers]]
+table = "input"
+address = 3
+type = "u16"
+scale = 0.001
+metric = "network_pressure_mpa"
+[[modbus.devices.registers]]
+table = "input"
+address = 40
+type = "u16"
+metric = "not_there"
+"#,
+        mqtt = testkit::free_port(),
+        data = dir.path().join("data").display(),
+    );
+    let config = Config::parse(std::path::Path::new("test.toml"), &cfg).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(gateway::service::run(config, "t".into(), async {
+        let _ = stop_rx.await;
+    }));
+    testkit::wait_port(http);
+    let started = std::time::Instant::now();
+    let series = "/api/v1/series?device=PUMP-LIVE&metric=network_pressure_mpa&from=0";
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = get(http, series).await;
+        if body.matches("\"ts\"").count() >= 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    let n = body.matches("\"ts\"").count();
+    assert!(n >= 8, "{n} polls in {elapsed:?}: {body}");
+    // 8 polls at 200 ms: the silent slave's 300 ms timeouts must not slow the live one down.
+    assert!(elapsed < Duration::from_secs(4), "8 polls took {elapsed:?}");
+    assert!(body.contains("\"value\":0.28"), "{body}");
+
+    let devices: serde_json::Value = serde_json::from_str(&get(http, "/api/v1/devices").await).unwrap();
+    let status = |name: &str| {
+        devices["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device"] == name)
+            .map(|d| d["status"].clone())
+    };
+    assert_eq!(status("PUMP-LIVE"), Some("online".into()));
+    assert_eq!(status("PUMP-SILENT"), None, "never answered: never born");
+    assert_eq!(status("VENDOR"), Some("online".into()), "an exception means alive");
+    let metrics = get(http, "/metrics").await;
+    for needle in [
+        "fm_modbus_requests_total{device=\"PUMP-SILENT\",outcome=\"timeout\"}",
+        "fm_modbus_requests_total{device=\"VENDOR\",outcome=\"exception\"}",
+        "fm_modbus_requests_total{device=\"VENDOR\",outcome=\"ok\"}",
+        "fm_modbus_up{device=\"PUMP-LIVE\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+    let vendor = get(http, "/api/v1/series?device=VENDOR&metric=network_pressure_mpa&from=0").await;
+    assert!(vendor.contains("\"value\":0.28"), "{vendor}");
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), service)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    drop(silent);
+}
