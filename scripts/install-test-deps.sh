@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: the broker the docs' mosquitto_pub lines are tested against, and
-# mbpoll, a real Modbus master the firmware's slave is tested with.
-# Later issues add PostgreSQL, VictoriaMetrics, socat and Chromium here.
-packages=(mosquitto mosquitto-clients mbpoll)
+# Debian packages: the broker the docs' mosquitto_pub lines are tested against,
+# mbpoll (a real Modbus master for the firmware's slave), and VictoriaMetrics
+# (a real server for the InfluxDB v2 write API). Later issues add PostgreSQL,
+# socat and Chromium here.
+packages=(mosquitto mosquitto-clients mbpoll victoria-metrics)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,8 +20,11 @@ if ((${#missing[@]})); then
   [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  # Debian's package starts a broker on 1883; tests start their own on free ports.
-  if command -v systemctl >/dev/null 2>&1; then "${sudo_cmd[@]}" systemctl disable --now mosquitto >/dev/null 2>&1 || true; fi
+  # Debian's packages start their servers (a broker on 1883, VictoriaMetrics on
+  # 8428); tests start their own on free ports.
+  if command -v systemctl >/dev/null 2>&1; then
+    "${sudo_cmd[@]}" systemctl disable --now mosquitto victoria-metrics >/dev/null 2>&1 || true
+  fi
 fi
 
 # Python peers for tests (a Modbus slave not written here), in a venv under

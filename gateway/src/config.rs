@@ -21,6 +21,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Devices polled over Modbus TCP.
     pub modbus: ModbusConfig,
+    /// An InfluxDB 2 (or compatible) server to copy telemetry to, for Grafana.
+    pub influx: Option<crate::influx::InfluxConfig>,
 }
 
 /// Devices polled over Modbus.
@@ -234,6 +236,17 @@ impl Config {
                     "modbus.devices.device",
                     format!("device `{}` is configured twice", d.device),
                 ));
+            }
+        }
+        if let Some(i) = &self.influx {
+            if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
+                return Err(("influx.url", format!("`{}` must start with http:// or https://", i.url)));
+            }
+            if i.bucket.is_empty() || i.org.is_empty() {
+                return Err(("influx.bucket", "`org` and `bucket` must not be empty".into()));
+            }
+            if i.batch_points == 0 || i.batch_points > 100_000 {
+                return Err(("influx.batch_points", "must be 1 to 100000".into()));
             }
         }
         if let Some(b) = &self.mqtt.broker {

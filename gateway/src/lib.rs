@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod influx;
 pub mod ingest;
 pub mod metrics;
 pub mod modbus;

@@ -72,6 +72,16 @@ pub struct Metrics {
     pub modbus_up: Family<ModbusLabel, Gauge>,
     /// Duration of one poll of one device.
     pub modbus_poll_seconds: Histogram,
+    /// Points written to InfluxDB.
+    pub influx_written: Counter,
+    /// Points InfluxDB refused with 400 (kept in `spool/rejected`).
+    pub influx_rejected: Counter,
+    /// Writes that failed and will be retried.
+    pub influx_retries: Counter,
+    /// Points lost because the spool could not be written (disk full).
+    pub influx_dropped: Counter,
+    /// Batches waiting in the spool.
+    pub influx_spooled: Gauge,
 }
 
 impl Default for Metrics {
@@ -90,6 +100,11 @@ impl Default for Metrics {
             modbus_requests: Family::default(),
             modbus_up: Family::default(),
             modbus_poll_seconds: poll_buckets(),
+            influx_written: Counter::default(),
+            influx_rejected: Counter::default(),
+            influx_retries: Counter::default(),
+            influx_dropped: Counter::default(),
+            influx_spooled: Gauge::default(),
         }
     }
 }
@@ -151,6 +166,31 @@ impl Metrics {
             "modbus_poll_seconds",
             "Duration of one poll of one device",
             self.modbus_poll_seconds.clone(),
+        );
+        r.register(
+            "influx_points_written",
+            "Points written to InfluxDB",
+            self.influx_written.clone(),
+        );
+        r.register(
+            "influx_points_rejected",
+            "Points InfluxDB refused (400), kept in spool/rejected",
+            self.influx_rejected.clone(),
+        );
+        r.register(
+            "influx_retries",
+            "InfluxDB writes that failed and will be retried",
+            self.influx_retries.clone(),
+        );
+        r.register(
+            "influx_points_dropped",
+            "Points lost because the spool could not be written",
+            self.influx_dropped.clone(),
+        );
+        r.register(
+            "influx_spool_batches",
+            "Batches waiting in the InfluxDB spool",
+            self.influx_spooled.clone(),
         );
         r
     }

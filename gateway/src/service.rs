@@ -172,6 +172,7 @@ pub async fn run(
     let (tx, rx) = mpsc::channel::<Input>(QUEUE);
     let pipeline_tx = tx.clone();
     let retention_ms = i64::from(config.storage.retention_days) * 86_400_000;
+    let (influx_tx, influx_tasks) = start_influx(&config, &shared)?;
     let (opts, filter) = mqtt_options(&config);
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let pipeline = {
@@ -179,7 +180,7 @@ pub async fn run(
         let acker = client.clone();
         std::thread::Builder::new()
             .name("pipeline".into())
-            .spawn(move || pipeline(store, rx, &acker, &shared, retention_ms))?
+            .spawn(move || pipeline(store, rx, &acker, influx_tx.as_ref(), &shared, retention_ms))?
     };
     let metrics = shared.metrics.clone();
     let mqtt = tokio::spawn(async move {
@@ -211,25 +212,7 @@ pub async fn run(
         }
     });
 
-    let mut pollers = Vec::new();
-    for device in config.modbus.devices.clone() {
-        // Validated at load: the map resolves.
-        let Ok(points) = device.points() else { continue };
-        let (ptx, mut prx) = mpsc::channel(64);
-        let tx = pipeline_tx.clone();
-        let metrics = shared.metrics.clone();
-        let forward_metrics = shared.metrics.clone();
-        tracing::info!(device = %device.device, address = %device.address, "polling over Modbus TCP");
-        pollers.push(tokio::spawn(crate::modbus::poll_device(device, points, ptx, metrics)));
-        pollers.push(tokio::spawn(async move {
-            while let Some(incoming) = prx.recv().await {
-                forward_metrics.queue_depth.inc();
-                if tx.send(Input::Polled(Box::new(incoming))).await.is_err() {
-                    break;
-                }
-            }
-        }));
-    }
+    let pollers = start_pollers(&config, &pipeline_tx, &shared);
     drop(pipeline_tx);
 
     let app = crate::http::router(shared.clone());
@@ -244,11 +227,21 @@ pub async fn run(
         p.abort();
         let _ = p.await;
     }
-    match pipeline.join() {
+    let result = match pipeline.join() {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e),
         Err(_) => bail!("the pipeline thread panicked"),
+    };
+    if let Some((collector, shipper, stop)) = influx_tasks {
+        // The pipeline is gone, so the collector flushes and ends; the shipper
+        // sends what it can for a few seconds, the rest stays spooled.
+        let _ = collector.await;
+        let _ = stop.send(true);
+        if tokio::time::timeout(Duration::from_secs(5), shipper).await.is_err() {
+            tracing::warn!("InfluxDB backlog left in the spool for the next start");
+        }
     }
+    result
 }
 
 /// The pipeline: owns the store's write connection.
@@ -256,6 +249,7 @@ fn pipeline(
     mut store: Store,
     mut rx: mpsc::Receiver<Input>,
     acker: &AsyncClient,
+    influx: Option<&InfluxSender>,
     shared: &Shared,
     retention_ms: i64,
 ) -> anyhow::Result<()> {
@@ -319,6 +313,12 @@ fn pipeline(
         match store.insert(&incoming) {
             Ok(n) => {
                 m.stored.inc_by(n as u64);
+                if let Some(tx) = influx {
+                    let lines = crate::influx::lines(&incoming);
+                    if !lines.is_empty() && tx.blocking_send(lines).is_err() {
+                        tracing::error!("the InfluxDB collector has stopped");
+                    }
+                }
                 ack(p.as_ref());
             }
             Err(e) => {
@@ -371,4 +371,66 @@ pub fn random_token() -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// Where the pipeline hands InfluxDB its lines.
+type InfluxSender = mpsc::Sender<Vec<crate::influx::Line>>;
+
+/// The running InfluxDB sink: its collector, its shipper, and the shipper's stop signal.
+type InfluxTasks = (
+    tokio::task::JoinHandle<()>,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Sender<bool>,
+);
+
+/// Starts the InfluxDB collector and shipper when `[influx]` is configured.
+fn start_influx(config: &Config, shared: &Shared) -> anyhow::Result<(Option<InfluxSender>, Option<InfluxTasks>)> {
+    let Some(ic) = &config.influx else {
+        return Ok((None, None));
+    };
+    let spool = crate::influx::Spool::open(&config.storage.data_dir.join("spool"))
+        .with_context(|| format!("spool directory in {}", config.storage.data_dir.display()))?;
+    let (itx, irx) = mpsc::channel(1024);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let collector = tokio::spawn(crate::influx::collect(
+        ic.clone(),
+        spool.clone(),
+        irx,
+        shared.metrics.clone(),
+    ));
+    let shipper = tokio::spawn(crate::influx::ship(ic.clone(), spool, shared.metrics.clone(), stop_rx));
+    tracing::info!(url = %ic.url, bucket = %ic.bucket, "copying telemetry to InfluxDB");
+    Ok((Some(itx), Some((collector, shipper, stop_tx))))
+}
+
+/// Starts one polling task per Modbus device, forwarding into the pipeline.
+fn start_pollers(
+    config: &Config,
+    pipeline_tx: &mpsc::Sender<Input>,
+    shared: &Shared,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut pollers = Vec::new();
+    for device in config.modbus.devices.clone() {
+        // Validated at load: the map resolves.
+        let Ok(points) = device.points() else { continue };
+        let (ptx, mut prx) = mpsc::channel(64);
+        let tx = pipeline_tx.clone();
+        let forward_metrics = shared.metrics.clone();
+        tracing::info!(device = %device.device, address = %device.address, "polling over Modbus TCP");
+        pollers.push(tokio::spawn(crate::modbus::poll_device(
+            device,
+            points,
+            ptx,
+            shared.metrics.clone(),
+        )));
+        pollers.push(tokio::spawn(async move {
+            while let Some(incoming) = prx.recv().await {
+                forward_metrics.queue_depth.inc();
+                if tx.send(Input::Polled(Box::new(incoming))).await.is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    pollers
 }

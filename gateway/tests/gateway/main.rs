@@ -5,6 +5,8 @@
 
 mod broker;
 mod config;
+mod http;
+mod influx;
 mod ingest;
 mod modbus;
 mod registry;

@@ -111,3 +111,70 @@ impl Drop for Mosquitto {
         }
     }
 }
+
+/// A VictoriaMetrics server (Debian's `victoria-metrics`): it accepts the
+/// InfluxDB v2 write API (`/api/v2/write`), which no InfluxDB 2 package here
+/// offers, and exports what it stored.
+pub struct VictoriaMetrics {
+    child: Option<Child>,
+    /// The HTTP port on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl VictoriaMetrics {
+    /// Starts a server on a free port with its data under `parent`.
+    ///
+    /// # Panics
+    /// If `victoria-metrics` is not installed (run `scripts/install-test-deps.sh`).
+    pub fn start(parent: &Path) -> VictoriaMetrics {
+        let port = free_port();
+        let dir = parent.join(format!("victoria-{port}"));
+        std::fs::create_dir_all(&dir).expect("victoria-metrics directory");
+        let mut v = VictoriaMetrics { child: None, port, dir };
+        v.spawn();
+        v
+    }
+
+    fn spawn(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("vm.log"))
+            .expect("log");
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+            .arg(format!("-storageDataPath={}", self.dir.join("data").display()))
+            .arg("-retentionPeriod=100y")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("victoria-metrics is not installed: run scripts/install-test-deps.sh");
+        self.child = Some(child);
+        wait_port(self.port);
+    }
+
+    /// Stops the server (SIGTERM) and waits for it: an outage.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn start_again(&mut self) {
+        if self.child.is_none() {
+            self.spawn();
+        }
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
