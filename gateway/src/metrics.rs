@@ -82,6 +82,8 @@ pub struct Metrics {
     pub influx_dropped: Counter,
     /// Batches waiting in the spool.
     pub influx_spooled: Gauge,
+    /// From receipt to stored, per message: the pipeline's latency.
+    pub pipeline_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -105,6 +107,7 @@ impl Default for Metrics {
             influx_retries: Counter::default(),
             influx_dropped: Counter::default(),
             influx_spooled: Gauge::default(),
+            pipeline_seconds: poll_buckets(),
         }
     }
 }
@@ -155,6 +158,11 @@ impl Metrics {
             "mqtt_disconnects",
             "MQTT connection losses",
             self.mqtt_disconnects.clone(),
+        );
+        r.register(
+            "pipeline_seconds",
+            "From receipt to stored, per message",
+            self.pipeline_seconds.clone(),
         );
         r.register(
             "modbus_requests",

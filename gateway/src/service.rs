@@ -270,16 +270,7 @@ fn pipeline(
             Input::Mqtt(p) => match ingest(&p.packet.topic, &p.packet.payload, p.received_ms) {
                 Ok(i) => (i, Some(p)),
                 Err(r) => {
-                    m.rejected
-                        .get_or_create(&ReasonLabel {
-                            reason: r.reason.to_owned(),
-                        })
-                        .inc();
-                    let due = last_log.get(&r.topic).is_none_or(|t| t.elapsed() >= REJECT_LOG_EVERY);
-                    if due {
-                        tracing::warn!(topic = %r.topic, reason = r.reason, detail = %r.detail, "rejected input");
-                        last_log.insert(r.topic.clone(), Instant::now());
-                    }
+                    note_rejected(&store, m, &mut last_log, &r, &p);
                     ack(Some(&p));
                     continue;
                 }
@@ -313,6 +304,9 @@ fn pipeline(
         match store.insert(&incoming) {
             Ok(n) => {
                 m.stored.inc_by(n as u64);
+                #[allow(clippy::cast_precision_loss)]
+                m.pipeline_seconds
+                    .observe((now_ms() - incoming.received_ms).max(0) as f64 / 1000.0);
                 if let Some(tx) = influx {
                     let lines = crate::influx::lines(&incoming);
                     if !lines.is_empty() && tx.blocking_send(lines).is_err() {
@@ -351,6 +345,30 @@ fn pipeline(
         store.save_device(d)?;
     }
     Ok(())
+}
+
+/// Counts a rejected publish; once a minute per topic also logs it and keeps
+/// an audit row, so a flood of garbage cannot fill the log or the disk.
+fn note_rejected(
+    store: &Store,
+    m: &Metrics,
+    last_log: &mut HashMap<String, Instant>,
+    r: &crate::ingest::Rejected,
+    p: &Publish,
+) {
+    m.rejected
+        .get_or_create(&ReasonLabel {
+            reason: r.reason.to_owned(),
+        })
+        .inc();
+    if last_log.get(&r.topic).is_some_and(|t| t.elapsed() < REJECT_LOG_EVERY) {
+        return;
+    }
+    tracing::warn!(topic = %r.topic, reason = r.reason, detail = %r.detail, "rejected input");
+    last_log.insert(r.topic.clone(), Instant::now());
+    if let Err(e) = store.record_rejected(p.received_ms, r, &p.packet.payload) {
+        tracing::error!(error = %e, "could not record rejected input");
+    }
 }
 
 /// A random 32-hex-digit token from the OS's randomness (`/dev/urandom`), or

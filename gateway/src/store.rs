@@ -85,6 +85,10 @@ CREATE TABLE IF NOT EXISTS samples (
 );
 CREATE INDEX IF NOT EXISTS samples_series ON samples (device, metric, port, ts);
 CREATE INDEX IF NOT EXISTS samples_received ON samples (received);
+CREATE TABLE IF NOT EXISTS rejected (
+    received INTEGER NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rejected_received ON rejected (received);
 CREATE TABLE IF NOT EXISTS devices (
     site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (site, class, device)
@@ -200,6 +204,43 @@ impl Store {
         let mut points = rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))?;
         points.reverse();
         Ok(points)
+    }
+
+    /// Keeps a rejected publish for audit (the first 1 KiB of its payload).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn record_rejected(
+        &self,
+        received_ms: i64,
+        r: &crate::ingest::Rejected,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        let keep = &payload[..payload.len().min(1024)];
+        self.conn
+            .execute(
+                "INSERT INTO rejected (received, topic, reason, detail, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![received_ms, r.topic, r.reason, r.detail, keep],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Rejected publishes kept for audit: `(received, topic, reason)`, newest first.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn rejected(&self, limit: usize) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT received, topic, reason FROM rejected ORDER BY received DESC, rowid DESC LIMIT ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
     /// Deletes samples received before `before_ms`; returns how many.

@@ -153,6 +153,15 @@ async fn ingest_store_and_serve_then_restart() {
     assert_eq!(status, 400);
     assert!(body.contains("neither RFC 3339"), "{body}");
 
+    let metrics = get(http, "/metrics", Some("secret")).await.1;
+    // Every stored message (3 samples and at least one birth) has its latency observed.
+    let observed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("fm_pipeline_seconds_count "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(observed >= 4, "{metrics}");
+
     // Clean shutdown, then a restart on the same data directory keeps the registry.
     stop_tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), service)
@@ -160,6 +169,11 @@ async fn ingest_store_and_serve_then_restart() {
         .unwrap()
         .unwrap()
         .unwrap();
+    // Rejected input was kept for audit, with its reason.
+    let rejected = gateway::store::Store::open(dir.path()).unwrap().rejected(10).unwrap();
+    let mut reasons: Vec<&str> = rejected.iter().map(|(_, _, r)| r.as_str()).collect();
+    reasons.sort_unstable();
+    assert_eq!(reasons, ["bad_json", "bad_topic"]);
     let (cfg, _, http) = config(dir.path());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let service = tokio::spawn(gateway::service::run(cfg, "secret".into(), async {
