@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: the broker the docs' mosquitto_pub lines are tested against,
 # mbpoll (a real Modbus master for the firmware's slave), and VictoriaMetrics
-# (a real server for the InfluxDB v2 write API). Later issues add PostgreSQL,
-# socat and Chromium here.
-packages=(mosquitto mosquitto-clients mbpoll victoria-metrics)
+# (a real server for the InfluxDB v2 write API), socat (pty pairs standing in
+# for RS-485 lines). Later issues add PostgreSQL and Chromium here.
+packages=(mosquitto mosquitto-clients mbpoll victoria-metrics socat)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,9 +30,9 @@ fi
 # Python peers for tests (a Modbus slave not written here), in a venv under
 # target/ so nothing is installed system-wide. Pinned versions.
 venv=target/test-venv
-if ! "$venv/bin/python" -c 'import pymodbus; assert pymodbus.__version__ == "3.16.1"' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import serial, pymodbus; assert pymodbus.__version__ == "3.16.1"' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check pymodbus==3.16.1
+  "$venv/bin/pip" install --quiet --disable-pip-version-check pymodbus==3.16.1 pyserial==3.5
 fi
 
 # The pinned toolchain (rust-toolchain.toml), its components, and the

@@ -213,6 +213,20 @@ impl Config {
                     format!("device #{}: `{}` is not a device id", i + 1, d.device),
                 ));
             }
+            match (&d.address, &d.serial) {
+                (Some(_), None) => {}
+                (None, Some(serial)) => {
+                    if let Err(e) = serial.check() {
+                        return Err(("modbus.devices.serial", format!("device `{}`: {e}", d.device)));
+                    }
+                }
+                _ => {
+                    return Err((
+                        "modbus.devices.address",
+                        format!("device `{}`: give either `address` (TCP) or `serial` (RTU)", d.device),
+                    ));
+                }
+            }
             if d.interval_ms < 100 {
                 return Err((
                     "modbus.devices.interval_ms",

@@ -51,8 +51,11 @@ pub struct DeviceConfig {
     pub device: String,
     /// Its class: selects our firmware's built-in map unless `registers` is given.
     pub class: DeviceClass,
-    /// Modbus TCP address.
-    pub address: SocketAddr,
+    /// Modbus TCP address (or `serial` for RTU).
+    pub address: Option<SocketAddr>,
+    /// Modbus RTU serial line (or `address` for TCP); devices with the same
+    /// `serial.path` share one bus.
+    pub serial: Option<SerialConfig>,
     /// Unit id.
     #[serde(default = "default_unit")]
     pub unit: u8,
@@ -77,6 +80,74 @@ fn default_interval_ms() -> u64 {
 }
 fn default_timeout_ms() -> u64 {
     500
+}
+
+/// An RS-485 line.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    /// The device, e.g. `/dev/ttyUSB0`.
+    pub path: String,
+    /// Baud rate.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// `none`, `even` (the Modbus default) or `odd`.
+    #[serde(default = "default_parity")]
+    pub parity: String,
+    /// 1 or 2.
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+}
+
+fn default_baud() -> u32 {
+    19_200
+}
+fn default_parity() -> String {
+    "even".into()
+}
+fn default_stop_bits() -> u8 {
+    1
+}
+
+impl SerialConfig {
+    /// Checks parity and stop bits.
+    ///
+    /// # Errors
+    /// What is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if !matches!(self.parity.as_str(), "none" | "even" | "odd") {
+            return Err(format!("parity `{}` must be none, even or odd", self.parity));
+        }
+        if !matches!(self.stop_bits, 1 | 2) {
+            return Err(format!("stop_bits {} must be 1 or 2", self.stop_bits));
+        }
+        if self.baud == 0 {
+            return Err("baud must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Opens the port, 8 data bits.
+    ///
+    /// # Errors
+    /// The OS's error.
+    pub fn open(&self) -> tokio_serial::Result<tokio_serial::SerialStream> {
+        let parity = match self.parity.as_str() {
+            "none" => tokio_serial::Parity::None,
+            "odd" => tokio_serial::Parity::Odd,
+            _ => tokio_serial::Parity::Even,
+        };
+        let stop = if self.stop_bits == 2 {
+            tokio_serial::StopBits::Two
+        } else {
+            tokio_serial::StopBits::One
+        };
+        let builder = tokio_serial::new(&self.path, self.baud)
+            .parity(parity)
+            .stop_bits(stop)
+            .data_bits(tokio_serial::DataBits::Eight);
+        tokio_serial::SerialStream::open(&builder)
+    }
 }
 
 /// A table name in configuration.
@@ -424,83 +495,195 @@ async fn read(ctx: &mut Context, req: &Request, timeout: Duration) -> (Outcome, 
     }
 }
 
-/// Polls one device until the channel closes. Sends `birth`/`death`/`data`
-/// messages into the pipeline as if they had come over MQTT.
-pub async fn poll_device(config: DeviceConfig, points: Vec<PolledPoint>, tx: mpsc::Sender<Incoming>, metrics: Metrics) {
-    let (Ok(site), Ok(device)) = (SiteId::new(&config.site), DeviceId::new(&config.device)) else {
-        return;
-    };
-    let topic = |kind| Topic::new(site.clone(), config.class, device.clone(), kind);
-    let requests = plan(&points);
-    let timeout = Duration::from_millis(config.timeout_ms.max(1));
-    let interval = Duration::from_millis(config.interval_ms.max(100));
-    let label = ModbusLabel {
-        device: config.device.clone(),
-    };
-    let mut ctx: Option<Context> = None;
-    let (mut bdseq, mut seq, mut failures, mut up) = (0u32, 0u32, 0u32, false);
-    let mut next = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep_until(next).await;
+/// One slave's polling state: its read plan, its session and its breaker.
+pub struct Poller {
+    config: DeviceConfig,
+    points: Vec<PolledPoint>,
+    requests: Vec<Request>,
+    site: SiteId,
+    device: DeviceId,
+    timeout: Duration,
+    interval: Duration,
+    bdseq: u32,
+    seq: u32,
+    failures: u32,
+    up: bool,
+    /// When this slave is next due.
+    pub next: tokio::time::Instant,
+}
+
+impl Poller {
+    /// A poller for a validated device; `None` if its ids are not valid.
+    #[must_use]
+    pub fn new(config: DeviceConfig, points: Vec<PolledPoint>) -> Option<Poller> {
+        let site = SiteId::new(&config.site).ok()?;
+        let device = DeviceId::new(&config.device).ok()?;
+        Some(Poller {
+            requests: plan(&points),
+            timeout: Duration::from_millis(config.timeout_ms.max(1)),
+            interval: Duration::from_millis(config.interval_ms.max(100)),
+            config,
+            points,
+            site,
+            device,
+            bdseq: 0,
+            seq: 0,
+            failures: 0,
+            up: false,
+            next: tokio::time::Instant::now(),
+        })
+    }
+
+    /// Polls once over `ctx` (addressed to this slave, or `None` if the link
+    /// could not be opened); returns the messages to send and whether the
+    /// transport failed (the caller then re-opens the link).
+    pub async fn poll(&mut self, ctx: Option<&mut Context>, metrics: &Metrics) -> (Vec<Incoming>, bool) {
         let started = tokio::time::Instant::now();
         let mut sample = Sample::default();
-        let mut transport_failed = false;
-        if ctx.is_none() {
-            match tokio::time::timeout(
-                timeout,
-                tokio_modbus::client::tcp::connect_slave(config.address, Slave(config.unit)),
-            )
-            .await
-            {
-                Ok(Ok(c)) => ctx = Some(c),
-                _ => transport_failed = true,
+        let failed = match ctx {
+            Some(c) => {
+                !read_all(
+                    c,
+                    &self.requests,
+                    &self.points,
+                    &mut sample,
+                    self.timeout,
+                    &self.config.device,
+                    metrics,
+                )
+                .await
             }
-        }
-        if let Some(c) = ctx.as_mut()
-            && !read_all(c, &requests, &points, &mut sample, timeout, &config.device, &metrics).await
-        {
-            transport_failed = true;
-        }
+            None => true,
+        };
+        let out = self.after(sample, failed, metrics);
+        metrics.modbus_poll_seconds.observe(started.elapsed().as_secs_f64());
+        let wait = if self.failures >= BREAKER_AFTER {
+            let exp = (self.failures - BREAKER_AFTER).min(10);
+            (self.interval * 2u32.pow(exp)).min(MAX_BACKOFF)
+        } else {
+            self.interval
+        };
+        self.next = started + wait;
+        (out, failed)
+    }
+
+    /// The session side of a poll: birth on the first success, death when the
+    /// breaker opens, data otherwise.
+    fn after(&mut self, sample: Sample, failed: bool, metrics: &Metrics) -> Vec<Incoming> {
         let now = Timestamp::from_millis(now_ms());
-        let send = |msg: Message| Incoming {
-            topic: topic(msg.kind()),
+        let label = ModbusLabel {
+            device: self.config.device.clone(),
+        };
+        let (site, device, class) = (self.site.clone(), self.device.clone(), self.config.class);
+        let wrap = |msg: Message| Incoming {
+            topic: Topic::new(site.clone(), class, device.clone(), msg.kind()),
             message: msg,
             received_ms: now.as_millis(),
         };
-        if transport_failed {
+        let mut out = Vec::new();
+        if failed {
+            self.failures += 1;
+            if self.up && self.failures >= BREAKER_AFTER {
+                self.up = false;
+                metrics.modbus_up.get_or_create(&label).set(0);
+                out.push(wrap(Message::Death(Death {
+                    v: V1,
+                    bdseq: self.bdseq,
+                })));
+            }
+            return out;
+        }
+        self.failures = 0;
+        if !self.up {
+            self.up = true;
+            self.bdseq = self.bdseq.wrapping_add(1);
+            self.seq = 0;
+            metrics.modbus_up.get_or_create(&label).set(1);
+            out.push(wrap(Message::Birth(synthetic_birth(
+                now,
+                self.bdseq,
+                self.interval,
+                self.config.ports,
+            ))));
+        }
+        self.seq = self.seq.wrapping_add(1);
+        let mut data = sample.finish(&self.points, self.seq, now);
+        data.bdseq = Some(self.bdseq);
+        out.push(wrap(Message::Data(data)));
+        out
+    }
+}
+
+/// Polls one Modbus TCP device until the channel closes. Sends `birth`,
+/// `death` and `data` messages into the pipeline as if they came over MQTT.
+pub async fn poll_device(config: DeviceConfig, points: Vec<PolledPoint>, tx: mpsc::Sender<Incoming>, metrics: Metrics) {
+    let Some(address) = config.address else { return };
+    let unit = config.unit;
+    let Some(mut poller) = Poller::new(config, points) else {
+        return;
+    };
+    let mut ctx: Option<Context> = None;
+    loop {
+        tokio::time::sleep_until(poller.next).await;
+        if ctx.is_none() {
+            let connect = tokio_modbus::client::tcp::connect_slave(address, Slave(unit));
+            if let Ok(Ok(c)) = tokio::time::timeout(poller.timeout, connect).await {
+                ctx = Some(c);
+            }
+        }
+        let (out, failed) = poller.poll(ctx.as_mut(), &metrics).await;
+        if failed {
             // A late answer would be taken for the next request: start a fresh connection.
             ctx = None;
-            failures += 1;
-            if up && failures >= BREAKER_AFTER {
-                up = false;
-                metrics.modbus_up.get_or_create(&label).set(0);
-                let _ = tx.send(send(Message::Death(Death { v: V1, bdseq }))).await;
-            }
-        } else {
-            failures = 0;
-            if !up {
-                up = true;
-                bdseq = bdseq.wrapping_add(1);
-                seq = 0;
-                metrics.modbus_up.get_or_create(&label).set(1);
-                let birth = synthetic_birth(now, bdseq, interval, config.ports);
-                let _ = tx.send(send(Message::Birth(birth))).await;
-            }
-            seq = seq.wrapping_add(1);
-            let mut data = sample.finish(&points, seq, now);
-            data.bdseq = Some(bdseq);
-            if tx.send(send(Message::Data(data))).await.is_err() {
+        }
+        for msg in out {
+            if tx.send(msg).await.is_err() {
                 return;
             }
         }
-        let wait = if failures >= BREAKER_AFTER {
-            let exp = (failures - BREAKER_AFTER).min(10);
-            (interval * 2u32.pow(exp)).min(MAX_BACKOFF)
-        } else {
-            interval
+    }
+}
+
+/// Polls every device on one RS-485 bus (Modbus RTU), one request at a time:
+/// a dead slave costs the bus only its own timeout slot.
+pub async fn poll_bus(
+    serial: SerialConfig,
+    devices: Vec<(DeviceConfig, Vec<PolledPoint>)>,
+    tx: mpsc::Sender<Incoming>,
+    metrics: Metrics,
+) {
+    let mut pollers: Vec<(u8, Poller)> = devices
+        .into_iter()
+        .filter_map(|(c, p)| Some((c.unit, Poller::new(c, p)?)))
+        .collect();
+    if pollers.is_empty() {
+        return;
+    }
+    let mut ctx: Option<Context> = None;
+    loop {
+        let Some((unit, poller)) = pollers.iter_mut().min_by_key(|(_, p)| p.next) else {
+            return;
         };
-        metrics.modbus_poll_seconds.observe(started.elapsed().as_secs_f64());
-        next = started + wait;
+        tokio::time::sleep_until(poller.next).await;
+        if ctx.is_none() {
+            match serial.open() {
+                Ok(port) => ctx = Some(tokio_modbus::client::rtu::attach_slave(port, Slave(*unit))),
+                Err(e) => tracing::warn!(path = %serial.path, error = %e, "cannot open the serial port"),
+            }
+        }
+        if let Some(c) = ctx.as_mut() {
+            tokio_modbus::prelude::SlaveContext::set_slave(c, Slave(*unit));
+        }
+        let (out, failed) = poller.poll(ctx.as_mut(), &metrics).await;
+        if failed {
+            // Drop whatever half frame is left on the line: re-open the port.
+            ctx = None;
+        }
+        for msg in out {
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
     }
 }
 

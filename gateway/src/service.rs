@@ -421,34 +421,58 @@ fn start_influx(config: &Config, shared: &Shared) -> anyhow::Result<(Option<Infl
     Ok((Some(itx), Some((collector, shipper, stop_tx))))
 }
 
-/// Starts one polling task per Modbus device, forwarding into the pipeline.
+/// Starts one polling task per Modbus TCP device and one per RTU bus,
+/// forwarding what they build into the pipeline.
 fn start_pollers(
     config: &Config,
     pipeline_tx: &mpsc::Sender<Input>,
     shared: &Shared,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut pollers = Vec::new();
+    let mut tasks = Vec::new();
+    let forward = |rx: mpsc::Receiver<crate::ingest::Incoming>| {
+        let tx = pipeline_tx.clone();
+        let metrics = shared.metrics.clone();
+        let mut rx = rx;
+        tokio::spawn(async move {
+            while let Some(incoming) = rx.recv().await {
+                metrics.queue_depth.inc();
+                if tx.send(Input::Polled(Box::new(incoming))).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let mut buses: Vec<(crate::modbus::SerialConfig, Vec<_>)> = Vec::new();
     for device in config.modbus.devices.clone() {
         // Validated at load: the map resolves.
         let Ok(points) = device.points() else { continue };
-        let (ptx, mut prx) = mpsc::channel(64);
-        let tx = pipeline_tx.clone();
-        let forward_metrics = shared.metrics.clone();
-        tracing::info!(device = %device.device, address = %device.address, "polling over Modbus TCP");
-        pollers.push(tokio::spawn(crate::modbus::poll_device(
+        if let Some(serial) = device.serial.clone() {
+            match buses.iter_mut().find(|(s, _)| s.path == serial.path) {
+                Some((_, list)) => list.push((device, points)),
+                None => buses.push((serial, vec![(device, points)])),
+            }
+            continue;
+        }
+        let (ptx, prx) = mpsc::channel(64);
+        tracing::info!(device = %device.device, "polling over Modbus TCP");
+        tasks.push(tokio::spawn(crate::modbus::poll_device(
             device,
             points,
             ptx,
             shared.metrics.clone(),
         )));
-        pollers.push(tokio::spawn(async move {
-            while let Some(incoming) = prx.recv().await {
-                forward_metrics.queue_depth.inc();
-                if tx.send(Input::Polled(Box::new(incoming))).await.is_err() {
-                    break;
-                }
-            }
-        }));
+        tasks.push(forward(prx));
     }
-    pollers
+    for (serial, devices) in buses {
+        let (ptx, prx) = mpsc::channel(64);
+        tracing::info!(path = %serial.path, devices = devices.len(), "polling a Modbus RTU bus");
+        tasks.push(tokio::spawn(crate::modbus::poll_bus(
+            serial,
+            devices,
+            ptx,
+            shared.metrics.clone(),
+        )));
+        tasks.push(forward(prx));
+    }
+    tasks
 }

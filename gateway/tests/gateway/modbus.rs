@@ -15,7 +15,8 @@ fn device(class: DeviceClass, ports: u8) -> DeviceConfig {
         site: "lakeside".into(),
         device: "D1".into(),
         class,
-        address: "127.0.0.1:502".parse().unwrap(),
+        address: Some("127.0.0.1:502".parse().unwrap()),
+        serial: None,
         unit: 1,
         interval_ms: 1000,
         timeout_ms: 500,
@@ -118,13 +119,20 @@ impl Drop for Peer {
     }
 }
 
-/// A pymodbus slave serving `spec` (see `tests/peers/modbus_slave.py`).
+/// A pymodbus slave serving `spec` on TCP `port` (see `tests/peers/modbus_slave.py`).
 fn pymodbus_slave(port: u16, spec: &str) -> Peer {
+    let peer = pymodbus_at(&port.to_string(), spec);
+    testkit::wait_port(port);
+    peer
+}
+
+/// A pymodbus slave serving `spec` at `where` (a TCP port, or `rtu:PATH`).
+fn pymodbus_at(place: &str, spec: &str) -> Peer {
     let python = std::env::var("FM_TEST_PYTHON")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-venv/bin/python").to_owned());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/modbus_slave.py");
     let mut child = Command::new(&python)
-        .args([script, &port.to_string(), "1", spec])
+        .args([script, place, "1", spec])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -133,7 +141,6 @@ fn pymodbus_slave(port: u16, spec: &str) -> Peer {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line.trim(), "ready", "pymodbus slave did not start");
-    testkit::wait_port(port);
     Peer(child)
 }
 
@@ -258,4 +265,96 @@ metric = "not_there"
         .unwrap()
         .unwrap();
     drop(silent);
+}
+
+/// A pty pair standing in for an RS-485 line (`socat`).
+fn pty_pair(dir: &std::path::Path) -> (Peer, String, String) {
+    let (a, b) = (dir.join("bus-a"), dir.join("bus-b"));
+    let peer = Peer(
+        Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", a.display()))
+            .arg(format!("pty,raw,echo=0,link={}", b.display()))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat is not installed: run scripts/install-test-deps.sh"),
+    );
+    for _ in 0..200 {
+        if a.exists() && b.exists() {
+            return (peer, a.display().to_string(), b.display().to_string());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("socat made no pty pair");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtu_bus_keeps_its_live_slave_polled_beside_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_socat, gateway_end, slave_end) = pty_pair(dir.path());
+    let _peer = pymodbus_at(
+        &format!("rtu:{slave_end}"),
+        r#"{"input": {"0": 1, "1": 1, "2": 620, "3": 280, "4": 340}, "discrete": {"0": 1, "1": 0, "2": 1, "3": 0, "4": 0, "5": 1, "6": 1, "7": 0}}"#,
+    );
+    let http = testkit::free_port();
+    let cfg = format!(
+        r#"
+[mqtt]
+listen = "127.0.0.1:{mqtt}"
+[http]
+listen = "127.0.0.1:{http}"
+[storage]
+data_dir = "{data}"
+[[modbus.devices]]
+site = "lakeside"
+device = "PUMP-RTU"
+class = "firepump"
+unit = 1
+interval_ms = 300
+timeout_ms = 250
+serial = {{ path = "{gateway_end}", parity = "none" }}
+[[modbus.devices]]
+site = "lakeside"
+device = "PUMP-GONE"
+class = "firepump"
+unit = 7
+interval_ms = 300
+timeout_ms = 250
+serial = {{ path = "{gateway_end}", parity = "none" }}
+"#,
+        mqtt = testkit::free_port(),
+        data = dir.path().join("data").display(),
+    );
+    let config = Config::parse(std::path::Path::new("rtu.toml"), &cfg).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(gateway::service::run(config, "t".into(), async {
+        let _ = stop_rx.await;
+    }));
+    testkit::wait_port(http);
+    let started = std::time::Instant::now();
+    let series = "/api/v1/series?device=PUMP-RTU&metric=outlet_pressure_mpa&from=0";
+    let mut body = String::new();
+    for _ in 0..200 {
+        body = get(http, series).await;
+        if body.matches("\"ts\"").count() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    assert!(body.matches("\"ts\"").count() >= 6, "{body}");
+    assert!(body.contains("\"value\":0.62"), "{body}");
+    // Six polls at 300 ms, each sharing the bus with one 250 ms timeout of the missing slave.
+    assert!(elapsed < Duration::from_secs(6), "six polls took {elapsed:?}");
+    let metrics = get(http, "/metrics").await;
+    assert!(
+        metrics.contains("fm_modbus_requests_total{device=\"PUMP-GONE\",outcome=\"timeout\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("fm_modbus_up{device=\"PUMP-RTU\"} 1"), "{metrics}");
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), service)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
