@@ -636,10 +636,8 @@ pub async fn poll_device(config: DeviceConfig, points: Vec<PolledPoint>, tx: mps
             // A late answer would be taken for the next request: start a fresh connection.
             ctx = None;
         }
-        for msg in out {
-            if tx.send(msg).await.is_err() {
-                return;
-            }
+        if !Box::pin(send_all(&tx, out)).await {
+            return;
         }
     }
 }
@@ -679,12 +677,20 @@ pub async fn poll_bus(
             // Drop whatever half frame is left on the line: re-open the port.
             ctx = None;
         }
-        for msg in out {
-            if tx.send(msg).await.is_err() {
-                return;
-            }
+        if !Box::pin(send_all(&tx, out)).await {
+            return;
         }
     }
+}
+
+/// Hands a poll's messages to the pipeline; `false` once it has stopped.
+async fn send_all(tx: &mpsc::Sender<Incoming>, out: Vec<Incoming>) -> bool {
+    for msg in out {
+        if tx.send(msg).await.is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// The `birth` that stands for a Modbus device becoming reachable.

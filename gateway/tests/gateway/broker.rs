@@ -54,11 +54,7 @@ async fn a_broker_restart_loses_no_qos1_message() {
     });
     config.http.listen = ([127, 0, 0, 1], http).into();
     config.storage.data_dir = dir.path().join("data");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(gateway::service::run(config, "t".into(), async {
-        let _ = stop_rx.await;
-    }));
-    testkit::wait_port(http);
+    let gw = crate::http::start(config).await;
 
     let topic = "fm/v1/lakeside/firepump/PUMP-B2";
     let birth = r#"{"v":1,"seq":0,"ts":0,"bdseq":1,"fw":"1","model":"m","cfg":"c","interval_s":3600}"#;
@@ -102,10 +98,5 @@ async fn a_broker_restart_loses_no_qos1_message() {
         metrics.contains("fm_mqtt_disconnects_total 1") || metrics.contains("fm_mqtt_disconnects_total 2"),
         "{metrics}"
     );
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), service)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    gw.stop().await;
 }

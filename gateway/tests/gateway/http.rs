@@ -27,3 +27,52 @@ pub(crate) async fn get(port: u16, path: &str, token: Option<&str>) -> (u16, Str
 pub(crate) async fn body(port: u16, path: &str) -> String {
     get(port, path, Some("t")).await.1
 }
+
+/// A gateway running in this process for one test, with admin token `t`.
+pub(crate) struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts `gateway::service::run` and waits until its HTTP API listens.
+pub(crate) async fn start(config: gateway::config::Config) -> Running {
+    let http = config.http.listen.port();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(gateway::service::run(config, "t".into(), async {
+        let _ = stop_rx.await;
+    }));
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", http)).await.is_ok() {
+            return Running { stop, task };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the gateway's HTTP API never listened on {http}");
+}
+
+impl Running {
+    /// Shuts the gateway down as SIGTERM would and checks it ended cleanly.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(15), self.task).await;
+        ended
+            .expect("the gateway did not stop within 15 s")
+            .expect("the gateway task panicked")
+            .expect("run failed");
+    }
+}
+
+/// Polls an authorised `GET path` until `pred` holds on the body (10 s at
+/// most); returns the last body either way, for the caller's assertion.
+pub(crate) async fn wait_for(http: u16, path: &str, pred: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        let (status, body) = get(http, path, Some("t")).await;
+        if status == 200 && pred(&body) {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    last
+}

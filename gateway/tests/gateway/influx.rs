@@ -110,11 +110,7 @@ flush_ms = 100
         vm = vm.port,
     );
     let config = Config::parse(std::path::Path::new("t.toml"), &cfg).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(gateway::service::run(config, "t".into(), async {
-        let _ = stop_rx.await;
-    }));
-    testkit::wait_port(http_port);
+    let gw = crate::http::start(config).await;
     testkit::wait_port(mqtt);
     let base = gateway::service::now_ms() - 60_000;
     // The gateway subscribes once connected to its own broker: repeat the first until stored.
@@ -176,10 +172,5 @@ flush_ms = 100
     let m = http(http_port, "/metrics", Some("t")).await;
     assert!(m.contains("fm_influx_points_written_total 10"), "{m}");
     assert!(m.contains("fm_influx_points_dropped_total 0"), "{m}");
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), service)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    gw.stop().await;
 }

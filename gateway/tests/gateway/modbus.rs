@@ -213,21 +213,10 @@ metric = "not_there"
         data = dir.path().join("data").display(),
     );
     let config = Config::parse(std::path::Path::new("test.toml"), &cfg).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(gateway::service::run(config, "t".into(), async {
-        let _ = stop_rx.await;
-    }));
-    testkit::wait_port(http);
+    let gw = crate::http::start(config).await;
     let started = std::time::Instant::now();
     let series = "/api/v1/series?device=PUMP-LIVE&metric=network_pressure_mpa&from=0";
-    let mut body = String::new();
-    for _ in 0..100 {
-        body = get(http, series).await;
-        if body.matches("\"ts\"").count() >= 8 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let body = crate::http::wait_for(http, series, |b| b.matches("\"ts\"").count() >= 8).await;
     let elapsed = started.elapsed();
     let n = body.matches("\"ts\"").count();
     assert!(n >= 8, "{n} polls in {elapsed:?}: {body}");
@@ -258,12 +247,7 @@ metric = "not_there"
     }
     let vendor = get(http, "/api/v1/series?device=VENDOR&metric=network_pressure_mpa&from=0").await;
     assert!(vendor.contains("\"value\":0.28"), "{vendor}");
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), service)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    gw.stop().await;
     drop(silent);
 }
 
@@ -325,21 +309,10 @@ serial = {{ path = "{gateway_end}", parity = "none" }}
         data = dir.path().join("data").display(),
     );
     let config = Config::parse(std::path::Path::new("rtu.toml"), &cfg).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(gateway::service::run(config, "t".into(), async {
-        let _ = stop_rx.await;
-    }));
-    testkit::wait_port(http);
+    let gw = crate::http::start(config).await;
     let started = std::time::Instant::now();
     let series = "/api/v1/series?device=PUMP-RTU&metric=outlet_pressure_mpa&from=0";
-    let mut body = String::new();
-    for _ in 0..200 {
-        body = get(http, series).await;
-        if body.matches("\"ts\"").count() >= 6 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let body = crate::http::wait_for(http, series, |b| b.matches("\"ts\"").count() >= 6).await;
     let elapsed = started.elapsed();
     assert!(body.matches("\"ts\"").count() >= 6, "{body}");
     assert!(body.contains("\"value\":0.62"), "{body}");
@@ -351,10 +324,5 @@ serial = {{ path = "{gateway_end}", parity = "none" }}
         "{metrics}"
     );
     assert!(metrics.contains("fm_modbus_up{device=\"PUMP-RTU\"} 1"), "{metrics}");
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), service)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    gw.stop().await;
 }

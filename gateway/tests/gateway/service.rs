@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use gateway::config::Config;
-use tokio::sync::oneshot;
 
 fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
@@ -40,14 +39,7 @@ async fn publish(mqtt: SocketAddr, topic: &str, payload: &str) {
 
 /// Polls `path` until `pred` holds on the body (bounded: 10 s).
 async fn wait_for(http: SocketAddr, path: &str, pred: impl Fn(&str) -> bool) -> String {
-    for _ in 0..200 {
-        let (status, body) = get(http, path, Some("secret")).await;
-        if status == 200 && pred(&body) {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{path} never satisfied the condition");
+    crate::http::wait_for(http.port(), path, pred).await
 }
 
 fn config(dir: &Path) -> (Config, SocketAddr, SocketAddr) {
@@ -58,26 +50,12 @@ fn config(dir: &Path) -> (Config, SocketAddr, SocketAddr) {
     (c.clone(), c.mqtt.listen, c.http.listen)
 }
 
-async fn wait_listening(addr: SocketAddr) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("nothing listens on {addr}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_store_and_serve_then_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, mqtt, http) = config(dir.path());
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let service = tokio::spawn(gateway::service::run(cfg, "secret".into(), async {
-        let _ = stop_rx.await;
-    }));
-    wait_listening(http).await;
-    wait_listening(mqtt).await;
+    let gw = crate::http::start(cfg).await;
+    testkit::wait_port(mqtt.port());
 
     // Auth first: no token, wrong token, health without a token.
     assert_eq!(get(http, "/api/v1/devices", None).await.0, 401);
@@ -90,7 +68,7 @@ async fn ingest_store_and_serve_then_restart() {
     let mut seen = false;
     for _ in 0..100 {
         publish(mqtt, &format!("{base}/birth"), birth).await;
-        let (_, body) = get(http, "/api/v1/devices", Some("secret")).await;
+        let (_, body) = get(http, "/api/v1/devices", Some("t")).await;
         if body.contains("EL-3") {
             seen = true;
             break;
@@ -141,19 +119,19 @@ async fn ingest_store_and_serve_then_restart() {
     assert!(metrics.contains("fm_store_values_total 6"), "{metrics}");
 
     // Bad queries are clear errors.
-    let (status, body) = get(http, "/api/v1/series?device=EL-3", Some("secret")).await;
+    let (status, body) = get(http, "/api/v1/series?device=EL-3", Some("t")).await;
     assert_eq!(status, 400);
     assert!(body.contains("`metric` is required"), "{body}");
     let (status, body) = get(
         http,
         "/api/v1/series?device=EL-3&metric=floor&from=yesterday",
-        Some("secret"),
+        Some("t"),
     )
     .await;
     assert_eq!(status, 400);
     assert!(body.contains("neither RFC 3339"), "{body}");
 
-    let metrics = get(http, "/metrics", Some("secret")).await.1;
+    let metrics = get(http, "/metrics", Some("t")).await.1;
     // Every stored message (3 samples and at least one birth) has its latency observed.
     let observed: u64 = metrics
         .lines()
@@ -163,31 +141,17 @@ async fn ingest_store_and_serve_then_restart() {
     assert!(observed >= 4, "{metrics}");
 
     // Clean shutdown, then a restart on the same data directory keeps the registry.
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), service)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    gw.stop().await;
     // Rejected input was kept for audit, with its reason.
     let rejected = gateway::store::Store::open(dir.path()).unwrap().rejected(10).unwrap();
     let mut reasons: Vec<&str> = rejected.iter().map(|(_, _, r)| r.as_str()).collect();
     reasons.sort_unstable();
     assert_eq!(reasons, ["bad_json", "bad_topic"]);
     let (cfg, _, http) = config(dir.path());
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let service = tokio::spawn(gateway::service::run(cfg, "secret".into(), async {
-        let _ = stop_rx.await;
-    }));
-    wait_listening(http).await;
-    let (_, body) = get(http, "/api/v1/devices", Some("secret")).await;
+    let gw = crate::http::start(cfg).await;
+    let (_, body) = get(http, "/api/v1/devices", Some("t")).await;
     assert!(body.contains("\"fw\":\"1.4.2\""), "registry restored: {body}");
-    let (_, body) = get(http, "/api/v1/series?device=EL-3&metric=floor&from=0", Some("secret")).await;
+    let (_, body) = get(http, "/api/v1/series?device=EL-3&metric=floor&from=0", Some("t")).await;
     assert_eq!(body.matches("\"ts\"").count(), 3, "{body}");
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), service)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    gw.stop().await;
 }
