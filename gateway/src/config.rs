@@ -71,6 +71,15 @@ pub struct BrokerConfig {
     /// Shared-subscription group (`$share/{group}/fm/v1/...`), so several
     /// gateways split one broker's load.
     pub share_group: Option<String>,
+    /// Connect with TLS (port 8883 by convention).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA that signed the broker's certificate (required with `tls`).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for brokers that require one (with `client_key_file`).
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    pub client_key_file: Option<PathBuf>,
 }
 
 fn default_mqtt_port() -> u16 {
@@ -195,11 +204,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Rules across fields that serde cannot check.
-    fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.storage.retention_days == 0 {
-            return Err(("storage.retention_days", "must be at least 1 day".into()));
-        }
+    /// The Modbus devices: ids, one transport each, timings, maps, no repeats.
+    fn validate_modbus(&self) -> Result<(), (&'static str, String)> {
         for (i, d) in self.modbus.devices.iter().enumerate() {
             if protocol::SiteId::new(&d.site).is_err() {
                 return Err((
@@ -252,6 +258,15 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Rules across fields that serde cannot check.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.storage.retention_days == 0 {
+            return Err(("storage.retention_days", "must be at least 1 day".into()));
+        }
+        self.validate_modbus()?;
         if let Some(i) = &self.influx {
             if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
                 return Err(("influx.url", format!("`{}` must start with http:// or https://", i.url)));
@@ -264,23 +279,7 @@ impl Config {
             }
         }
         if let Some(b) = &self.mqtt.broker {
-            if b.host.trim().is_empty() {
-                return Err(("mqtt.broker.host", "must not be empty".into()));
-            }
-            if b.client_id.is_empty() || b.client_id.len() > 64 {
-                return Err(("mqtt.broker.client_id", "must be 1 to 64 characters".into()));
-            }
-            if let Some(g) = &b.share_group
-                && (g.is_empty() || g.contains(['/', '+', '#']))
-            {
-                return Err((
-                    "mqtt.broker.share_group",
-                    "must be a non-empty name without / + #".into(),
-                ));
-            }
-            if b.password.is_some() && b.username.is_none() {
-                return Err(("mqtt.broker.password", "needs `username` too".into()));
-            }
+            validate_broker(b)?;
         }
         Ok(())
     }
@@ -325,4 +324,46 @@ fn find_key(text: &str, field: &str) -> (Option<usize>, Option<usize>) {
         }
     }
     (None, None)
+}
+
+/// An outside broker's settings.
+fn validate_broker(b: &BrokerConfig) -> Result<(), (&'static str, String)> {
+    if b.host.trim().is_empty() {
+        return Err(("mqtt.broker.host", "must not be empty".into()));
+    }
+    if b.client_id.is_empty() || b.client_id.len() > 64 {
+        return Err(("mqtt.broker.client_id", "must be 1 to 64 characters".into()));
+    }
+    if let Some(g) = &b.share_group
+        && (g.is_empty() || g.contains(['/', '+', '#']))
+    {
+        return Err((
+            "mqtt.broker.share_group",
+            "must be a non-empty name without / + #".into(),
+        ));
+    }
+    if b.tls && b.ca_file.is_none() {
+        return Err(("mqtt.broker.ca_file", "is required with `tls = true`".into()));
+    }
+    if b.client_cert_file.is_some() != b.client_key_file.is_some() {
+        return Err((
+            "mqtt.broker.client_key_file",
+            "give both `client_cert_file` and `client_key_file`, or neither".into(),
+        ));
+    }
+    for (field, file) in [
+        ("mqtt.broker.ca_file", &b.ca_file),
+        ("mqtt.broker.client_cert_file", &b.client_cert_file),
+        ("mqtt.broker.client_key_file", &b.client_key_file),
+    ] {
+        if let Some(f) = file
+            && let Err(e) = std::fs::metadata(f)
+        {
+            return Err((field, format!("{}: {e}", f.display())));
+        }
+    }
+    if b.password.is_some() && b.username.is_none() {
+        return Err(("mqtt.broker.password", "needs `username` too".into()));
+    }
+    Ok(())
 }

@@ -97,7 +97,7 @@ dynamic_filters = true
     Ok(())
 }
 
-fn mqtt_options(config: &Config) -> (MqttOptions, String) {
+fn mqtt_options(config: &Config) -> anyhow::Result<(MqttOptions, String)> {
     let (mut opts, filter) = if let Some(b) = &config.mqtt.broker {
         {
             let mut o = MqttOptions::new(&b.client_id, &b.host, b.port);
@@ -110,6 +110,9 @@ fn mqtt_options(config: &Config) -> (MqttOptions, String) {
                 .share_group
                 .as_ref()
                 .map_or_else(|| FILTER.to_owned(), |g| format!("$share/{g}/{FILTER}"));
+            if b.tls {
+                o.set_transport(rumqttc::Transport::tls_with_config(tls_config(b)?));
+            }
             (o, filter)
         }
     } else {
@@ -126,7 +129,27 @@ fn mqtt_options(config: &Config) -> (MqttOptions, String) {
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(256 * 1024, 256 * 1024);
     opts.set_manual_acks(true);
-    (opts, filter)
+    Ok((opts, filter))
+}
+
+/// The TLS settings of an outside broker, from its PEM files.
+fn tls_config(b: &crate::config::BrokerConfig) -> anyhow::Result<rumqttc::TlsConfiguration> {
+    // rumqttc leaves the crypto provider to us: ring (aws-lc, its default, is a slow C build).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |f: &std::path::Path| std::fs::read(f).with_context(|| format!("reading {}", f.display()));
+    let ca = match &b.ca_file {
+        Some(f) => read(f)?,
+        None => bail!("mqtt.broker.ca_file is required with tls"),
+    };
+    let client_auth = match (&b.client_cert_file, &b.client_key_file) {
+        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        _ => None,
+    };
+    Ok(rumqttc::TlsConfiguration::Simple {
+        ca,
+        alpn: None,
+        client_auth,
+    })
 }
 
 /// A publish on its way to the pipeline, acknowledged there once handled.
@@ -173,7 +196,7 @@ pub async fn run(
     let pipeline_tx = tx.clone();
     let retention_ms = i64::from(config.storage.retention_days) * 86_400_000;
     let (influx_tx, influx_tasks) = start_influx(&config, &shared)?;
-    let (opts, filter) = mqtt_options(&config);
+    let (opts, filter) = mqtt_options(&config)?;
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let pipeline = {
         let shared = shared.clone();

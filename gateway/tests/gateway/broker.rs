@@ -51,6 +51,10 @@ async fn a_broker_restart_loses_no_qos1_message() {
         username: None,
         password: None,
         share_group: None,
+        tls: false,
+        ca_file: None,
+        client_cert_file: None,
+        client_key_file: None,
     });
     config.http.listen = ([127, 0, 0, 1], http).into();
     config.storage.data_dir = dir.path().join("data");

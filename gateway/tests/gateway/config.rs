@@ -113,3 +113,19 @@ fn the_check_command_exits_2_naming_the_problem_and_0_when_fine() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn tls_settings_are_checked_with_their_files() {
+    let e = err("[mqtt.broker]\nhost = \"b\"\ntls = true\n");
+    assert!(
+        e.contains("field `mqtt.broker.ca_file`: is required with `tls = true`"),
+        "{e}"
+    );
+    let e = err("[mqtt.broker]\nhost = \"b\"\ntls = true\nca_file = \"/nonexistent/ca.pem\"\n");
+    assert!(
+        e.starts_with("site.toml:4:1: field `mqtt.broker.ca_file`: /nonexistent/ca.pem:"),
+        "{e}"
+    );
+    let e = err("[mqtt.broker]\nhost = \"b\"\nclient_cert_file = \"/etc/hostname\"\n");
+    assert!(e.contains("give both `client_cert_file` and `client_key_file`"), "{e}");
+}

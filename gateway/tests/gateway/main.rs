@@ -12,3 +12,4 @@ mod modbus;
 mod registry;
 mod service;
 mod store;
+mod tls;

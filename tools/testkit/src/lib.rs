@@ -38,6 +38,87 @@ pub struct Mosquitto {
     /// The port it listens on, on 127.0.0.1.
     pub port: u16,
     dir: PathBuf,
+    tls: Option<Tls>,
+}
+
+/// PEM files of a test certificate authority and a broker certificate for 127.0.0.1.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// The CA certificate clients trust.
+    pub ca: PathBuf,
+    /// The broker's certificate.
+    pub cert: PathBuf,
+    /// The broker's key.
+    pub key: PathBuf,
+}
+
+impl Tls {
+    /// Makes a CA and a broker certificate (for `127.0.0.1` and `localhost`)
+    /// with Debian's `openssl` in `dir`.
+    ///
+    /// # Panics
+    /// If `openssl` fails.
+    #[must_use]
+    pub fn generate(dir: &Path) -> Tls {
+        let run = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stderr(Stdio::null())
+                .status();
+            assert!(ok.is_ok_and(|s| s.success()), "openssl {args:?} failed");
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=fm test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "broker.key",
+            "-out",
+            "broker.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("san");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "broker.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "broker.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        Tls {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("broker.pem"),
+            key: dir.join("broker.key"),
+        }
+    }
 }
 
 impl Mosquitto {
@@ -51,19 +132,52 @@ impl Mosquitto {
         let port = free_port();
         let dir = parent.join(format!("mosquitto-{port}"));
         std::fs::create_dir_all(&dir).expect("broker directory");
-        let mut m = Mosquitto { child: None, port, dir };
+        let mut m = Mosquitto {
+            child: None,
+            port,
+            dir,
+            tls: None,
+        };
+        m.spawn();
+        m
+    }
+
+    /// Starts a broker that only speaks TLS, with `tls`'s certificate.
+    ///
+    /// # Panics
+    /// As [`Mosquitto::start`].
+    pub fn start_tls(parent: &Path, tls: &Tls) -> Mosquitto {
+        let port = free_port();
+        let dir = parent.join(format!("mosquitto-{port}"));
+        std::fs::create_dir_all(&dir).expect("broker directory");
+        let mut m = Mosquitto {
+            child: None,
+            port,
+            dir,
+            tls: Some(tls.clone()),
+        };
         m.spawn();
         m
     }
 
     fn spawn(&mut self) {
         let conf = self.dir.join("mosquitto.conf");
-        let text = format!(
+        let mut text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
              autosave_interval 1\nuser root\nlog_type all\nlog_dest stderr\n",
             port = self.port,
             dir = self.dir.display()
         );
+        if let Some(t) = &self.tls {
+            use std::fmt::Write as _;
+            let _ = write!(
+                text,
+                "cafile {}\ncertfile {}\nkeyfile {}\n",
+                t.ca.display(),
+                t.cert.display(),
+                t.key.display()
+            );
+        }
         std::fs::write(&conf, text).expect("broker configuration");
         let log = File::options()
             .create(true)
