@@ -9,6 +9,7 @@ mod http;
 mod influx;
 mod ingest;
 mod modbus;
+mod process;
 mod registry;
 mod service;
 mod store;

@@ -1,0 +1,80 @@
+//! The `gateway` binary as an operator runs it: embedded defaults with
+//! overrides, the admin token from the environment, SIGTERM ends it with exit 0
+//! after persisting what it knows.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use testkit::free_port;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_binary_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mqtt, http) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args([
+            "run",
+            "--mqtt-listen",
+            &format!("127.0.0.1:{mqtt}"),
+            "--http-listen",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("GATEWAY_ADMIN_TOKEN", "t")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    testkit::wait_port(http);
+    testkit::wait_port(mqtt);
+    let birth = r#"{"v":1,"seq":0,"ts":0,"bdseq":1,"fw":"9","model":"m","cfg":"c","interval_s":10}"#;
+    let mut seen = false;
+    for _ in 0..100 {
+        let ok = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &mqtt.to_string(),
+                "-q",
+                "1",
+                "-t",
+                "fm/v1/s/charger/B-1/birth",
+                "-m",
+                birth,
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        if crate::http::body(http, "/api/v1/devices").await.contains("B-1") {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen);
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let mut status = None;
+    for _ in 0..200 {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the gateway did not stop within 10 s of SIGTERM")
+    });
+    assert_eq!(status.code(), Some(0));
+    let store = gateway::store::Store::open(dir.path()).unwrap();
+    let devices = store.load_devices().unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].fw.as_deref(), Some("9"));
+}
