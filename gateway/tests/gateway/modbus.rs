@@ -326,3 +326,85 @@ serial = {{ path = "{gateway_end}", parity = "none" }}
     assert!(metrics.contains("fm_modbus_up{device=\"PUMP-RTU\"} 1"), "{metrics}");
     gw.stop().await;
 }
+
+/// A slave that answers its second request only after the poller has given up
+/// on it, with a wrong value, then answers promptly again: a late answer left
+/// on the wire. It is a fault injector, not a Modbus implementation: it echoes
+/// the transaction id and answers every read of input register 3 (count 1).
+fn late_answering_slave() -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut served = 0u32;
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut req = [0u8; 12];
+            while s.read_exact(&mut req).is_ok() {
+                served += 1;
+                let (value, delay) = if served == 2 { (999u16, 600) } else { (280u16, 0) };
+                std::thread::sleep(Duration::from_millis(delay));
+                let [hi, lo] = value.to_be_bytes();
+                let resp = [req[0], req[1], 0, 0, 0, 5, req[6], 4, 2, hi, lo];
+                if s.write_all(&resp).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_never_becomes_the_next_value() {
+    let port = late_answering_slave();
+    let dir = tempfile::tempdir().unwrap();
+    let http = testkit::free_port();
+    let cfg = format!(
+        r#"
+[mqtt]
+listen = "127.0.0.1:{mqtt}"
+[http]
+listen = "127.0.0.1:{http}"
+[storage]
+data_dir = "{data}"
+[[modbus.devices]]
+site = "lakeside"
+device = "LATE"
+class = "firepump"
+address = "127.0.0.1:{port}"
+interval_ms = 200
+timeout_ms = 300
+[[modbus.devices.registers]]
+table = "input"
+address = 3
+type = "u16"
+scale = 0.001
+metric = "network_pressure_mpa"
+"#,
+        mqtt = testkit::free_port(),
+        data = dir.path().join("data").display(),
+    );
+    let config = Config::parse(std::path::Path::new("late.toml"), &cfg).unwrap();
+    let gw = crate::http::start(config).await;
+    let series = "/api/v1/series?device=LATE&metric=network_pressure_mpa&from=0";
+    let body = crate::http::wait_for(http, series, |b| b.matches("\"ts\"").count() >= 5).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let values: Vec<f64> = v["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_f64().unwrap())
+        .collect();
+    assert!(values.len() >= 5, "{body}");
+    assert!(
+        values.iter().all(|&x| (x - 0.28).abs() < 1e-9),
+        "a late answer was taken for a later request: {values:?}"
+    );
+    let metrics = get(http, "/metrics").await;
+    assert!(
+        metrics.contains("fm_modbus_requests_total{device=\"LATE\",outcome=\"timeout\"} 1"),
+        "{metrics}"
+    );
+    gw.stop().await;
+}
