@@ -18,6 +18,7 @@
 
 pub mod engine;
 pub mod rule;
+pub mod series;
 
 pub use engine::{AlertKey, AlertState, Effect, Engine, Sample, SeriesKey, Snapshot};
 pub use rule::{Cmp, Rule, RuleError};

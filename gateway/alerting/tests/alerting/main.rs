@@ -296,3 +296,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_series_notation_reads_like_the_domain() {
+    use alerting::series::SeriesTest;
+    let text = "
+# A pump room: the pressure drops (fires after its 30 s), the gauge goes silent
+# (no-data 180 s after its last sample, not resolved), and is back high (resolved).
+interval 1s
+series lakeside/firepump/PUMP-B2 network_pressure_mpa: 0.3 0.05x40 _x200 0.3
+series lakeside/charger/BAY-07 temp_c{port=2}: 30 31 66x6 _ 40
+expect 31s fired firepump.low_pressure lakeside/firepump/PUMP-B2 network_pressure_mpa
+expect 220s no_data firepump.low_pressure lakeside/firepump/PUMP-B2 network_pressure_mpa
+expect 241s resolved firepump.low_pressure lakeside/firepump/PUMP-B2 network_pressure_mpa
+expect 2s fired charger.over_temperature lakeside/charger/BAY-07 temp_c{port=2}
+expect 9s resolved charger.over_temperature lakeside/charger/BAY-07 temp_c{port=2}
+";
+    let t = SeriesTest::parse(text).unwrap();
+    let over_temp = Rule {
+        id: "charger.over_temperature".into(),
+        code: "over_temperature".into(),
+        metric: "temp_c".into(),
+        cmp: Cmp::Ge,
+        threshold: 65.0,
+        clear: None,
+        for_ms: 0,
+        keep_firing_for_ms: 0,
+        absent_after_ms: None,
+    };
+    let mut e = Engine::new(vec![pressure_rule(), over_temp]).unwrap();
+    let mut got = t.run(&mut e);
+    let mut want = t.expected.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    let bad = SeriesTest::parse("interval 1s\nseries d m: 1 zz\n").unwrap_err();
+    assert_eq!(bad.to_string(), "line 2: bad values (numbers, vxN, _)");
+}
