@@ -32,9 +32,36 @@ pub fn wait_port(port: u16) {
     }
 }
 
+/// A child process that is stopped with SIGTERM on request and killed when dropped.
+#[derive(Default)]
+struct Process(Option<Child>);
+
+impl Process {
+    /// Stops it the way an operator would (SIGTERM, so it can save its state) and waits.
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    fn running(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A Mosquitto broker (Debian's `mosquitto`) on its own port and directory.
 pub struct Mosquitto {
-    child: Option<Child>,
+    child: Process,
     /// The port it listens on, on 127.0.0.1.
     pub port: u16,
     dir: PathBuf,
@@ -133,7 +160,7 @@ impl Mosquitto {
         let dir = parent.join(format!("mosquitto-{port}"));
         std::fs::create_dir_all(&dir).expect("broker directory");
         let mut m = Mosquitto {
-            child: None,
+            child: Process::default(),
             port,
             dir,
             tls: None,
@@ -151,7 +178,7 @@ impl Mosquitto {
         let dir = parent.join(format!("mosquitto-{port}"));
         std::fs::create_dir_all(&dir).expect("broker directory");
         let mut m = Mosquitto {
-            child: None,
+            child: Process::default(),
             port,
             dir,
             tls: Some(tls.clone()),
@@ -191,7 +218,7 @@ impl Mosquitto {
             .stderr(log)
             .spawn()
             .expect("mosquitto is not installed: run scripts/install-test-deps.sh");
-        self.child = Some(child);
+        self.child = Process(Some(child));
         wait_port(self.port);
     }
 
@@ -204,10 +231,7 @@ impl Mosquitto {
 
     /// Stops the broker with SIGTERM and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let _ = child.wait();
-        }
+        self.child.terminate();
     }
 
     /// The broker's log so far (for failure messages).
@@ -217,20 +241,11 @@ impl Mosquitto {
     }
 }
 
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// A VictoriaMetrics server (Debian's `victoria-metrics`): it accepts the
 /// InfluxDB v2 write API (`/api/v2/write`), which no InfluxDB 2 package here
 /// offers, and exports what it stored.
 pub struct VictoriaMetrics {
-    child: Option<Child>,
+    child: Process,
     /// The HTTP port on 127.0.0.1.
     pub port: u16,
     dir: PathBuf,
@@ -245,7 +260,11 @@ impl VictoriaMetrics {
         let port = free_port();
         let dir = parent.join(format!("victoria-{port}"));
         std::fs::create_dir_all(&dir).expect("victoria-metrics directory");
-        let mut v = VictoriaMetrics { child: None, port, dir };
+        let mut v = VictoriaMetrics {
+            child: Process::default(),
+            port,
+            dir,
+        };
         v.spawn();
         v
     }
@@ -264,31 +283,19 @@ impl VictoriaMetrics {
             .stderr(log)
             .spawn()
             .expect("victoria-metrics is not installed: run scripts/install-test-deps.sh");
-        self.child = Some(child);
+        self.child = Process(Some(child));
         wait_port(self.port);
     }
 
     /// Stops the server (SIGTERM) and waits for it: an outage.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            let _ = child.wait();
-        }
+        self.child.terminate();
     }
 
     /// Starts it again on the same port and data.
     pub fn start_again(&mut self) {
-        if self.child.is_none() {
+        if !self.child.running() {
             self.spawn();
-        }
-    }
-}
-
-impl Drop for VictoriaMetrics {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }
