@@ -76,3 +76,12 @@ pub(crate) async fn wait_for(http: u16, path: &str, pred: impl Fn(&str) -> bool)
     }
     last
 }
+
+/// The start of a test configuration: the embedded broker on `mqtt`, HTTP on
+/// `http`, data under `data`. Tests append their own sections.
+pub(crate) fn base_config(mqtt: u16, http: u16, data: &std::path::Path) -> String {
+    format!(
+        "[mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\n",
+        data.display()
+    )
+}

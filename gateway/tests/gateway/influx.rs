@@ -91,24 +91,17 @@ async fn an_outage_is_spooled_and_drained_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut vm = VictoriaMetrics::start(dir.path());
     let (mqtt, http_port) = (free_port(), free_port());
-    let cfg = format!(
-        r#"
-[mqtt]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http_port}"
-[storage]
-data_dir = "{data}"
-[influx]
+    let cfg = crate::http::base_config(mqtt, http_port, &dir.path().join("data"))
+        + &format!(
+            r#"[influx]
 url = "http://127.0.0.1:{vm}"
 org = "fm"
 bucket = "telemetry"
 batch_points = 2
 flush_ms = 100
 "#,
-        data = dir.path().join("data").display(),
-        vm = vm.port,
-    );
+            vm = vm.port
+        );
     let config = Config::parse(std::path::Path::new("t.toml"), &cfg).unwrap();
     let gw = crate::http::start(config).await;
     testkit::wait_port(mqtt);

@@ -162,15 +162,9 @@ async fn a_live_slave_keeps_its_pace_beside_a_dead_and_a_silent_one() {
     let dead_port = testkit::free_port();
     let dir = tempfile::tempdir().unwrap();
     let http = testkit::free_port();
-    let cfg = format!(
-        r#"
-[mqtt]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-[[modbus.devices]]
+    let cfg = crate::http::base_config(testkit::free_port(), http, &dir.path().join("data"))
+        + &format!(
+            r#"[[modbus.devices]]
 site = "lakeside"
 device = "PUMP-LIVE"
 class = "firepump"
@@ -208,10 +202,8 @@ table = "input"
 address = 40
 type = "u16"
 metric = "not_there"
-"#,
-        mqtt = testkit::free_port(),
-        data = dir.path().join("data").display(),
-    );
+"#
+        );
     let config = Config::parse(std::path::Path::new("test.toml"), &cfg).unwrap();
     let gw = crate::http::start(config).await;
     let started = std::time::Instant::now();
@@ -280,15 +272,9 @@ async fn an_rtu_bus_keeps_its_live_slave_polled_beside_a_missing_one() {
         r#"{"input": {"0": 1, "1": 1, "2": 620, "3": 280, "4": 340}, "discrete": {"0": 1, "1": 0, "2": 1, "3": 0, "4": 0, "5": 1, "6": 1, "7": 0}}"#,
     );
     let http = testkit::free_port();
-    let cfg = format!(
-        r#"
-[mqtt]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-[[modbus.devices]]
+    let cfg = crate::http::base_config(testkit::free_port(), http, &dir.path().join("data"))
+        + &format!(
+            r#"[[modbus.devices]]
 site = "lakeside"
 device = "PUMP-RTU"
 class = "firepump"
@@ -304,10 +290,8 @@ unit = 7
 interval_ms = 300
 timeout_ms = 250
 serial = {{ path = "{gateway_end}", parity = "none" }}
-"#,
-        mqtt = testkit::free_port(),
-        data = dir.path().join("data").display(),
-    );
+"#
+        );
     let config = Config::parse(std::path::Path::new("rtu.toml"), &cfg).unwrap();
     let gw = crate::http::start(config).await;
     let started = std::time::Instant::now();
@@ -360,15 +344,9 @@ async fn a_late_answer_never_becomes_the_next_value() {
     let port = late_answering_slave();
     let dir = tempfile::tempdir().unwrap();
     let http = testkit::free_port();
-    let cfg = format!(
-        r#"
-[mqtt]
-listen = "127.0.0.1:{mqtt}"
-[http]
-listen = "127.0.0.1:{http}"
-[storage]
-data_dir = "{data}"
-[[modbus.devices]]
+    let cfg = crate::http::base_config(testkit::free_port(), http, &dir.path().join("data"))
+        + &format!(
+            r#"[[modbus.devices]]
 site = "lakeside"
 device = "LATE"
 class = "firepump"
@@ -381,10 +359,8 @@ address = 3
 type = "u16"
 scale = 0.001
 metric = "network_pressure_mpa"
-"#,
-        mqtt = testkit::free_port(),
-        data = dir.path().join("data").display(),
-    );
+"#
+        );
     let config = Config::parse(std::path::Path::new("late.toml"), &cfg).unwrap();
     let gw = crate::http::start(config).await;
     let series = "/api/v1/series?device=LATE&metric=network_pressure_mpa&from=0";

@@ -32,6 +32,14 @@ pub fn wait_port(port: u16) {
     }
 }
 
+/// A free port and a new directory `PREFIX-PORT` under `parent` for one server.
+fn fresh(parent: &Path, prefix: &str) -> (u16, PathBuf) {
+    let port = free_port();
+    let dir = parent.join(format!("{prefix}-{port}"));
+    std::fs::create_dir_all(&dir).expect("server directory");
+    (port, dir)
+}
+
 /// A child process that is stopped with SIGTERM on request and killed when dropped.
 #[derive(Default)]
 struct Process(Option<Child>);
@@ -156,17 +164,7 @@ impl Mosquitto {
     /// If `mosquitto` is not installed (run `scripts/install-test-deps.sh`) or
     /// does not start.
     pub fn start(parent: &Path) -> Mosquitto {
-        let port = free_port();
-        let dir = parent.join(format!("mosquitto-{port}"));
-        std::fs::create_dir_all(&dir).expect("broker directory");
-        let mut m = Mosquitto {
-            child: Process::default(),
-            port,
-            dir,
-            tls: None,
-        };
-        m.spawn();
-        m
+        Self::start_with(parent, None)
     }
 
     /// Starts a broker that only speaks TLS, with `tls`'s certificate.
@@ -174,14 +172,16 @@ impl Mosquitto {
     /// # Panics
     /// As [`Mosquitto::start`].
     pub fn start_tls(parent: &Path, tls: &Tls) -> Mosquitto {
-        let port = free_port();
-        let dir = parent.join(format!("mosquitto-{port}"));
-        std::fs::create_dir_all(&dir).expect("broker directory");
+        Self::start_with(parent, Some(tls.clone()))
+    }
+
+    fn start_with(parent: &Path, tls: Option<Tls>) -> Mosquitto {
+        let (port, dir) = fresh(parent, "mosquitto");
         let mut m = Mosquitto {
             child: Process::default(),
             port,
             dir,
-            tls: Some(tls.clone()),
+            tls,
         };
         m.spawn();
         m
@@ -257,9 +257,7 @@ impl VictoriaMetrics {
     /// # Panics
     /// If `victoria-metrics` is not installed (run `scripts/install-test-deps.sh`).
     pub fn start(parent: &Path) -> VictoriaMetrics {
-        let port = free_port();
-        let dir = parent.join(format!("victoria-{port}"));
-        std::fs::create_dir_all(&dir).expect("victoria-metrics directory");
+        let (port, dir) = fresh(parent, "victoria");
         let mut v = VictoriaMetrics {
             child: Process::default(),
             port,
