@@ -73,8 +73,21 @@ wire_names! {
         ChargeTimeout = 68 => "charge_timeout",
         /// A full battery left on the port (the port is cut off).
         FullCutoff = 69 => "full_cutoff",
+        /// A port's temperature climbs fast while below the cut-off limit: the
+        /// early sign of a battery going into thermal runaway. Raised by the
+        /// gateway's rate-of-change rule, before `over_temperature`.
+        TempRising = 70 => "temp_rising",
         /// The node is offline: a `death`, or silence for 3 × its interval.
         Offline = 96 => "offline",
+        /// The gateway lost its MQTT broker: every MQTT device is unknown, so
+        /// this one alert stands for all of their silences.
+        UplinkLost = 97 => "uplink_lost",
+        /// Every device on one Modbus bus (or endpoint) went silent together:
+        /// the bus is the root cause, not the devices.
+        BusDown = 98 => "bus_down",
+        /// Every device of a compound went silent together: its network or
+        /// power is gone, one alert stands for all of them.
+        SiteUnreachable = 99 => "site_unreachable",
     }
 }
 
@@ -186,7 +199,11 @@ impl EventCode {
             EventCode::Leakage => "漏电",
             EventCode::ChargeTimeout => "充电超时",
             EventCode::FullCutoff => "充满断电",
+            EventCode::TempRising => "端口温度骤升",
             EventCode::Offline => "离线",
+            EventCode::UplinkLost => "网关与消息服务器断开",
+            EventCode::BusDown => "总线故障",
+            EventCode::SiteUnreachable => "小区失联",
         }
     }
 
@@ -204,7 +221,11 @@ impl EventCode {
     pub const fn is_per_port(self) -> bool {
         matches!(
             self,
-            EventCode::OverTemperature | EventCode::OverCurrent | EventCode::ChargeTimeout | EventCode::FullCutoff
+            EventCode::OverTemperature
+                | EventCode::OverCurrent
+                | EventCode::ChargeTimeout
+                | EventCode::FullCutoff
+                | EventCode::TempRising
         )
     }
 }

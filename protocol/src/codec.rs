@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::class::Kind;
 use crate::limits::MAX_PAYLOAD;
-use crate::message::{Ack, Birth, Cmd, Data, Death, Event, Invalid, Message, Sample};
+use crate::message::{Invalid, Message, Sample};
 
 /// First byte of a binary payload. 0xF1 can never begin UTF-8 text, so a JSON
 /// payload (with or without leading blanks) is never mistaken for one.
@@ -188,7 +188,9 @@ pub fn decode_binary(kind: Kind, payload: &[u8]) -> Result<Message, DecodeError>
         Kind::Cmd => Message::Cmd(postcard_exact(body).map_err(err)?),
         Kind::Ack => Message::Ack(postcard_exact(body).map_err(err)?),
     };
-    validated(kind, msg)
+    msg.validate()
+        .map_err(|invalid| DecodeError::Invalid { kind, invalid })?;
+    Ok(msg)
 }
 
 /// Decodes postcard, rejecting trailing bytes (a truncated or padded frame is
@@ -200,26 +202,26 @@ fn postcard_exact<T: DeserializeOwned>(body: &[u8]) -> Result<T, postcard::Error
     }
 }
 
-fn validated(kind: Kind, msg: Message) -> Result<Message, DecodeError> {
-    msg.validate()
-        .map_err(|invalid| DecodeError::Invalid { kind, invalid })?;
-    Ok(msg)
-}
-
-/// Runs a per-kind JSON parser and wraps its error text.
+/// Runs a per-kind JSON parser, wraps its error text, and validates.
+///
+/// The message is built in place in its `Message` variant and validated
+/// there: a `Data` is 7.9 KiB (room for every limit, no heap), and every move
+/// of it costs more than parsing a typical sample.
 macro_rules! decode_kind {
     ($kind:expr, $parse:expr) => {{
         let kind = $kind;
+        let json = |e| DecodeError::Json { kind, message: cut(&e) };
         let msg = match kind {
-            Kind::Birth => $parse.map(Message::Birth as fn(Birth) -> Message),
-            Kind::Death => $parse.map(Message::Death as fn(Death) -> Message),
-            Kind::Data => $parse.map(Message::Data as fn(Data) -> Message),
-            Kind::Event => $parse.map(Message::Event as fn(Event) -> Message),
-            Kind::Cmd => $parse.map(Message::Cmd as fn(Cmd) -> Message),
-            Kind::Ack => $parse.map(Message::Ack as fn(Ack) -> Message),
-        }
-        .map_err(|e| DecodeError::Json { kind, message: cut(&e) })?;
-        validated(kind, msg)
+            Kind::Birth => Message::Birth($parse.map_err(json)?),
+            Kind::Death => Message::Death($parse.map_err(json)?),
+            Kind::Data => Message::Data($parse.map_err(json)?),
+            Kind::Event => Message::Event($parse.map_err(json)?),
+            Kind::Cmd => Message::Cmd($parse.map_err(json)?),
+            Kind::Ack => Message::Ack($parse.map_err(json)?),
+        };
+        msg.validate()
+            .map_err(|invalid| DecodeError::Invalid { kind, invalid })?;
+        Ok(msg)
     }};
 }
 
@@ -229,7 +231,7 @@ macro_rules! decode_kind {
 /// metric's value, an event's `detail`): those need [`json_std`]. A node only
 /// decodes `cmd`, whose fields are all typed, so this is no limit there.
 pub mod json_core {
-    use super::{Ack, Birth, Cmd, Data, Death, DecodeError, Event, Kind, Message, cut, validated};
+    use super::{DecodeError, Kind, Message, cut};
     use serde::de::DeserializeOwned;
 
     /// Unescaping room for the longest string field.
@@ -259,7 +261,7 @@ pub mod json_core {
 /// every error and support for values of any type.
 #[cfg(feature = "std")]
 pub mod json_std {
-    use super::{Ack, Birth, Cmd, Data, Death, DecodeError, Event, Kind, Message, cut, validated};
+    use super::{DecodeError, Kind, Message, cut};
 
     /// Decodes a JSON payload of `kind` and validates it.
     ///

@@ -45,6 +45,14 @@ wire_names! {
         RunCount = 11 => "run_count",
         /// Running hours since commissioning.
         RunHours = 12 => "run_hours",
+        /// The safety circuit is closed (our addition: lets a plain sensor node
+        /// report the contact the gateway judges `safety_circuit_break` from).
+        SafetyCircuitOk = 13 => "safety_circuit_ok",
+        /// The in-car alarm button is pressed (our addition, for `alarm_button`).
+        AlarmButton = 14 => "alarm_button",
+        /// An e-bike detector (camera or tag reader) sees an e-bike in the car
+        /// (our addition, for `ebike_in_car`).
+        EbikeDetected = 15 => "ebike_detected",
         /// The main fire pump runs (run feedback).
         PumpRunning = 32 => "pump_running",
         /// The pump cabinet reports a fault.
@@ -67,6 +75,9 @@ wire_names! {
         BackupPowerOk = 41 => "backup_power_ok",
         /// A weekly self-test (巡检) is running.
         SelfTestRunning = 42 => "self_test_running",
+        /// The building's fire alarm panel is in alarm (its output contact to
+        /// the pump cabinet; our addition, for `fire_alarm`).
+        FireAlarm = 43 => "fire_alarm",
         /// The bay's smoke detector is in alarm.
         Smoke = 64 => "smoke",
         /// Air temperature in the bay.
@@ -247,12 +258,14 @@ impl Metric {
 impl MetricInfo for Metric {
     fn kind(self) -> ValueKind {
         use Metric::{
-            AutoMode, BackupPowerOk, DoorClosed, DoorZone, JockeyRunning, MainPowerOk, Occupied, PowerOk, PumpFault,
-            PumpRunning, Running, SelfTestRunning, Smoke, StartSignal,
+            AlarmButton, AutoMode, BackupPowerOk, DoorClosed, DoorZone, EbikeDetected, FireAlarm, JockeyRunning,
+            MainPowerOk, Occupied, PowerOk, PumpFault, PumpRunning, Running, SafetyCircuitOk, SelfTestRunning, Smoke,
+            StartSignal,
         };
         match self {
             Running | DoorZone | DoorClosed | Occupied | PowerOk | PumpRunning | PumpFault | AutoMode | StartSignal
-            | JockeyRunning | MainPowerOk | BackupPowerOk | SelfTestRunning | Smoke => ValueKind::Bool,
+            | JockeyRunning | MainPowerOk | BackupPowerOk | SelfTestRunning | Smoke | SafetyCircuitOk | AlarmButton
+            | EbikeDetected | FireAlarm => ValueKind::Bool,
             Metric::Direction => ValueKind::Code { max: 2 },
             Metric::ServiceMode => ValueKind::Code { max: 7 },
             _ => ValueKind::Number,

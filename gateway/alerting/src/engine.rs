@@ -1,340 +1,1229 @@
-//! The engine: one state machine per (rule, series), fed samples and ticks.
+//! The engine: every device's values, rule instances and alerts, fed
+//! observations and a clock, answering with [`Effect`]s.
 //!
 //! ```text
-//!            condition                 held `for`
-//! Inactive ───────────► Pending ─────────────────► Firing ──┐ condition ends, then
-//!    ▲                     │ condition ends          │      │ `keep_firing_for` passes
-//!    └─────────────────────┘                         ▼      │
-//!    ◄──────────────────────────────────────────── Resolved ◄┘
-//! any state ── no sample for `absent_after` ──► marked no-data (never resolved by silence)
+//! observe(now, device, data|event|birth|death|gap) ─┐
+//! uplink(now, up) ──────────────────────────────────┤
+//! tick(now) ────────────────────────────────────────┤
+//!                                                   ▼
+//!       values ─► rule instances ─► sources per (code, port) ─► alert lifecycle
+//!                                                                    │
+//!                         inhibition, maintenance, re-judgement ◄────┘
+//!                                        │
+//!                      group queue (wait; critical at once) ─► Notify + WorkOrder::Open
 //! ```
+//!
+//! Devices live in a vector in arrival order and are visited in that order,
+//! groups in a `BTreeMap`: the same inputs give the same effects, byte for
+//! byte. Nothing here reads a clock: `now` is always the caller's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use protocol::{DeviceClass, EventCode, Message, Scalar, Severity, Value};
 
-use crate::rule::Rule;
+use crate::alert::{Alert, Flap, Sources};
+use crate::effect::{
+    AlertChange, AlertView, Change, DataState, Effect, Evidence, Notification, Record, State, WorkOrderIntent,
+};
+use crate::instance::{Ctx, Inst, Val};
+use crate::rule::Judge;
+use crate::ruleset::{Profile, RuleSet};
 
-/// Which series a sample belongs to: a device, a metric, and a port for
-/// per-port metrics.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct SeriesKey {
-    /// `site/class/device`.
-    pub device: String,
-    /// The metric.
-    pub metric: String,
-    /// The port, for per-port metrics.
-    pub port: Option<u8>,
+/// Timings of judgement around the rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// How long a non-critical alert waits in its group for others to join
+    /// one notification (critical ones go at once).
+    pub group_wait_ms: i64,
+    /// Flap damping.
+    pub flap: Flap,
+    /// How long the broker must be lost before `uplink_lost` fires.
+    pub uplink_for_ms: i64,
+    /// Devices a compound needs before "all of them silent" is a root cause.
+    pub site_min_devices: usize,
+    /// Devices a Modbus bus needs before "all of them silent" is a root cause.
+    pub bus_min_devices: usize,
 }
 
-/// One alert instance: a rule on a series.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct AlertKey {
-    /// The rule's id.
-    pub rule: String,
-    /// The series.
-    pub series: SeriesKey,
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            group_wait_ms: 30_000,
+            flap: Flap {
+                window_ms: 600_000,
+                starts: 3,
+                hold_ms: 600_000,
+            },
+            uplink_for_ms: 30_000,
+            site_min_devices: 2,
+            bus_min_devices: 2,
+        }
+    }
 }
 
-/// One sample, on the gateway's clock.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    /// The series.
-    pub series: SeriesKey,
-    /// The value (flags as 0/1).
-    pub value: f64,
-    /// Gateway time in ms since the Unix epoch.
-    pub now: i64,
+/// A declared maintenance window: alerts are recorded, never notified or
+/// dispatched.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Window {
+    /// The compound (all if `None`).
+    pub site: Option<String>,
+    /// The class (all if `None`).
+    pub class: Option<DeviceClass>,
+    /// The device (all if `None`).
+    pub device: Option<String>,
+    /// From (gateway ms, inclusive).
+    pub from: i64,
+    /// To (exclusive).
+    pub to: i64,
+    /// Why (shown and recorded).
+    pub reason: String,
 }
 
-/// Where an alert instance stands.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum AlertState {
-    /// The condition does not hold.
-    Inactive,
-    /// The condition holds, not yet for long enough.
-    Pending {
-        /// Since when.
-        since: i64,
+impl Window {
+    fn covers(&self, site: &str, class: Option<DeviceClass>, device: &str, now: i64) -> bool {
+        (self.from..self.to).contains(&now)
+            && self.site.as_deref().is_none_or(|s| s == site)
+            && self.class.is_none_or(|c| Some(c) == class)
+            && self.device.as_deref().is_none_or(|d| d == device)
+    }
+}
+
+/// Which device an observation is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceRef<'a> {
+    /// The compound.
+    pub site: &'a str,
+    /// The class.
+    pub class: DeviceClass,
+    /// The device id.
+    pub device: &'a str,
+}
+
+/// One observation of a device.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// A message from the device (`data`, `event`, `birth`, `death`; `cmd`
+    /// and `ack` are ignored). `hist` data is ignored, `hist` events become
+    /// records (and clear what they clear), never live alerts.
+    Message(&'a Message),
+    /// Messages of the session were lost before this point: consecutive-sample
+    /// counts restart, so "two samples in a row" never spans a hole.
+    Gap,
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// No alert has this id.
+    #[error("no alert {0}")]
+    Unknown(u64),
+    /// It is pending or resolved.
+    #[error("alert {id} is {state}, not firing", state = .state.as_str())]
+    NotFiring {
+        /// The alert.
+        id: u64,
+        /// Its state.
+        state: State,
     },
-    /// The alert fires.
-    Firing {
-        /// The episode: every downstream effect is keyed by it.
-        episode: u64,
-        /// When it fired.
-        since: i64,
-        /// When the condition last held (for `keep_firing_for`).
-        last_active: i64,
-        /// Whether the condition holds now.
-        active: bool,
-    },
 }
 
-/// The state of one instance, with its data freshness.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Instance {
-    state: AlertState,
-    last_sample: i64,
-    /// The last sample's verdict (a pending alert progresses on ticks only while true).
-    last_active: bool,
-    no_data: bool,
+/// What kind of parent a pseudo-device stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Root {
+    /// The gateway's broker connection.
+    Uplink,
+    /// A compound.
+    Site,
+    /// A Modbus bus (index into `buses`).
+    Bus,
 }
 
-/// What the gateway must act on, in order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "effect", rename_all = "snake_case")]
-pub enum Effect {
-    /// An alert started firing.
-    Fired {
-        /// Which.
-        key: AlertKey,
-        /// The rule's code.
-        code: String,
-        /// The episode.
-        episode: u64,
-        /// When.
-        at: i64,
-    },
-    /// A firing alert resolved (its condition ended, on fresh data).
-    Resolved {
-        /// Which.
-        key: AlertKey,
-        /// The episode that ended.
-        episode: u64,
-        /// When.
-        at: i64,
-    },
-    /// The series went silent: the alert keeps its state, marked no-data.
-    NoData {
-        /// Which.
-        key: AlertKey,
-        /// When the silence was noticed.
-        at: i64,
-    },
-    /// Data came back after a no-data period.
-    DataResumed {
-        /// Which.
-        key: AlertKey,
-        /// When.
-        at: i64,
-    },
+pub(crate) struct Port {
+    pub(crate) values: Vec<Val>,
+    pub(crate) inst: Vec<Inst>,
 }
 
-/// All rule state, for persistence across restarts.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
-    #[serde(with = "pairs")]
-    instances: BTreeMap<AlertKey, Instance>,
-    next_episode: u64,
+pub(crate) struct Device {
+    /// Interned: one allocation per compound, shared (and cached) by all its devices.
+    pub(crate) site: Arc<str>,
+    /// A keyed hash of (site, class, id), compared before the strings.
+    pub(crate) key: u64,
+    /// `None` for root-cause pseudo-devices.
+    pub(crate) class: Option<DeviceClass>,
+    pub(crate) id: Box<str>,
+    pub(crate) next_same: Option<u32>,
+    pub(crate) root: Option<Root>,
+    pub(crate) profile: Arc<Profile>,
+    pub(crate) building: Option<Arc<str>>,
+    pub(crate) bus: Option<u16>,
+    pub(crate) interval_ms: i64,
+    pub(crate) last_seen: i64,
+    /// Silence before this is not evidence (the gateway itself was blind).
+    pub(crate) judged_from: i64,
+    /// Last live observation (not `hist`).
+    pub(crate) fresh_at: i64,
+    pub(crate) dead: bool,
+    pub(crate) values: Vec<Val>,
+    pub(crate) ports: Vec<Port>,
+    pub(crate) inst: Vec<Inst>,
+    /// Codes the node (or, for pseudo-devices, the topology) holds raised.
+    pub(crate) node: Vec<(Arc<str>, u8)>,
+    pub(crate) alerts: Vec<Alert>,
+    pub(crate) busy: bool,
 }
 
-/// The engine: rules and the state of every (rule, series) instance.
-#[derive(Clone, Debug)]
+pub(crate) struct Bus {
+    pub(crate) name: Box<str>,
+    pub(crate) devices: Vec<u32>,
+    pub(crate) root: Option<u32>,
+}
+
+#[derive(Default)]
+pub(crate) struct Site {
+    pub(crate) devices: Vec<u32>,
+    pub(crate) root: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Queued {
+    Firing { device: u32, episode: u64 },
+    Resolved(Box<AlertView>),
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Group {
+    pub(crate) due: i64,
+    pub(crate) critical: bool,
+    pub(crate) entries: Vec<Queued>,
+}
+
+/// Slot lookup tables of one class: metric id → slot.
+#[derive(Clone)]
+pub(crate) struct ClassSlots {
+    dev_known: [u16; 128],
+    port_known: [u16; 32],
+    pub(crate) dev_names: Vec<String>,
+    pub(crate) port_names: Vec<String>,
+}
+
+const NO_SLOT: u16 = u16::MAX;
+
+impl ClassSlots {
+    fn new(s: &crate::rule::Slots) -> ClassSlots {
+        let mut c = ClassSlots {
+            dev_known: [NO_SLOT; 128],
+            port_known: [NO_SLOT; 32],
+            dev_names: s.device.clone(),
+            port_names: s.port.clone(),
+        };
+        for (i, n) in s.device.iter().enumerate() {
+            if let Some(m) = protocol::Metric::from_name(n) {
+                c.dev_known[usize::from(m.id()) & 127] = u16::try_from(i).unwrap_or(NO_SLOT);
+            }
+        }
+        for (i, n) in s.port.iter().enumerate() {
+            if let Some(m) = protocol::PortMetric::from_name(n) {
+                c.port_known[usize::from(m.id()) & 31] = u16::try_from(i).unwrap_or(NO_SLOT);
+            }
+        }
+        c
+    }
+
+    fn dev(&self, name: &protocol::Named<protocol::Metric>) -> Option<usize> {
+        let s = match name {
+            protocol::Named::Known(m) => self.dev_known[usize::from(m.id()) & 127],
+            protocol::Named::Other(n) => return self.dev_names.iter().position(|x| x == n.as_str()),
+        };
+        (s != NO_SLOT).then_some(usize::from(s))
+    }
+
+    fn dev_by_name(&self, name: &str) -> Option<usize> {
+        self.dev_names.iter().position(|x| x == name)
+    }
+
+    fn port(&self, name: &protocol::Named<protocol::PortMetric>) -> Option<usize> {
+        let s = match name {
+            protocol::Named::Known(m) => self.port_known[usize::from(m.id()) & 31],
+            protocol::Named::Other(n) => return self.port_names.iter().position(|x| x == n.as_str()),
+        };
+        (s != NO_SLOT).then_some(usize::from(s))
+    }
+}
+
+/// The alerting engine.
 pub struct Engine {
-    rules: Vec<Rule>,
-    state: Snapshot,
+    pub(crate) rules: RuleSet,
+    pub(crate) settings: Settings,
+    pub(crate) slots: BTreeMap<DeviceClass, ClassSlots>,
+    pub(crate) profiles: HashMap<(DeviceClass, Vec<u16>), Arc<Profile>>,
+    pub(crate) empty: Arc<Profile>,
+    pub(crate) devices: Vec<Device>,
+    /// Device index by key hash (collisions chain through `next_same`).
+    pub(crate) by_key: HashMap<u64, u32, BuildHasherDefault<KeyHasher>>,
+    /// `SipHash` keys, random per engine: device ids come from the network, so
+    /// the lookup must not be open to chosen collisions.
+    pub(crate) hasher: RandomState,
+    pub(crate) episodes: HashMap<u64, u32>,
+    pub(crate) next_episode: u64,
+    pub(crate) uplink_down_since: Option<i64>,
+    pub(crate) uplink_root: Option<u32>,
+    pub(crate) buses: Vec<Bus>,
+    pub(crate) sites: BTreeMap<Arc<str>, Site>,
+    pub(crate) groups: BTreeMap<(String, Option<String>), Group>,
+    pub(crate) windows: Vec<Window>,
+    pub(crate) buildings: HashMap<(String, String), Arc<str>>,
+    scratch: Vec<Sources>,
+}
+
+/// Passes the device key hash through: it is a `SipHash` already.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The name of the node's own event as a source.
+pub const NODE_SOURCE: &str = "node";
+
+fn as_f64(v: Value) -> f64 {
+    match v {
+        Value::Bool(b) => f64::from(u8::from(b)),
+        Value::Number(n) => n,
+    }
 }
 
 impl Engine {
-    /// An engine with no state yet.
-    ///
-    /// # Errors
-    /// The first invalid rule, or two rules with one id.
-    pub fn new(rules: Vec<Rule>) -> Result<Engine, crate::rule::RuleError> {
-        for (i, r) in rules.iter().enumerate() {
-            r.validate()?;
-            if rules[..i].iter().any(|o| o.id == r.id) {
-                return Err(crate::rule::RuleError {
-                    rule: r.id.clone(),
-                    problem: "the id is used twice".into(),
-                });
-            }
-        }
-        Ok(Engine {
-            rules,
-            state: Snapshot {
-                instances: BTreeMap::new(),
-                next_episode: 1,
-            },
-        })
-    }
-
-    /// The state of every instance, to persist.
+    /// An engine with no devices yet.
     #[must_use]
-    pub fn snapshot(&self) -> Snapshot {
-        self.state.clone()
-    }
-
-    /// Restores persisted state. Instances of rules that no longer exist are
-    /// dropped; those of unchanged rules continue exactly where they were (a
-    /// 120 s `for` goes on counting from its original start).
-    pub fn restore(&mut self, snapshot: Snapshot) {
-        let ids: Vec<&str> = self.rules.iter().map(|r| r.id.as_str()).collect();
-        self.state.next_episode = snapshot.next_episode.max(self.state.next_episode);
-        self.state.instances = snapshot
-            .instances
-            .into_iter()
-            .filter(|(k, _)| ids.contains(&k.rule.as_str()))
+    pub fn new(rules: RuleSet, settings: Settings) -> Engine {
+        let slots = rules
+            .packs()
+            .iter()
+            .filter_map(|p| rules.slots(p.class).map(|s| (p.class, ClassSlots::new(s))))
             .collect();
+        Engine {
+            empty: Arc::new(Profile {
+                class: DeviceClass::Elevator,
+                device: Vec::new(),
+                port: Vec::new(),
+                severity: BTreeMap::new(),
+                offline_intervals: 3.0,
+            }),
+            rules,
+            settings,
+            slots,
+            profiles: HashMap::new(),
+            devices: Vec::new(),
+            by_key: HashMap::default(),
+            hasher: RandomState::new(),
+            episodes: HashMap::new(),
+            next_episode: 1,
+            uplink_down_since: None,
+            uplink_root: None,
+            buses: Vec::new(),
+            sites: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            windows: Vec::new(),
+            buildings: HashMap::new(),
+            scratch: Vec::new(),
+        }
     }
 
-    /// The current state of an instance.
+    /// The settings.
     #[must_use]
-    pub fn state(&self, key: &AlertKey) -> Option<&AlertState> {
-        self.state.instances.get(key).map(|i| &i.state)
+    pub fn settings(&self) -> Settings {
+        self.settings
     }
 
-    /// Feeds one sample; returns the effects, in order.
-    pub fn observe(&mut self, sample: &Sample) -> Vec<Effect> {
-        let mut out = Vec::new();
-        for rule in self.rules.iter().filter(|r| r.metric == sample.series.metric) {
-            let key = AlertKey {
-                rule: rule.id.clone(),
-                series: sample.series.clone(),
-            };
-            let inst = self.state.instances.entry(key.clone()).or_insert(Instance {
-                state: AlertState::Inactive,
-                last_sample: sample.now,
-                last_active: false,
-                no_data: false,
+    /// Sets the declared maintenance windows (replacing earlier ones).
+    pub fn set_windows(&mut self, windows: Vec<Window>) {
+        self.windows = windows;
+    }
+
+    /// Adds one maintenance window (an open maintenance work order, say).
+    pub fn add_window(&mut self, window: Window) {
+        self.windows.push(window);
+    }
+
+    /// The maintenance windows.
+    #[must_use]
+    pub fn windows(&self) -> &[Window] {
+        &self.windows
+    }
+
+    /// Assigns devices to buildings, for grouping notifications.
+    pub fn set_buildings(&mut self, buildings: impl IntoIterator<Item = (String, String, String)>) {
+        self.buildings = buildings.into_iter().map(|(s, d, b)| ((s, d), b.into())).collect();
+        for dev in &mut self.devices {
+            dev.building = self.buildings.get(&(dev.site.to_string(), dev.id.to_string())).cloned();
+        }
+    }
+
+    fn profile_for(&mut self, site: &str, class: DeviceClass, device: &str) -> Arc<Profile> {
+        let key = (class, self.rules.matching(site, class, device));
+        if let Some(p) = self.profiles.get(&key) {
+            return p.clone();
+        }
+        let p = self.rules.profile(class, &key.1);
+        self.profiles.insert(key, p.clone());
+        p
+    }
+
+    fn key(&self, site: &str, class: Option<DeviceClass>, id: &str) -> u64 {
+        self.hasher.hash_one((site, class.map(DeviceClass::id), id))
+    }
+
+    pub(crate) fn find(&self, site: &str, class: Option<DeviceClass>, id: &str) -> Option<u32> {
+        let key = self.key(site, class, id);
+        let mut at = self.by_key.get(&key).copied();
+        while let Some(i) = at {
+            let d = &self.devices[i as usize];
+            if d.key == key && d.class == class && &*d.id == id && &*d.site == site {
+                return Some(i);
+            }
+            at = d.next_same;
+        }
+        None
+    }
+
+    pub(crate) fn insert(
+        &mut self,
+        site: &str,
+        class: Option<DeviceClass>,
+        id: &str,
+        root: Option<Root>,
+        now: i64,
+    ) -> u32 {
+        if let Some(i) = self.find(site, class, id) {
+            return i;
+        }
+        let profile = match class {
+            Some(c) if root.is_none() => self.profile_for(site, c, id),
+            _ => self.empty.clone(),
+        };
+        let n_values = class.and_then(|c| self.slots.get(&c)).map_or(0, |s| s.dev_names.len());
+        let idx = u32::try_from(self.devices.len()).unwrap_or(u32::MAX);
+        let key = self.key(site, class, id);
+        let next_same = self.by_key.insert(key, idx);
+        let site_name = match self.sites.get_key_value(site) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(site),
+        };
+        self.devices.push(Device {
+            site: site_name.clone(),
+            key,
+            class,
+            id: id.into(),
+            next_same,
+            root,
+            building: self.buildings.get(&(site.to_owned(), id.to_owned())).cloned(),
+            inst: vec![Inst::default(); profile.device.len()],
+            profile,
+            bus: None,
+            interval_ms: i64::from(crate::DEFAULT_INTERVAL_S) * 1000,
+            last_seen: now,
+            judged_from: now,
+            fresh_at: now,
+            dead: false,
+            values: vec![Val::default(); n_values],
+            ports: Vec::new(),
+            node: Vec::new(),
+            alerts: Vec::new(),
+            busy: false,
+        });
+        let s = self.sites.entry(site_name).or_default();
+        if root.is_none() {
+            s.devices.push(idx);
+        }
+        idx
+    }
+
+    /// Places a device on a Modbus bus: when every device of a bus goes
+    /// silent together, one `bus_down` alert stands for them.
+    pub fn attach(&mut self, device: DeviceRef<'_>, bus: &str, now: i64) {
+        let d = self.insert(device.site, Some(device.class), device.device, None, now);
+        let b = self.buses.iter().position(|x| &*x.name == bus).unwrap_or_else(|| {
+            self.buses.push(Bus {
+                name: bus.into(),
+                devices: Vec::new(),
+                root: None,
             });
-            if inst.no_data {
-                inst.no_data = false;
-                out.push(Effect::DataResumed {
-                    key: key.clone(),
-                    at: sample.now,
-                });
-            }
-            inst.last_sample = sample.now;
-            let firing = matches!(inst.state, AlertState::Firing { .. });
-            let active = sample.value.is_finite() && rule.active(sample.value, firing);
-            inst.last_active = active;
-            step(
-                rule,
-                &key,
-                inst,
-                active,
-                sample.now,
-                &mut self.state.next_episode,
-                &mut out,
-            );
+            self.buses.len() - 1
+        });
+        let dev = &mut self.devices[d as usize];
+        if dev.bus.is_none() {
+            dev.bus = u16::try_from(b).ok();
+            self.buses[b].devices.push(d);
         }
-        out
     }
 
-    /// Advances time: pending alerts whose `for` has passed fire,
-    /// `keep_firing_for` runs out, silent series become no-data.
-    pub fn tick(&mut self, now: i64) -> Vec<Effect> {
-        let mut out = Vec::new();
-        for (key, inst) in &mut self.state.instances {
-            let Some(rule) = self.rules.iter().find(|r| r.id == key.rule) else {
+    /// The gateway itself was away (a restart): silence before `now` is not
+    /// evidence that a device is offline.
+    pub fn resume(&mut self, now: i64) {
+        for d in &mut self.devices {
+            d.judged_from = d.judged_from.max(now);
+        }
+    }
+
+    /// Feeds one observation of a device.
+    pub fn observe(&mut self, now: i64, device: DeviceRef<'_>, input: Input<'_>, out: &mut Vec<Effect>) {
+        let d = self.insert(device.site, Some(device.class), device.device, None, now);
+        let sample = match input {
+            Input::Gap => {
+                let dev = &mut self.devices[d as usize];
+                dev.inst.iter_mut().for_each(|i| i.streak = 0);
+                dev.ports
+                    .iter_mut()
+                    .flat_map(|p| p.inst.iter_mut())
+                    .for_each(|i| i.streak = 0);
+                return;
+            }
+            Input::Message(m) => match self.take_message(d, m, now, out) {
+                Some(sample) => sample,
+                None => return,
+            },
+        };
+        self.eval(d, now, sample, out);
+        self.flush(now, out);
+    }
+
+    /// Updates a device's state from a message; returns whether it was a
+    /// sample (`Some(true)`), another live message (`Some(false)`), or nothing
+    /// to judge (`None`).
+    fn take_message(&mut self, d: u32, m: &Message, now: i64, out: &mut Vec<Effect>) -> Option<bool> {
+        let class = self.devices[d as usize].class?;
+        let slots = self.slots.get(&class);
+        let dev = &mut self.devices[d as usize];
+        let header = m.header();
+        dev.last_seen = dev.last_seen.max(now);
+        if header.hist {
+            if let Message::Event(e) = m {
+                out.push(Effect::Record(event_record(dev, e, now, "replayed_event")));
+                // A replayed clear is history that still holds: the node
+                // re-sends what is still raised after its birth.
+                if !e.active {
+                    let port = e.port().unwrap_or(0);
+                    let before = dev.node.len();
+                    dev.node.retain(|(c, p)| !(&**c == e.code.as_str() && *p == port));
+                    return (dev.node.len() != before).then_some(false);
+                }
+            }
+            return None;
+        }
+        match m {
+            Message::Data(data) => {
+                dev.dead = false;
+                dev.fresh_at = now;
+                if let Some(s) = slots {
+                    for r in data.m.iter() {
+                        if let Some(i) = s.dev(&r.name) {
+                            dev.values[i].set(as_f64(r.value), now);
+                        }
+                    }
+                    for p in &data.ports {
+                        let Some(port) = ensure_port(dev, p.port, s) else {
+                            continue;
+                        };
+                        for r in p.readings.iter() {
+                            if let Some(i) = s.port(&r.name) {
+                                port.values[i].set(as_f64(r.value), now);
+                            }
+                        }
+                    }
+                }
+                Some(true)
+            }
+            Message::Event(e) => {
+                dev.dead = false;
+                dev.fresh_at = now;
+                let code = e.code.as_str();
+                if e.code.known().is_some_and(|c| !c.is_state()) {
+                    out.push(Effect::Record(event_record(dev, e, now, code)));
+                    return None;
+                }
+                let port = e.port().unwrap_or(0);
+                let held = dev.node.iter().position(|(c, p)| &**c == code && *p == port);
+                match (e.active, held) {
+                    (true, None) => dev.node.push((code.into(), port)),
+                    (false, Some(i)) => {
+                        dev.node.remove(i);
+                    }
+                    _ => {}
+                }
+                Some(false)
+            }
+            Message::Birth(b) => {
+                dev.dead = false;
+                dev.fresh_at = now;
+                dev.interval_ms = i64::from(b.interval_s.max(1)) * 1000;
+                if let Some(s) = slots {
+                    let facts = [
+                        ("rated_speed_mps", b.rated_speed_mps),
+                        ("floors", b.floors.map(f64::from)),
+                        ("ports", b.ports.map(f64::from)),
+                    ];
+                    for (name, v) in facts {
+                        if let (Some(v), Some(i)) = (v, s.dev_by_name(name)) {
+                            dev.values[i].set(v, now);
+                            dev.values[i].at = i64::MAX;
+                        }
+                    }
+                    if let Some(n) = b.ports {
+                        ensure_port(dev, n, s);
+                    }
+                }
+                Some(false)
+            }
+            Message::Death(_) => {
+                dev.dead = true;
+                Some(false)
+            }
+            Message::Cmd(_) | Message::Ack(_) => None,
+        }
+    }
+
+    /// Whether the device is silent on the gateway's clock: `Some(true)`
+    /// offline, `Some(false)` online, `None` when the gateway cannot tell (it
+    /// lost the broker, or has not listened long enough since it was blind).
+    fn offline_verdict(&self, dev: &Device, now: i64) -> Option<bool> {
+        if dev.bus.is_none() && self.uplink_down_since.is_some() {
+            return None;
+        }
+        if dev.dead {
+            return Some(true);
+        }
+        let from = dev.last_seen.max(dev.judged_from);
+        if now.saturating_sub(from) >= stale_ms(dev) {
+            Some(true)
+        } else if dev.judged_from > dev.last_seen {
+            None
+        } else {
+            Some(false)
+        }
+    }
+
+    /// Judges every rule and alert of a device at `now`.
+    #[allow(clippy::too_many_lines)]
+    pub(crate) fn eval(&mut self, d: u32, now: i64, sample: bool, out: &mut Vec<Effect>) {
+        let offline = self.offline_verdict(&self.devices[d as usize], now);
+        let uplink_down = self.uplink_down_since.is_some();
+        let mut sources = std::mem::take(&mut self.scratch);
+        sources.clear();
+        {
+            let dev = &mut self.devices[d as usize];
+            let profile = dev.profile.clone();
+            let stale = stale_ms(dev);
+            let gone = offline == Some(true) || (dev.bus.is_none() && uplink_down);
+            let stale_data = if gone { DataState::Stale } else { DataState::NoData };
+            for (rule, inst) in profile.device.iter().zip(dev.inst.iter_mut()) {
+                let mut ctx = Ctx {
+                    dev: &dev.values,
+                    port: &[],
+                    now,
+                    stale_ms: stale,
+                    dead: dev.dead,
+                    rate: None,
+                };
+                inst.step(rule, &mut ctx, sample, offline);
+                let data = if matches!(rule.judge, Judge::Offline { .. }) {
+                    if offline.is_none() {
+                        DataState::Stale
+                    } else {
+                        DataState::Fresh
+                    }
+                } else if inst.known {
+                    DataState::Fresh
+                } else {
+                    stale_data
+                };
+                add_source(&mut sources, rule, inst, 0, data);
+            }
+            for (p, port) in dev.ports.iter_mut().enumerate() {
+                let n = u8::try_from(p + 1).unwrap_or(u8::MAX);
+                for (rule, inst) in profile.port.iter().zip(port.inst.iter_mut()) {
+                    let mut ctx = Ctx {
+                        dev: &dev.values,
+                        port: &port.values,
+                        now,
+                        stale_ms: stale,
+                        dead: dev.dead,
+                        rate: None,
+                    };
+                    inst.step(rule, &mut ctx, sample, offline);
+                    let data = if inst.known { DataState::Fresh } else { stale_data };
+                    add_source(&mut sources, rule, inst, n, data);
+                }
+            }
+            for (code, port) in &dev.node {
+                let severity = profile
+                    .severity
+                    .get(&**code)
+                    .copied()
+                    .or_else(|| EventCode::from_name(code).map(EventCode::severity))
+                    .unwrap_or(Severity::Major);
+                let s = entry(&mut sources, code, *port, severity);
+                s.firing = true;
+                s.since = s.since.min(now);
+                s.dispatch |= severity != Severity::Info;
+                s.severity = s.severity.min(severity);
+                s.names.push(NODE_SOURCE.into());
+            }
+        }
+        let flap = self.settings.flap;
+        let mut offline_changed = false;
+        // Alerts whose code no source mentions any more: every source is clear.
+        for a in &self.devices[d as usize].alerts {
+            if a.open() && !sources.iter().any(|s| s.code == a.code && s.port == a.port) {
+                let mut none = Sources::none(a.code.clone(), a.port, a.severity);
+                none.data = a.data;
+                sources.push(none);
+            }
+        }
+        for s in &sources {
+            let dev = &mut self.devices[d as usize];
+            let i = match dev.alerts.iter().position(|a| a.code == s.code && a.port == s.port) {
+                Some(i) => i,
+                None if s.firing || s.pending => {
+                    dev.alerts.push(Alert::closed(s.code.clone(), s.port, s.severity));
+                    dev.alerts.len() - 1
+                }
+                None => continue,
+            };
+            let was_open = dev.alerts[i].open();
+            let Some(change) = dev.alerts[i].judge(s, now, flap, &mut self.next_episode) else {
                 continue;
             };
-            if let Some(limit) = rule.absent_after_ms
-                && !inst.no_data
-                && now - inst.last_sample >= limit
-            {
-                inst.no_data = true;
-                out.push(Effect::NoData {
-                    key: key.clone(),
-                    at: now,
-                });
+            let a = &dev.alerts[i];
+            match (was_open, a.open()) {
+                (false, true) => {
+                    self.episodes.insert(a.episode, d);
+                }
+                (true, false) => {
+                    self.episodes.remove(&a.episode);
+                }
+                _ => {}
             }
-            if inst.no_data {
-                // No fresh data: nothing progresses and nothing resolves by silence.
+            if &*a.code == EventCode::Offline.as_str() && matches!(change, Change::Fired | Change::Resolved) {
+                offline_changed = true;
+            }
+            if change == Change::Fired {
+                let evidence = evidence(dev, a.port, &self.slots);
+                dev.alerts[i].evidence = evidence;
+            }
+            self.after_change(d, i, change, now, out);
+        }
+        self.scratch = sources;
+        self.release_all(d, now);
+        let dev = &mut self.devices[d as usize];
+        dev.alerts.retain(|a| !a.forgettable(now, flap));
+        dev.busy = dev.inst.iter().any(Inst::busy)
+            || dev.ports.iter().any(|p| p.inst.iter().any(Inst::busy))
+            || dev.alerts.iter().any(|a| a.open() || !a.starts.is_empty());
+        if offline_changed {
+            self.update_roots(d, now, out);
+        }
+    }
+
+    /// Emits the effects of one alert change.
+    fn after_change(&mut self, d: u32, i: usize, change: Change, now: i64, out: &mut Vec<Effect>) {
+        let view = self.view(d, i);
+        if change == Change::Resolved {
+            let a = &mut self.devices[d as usize].alerts[i];
+            if a.dispatched {
+                a.dispatched = false;
+                out.push(Effect::WorkOrder(WorkOrderIntent::Close { alert: view.clone() }));
+            }
+            if a.notified {
+                a.notified = false;
+                let key = self.group_key(d);
+                let g = self.groups.entry(key).or_insert(Group {
+                    due: now + self.settings.group_wait_ms,
+                    critical: false,
+                    entries: Vec::new(),
+                });
+                g.entries.push(Queued::Resolved(Box::new(view.clone())));
+            }
+        }
+        out.push(Effect::Alert(AlertChange { change, alert: view }));
+    }
+
+    fn group_key(&self, d: u32) -> (String, Option<String>) {
+        let dev = &self.devices[d as usize];
+        (dev.site.to_string(), dev.building.as_deref().map(str::to_owned))
+    }
+
+    /// What suppresses a device's alert now: the nearest failed parent.
+    fn inhibitor(&self, d: u32, code: &str) -> Option<String> {
+        let dev = &self.devices[d as usize];
+        let fires = |root: Option<u32>| root.is_some_and(|r| self.devices[r as usize].alerts.iter().any(Alert::firing));
+        match dev.root {
+            Some(Root::Uplink) => return None,
+            Some(Root::Site) => return fires(self.uplink_root).then(|| "uplink".to_owned()),
+            Some(Root::Bus) => {
+                let site = self.sites.get(&dev.site).and_then(|s| s.root);
+                return fires(site).then(|| format!("site:{}", dev.site));
+            }
+            None => {}
+        }
+        if dev.bus.is_none() && (self.uplink_down_since.is_some() || fires(self.uplink_root)) {
+            return Some("uplink".into());
+        }
+        if fires(self.sites.get(&dev.site).and_then(|s| s.root)) {
+            return Some(format!("site:{}", dev.site));
+        }
+        if let Some(b) = dev.bus.and_then(|b| self.buses.get(usize::from(b)))
+            && fires(b.root)
+        {
+            return Some(format!("bus:{}", b.name));
+        }
+        let offline = EventCode::Offline.as_str();
+        if code != offline && dev.alerts.iter().any(|a| a.firing() && &*a.code == offline) {
+            return Some(format!("offline:{}", dev.id));
+        }
+        None
+    }
+
+    fn in_maintenance(&self, d: u32, now: i64) -> bool {
+        let dev = &self.devices[d as usize];
+        self.windows
+            .iter()
+            .any(|w| w.covers(&dev.site, dev.class, &dev.id, now))
+    }
+
+    /// Queues every firing alert of a device that may now be notified.
+    fn release_all(&mut self, d: u32, now: i64) {
+        let n = self.devices[d as usize].alerts.len();
+        for i in 0..n {
+            let (code, ready) = {
+                let a = &self.devices[d as usize].alerts[i];
+                (a.code.clone(), a.firing() && !a.notified && !a.queued)
+            };
+            if !ready {
                 continue;
             }
-            let active = inst.last_active;
-            step(rule, key, inst, active, now, &mut self.state.next_episode, &mut out);
+            let maintenance = self.in_maintenance(d, now);
+            let inhibited = self.inhibitor(d, &code);
+            let dev = &self.devices[d as usize];
+            let stale = stale_ms(dev);
+            let fresh_at = dev.fresh_at;
+            let a = &mut self.devices[d as usize].alerts[i];
+            a.maintenance = maintenance;
+            a.inhibited_by = inhibited;
+            if let Some(r) = a.rejudge_after {
+                let offline_confirmed = &*a.code == EventCode::Offline.as_str() && now.saturating_sub(r) >= stale;
+                if fresh_at > r || offline_confirmed {
+                    a.rejudge_after = None;
+                }
+            }
+            if a.maintenance || a.inhibited_by.is_some() || a.rejudge_after.is_some() {
+                continue;
+            }
+            a.queued = true;
+            let critical = a.severity == Severity::Critical;
+            let episode = a.episode;
+            let wait = self.settings.group_wait_ms;
+            let key = self.group_key(d);
+            let g = self.groups.entry(key).or_insert(Group {
+                due: now + wait,
+                critical: false,
+                entries: Vec::new(),
+            });
+            if critical {
+                g.due = now;
+                g.critical = true;
+            }
+            g.entries.push(Queued::Firing { device: d, episode });
         }
-        out
     }
-}
 
-/// One transition of one instance at `now`, with the condition `active`.
-fn step(
-    rule: &Rule,
-    key: &AlertKey,
-    inst: &mut Instance,
-    active: bool,
-    now: i64,
-    next: &mut u64,
-    out: &mut Vec<Effect>,
-) {
-    inst.state = match inst.state.clone() {
-        AlertState::Inactive if active && rule.for_ms == 0 => fire(rule, key, now, next, out),
-        AlertState::Inactive if active => AlertState::Pending { since: now },
-        AlertState::Pending { since } if active && now - since >= rule.for_ms => fire(rule, key, now, next, out),
-        AlertState::Pending { since } if active => AlertState::Pending { since },
-        AlertState::Inactive | AlertState::Pending { .. } => AlertState::Inactive,
-        AlertState::Firing { episode, since, .. } if active => AlertState::Firing {
-            episode,
-            since,
-            last_active: now,
-            active: true,
-        },
-        AlertState::Firing {
-            episode,
-            since,
-            last_active,
-            ..
-        } => {
-            if now - last_active >= rule.keep_firing_for_ms {
-                out.push(Effect::Resolved {
-                    key: key.clone(),
-                    episode,
-                    at: now,
-                });
-                AlertState::Inactive
-            } else {
-                AlertState::Firing {
-                    episode,
-                    since,
-                    last_active,
-                    active: false,
+    /// Sends every group notification that is due.
+    fn flush(&mut self, now: i64, out: &mut Vec<Effect>) {
+        let due: Vec<(String, Option<String>)> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.due <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let Some(g) = self.groups.remove(&key) else { continue };
+            let mut n = Notification {
+                site: key.0.clone(),
+                building: key.1.clone(),
+                at: now,
+                critical: g.critical,
+                firing: Vec::new(),
+                resolved: Vec::new(),
+            };
+            for e in g.entries {
+                match e {
+                    Queued::Resolved(v) => n.resolved.push(*v),
+                    Queued::Firing { device, episode } => {
+                        let Some(i) = self.devices[device as usize]
+                            .alerts
+                            .iter()
+                            .position(|a| a.episode == episode && a.firing())
+                        else {
+                            continue;
+                        };
+                        self.devices[device as usize].alerts[i].queued = false;
+                        let code = self.devices[device as usize].alerts[i].code.clone();
+                        // A parent may have failed while it waited: the
+                        // storm this wait exists to catch.
+                        if let Some(root) = self.inhibitor(device, &code) {
+                            self.devices[device as usize].alerts[i].inhibited_by = Some(root);
+                            continue;
+                        }
+                        let view = self.view(device, i);
+                        let a = &mut self.devices[device as usize].alerts[i];
+                        a.notified = true;
+                        if a.dispatch && !a.dispatched {
+                            a.dispatched = true;
+                            out.push(Effect::WorkOrder(WorkOrderIntent::Open { alert: view.clone() }));
+                        }
+                        n.firing.push(view);
+                    }
+                }
+            }
+            if !n.firing.is_empty() || !n.resolved.is_empty() {
+                out.push(Effect::Notify(n));
+            }
+        }
+    }
+
+    /// Sets the state of a root cause's pseudo-device and judges it.
+    fn set_root(&mut self, root: Root, site: &str, name: &str, active: bool, now: i64, out: &mut Vec<Effect>) -> u32 {
+        let code = match root {
+            Root::Uplink => EventCode::UplinkLost,
+            Root::Site => EventCode::SiteUnreachable,
+            Root::Bus => EventCode::BusDown,
+        };
+        let r = self.insert(site, None, name, Some(root), now);
+        let dev = &mut self.devices[r as usize];
+        let held = !dev.node.is_empty();
+        if active && !held {
+            dev.node.push((code.as_str().into(), 0));
+        } else if !active && held {
+            dev.node.clear();
+        }
+        if active != held {
+            self.eval(r, now, false, out);
+            if !active {
+                self.rejudge_children(root, site, r, now);
+            }
+        }
+        r
+    }
+
+    /// After a parent recovered, its children's un-notified alerts wait for
+    /// fresh data (or, for `offline`, a full window) before they notify, so a
+    /// recovery is not replayed as a storm.
+    fn rejudge_children(&mut self, root: Root, site: &str, r: u32, now: i64) {
+        let children: Vec<u32> = match root {
+            Root::Uplink => (0..self.devices.len())
+                .filter_map(|i| u32::try_from(i).ok())
+                .filter(|i| {
+                    let d = &self.devices[*i as usize];
+                    d.root.is_none() && d.bus.is_none()
+                })
+                .collect(),
+            Root::Site => self.sites.get(site).map(|s| s.devices.clone()).unwrap_or_default(),
+            Root::Bus => self
+                .buses
+                .iter()
+                .find(|b| b.root == Some(r))
+                .map(|b| b.devices.clone())
+                .unwrap_or_default(),
+        };
+        for c in children {
+            for a in &mut self.devices[c as usize].alerts {
+                if a.firing() && !a.notified && !a.queued {
+                    a.rejudge_after = Some(now);
                 }
             }
         }
+    }
+
+    /// Re-infers the site and bus root causes after `d` went offline or came back.
+    fn update_roots(&mut self, d: u32, now: i64, out: &mut Vec<Effect>) {
+        let offline = EventCode::Offline.as_str();
+        let is_off = |e: &Engine, i: &u32| {
+            e.devices[*i as usize]
+                .alerts
+                .iter()
+                .any(|a| a.firing() && &*a.code == offline)
+        };
+        let site = self.devices[d as usize].site.clone();
+        if let Some(s) = self.sites.get(&site) {
+            let all = s.devices.len() >= self.settings.site_min_devices && s.devices.iter().all(|i| is_off(self, i));
+            let r = self.set_root(Root::Site, &site, "site", all, now, out);
+            if let Some(s) = self.sites.get_mut(&site) {
+                s.root = Some(r);
+            }
+        }
+        if let Some(b) = self.devices[d as usize].bus.map(usize::from) {
+            let all = self.buses[b].devices.len() >= self.settings.bus_min_devices
+                && self.buses[b].devices.iter().all(|i| is_off(self, i));
+            let name = format!("bus:{}", self.buses[b].name);
+            let r = self.set_root(Root::Bus, &site, &name, all, now, out);
+            self.buses[b].root = Some(r);
+        }
+    }
+
+    /// The gateway's broker connection went up or down.
+    pub fn uplink(&mut self, now: i64, up: bool, out: &mut Vec<Effect>) {
+        match (up, self.uplink_down_since) {
+            (false, None) => self.uplink_down_since = Some(now),
+            (true, Some(_)) => {
+                self.uplink_down_since = None;
+                for dev in self.devices.iter_mut().filter(|d| d.root.is_none() && d.bus.is_none()) {
+                    dev.judged_from = dev.judged_from.max(now);
+                }
+                let r = self.set_root(Root::Uplink, "", "uplink", false, now, out);
+                self.uplink_root = Some(r);
+                // Children whose alerts never notified re-judge on fresh data.
+                self.rejudge_children(Root::Uplink, "", r, now);
+                self.flush(now, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// Lets time pass: `for` and `keep_firing_for` run out, silent devices go
+    /// offline, waiting notifications are sent.
+    pub fn tick(&mut self, now: i64, out: &mut Vec<Effect>) {
+        if let Some(since) = self.uplink_down_since
+            && now.saturating_sub(since) >= self.settings.uplink_for_ms
+        {
+            let r = self.set_root(Root::Uplink, "", "uplink", true, now, out);
+            self.uplink_root = Some(r);
+        }
+        for i in 0..self.devices.len() {
+            let d = &self.devices[i];
+            if d.root.is_some() && !d.busy {
+                continue;
+            }
+            let due = d.busy || (d.root.is_none() && self.offline_verdict(d, now) == Some(true));
+            if due && let Ok(i) = u32::try_from(i) {
+                self.eval(i, now, false, out);
+            }
+        }
+        self.flush(now, out);
+    }
+
+    /// Acknowledges a firing alert.
+    ///
+    /// # Errors
+    /// [`AckError`] when there is no such alert or it does not fire.
+    pub fn ack(&mut self, now: i64, id: u64, by: &str, out: &mut Vec<Effect>) -> Result<AlertView, AckError> {
+        let Some(&d) = self.episodes.get(&id) else {
+            return Err(AckError::Unknown(id));
+        };
+        let Some(i) = self.devices[d as usize].alerts.iter().position(|a| a.episode == id) else {
+            return Err(AckError::Unknown(id));
+        };
+        let changed = self.devices[d as usize].alerts[i]
+            .ack(now, by)
+            .map_err(|state| AckError::NotFiring { id, state })?;
+        let view = self.view(d, i);
+        if changed {
+            out.push(Effect::Alert(AlertChange {
+                change: Change::Acknowledged,
+                alert: view.clone(),
+            }));
+        }
+        Ok(view)
+    }
+
+    /// Every open alert (pending, firing, acknowledged), in device order.
+    #[must_use]
+    pub fn alerts(&self) -> Vec<AlertView> {
+        let mut v = Vec::new();
+        for (d, dev) in self.devices.iter().enumerate() {
+            for (i, a) in dev.alerts.iter().enumerate() {
+                if a.open()
+                    && let Ok(d) = u32::try_from(d)
+                {
+                    v.push(self.view(d, i));
+                }
+            }
+        }
+        v
+    }
+
+    /// One open alert by id.
+    #[must_use]
+    pub fn alert(&self, id: u64) -> Option<AlertView> {
+        let d = *self.episodes.get(&id)?;
+        let i = self.devices[d as usize].alerts.iter().position(|a| a.episode == id)?;
+        Some(self.view(d, i))
+    }
+
+    /// How many devices (and pseudo-devices) and rule instances it holds.
+    #[must_use]
+    pub fn size(&self) -> (usize, usize) {
+        let inst = self
+            .devices
+            .iter()
+            .map(|d| d.inst.len() + d.ports.iter().map(|p| p.inst.len()).sum::<usize>())
+            .sum();
+        (self.devices.len(), inst)
+    }
+
+    pub(crate) fn view(&self, d: u32, i: usize) -> AlertView {
+        let dev = &self.devices[d as usize];
+        let a = &dev.alerts[i];
+        AlertView {
+            id: a.episode,
+            site: dev.site.to_string(),
+            class: dev.class.map_or("gateway", DeviceClass::as_str).to_owned(),
+            device: dev.id.to_string(),
+            code: a.code.to_string(),
+            port: (a.port > 0).then_some(a.port),
+            severity: a.severity,
+            state: a.api_state(),
+            since: a.since,
+            fired_at: a.fired_at,
+            acked_at: a.acked.as_ref().map(|(t, _)| *t),
+            acked_by: a.acked.as_ref().map(|(_, b)| b.clone()),
+            resolved_at: a.resolved_at,
+            flapping: a.flapping,
+            data: a.data,
+            inhibited_by: a.inhibited_by.clone(),
+            maintenance: a.maintenance,
+            sources: a.sources.iter().map(ToString::to_string).collect(),
+            building: dev.building.as_deref().map(str::to_owned),
+            evidence: a.evidence.clone(),
+        }
+    }
+}
+
+/// Values older than the offline window count as missing.
+pub(crate) fn stale_ms(dev: &Device) -> i64 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    let ms = (dev.profile.offline_intervals * dev.interval_ms as f64) as i64;
+    ms.max(1)
+}
+
+fn ensure_port<'a>(dev: &'a mut Device, port: u8, s: &ClassSlots) -> Option<&'a mut Port> {
+    if port == 0 || usize::from(port) > protocol::limits::MAX_PORTS {
+        return None;
+    }
+    while dev.ports.len() < usize::from(port) {
+        dev.ports.push(Port {
+            values: vec![Val::default(); s.port_names.len()],
+            inst: vec![Inst::default(); dev.profile.port.len()],
+        });
+    }
+    dev.ports.get_mut(usize::from(port) - 1)
+}
+
+fn entry<'a>(sources: &'a mut Vec<Sources>, code: &Arc<str>, port: u8, severity: Severity) -> &'a mut Sources {
+    let i = sources
+        .iter()
+        .position(|s| s.code == *code && s.port == port)
+        .unwrap_or_else(|| {
+            sources.push(Sources::none(code.clone(), port, severity));
+            sources.len() - 1
+        });
+    &mut sources[i]
+}
+
+fn add_source(sources: &mut Vec<Sources>, rule: &crate::rule::Compiled, inst: &Inst, port: u8, data: DataState) {
+    let s = entry(sources, &rule.code, port, rule.severity);
+    match inst.phase {
+        crate::instance::Phase::Firing => {
+            s.firing = true;
+            s.names.push(rule.id.clone());
+        }
+        crate::instance::Phase::Pending => {
+            s.pending = true;
+            s.names.push(rule.id.clone());
+        }
+        crate::instance::Phase::Inactive => {}
+    }
+    if inst.phase != crate::instance::Phase::Inactive {
+        s.since = s.since.min(inst.since);
+        s.severity = s.severity.min(rule.severity);
+        s.dispatch |= rule.dispatch;
+    }
+    // Only a source that holds the alert can leave it unjudged: a rule that
+    // is inactive (or never had the metrics it reads, on this device) says
+    // nothing either way.
+    if !inst.known && inst.phase != crate::instance::Phase::Inactive {
+        s.unknown = true;
+        if data != DataState::Fresh && (s.data == DataState::Fresh || data == DataState::Stale) {
+            s.data = data;
+        }
+    }
+}
+
+fn evidence(dev: &Device, port: u8, slots: &BTreeMap<DeviceClass, ClassSlots>) -> Vec<Evidence> {
+    let Some(s) = dev.class.and_then(|c| slots.get(&c)) else {
+        return Vec::new();
     };
+    let mut v: Vec<Evidence> = s
+        .dev_names
+        .iter()
+        .zip(&dev.values)
+        .filter(|(_, x)| !x.v.is_nan())
+        .map(|(n, x)| Evidence {
+            metric: n.clone(),
+            port: None,
+            value: x.v,
+            at: x.at,
+        })
+        .collect();
+    if let Some(p) = usize::from(port).checked_sub(1).and_then(|p| dev.ports.get(p)) {
+        v.extend(
+            s.port_names
+                .iter()
+                .zip(&p.values)
+                .filter(|(_, x)| !x.v.is_nan())
+                .map(|(n, x)| Evidence {
+                    metric: n.clone(),
+                    port: Some(port),
+                    value: x.v,
+                    at: x.at,
+                }),
+        );
+    }
+    v
 }
 
-fn fire(rule: &Rule, key: &AlertKey, now: i64, next: &mut u64, out: &mut Vec<Effect>) -> AlertState {
-    let episode = *next;
-    *next += 1;
-    out.push(Effect::Fired {
-        key: key.clone(),
-        code: rule.code.clone(),
-        episode,
+fn event_record(dev: &Device, e: &protocol::Event, now: i64, kind: &str) -> Record {
+    Record {
         at: now,
-    });
-    AlertState::Firing {
-        episode,
-        since: now,
-        last_active: now,
-        active: true,
-    }
-}
-
-/// A map with structured keys, as a list of pairs (JSON keys must be strings).
-mod pairs {
-    use std::collections::BTreeMap;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub(super) fn serialize<K: Serialize, V: Serialize, S: Serializer>(
-        map: &BTreeMap<K, V>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(map.iter())
-    }
-
-    pub(super) fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
-    where
-        K: Deserialize<'de> + Ord,
-        V: Deserialize<'de>,
-        D: Deserializer<'de>,
-    {
-        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+        site: dev.site.to_string(),
+        class: dev.class.map_or("gateway", DeviceClass::as_str).to_owned(),
+        device: dev.id.to_string(),
+        kind: kind.to_owned(),
+        code: e.code.as_str().to_owned(),
+        active: e.active,
+        detail: e
+            .detail
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Scalar::Bool(b) => b.to_string(),
+                    Scalar::Number(n) => n.to_string(),
+                    Scalar::Text(t) => t.to_string(),
+                };
+                (k.to_owned(), v)
+            })
+            .collect(),
     }
 }
