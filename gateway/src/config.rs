@@ -23,6 +23,8 @@ pub struct Config {
     pub modbus: ModbusConfig,
     /// An InfluxDB 2 (or compatible) server to copy telemetry to, for Grafana.
     pub influx: Option<crate::influx::InfluxConfig>,
+    /// Rule packs, overrides, maintenance windows, buildings, timings (see docs/rules.md).
+    pub alerting: alerting::AlertingConfig,
 }
 
 /// Devices polled over Modbus.
@@ -201,6 +203,16 @@ impl Config {
                 message,
             }
         })?;
+        config.alerting.build().map_err(|p| {
+            let (line, column) = find_field(text, &p.field);
+            ConfigError {
+                file: path.to_owned(),
+                line,
+                column,
+                field: Some(p.field.clone()),
+                message: p.message,
+            }
+        })?;
         Ok(config)
     }
 
@@ -324,6 +336,51 @@ fn find_key(text: &str, field: &str) -> (Option<usize>, Option<usize>) {
         }
     }
     (None, None)
+}
+
+/// The line and column of a field with array indices
+/// (`alerting.overrides[2].params.low_pressure_mpa`): the header of the
+/// indexed `[[array]]` table, then the first line in it that sets the next
+/// key (a `key = ` line, or its `[table.key]` sub-table); the header when
+/// the key is not written out.
+fn find_field(text: &str, field: &str) -> (Option<usize>, Option<usize>) {
+    let Some((head, rest)) = field.split_once('[') else {
+        return find_key(text, field);
+    };
+    let Some((index, after)) = rest.split_once(']') else {
+        return (None, None);
+    };
+    let Ok(index) = index.parse::<usize>() else {
+        return (None, None);
+    };
+    let header = format!("[[{head}]]");
+    let mut seen = 0;
+    let mut start = None;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if start.is_some() && t.starts_with('[') && !t.starts_with(&format!("[{head}.")) {
+            break;
+        }
+        if t.replace(' ', "") == header {
+            if seen == index {
+                start = Some(i);
+            }
+            seen += 1;
+            continue;
+        }
+        let Some(_) = start else { continue };
+        let key = after
+            .trim_start_matches('.')
+            .split(['.', ' ', '(', '['])
+            .next()
+            .unwrap_or_default();
+        let sets = t.split_once('=').is_some_and(|(k, _)| k.trim() == key);
+        let sub = t.trim_matches(|c| c == '[' || c == ']').rsplit('.').next() == Some(key) && t.starts_with('[');
+        if !key.is_empty() && (sets || sub) {
+            return (Some(i + 1), Some(l.len() - l.trim_start().len() + 1));
+        }
+    }
+    start.map_or((None, None), |i| (Some(i + 1), Some(1)))
 }
 
 /// An outside broker's settings.

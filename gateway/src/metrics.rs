@@ -23,6 +23,13 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// The `change` label of alert changes and work-order intents.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChangeLabel {
+    /// `fired`, `resolved`, ... or `open`, `close`.
+    pub change: String,
+}
+
 /// A `device` label for Modbus slaves.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModbusLabel {
@@ -84,6 +91,20 @@ pub struct Metrics {
     pub influx_spooled: Gauge,
     /// From receipt to stored, per message: the pipeline's latency.
     pub pipeline_seconds: Histogram,
+    /// Alert changes by kind.
+    pub alert_changes: Family<ChangeLabel, Counter>,
+    /// Open alerts (pending, firing, acknowledged).
+    pub alerts_open: Gauge,
+    /// Grouped notifications due.
+    pub notifications: Counter,
+    /// Work-order intents by `open` / `close`.
+    pub work_order_intents: Family<ChangeLabel, Counter>,
+    /// Alert changes the store failed to write.
+    pub alert_store_errors: Counter,
+    /// Events a slow `/api/v1/events` reader missed.
+    pub events_lagged: Counter,
+    /// Messages waiting in the priority lane (events, births, controls).
+    pub priority_queue_depth: Gauge,
 }
 
 impl Default for Metrics {
@@ -108,6 +129,13 @@ impl Default for Metrics {
             influx_dropped: Counter::default(),
             influx_spooled: Gauge::default(),
             pipeline_seconds: poll_buckets(),
+            alert_changes: Family::default(),
+            alerts_open: Gauge::default(),
+            notifications: Counter::default(),
+            work_order_intents: Family::default(),
+            alert_store_errors: Counter::default(),
+            events_lagged: Counter::default(),
+            priority_queue_depth: Gauge::default(),
         }
     }
 }
@@ -200,6 +228,38 @@ impl Metrics {
             "Batches waiting in the InfluxDB spool",
             self.influx_spooled.clone(),
         );
+        self.register_alerting(&mut r);
         r
+    }
+
+    /// The alerting side's metrics.
+    fn register_alerting(&self, r: &mut Registry) {
+        r.register("alert_changes", "Alert changes by kind", self.alert_changes.clone());
+        r.register(
+            "alerts_open",
+            "Open alerts (pending, firing, acknowledged)",
+            self.alerts_open.clone(),
+        );
+        r.register("notifications", "Grouped notifications due", self.notifications.clone());
+        r.register(
+            "work_order_intents",
+            "Work-order intents by open and close",
+            self.work_order_intents.clone(),
+        );
+        r.register(
+            "alert_store_errors",
+            "Alert changes or alerting state the store failed to write",
+            self.alert_store_errors.clone(),
+        );
+        r.register(
+            "events_lagged",
+            "Events a slow /api/v1/events reader missed (it is told how many)",
+            self.events_lagged.clone(),
+        );
+        r.register(
+            "pipeline_priority_queue_depth",
+            "Messages waiting in the priority lane (events, births, controls)",
+            self.priority_queue_depth.clone(),
+        );
     }
 }

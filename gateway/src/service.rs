@@ -3,14 +3,22 @@
 //! and stopped together.
 //!
 //! ```text
-//! broker ──► mqtt task ──(bounded 8192, awaits when full)──► pipeline thread ──► registry + SQLite
-//!                                                                 │
-//! HTTP (axum) ◄── registry snapshot, read-only SQLite connection ◄┘
+//!                      ┌─ priority lane (events, births, acks; 1024) ─┐
+//! broker ──► mqtt task ┤                                              ├─► pipeline thread ──► registry + SQLite
+//!                      └─ bulk lane (data, deaths; 8192) ─────────────┘        │   └──► alerting engine
+//! HTTP, ticker, broker state ── control (acks, ticks, uplink; 256) ──►─┘        │          │ effects
+//! HTTP (axum) ◄── registry, open alerts, event stream, read-only SQLite ◄──────┴──────────┘
 //! ```
 //!
 //! Backpressure: when the pipeline is behind, the MQTT task waits instead of
 //! dropping, so the broker holds QoS 1 messages; nothing is dropped between
 //! the broker and the store.
+//!
+//! Priority: the pipeline always takes controls first, then the priority
+//! lane, then bulk telemetry, so a node's `trapped` event or an
+//! acknowledgement never waits behind thousands of queued samples. Deaths
+//! travel with the data so that a will is never judged before the samples
+//! the node sent ahead of it.
 //!
 //! Delivery: acks are manual. A QoS 1 message is acknowledged to the broker
 //! only once it is in the store (or was refused, or is a duplicate): a gateway
@@ -34,8 +42,14 @@ use crate::store::Store;
 
 /// The topic filter of everything nodes send (commands are filtered out on ingest).
 pub const FILTER: &str = "fm/v1/+/+/+/+";
-/// Pipeline queue length.
+/// Bulk lane length (telemetry).
 pub const QUEUE: usize = 8192;
+/// Priority lane length (events, births, acks).
+pub const PRIORITY_QUEUE: usize = 1024;
+/// Control channel length (HTTP acknowledgements, ticks, broker state).
+pub const CONTROL_QUEUE: usize = 256;
+/// How often the whole alerting state is saved besides the changes.
+const SAVE_EVERY: Duration = Duration::from_mins(5);
 /// At most one log line per topic per this long for rejected input.
 const REJECT_LOG_EVERY: Duration = Duration::from_mins(1);
 
@@ -50,6 +64,8 @@ pub struct Shared {
     pub data_dir: PathBuf,
     /// The admin bearer token.
     pub admin_token: Arc<str>,
+    /// Open alerts, the event stream, and the way to the engine.
+    pub alerts: crate::alerts::Hub,
 }
 
 /// Gateway clock in ms since the Unix epoch.
@@ -165,6 +181,32 @@ enum Input {
     Polled(Box<crate::ingest::Incoming>),
 }
 
+/// The lane of a message kind: events and births are never queued behind
+/// bulk telemetry; deaths stay in order with the data before them.
+#[must_use]
+pub fn priority_lane(kind: &str) -> bool {
+    !matches!(kind, "data" | "death")
+}
+
+/// The two lanes into the pipeline.
+#[derive(Clone)]
+struct Lanes {
+    priority: mpsc::Sender<Input>,
+    bulk: mpsc::Sender<Input>,
+}
+
+impl Lanes {
+    async fn send(&self, kind: &str, input: Input, m: &Metrics) -> bool {
+        m.queue_depth.inc();
+        if priority_lane(kind) {
+            m.priority_queue_depth.inc();
+            self.priority.send(input).await.is_ok()
+        } else {
+            self.bulk.send(input).await.is_ok()
+        }
+    }
+}
+
 /// Runs the gateway until `shutdown` resolves.
 ///
 /// # Errors
@@ -175,14 +217,17 @@ pub async fn run(
     admin_token: String,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = Store::open(&config.storage.data_dir)?;
+    let mut store = Store::open(&config.storage.data_dir)?;
     let registry = Registry::restore(store.load_devices()?);
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let shared = Shared {
         registry: Arc::new(Mutex::new(registry)),
         metrics: Metrics::default(),
         data_dir: config.storage.data_dir.clone(),
         admin_token: admin_token.into(),
+        alerts: crate::alerts::Hub::new(control_tx.clone()),
     };
+    let engine = start_engine(&config, &mut store, &shared)?;
     if config.mqtt.broker.is_none() {
         start_embedded_broker(config.mqtt.listen)?;
         tracing::info!(listen = %config.mqtt.listen, "embedded MQTT broker started");
@@ -192,64 +237,73 @@ pub async fn run(
         .with_context(|| format!("http.listen {} is not available", config.http.listen))?;
     tracing::info!(listen = %config.http.listen, "HTTP API listening");
 
-    let (tx, rx) = mpsc::channel::<Input>(QUEUE);
-    let pipeline_tx = tx.clone();
+    let (prio_tx, prio_rx) = mpsc::channel::<Input>(PRIORITY_QUEUE);
+    let (bulk_tx, bulk_rx) = mpsc::channel::<Input>(QUEUE);
+    let lanes = Lanes {
+        priority: prio_tx,
+        bulk: bulk_tx,
+    };
+    let pipeline_tx = lanes.clone();
     let retention_ms = i64::from(config.storage.retention_days) * 86_400_000;
     let (influx_tx, influx_tasks) = start_influx(&config, &shared)?;
     let (opts, filter) = mqtt_options(&config)?;
-    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    let (client, eventloop) = AsyncClient::new(opts, 1024);
     let pipeline = {
         let shared = shared.clone();
         let acker = client.clone();
-        std::thread::Builder::new()
-            .name("pipeline".into())
-            .spawn(move || pipeline(store, rx, &acker, influx_tx.as_ref(), &shared, retention_ms))?
+        let rt = tokio::runtime::Handle::current();
+        let rx = Receivers {
+            control: control_rx,
+            priority: prio_rx,
+            bulk: bulk_rx,
+        };
+        std::thread::Builder::new().name("pipeline".into()).spawn(move || {
+            pipeline(
+                &rt,
+                Pipeline {
+                    store,
+                    engine,
+                    acker: &acker,
+                    influx: influx_tx.as_ref(),
+                    shared: &shared,
+                    retention_ms,
+                },
+                rx,
+            )
+        })?
     };
-    let metrics = shared.metrics.clone();
-    let mqtt = tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    tracing::info!("connected to the MQTT broker");
-                    if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
-                        tracing::error!(error = %e, "subscribe failed");
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let msg = Publish {
-                        packet: p,
-                        received_ms: now_ms(),
-                    };
-                    metrics.queue_depth.inc();
-                    if tx.send(Input::Mqtt(msg)).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    metrics.mqtt_disconnects.inc();
-                    tracing::warn!(error = %e, "MQTT connection lost; reconnecting");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
-    });
+    let mqtt = tokio::spawn(mqtt_task(
+        eventloop,
+        client,
+        filter,
+        lanes,
+        control_tx.clone(),
+        shared.metrics.clone(),
+    ));
+    let ticker = tokio::spawn(ticker(control_tx.clone()));
 
     let pollers = start_pollers(&config, &pipeline_tx, &shared);
     drop(pipeline_tx);
 
     let app = crate::http::router(shared.clone());
+    let hub = shared.alerts.clone();
     axum::serve(http, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = hub.closing.send(true);
+        })
         .await
         .context("HTTP server")?;
     tracing::info!("shutting down: draining the pipeline");
     mqtt.abort();
     let _ = mqtt.await;
+    ticker.abort();
+    let _ = ticker.await;
     for p in pollers {
         p.abort();
         let _ = p.await;
     }
+    let _ = control_tx.send(crate::alerts::Control::Stop).await;
     let result = match pipeline.join() {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e),
@@ -267,107 +321,320 @@ pub async fn run(
     result
 }
 
-/// The pipeline: owns the store's write connection.
-fn pipeline(
-    mut store: Store,
-    mut rx: mpsc::Receiver<Input>,
-    acker: &AsyncClient,
-    influx: Option<&InfluxSender>,
-    shared: &Shared,
+/// Receives from the broker into the lanes; tells the engine when the
+/// broker comes and goes.
+async fn mqtt_task(
+    mut eventloop: rumqttc::EventLoop,
+    client: AsyncClient,
+    filter: String,
+    lanes: Lanes,
+    uplink: mpsc::Sender<crate::alerts::Control>,
+    metrics: Metrics,
+) {
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                tracing::info!("connected to the MQTT broker");
+                let _ = uplink.send(crate::alerts::Control::Uplink(true)).await;
+                if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                    tracing::error!(error = %e, "subscribe failed");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let kind = p.topic.rsplit('/').next().unwrap_or_default().to_owned();
+                let msg = Publish {
+                    packet: p,
+                    received_ms: now_ms(),
+                };
+                if !lanes.send(&kind, Input::Mqtt(msg), &metrics).await {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                metrics.mqtt_disconnects.inc();
+                let _ = uplink.try_send(crate::alerts::Control::Uplink(false));
+                tracing::warn!(error = %e, "MQTT connection lost; reconnecting");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// Lets the engine's time pass, once a second.
+async fn ticker(control: mpsc::Sender<crate::alerts::Control>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        // A tick the pipeline has no room for is covered by the next one.
+        if let Err(mpsc::error::TrySendError::Closed(_)) = control.try_send(crate::alerts::Control::Tick) {
+            break;
+        }
+    }
+}
+
+/// The alerting engine from the configuration, restored from the store.
+fn start_engine(config: &Config, store: &mut Store, shared: &Shared) -> anyhow::Result<alerting::Engine> {
+    let built = config
+        .alerting
+        .build()
+        .map_err(|p| anyhow::anyhow!("{}: {}", p.field, p.message))?;
+    let mut engine = alerting::Engine::new(built.rules, built.settings);
+    engine.set_windows(built.windows);
+    engine.set_buildings(built.buildings);
+    engine.restore(store.load_engine().context("restoring the alerting state")?);
+    let now = now_ms();
+    // The gateway itself was away, and has no broker yet.
+    engine.resume(now);
+    engine.uplink(now, false, &mut Vec::new());
+    for d in &config.modbus.devices {
+        if let Some(serial) = &d.serial {
+            let r = alerting::DeviceRef {
+                site: &d.site,
+                class: d.class,
+                device: &d.device,
+            };
+            engine.attach(r, &serial.path, now);
+        }
+    }
+    shared.alerts.reset(engine.alerts());
+    shared
+        .metrics
+        .alerts_open
+        .set(i64::try_from(engine.alerts().len()).unwrap_or(i64::MAX));
+    tracing::info!(open = engine.alerts().len(), "alerting state restored");
+    Ok(engine)
+}
+
+/// The pipeline's inputs, taken in priority order.
+struct Receivers {
+    control: mpsc::Receiver<crate::alerts::Control>,
+    priority: mpsc::Receiver<Input>,
+    bulk: mpsc::Receiver<Input>,
+}
+
+enum Next {
+    Control(crate::alerts::Control),
+    Message(Input, bool),
+}
+
+impl Receivers {
+    /// The next input: controls first, then the priority lane, then bulk.
+    fn next(&mut self, rt: &tokio::runtime::Handle) -> Option<Next> {
+        if let Ok(c) = self.control.try_recv() {
+            return Some(Next::Control(c));
+        }
+        if let Ok(i) = self.priority.try_recv() {
+            return Some(Next::Message(i, true));
+        }
+        rt.block_on(async {
+            tokio::select! {
+                biased;
+                Some(c) = self.control.recv() => Some(Next::Control(c)),
+                Some(i) = self.priority.recv() => Some(Next::Message(i, true)),
+                Some(i) = self.bulk.recv() => Some(Next::Message(i, false)),
+                else => None,
+            }
+        })
+    }
+}
+
+/// What the pipeline thread owns and uses.
+struct Pipeline<'a> {
+    store: Store,
+    engine: alerting::Engine,
+    acker: &'a AsyncClient,
+    influx: Option<&'a InfluxSender>,
+    shared: &'a Shared,
     retention_ms: i64,
-) -> anyhow::Result<()> {
-    let m = &shared.metrics;
+}
+
+/// The pipeline: owns the store's write connection and the alerting engine.
+fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers) -> anyhow::Result<()> {
+    let m = &p.shared.metrics;
     let mut last_log: HashMap<String, Instant> = HashMap::new();
     let mut last_prune = Instant::now();
-    let ack = |p: Option<&Publish>| {
-        if let Some(p) = p
-            && let Err(e) = acker.try_ack(&p.packet)
-        {
-            tracing::warn!(error = %e, "could not acknowledge a message; the broker will send it again");
-        }
-    };
-    while let Some(input) = rx.blocking_recv() {
-        m.queue_depth.dec();
-        let (incoming, p) = match input {
-            Input::Polled(incoming) => (*incoming, None),
-            Input::Mqtt(p) => match ingest(&p.packet.topic, &p.packet.payload, p.received_ms) {
-                Ok(i) => (i, Some(p)),
-                Err(r) => {
-                    note_rejected(&store, m, &mut last_log, &r, &p);
-                    ack(Some(&p));
-                    continue;
-                }
-            },
+    let mut last_save = Instant::now();
+    // The engine's clock: the gateway's, never going back (a message queued
+    // for a while is judged when it is taken, not before the last tick).
+    let mut clock = now_ms();
+    let mut effects = Vec::new();
+    let mut stopping = false;
+    loop {
+        let next = if stopping {
+            // Stop: finish what is queued, controls and lanes alike.
+            match rx.priority.try_recv().or_else(|_| rx.bulk.try_recv()) {
+                Ok(i) => Next::Message(i, false),
+                Err(_) => break,
+            }
+        } else {
+            match rx.next(rt) {
+                Some(n) => n,
+                None => break,
+            }
         };
-        m.ingested
-            .get_or_create(&KindLabel {
-                kind: incoming.topic.kind.to_string(),
-            })
-            .inc();
-        let (obs, device) = {
-            let mut reg = shared
-                .registry
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let obs = reg.observe(&incoming);
-            (obs, reg.get(&crate::registry::DeviceKey::of(&incoming)).cloned())
-        };
-        m.lost.inc_by(u64::from(obs.lost));
-        if obs.reordered {
-            m.reordered.inc();
-        }
-        if obs.skewed {
-            m.skewed.inc();
-        }
-        if obs.duplicate {
-            m.duplicates.inc();
-            ack(p.as_ref());
-            continue;
-        }
-        match store.insert(&incoming) {
-            Ok(n) => {
-                m.stored.inc_by(n as u64);
-                #[allow(clippy::cast_precision_loss)]
-                m.pipeline_seconds
-                    .observe((now_ms() - incoming.received_ms).max(0) as f64 / 1000.0);
-                if let Some(tx) = influx {
-                    let lines = crate::influx::lines(&incoming);
-                    if !lines.is_empty() && tx.blocking_send(lines).is_err() {
-                        tracing::error!("the InfluxDB collector has stopped");
+        match next {
+            Next::Control(c) => {
+                clock = clock.max(now_ms());
+                match c {
+                    crate::alerts::Control::Stop => stopping = true,
+                    crate::alerts::Control::Tick => p.engine.tick(clock, &mut effects),
+                    crate::alerts::Control::Uplink(up) => p.engine.uplink(clock, up, &mut effects),
+                    crate::alerts::Control::Ack { id, by, reply } => {
+                        let answer = p.engine.ack(clock, id, &by, &mut effects);
+                        // Stored before the answer: an acknowledged ack survives a crash.
+                        crate::alerts::apply(&mut p.store, &p.engine, &p.shared.alerts, m, &effects);
+                        effects.clear();
+                        let _ = reply.send(answer);
                     }
                 }
-                ack(p.as_ref());
             }
-            Err(e) => {
-                // Not acknowledged: the broker keeps it for the next session.
-                m.store_errors.inc();
-                tracing::error!(error = %e, topic = %incoming.topic, "could not store a message");
+            Next::Message(input, priority) => {
+                m.queue_depth.dec();
+                if priority {
+                    m.priority_queue_depth.dec();
+                }
+                clock = clock.max(handle(&mut p, input, &mut last_log, &mut effects, clock));
             }
         }
-        let persist = obs.came_online || !matches!(incoming.message, protocol::Message::Data(_));
-        if let (true, Some(d)) = (persist, device)
-            && let Err(e) = store.save_device(&d)
-        {
-            tracing::error!(error = %e, "could not persist the registry");
+        crate::alerts::apply(&mut p.store, &p.engine, &p.shared.alerts, m, &effects);
+        effects.clear();
+        if last_save.elapsed() > SAVE_EVERY {
+            last_save = Instant::now();
+            crate::alerts::save_all(&mut p.store, &p.engine, m);
         }
         if last_prune.elapsed() > Duration::from_hours(1) {
             last_prune = Instant::now();
-            match store.prune(now_ms() - retention_ms) {
+            match p.store.prune(now_ms() - p.retention_ms) {
                 Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned telemetry past retention"),
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "prune failed"),
             }
         }
     }
+    crate::alerts::save_all(&mut p.store, &p.engine, m);
     // Persist the whole registry on the way out: last-seen times survive a restart.
-    let reg = shared
+    let reg = p
+        .shared
         .registry
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     for d in reg.iter() {
-        store.save_device(d)?;
+        p.store.save_device(d)?;
     }
     Ok(())
+}
+
+/// One message through ingest, registry, store and the alerting engine;
+/// returns its receive time.
+fn handle(
+    p: &mut Pipeline<'_>,
+    input: Input,
+    last_log: &mut HashMap<String, Instant>,
+    effects: &mut Vec<alerting::Effect>,
+    clock: i64,
+) -> i64 {
+    let m = &p.shared.metrics;
+    let ack = |pb: Option<&Publish>| {
+        if let Some(pb) = pb
+            && let Err(e) = p.acker.try_ack(&pb.packet)
+        {
+            tracing::warn!(error = %e, "could not acknowledge a message; the broker will send it again");
+        }
+    };
+    let (incoming, pb) = match input {
+        Input::Polled(incoming) => (*incoming, None),
+        Input::Mqtt(pb) => match ingest(&pb.packet.topic, &pb.packet.payload, pb.received_ms) {
+            Ok(i) => (i, Some(pb)),
+            Err(r) => {
+                note_rejected(&p.store, m, last_log, &r, &pb);
+                ack(Some(&pb));
+                return pb.received_ms;
+            }
+        },
+    };
+    m.ingested
+        .get_or_create(&KindLabel {
+            kind: incoming.topic.kind.to_string(),
+        })
+        .inc();
+    let (obs, device) = {
+        let mut reg = p
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let obs = reg.observe(&incoming);
+        (obs, reg.get(&crate::registry::DeviceKey::of(&incoming)).cloned())
+    };
+    m.lost.inc_by(u64::from(obs.lost));
+    if obs.reordered {
+        m.reordered.inc();
+    }
+    if obs.skewed {
+        m.skewed.inc();
+    }
+    if obs.duplicate {
+        m.duplicates.inc();
+        ack(pb.as_ref());
+        return incoming.received_ms;
+    }
+    match p.store.insert(&incoming) {
+        Ok(n) => {
+            m.stored.inc_by(n as u64);
+            #[allow(clippy::cast_precision_loss)]
+            m.pipeline_seconds
+                .observe((now_ms() - incoming.received_ms).max(0) as f64 / 1000.0);
+            if let Some(tx) = p.influx {
+                let lines = crate::influx::lines(&incoming);
+                if !lines.is_empty() && tx.blocking_send(lines).is_err() {
+                    tracing::error!("the InfluxDB collector has stopped");
+                }
+            }
+            ack(pb.as_ref());
+        }
+        Err(e) => {
+            // Not acknowledged: the broker keeps it for the next session.
+            m.store_errors.inc();
+            tracing::error!(error = %e, topic = %incoming.topic, "could not store a message");
+            return incoming.received_ms;
+        }
+    }
+    judge(&mut p.engine, &incoming, obs, device.as_ref(), effects, clock);
+    let persist = obs.came_online || !matches!(incoming.message, protocol::Message::Data(_));
+    if let (true, Some(d)) = (persist, device)
+        && let Err(e) = p.store.save_device(&d)
+    {
+        tracing::error!(error = %e, "could not persist the registry");
+    }
+    incoming.received_ms
+}
+
+/// Feeds a stored message to the alerting engine, with what the registry
+/// found: a gap before it, a will that is stale (ignored).
+fn judge(
+    engine: &mut alerting::Engine,
+    incoming: &crate::ingest::Incoming,
+    obs: crate::registry::Observation,
+    device: Option<&crate::registry::Device>,
+    effects: &mut Vec<alerting::Effect>,
+    clock: i64,
+) {
+    let d = alerting::DeviceRef {
+        site: incoming.topic.site.as_str(),
+        class: incoming.topic.class,
+        device: incoming.topic.device.as_str(),
+    };
+    let now = clock.max(incoming.received_ms);
+    if obs.lost > 0 {
+        engine.observe(now, d, alerting::Input::Gap, effects);
+    }
+    // A will of an older session: the node is already back.
+    if matches!(incoming.message, protocol::Message::Death(_)) && !device.is_some_and(|d| d.died) {
+        return;
+    }
+    engine.observe(now, d, alerting::Input::Message(&incoming.message), effects);
 }
 
 /// Counts a rejected publish; once a minute per topic also logs it and keeps
@@ -446,20 +713,16 @@ fn start_influx(config: &Config, shared: &Shared) -> anyhow::Result<(Option<Infl
 
 /// Starts one polling task per Modbus TCP device and one per RTU bus,
 /// forwarding what they build into the pipeline.
-fn start_pollers(
-    config: &Config,
-    pipeline_tx: &mpsc::Sender<Input>,
-    shared: &Shared,
-) -> Vec<tokio::task::JoinHandle<()>> {
+fn start_pollers(config: &Config, pipeline_tx: &Lanes, shared: &Shared) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let forward = |rx: mpsc::Receiver<crate::ingest::Incoming>| {
-        let tx = pipeline_tx.clone();
+        let lanes = pipeline_tx.clone();
         let metrics = shared.metrics.clone();
         let mut rx = rx;
         tokio::spawn(async move {
             while let Some(incoming) = rx.recv().await {
-                metrics.queue_depth.inc();
-                if tx.send(Input::Polled(Box::new(incoming))).await.is_err() {
+                let kind = incoming.topic.kind.to_string();
+                if !lanes.send(&kind, Input::Polled(Box::new(incoming)), &metrics).await {
                     break;
                 }
             }

@@ -93,7 +93,43 @@ CREATE TABLE IF NOT EXISTS devices (
     site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (site, class, device)
 );
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY, site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL,
+    code TEXT NOT NULL, port INTEGER, severity TEXT NOT NULL, state TEXT NOT NULL,
+    since INTEGER NOT NULL, changed INTEGER NOT NULL, view TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, changed);
+CREATE INDEX IF NOT EXISTS alerts_device ON alerts (device, changed);
+CREATE TABLE IF NOT EXISTS alert_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL,
+    alert INTEGER, body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS engine_devices (
+    site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL, ord INTEGER NOT NULL, state TEXT NOT NULL,
+    PRIMARY KEY (site, class, device)
+);
+CREATE TABLE IF NOT EXISTS engine_globals (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
 ";
+
+/// An alert query of the HTTP API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AlertQuery {
+    /// `pending`, `firing`, `acknowledged` or `resolved`.
+    pub state: Option<String>,
+    /// The compound.
+    pub site: Option<String>,
+    /// The class (`gateway` for root causes).
+    pub class: Option<String>,
+    /// The device.
+    pub device: Option<String>,
+    /// The code.
+    pub code: Option<String>,
+    /// At most this many, newest change first.
+    pub limit: usize,
+}
+
+/// One engine device state to persist: its position, key and snapshot.
+pub type EngineDevice = (u32, alerting::DeviceSnapshot);
 
 impl Store {
     /// Opens (creating if needed) the store in `data_dir`.
@@ -293,6 +329,189 @@ impl Store {
         Ok(out)
     }
 
+    /// Applies what the alerting core decided, in one transaction: alert rows
+    /// (pending alerts live only in memory), the effect log the supervision
+    /// records are built from, and the engine state of the devices the
+    /// effects touched, so alert rows and rule state never disagree after a
+    /// crash.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing of it is written then.
+    pub fn apply_alert_effects(
+        &mut self,
+        effects: &[alerting::Effect],
+        devices: &[EngineDevice],
+        globals: &alerting::Globals,
+    ) -> Result<(), StoreError> {
+        use alerting::{Change, Effect, State, WorkOrderIntent};
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let json = |v: &dyn erased::Json| {
+            v.json().map_err(|source| StoreError::Corrupt {
+                path: path.clone(),
+                source,
+            })
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        for e in effects {
+            let (at, kind, alert) = match e {
+                Effect::Alert(c) => {
+                    // Pending alerts live in memory only (a stop of an
+                    // elevator with people inside is pending for a second).
+                    if matches!(c.change, Change::Pending | Change::Cancelled) || c.alert.state == State::Pending {
+                        continue;
+                    }
+                    let a = &c.alert;
+                    let changed = a.resolved_at.or(a.acked_at).or(a.fired_at).unwrap_or(a.since);
+                    let changed = if c.change == Change::Updated {
+                        changed.max(a.since)
+                    } else {
+                        changed
+                    };
+                    tx.execute(
+                        "INSERT INTO alerts (id, site, class, device, code, port, severity, state, since, changed, view)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                         ON CONFLICT (id) DO UPDATE SET state = excluded.state, severity = excluded.severity,
+                           changed = excluded.changed, view = excluded.view",
+                        params![
+                            i64::try_from(a.id).unwrap_or(i64::MAX),
+                            a.site,
+                            a.class,
+                            a.device,
+                            a.code,
+                            a.port,
+                            a.severity.as_str(),
+                            a.state.as_str(),
+                            a.since,
+                            changed,
+                            json(a)?
+                        ],
+                    )
+                    .map_err(err)?;
+                    (changed, format!("alert_{}", change_name(c.change)), Some(a.id))
+                }
+                Effect::Notify(n) => (n.at, "notification".to_owned(), None),
+                Effect::WorkOrder(WorkOrderIntent::Open { alert }) => (
+                    alert.fired_at.unwrap_or(alert.since),
+                    "work_order_open".to_owned(),
+                    Some(alert.id),
+                ),
+                Effect::WorkOrder(WorkOrderIntent::Close { alert }) => (
+                    alert.resolved_at.unwrap_or(alert.since),
+                    "work_order_close".to_owned(),
+                    Some(alert.id),
+                ),
+                Effect::Record(r) => (r.at, r.kind.clone(), None),
+            };
+            tx.execute(
+                "INSERT INTO alert_log (at, kind, alert, body) VALUES (?1, ?2, ?3, ?4)",
+                params![at, kind, alert.map(|a| i64::try_from(a).unwrap_or(i64::MAX)), json(e)?],
+            )
+            .map_err(err)?;
+        }
+        save_engine(&tx, devices, globals, &json).map_err(|e| match e {
+            SaveError::Sql(s) => err(s),
+            SaveError::Store(s) => s,
+        })?;
+        tx.commit().map_err(err)
+    }
+
+    /// Persists the whole engine state (periodically and at shutdown).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn save_engine(&mut self, devices: &[EngineDevice], globals: &alerting::Globals) -> Result<(), StoreError> {
+        self.apply_alert_effects(&[], devices, globals)
+    }
+
+    /// The persisted engine state, devices in their engine order.
+    ///
+    /// # Errors
+    /// [`StoreError`], also for a row that does not parse.
+    pub fn load_engine(&self) -> Result<alerting::Snapshot, StoreError> {
+        let corrupt = |source| StoreError::Corrupt {
+            path: self.path.clone(),
+            source,
+        };
+        let globals: Option<String> = self
+            .conn
+            .query_row("SELECT state FROM engine_globals WHERE id = 1", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let globals = globals
+            .map(|g| serde_json::from_str(&g))
+            .transpose()
+            .map_err(corrupt)?
+            .unwrap_or_default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT state FROM engine_devices ORDER BY ord")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
+        let mut devices = Vec::new();
+        for row in rows {
+            devices.push(serde_json::from_str(&row.map_err(|e| self.err(e))?).map_err(corrupt)?);
+        }
+        Ok(alerting::Snapshot { globals, devices })
+    }
+
+    /// Alerts as stored (every state but pending), newest change first.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn alerts(&self, q: &AlertQuery) -> Result<Vec<alerting::AlertView>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT view FROM alerts
+                 WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR site = ?2) AND (?3 IS NULL OR class = ?3)
+                   AND (?4 IS NULL OR device = ?4) AND (?5 IS NULL OR code = ?5)
+                 ORDER BY changed DESC, id DESC LIMIT ?6",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    q.state,
+                    q.site,
+                    q.class,
+                    q.device,
+                    q.code,
+                    i64::try_from(q.limit).unwrap_or(i64::MAX)
+                ],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let text = row.map_err(|e| self.err(e))?;
+            out.push(serde_json::from_str(&text).map_err(|source| StoreError::Corrupt {
+                path: self.path.clone(),
+                source,
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// The effect log (kind and body), oldest first: the raw material of the
+    /// supervision records.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn alert_log(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, body FROM alert_log ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     /// Number of stored samples (for tests and `/metrics`).
     ///
     /// # Errors
@@ -303,6 +522,59 @@ impl Store {
             .optional()
             .map(|n| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
             .map_err(|e| self.err(e))
+    }
+}
+
+/// The name of an alert change in the log.
+fn change_name(c: alerting::Change) -> &'static str {
+    match c {
+        alerting::Change::Pending => "pending",
+        alerting::Change::Fired => "fired",
+        alerting::Change::Acknowledged => "acknowledged",
+        alerting::Change::Resolved => "resolved",
+        alerting::Change::Cancelled => "cancelled",
+        alerting::Change::Updated => "updated",
+    }
+}
+
+enum SaveError {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+}
+
+fn save_engine(
+    tx: &rusqlite::Transaction<'_>,
+    devices: &[EngineDevice],
+    globals: &alerting::Globals,
+    json: &dyn Fn(&dyn erased::Json) -> Result<String, StoreError>,
+) -> Result<(), SaveError> {
+    for (ord, d) in devices {
+        let class = d.class.map_or("gateway", protocol::DeviceClass::as_str);
+        tx.execute(
+            "INSERT INTO engine_devices (site, class, device, ord, state) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (site, class, device) DO UPDATE SET ord = excluded.ord, state = excluded.state",
+            params![d.site, class, d.device, ord, json(d).map_err(SaveError::Store)?],
+        )
+        .map_err(SaveError::Sql)?;
+    }
+    tx.execute(
+        "INSERT INTO engine_globals (id, state) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+        params![json(globals).map_err(SaveError::Store)?],
+    )
+    .map_err(SaveError::Sql)?;
+    Ok(())
+}
+
+/// Serialization behind one `dyn` type, so one helper serves every value.
+mod erased {
+    pub(super) trait Json {
+        fn json(&self) -> Result<String, serde_json::Error>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> Result<String, serde_json::Error> {
+            serde_json::to_string(self)
+        }
     }
 }
 

@@ -129,3 +129,36 @@ fn tls_settings_are_checked_with_their_files() {
     let e = err("[mqtt.broker]\nhost = \"b\"\nclient_cert_file = \"/etc/hostname\"\n");
     assert!(e.contains("give both `client_cert_file` and `client_key_file`"), "{e}");
 }
+
+#[test]
+fn alerting_mistakes_name_their_line_and_field() {
+    let text = r#"
+[alerting]
+group_wait = "30s"
+
+[[alerting.overrides]]
+class = "firepump"
+params = { low_pressure_mpa = 0.10 }
+
+[[alerting.overrides]]
+site = "lakeside"
+params = { trapped_outside_zone = 20 }
+"#;
+    let e = err(text);
+    assert_eq!(
+        e,
+        "site.toml:11:1: field `alerting.overrides[1].params.trapped_outside_zone`: `trapped_outside_zone` takes a duration such as \"20s\""
+    );
+    let e = err(
+        "[[alerting.rules]]\nid = \"lakeside.hot\"\nclass = \"charger\"\ncode = \"over_temperature\"\nscope = \"port\"\nwhen = \"temp_c >= \"\n",
+    );
+    assert!(
+        e.starts_with("site.toml:6:1: field `alerting.rules[0].when`: rule `lakeside.hot`, field `when`"),
+        "{e}"
+    );
+    assert!(e.contains("the condition ends too early"), "{e}");
+    let e = err("[alerting]\nflap_starts = 1\n");
+    assert_eq!(e, "site.toml:2:1: field `alerting.flap_starts`: must be 2 to 20");
+    // A valid alerting section passes.
+    Config::parse(Path::new("site.toml"), &text.replace("20 }", "\"25s\" }")).unwrap();
+}

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 mod config;
+mod docs;
 mod expr;
 mod golden;
 mod lifecycle;
