@@ -318,6 +318,15 @@ impl Store {
             .prepare("SELECT state FROM devices ORDER BY site, class, device")
             .map_err(|e| self.err(e))?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
+        self.parse_rows(rows)
+    }
+
+    /// Reads rows of one JSON column back into values; a row that does not
+    /// parse is corruption, named with the database.
+    fn parse_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        rows: impl Iterator<Item = rusqlite::Result<String>>,
+    ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         for row in rows {
             let text = row.map_err(|e| self.err(e))?;
@@ -451,10 +460,7 @@ impl Store {
             .prepare("SELECT state FROM engine_devices ORDER BY ord")
             .map_err(|e| self.err(e))?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
-        let mut devices = Vec::new();
-        for row in rows {
-            devices.push(serde_json::from_str(&row.map_err(|e| self.err(e))?).map_err(corrupt)?);
-        }
+        let devices = self.parse_rows(rows)?;
         Ok(alerting::Snapshot { globals, devices })
     }
 
@@ -485,15 +491,7 @@ impl Store {
                 |r| r.get::<_, String>(0),
             )
             .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let text = row.map_err(|e| self.err(e))?;
-            out.push(serde_json::from_str(&text).map_err(|source| StoreError::Corrupt {
-                path: self.path.clone(),
-                source,
-            })?);
-        }
-        Ok(out)
+        self.parse_rows(rows)
     }
 
     /// The effect log (kind and body), oldest first: the raw material of the

@@ -3,35 +3,11 @@
 //! acknowledged over HTTP, stream as Server-Sent Events, resolve, and survive
 //! a restart with their ids.
 
-use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use gateway::config::Config;
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-async fn publish(mqtt: SocketAddr, topic: &str, payload: &str) {
-    let ok = tokio::process::Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &mqtt.port().to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-m",
-            payload,
-        ])
-        .status()
-        .await
-        .expect("mosquitto_pub is not installed: run scripts/install-test-deps.sh")
-        .success();
-    assert!(ok, "mosquitto_pub to {topic}");
-}
+use crate::http::{free_addr, publish};
 
 fn alerts(body: &str) -> Vec<serde_json::Value> {
     serde_json::from_str::<serde_json::Value>(body).unwrap()["alerts"]

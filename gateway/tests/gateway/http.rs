@@ -3,15 +3,40 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// `GET path` on 127.0.0.1:`port`, with a bearer token if given; returns the
-/// status code and the body.
-pub(crate) async fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+/// A free port on 127.0.0.1 (bound and released).
+pub(crate) fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Publishes one QoS 1 message with a real `mosquitto_pub`.
+pub(crate) async fn publish(mqtt: std::net::SocketAddr, topic: &str, payload: &str) {
+    let ok = tokio::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &mqtt.port().to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ])
+        .status()
+        .await
+        .expect("mosquitto_pub is not installed: run scripts/install-test-deps.sh")
+        .success();
+    assert!(ok, "mosquitto_pub to {topic}");
+}
+
+/// Sends a whole request and reads the whole answer: status code and body.
+async fn exchange(port: u16, request: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.unwrap();
     let out = String::from_utf8_lossy(&out).into_owned();
@@ -21,6 +46,19 @@ pub(crate) async fn get(port: u16, path: &str, token: Option<&str>) -> (u16, Str
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// `GET path` on 127.0.0.1:`port`, with a bearer token if given; returns the
+/// status code and the body.
+pub(crate) async fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    exchange(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"),
+    )
+    .await
 }
 
 /// The body of an authorised `GET` with token `t`.
@@ -88,21 +126,11 @@ pub(crate) fn base_config(mqtt: u16, http: u16, data: &std::path::Path) -> Strin
 
 /// `POST path` with a JSON body and token `t`; returns status and body.
 pub(crate) async fn post(port: u16, path: &str, body: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    exchange(port, &req).await
 }
 
 /// Opens `/api/v1/events` with token `t`; the stream's bytes arrive on the

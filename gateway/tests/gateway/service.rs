@@ -2,39 +2,16 @@
 //! `mosquitto_pub` publishing to it, the pipeline into SQLite, the HTTP API,
 //! auth, metrics, shutdown, and the registry restored after a restart.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use gateway::config::Config;
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
+use crate::http::{free_addr, publish};
 
 async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     crate::http::get(addr.port(), path, token).await
-}
-
-async fn publish(mqtt: SocketAddr, topic: &str, payload: &str) {
-    let ok = tokio::process::Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &mqtt.port().to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-m",
-            payload,
-        ])
-        .status()
-        .await
-        .expect("mosquitto_pub is not installed: run scripts/install-test-deps.sh")
-        .success();
-    assert!(ok, "mosquitto_pub to {topic}");
 }
 
 /// Polls `path` until `pred` holds on the body (bounded: 10 s).
