@@ -22,6 +22,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod bounded;
 pub mod class;
 pub mod code;
 pub mod codec;
@@ -37,6 +38,7 @@ pub mod topic;
 /// The `heapless` version the payload types are built on, so callers name the same types.
 pub use heapless;
 
+pub use bounded::Bounded;
 pub use class::{DeviceClass, Kind};
 pub use code::{EventCode, Severity};
 #[cfg(feature = "alloc")]

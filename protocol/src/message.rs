@@ -117,7 +117,7 @@ pub struct Data {
     pub m: Readings<Metric, MAX_METRICS>,
     /// Charging bays: per-port metrics.
     #[serde(default)]
-    pub ports: heapless::Vec<PortReadings, MAX_PORTS>,
+    pub ports: crate::bounded::Bounded<PortReadings, MAX_PORTS>,
 }
 
 /// A fault or state change detected on the node (QoS 1).
@@ -337,7 +337,7 @@ impl Data {
             hist: false,
             bdseq: None,
             m: Readings::new(),
-            ports: heapless::Vec::new(),
+            ports: crate::bounded::Bounded::new(),
         }
     }
 

@@ -37,13 +37,13 @@ pub struct Reading<M> {
 /// order they were inserted (and so in the order they appear on the wire).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Readings<M, const N: usize> {
-    items: heapless::Vec<Reading<M>, N>,
+    items: crate::bounded::Bounded<Reading<M>, N>,
 }
 
 impl<M, const N: usize> Default for Readings<M, N> {
     fn default() -> Self {
         Readings {
-            items: heapless::Vec::new(),
+            items: crate::bounded::Bounded::new(),
         }
     }
 }

@@ -142,8 +142,85 @@ pub(crate) enum Root {
 }
 
 pub(crate) struct Port {
-    pub(crate) values: Vec<Val>,
-    pub(crate) inst: Vec<Inst>,
+    pub(crate) values: Box<[Val]>,
+    pub(crate) inst: Box<[Inst]>,
+}
+
+/// A vector that costs one thin pointer, and nothing while empty: most
+/// devices have no open alert, no node-raised code and no ports, and the
+/// device record is what every message reads. A `Box<[T]>` would be a fat
+/// pointer (16 bytes) and a `Vec` three words; the boxed `Vec` costs an extra
+/// allocation only for the few devices that use it.
+#[allow(clippy::box_collection)]
+pub(crate) struct Slim<T>(Option<Box<Vec<T>>>);
+
+impl<T> Default for Slim<T> {
+    fn default() -> Self {
+        Slim(None)
+    }
+}
+
+impl<T> std::ops::Deref for Slim<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl<T> std::ops::DerefMut for Slim<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.0.as_deref_mut().map_or(&mut [], Vec::as_mut_slice)
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Slim<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a mut Slim<T> {
+    type Item = &'a mut T;
+    type IntoIter = std::slice::IterMut<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter_mut()
+    }
+}
+
+impl<T> From<Vec<T>> for Slim<T> {
+    fn from(v: Vec<T>) -> Self {
+        Slim((!v.is_empty()).then(|| Box::new(v)))
+    }
+}
+
+impl<T> Slim<T> {
+    /// Changes the contents as a `Vec`.
+    fn edit<R>(&mut self, f: impl FnOnce(&mut Vec<T>) -> R) -> R {
+        let mut v = self.0.take().map(|b| *b).unwrap_or_default();
+        let out = f(&mut v);
+        *self = Slim::from(v);
+        out
+    }
+
+    pub(crate) fn push(&mut self, v: T) {
+        self.edit(|x| x.push(v));
+    }
+
+    pub(crate) fn retain(&mut self, f: impl FnMut(&T) -> bool) {
+        if self.0.is_some() {
+            self.edit(|x| x.retain(f));
+        }
+    }
+
+    pub(crate) fn remove(&mut self, i: usize) -> Option<T> {
+        self.edit(|x| (i < x.len()).then(|| x.remove(i)))
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0 = None;
+    }
 }
 
 pub(crate) struct Device {
@@ -154,24 +231,26 @@ pub(crate) struct Device {
     /// `None` for root-cause pseudo-devices.
     pub(crate) class: Option<DeviceClass>,
     pub(crate) id: Box<str>,
-    pub(crate) next_same: Option<u32>,
+    /// The next device with the same key hash (`NONE`: none).
+    pub(crate) next_same: u32,
     pub(crate) root: Option<Root>,
     pub(crate) profile: Arc<Profile>,
-    pub(crate) building: Option<Arc<str>>,
+    /// Index into the engine's building names.
+    pub(crate) building: Option<u16>,
     pub(crate) bus: Option<u16>,
-    pub(crate) interval_ms: i64,
+    pub(crate) interval_ms: u32,
     pub(crate) last_seen: i64,
     /// Silence before this is not evidence (the gateway itself was blind).
     pub(crate) judged_from: i64,
     /// Last live observation (not `hist`).
     pub(crate) fresh_at: i64,
     pub(crate) dead: bool,
-    pub(crate) values: Vec<Val>,
-    pub(crate) ports: Vec<Port>,
-    pub(crate) inst: Vec<Inst>,
+    pub(crate) values: Box<[Val]>,
+    pub(crate) ports: Slim<Port>,
+    pub(crate) inst: Box<[Inst]>,
     /// Codes the node (or, for pseudo-devices, the topology) holds raised.
-    pub(crate) node: Vec<(Arc<str>, u8)>,
-    pub(crate) alerts: Vec<Alert>,
+    pub(crate) node: Slim<(Arc<str>, u8)>,
+    pub(crate) alerts: Slim<Alert>,
     pub(crate) busy: bool,
 }
 
@@ -210,6 +289,8 @@ pub(crate) struct ClassSlots {
 }
 
 const NO_SLOT: u16 = u16::MAX;
+/// No next device in a key-hash chain.
+const NONE: u32 = u32::MAX;
 
 impl ClassSlots {
     fn new(s: &crate::rule::Slots) -> ClassSlots {
@@ -274,7 +355,8 @@ pub struct Engine {
     pub(crate) sites: BTreeMap<Arc<str>, Site>,
     pub(crate) groups: BTreeMap<(String, Option<String>), Group>,
     pub(crate) windows: Vec<Window>,
-    pub(crate) buildings: HashMap<(String, String), Arc<str>>,
+    pub(crate) buildings: HashMap<(String, String), u16>,
+    pub(crate) building_names: Vec<Arc<str>>,
     scratch: Vec<Sources>,
 }
 
@@ -339,6 +421,7 @@ impl Engine {
             groups: BTreeMap::new(),
             windows: Vec::new(),
             buildings: HashMap::new(),
+            building_names: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -367,9 +450,23 @@ impl Engine {
 
     /// Assigns devices to buildings, for grouping notifications.
     pub fn set_buildings(&mut self, buildings: impl IntoIterator<Item = (String, String, String)>) {
-        self.buildings = buildings.into_iter().map(|(s, d, b)| ((s, d), b.into())).collect();
+        self.buildings.clear();
+        self.building_names.clear();
+        for (site, device, building) in buildings {
+            let i = self
+                .building_names
+                .iter()
+                .position(|b| **b == *building)
+                .unwrap_or_else(|| {
+                    self.building_names.push(building.into());
+                    self.building_names.len() - 1
+                });
+            if let Ok(i) = u16::try_from(i) {
+                self.buildings.insert((site, device), i);
+            }
+        }
         for dev in &mut self.devices {
-            dev.building = self.buildings.get(&(dev.site.to_string(), dev.id.to_string())).cloned();
+            dev.building = self.buildings.get(&(dev.site.to_string(), dev.id.to_string())).copied();
         }
     }
 
@@ -395,7 +492,7 @@ impl Engine {
             if d.key == key && d.class == class && &*d.id == id && &*d.site == site {
                 return Some(i);
             }
-            at = d.next_same;
+            at = (d.next_same != NONE).then_some(d.next_same);
         }
         None
     }
@@ -418,7 +515,7 @@ impl Engine {
         let n_values = class.and_then(|c| self.slots.get(&c)).map_or(0, |s| s.dev_names.len());
         let idx = u32::try_from(self.devices.len()).unwrap_or(u32::MAX);
         let key = self.key(site, class, id);
-        let next_same = self.by_key.insert(key, idx);
+        let next_same = self.by_key.insert(key, idx).unwrap_or(NONE);
         let site_name = match self.sites.get_key_value(site) {
             Some((k, _)) => k.clone(),
             None => Arc::from(site),
@@ -430,19 +527,19 @@ impl Engine {
             id: id.into(),
             next_same,
             root,
-            building: self.buildings.get(&(site.to_owned(), id.to_owned())).cloned(),
-            inst: vec![Inst::default(); profile.device.len()],
+            building: self.buildings.get(&(site.to_owned(), id.to_owned())).copied(),
+            inst: vec![Inst::default(); profile.device.len()].into_boxed_slice(),
             profile,
             bus: None,
-            interval_ms: i64::from(crate::DEFAULT_INTERVAL_S) * 1000,
+            interval_ms: crate::DEFAULT_INTERVAL_S * 1000,
             last_seen: now,
             judged_from: now,
             fresh_at: now,
             dead: false,
-            values: vec![Val::default(); n_values],
-            ports: Vec::new(),
-            node: Vec::new(),
-            alerts: Vec::new(),
+            values: vec![Val::default(); n_values].into_boxed_slice(),
+            ports: Slim::default(),
+            node: Slim::default(),
+            alerts: Slim::default(),
             busy: false,
         });
         let s = self.sites.entry(site_name).or_default();
@@ -569,7 +666,7 @@ impl Engine {
             Message::Birth(b) => {
                 dev.dead = false;
                 dev.fresh_at = now;
-                dev.interval_ms = i64::from(b.interval_s.max(1)) * 1000;
+                dev.interval_ms = b.interval_s.clamp(1, u32::MAX / 1000) * 1000;
                 if let Some(s) = slots {
                     let facts = [
                         ("rated_speed_mps", b.rated_speed_mps),
@@ -621,24 +718,68 @@ impl Engine {
     pub(crate) fn eval(&mut self, d: u32, now: i64, sample: bool, out: &mut Vec<Effect>) {
         let offline = self.offline_verdict(&self.devices[d as usize], now);
         let uplink_down = self.uplink_down_since.is_some();
-        let mut sources = std::mem::take(&mut self.scratch);
-        sources.clear();
-        {
-            let dev = &mut self.devices[d as usize];
-            let profile = dev.profile.clone();
-            let stale = stale_ms(dev);
-            let gone = offline == Some(true) || (dev.bus.is_none() && uplink_down);
-            let stale_data = if gone { DataState::Stale } else { DataState::NoData };
-            for (rule, inst) in profile.device.iter().zip(dev.inst.iter_mut()) {
+        // Step every instance; most samples change nothing, and then there
+        // is no alert to open or resolve: the sources need not be gathered.
+        let quiet = {
+            let Device {
+                profile,
+                values,
+                inst,
+                ports,
+                dead,
+                interval_ms,
+                ..
+            } = &mut self.devices[d as usize];
+            let stale = stale_ms_of(profile, *interval_ms);
+            let mut quiet = true;
+            for (rule, inst) in profile.device.iter().zip(inst.iter_mut()) {
                 let mut ctx = Ctx {
-                    dev: &dev.values,
+                    dev: values,
                     port: &[],
                     now,
                     stale_ms: stale,
-                    dead: dev.dead,
+                    dead: *dead,
                     rate: None,
                 };
                 inst.step(rule, &mut ctx, sample, offline);
+                quiet &= inst.phase == crate::instance::Phase::Inactive;
+            }
+            for port in ports.iter_mut() {
+                for (rule, inst) in profile.port.iter().zip(port.inst.iter_mut()) {
+                    let mut ctx = Ctx {
+                        dev: values,
+                        port: &port.values,
+                        now,
+                        stale_ms: stale,
+                        dead: *dead,
+                        rate: None,
+                    };
+                    inst.step(rule, &mut ctx, sample, offline);
+                    quiet &= inst.phase == crate::instance::Phase::Inactive;
+                }
+            }
+            let dev = &self.devices[d as usize];
+            quiet && dev.node.is_empty() && !dev.alerts.iter().any(Alert::open)
+        };
+        if quiet {
+            let flap = self.settings.flap;
+            let dev = &mut self.devices[d as usize];
+            if !dev.alerts.is_empty() {
+                dev.alerts.retain(|a| !a.forgettable(now, flap));
+            }
+            dev.busy = dev.inst.iter().any(Inst::busy)
+                || dev.ports.iter().any(|p| p.inst.iter().any(Inst::busy))
+                || !dev.alerts.is_empty();
+            return;
+        }
+        let mut sources = std::mem::take(&mut self.scratch);
+        sources.clear();
+        {
+            let dev = &self.devices[d as usize];
+            let profile = &dev.profile;
+            let gone = offline == Some(true) || (dev.bus.is_none() && uplink_down);
+            let stale_data = if gone { DataState::Stale } else { DataState::NoData };
+            for (rule, inst) in profile.device.iter().zip(dev.inst.iter()) {
                 let data = if matches!(rule.judge, Judge::Offline { .. }) {
                     if offline.is_none() {
                         DataState::Stale
@@ -652,18 +793,9 @@ impl Engine {
                 };
                 add_source(&mut sources, rule, inst, 0, data);
             }
-            for (p, port) in dev.ports.iter_mut().enumerate() {
+            for (p, port) in dev.ports.iter().enumerate() {
                 let n = u8::try_from(p + 1).unwrap_or(u8::MAX);
-                for (rule, inst) in profile.port.iter().zip(port.inst.iter_mut()) {
-                    let mut ctx = Ctx {
-                        dev: &dev.values,
-                        port: &port.values,
-                        now,
-                        stale_ms: stale,
-                        dead: dev.dead,
-                        rate: None,
-                    };
-                    inst.step(rule, &mut ctx, sample, offline);
+                for (rule, inst) in profile.port.iter().zip(port.inst.iter()) {
                     let data = if inst.known { DataState::Fresh } else { stale_data };
                     add_source(&mut sources, rule, inst, n, data);
                 }
@@ -763,7 +895,7 @@ impl Engine {
 
     fn group_key(&self, d: u32) -> (String, Option<String>) {
         let dev = &self.devices[d as usize];
-        (dev.site.to_string(), dev.building.as_deref().map(str::to_owned))
+        (dev.site.to_string(), self.building_name(dev))
     }
 
     /// What suppresses a device's alert now: the nearest failed parent.
@@ -1083,6 +1215,12 @@ impl Engine {
         (self.devices.len(), inst)
     }
 
+    fn building_name(&self, dev: &Device) -> Option<String> {
+        dev.building
+            .and_then(|b| self.building_names.get(usize::from(b)))
+            .map(ToString::to_string)
+    }
+
     pub(crate) fn view(&self, d: u32, i: usize) -> AlertView {
         let dev = &self.devices[d as usize];
         let a = &dev.alerts[i];
@@ -1105,7 +1243,7 @@ impl Engine {
             inhibited_by: a.inhibited_by.clone(),
             maintenance: a.maintenance,
             sources: a.sources.iter().map(ToString::to_string).collect(),
-            building: dev.building.as_deref().map(str::to_owned),
+            building: self.building_name(dev),
             evidence: a.evidence.clone(),
         }
     }
@@ -1113,8 +1251,12 @@ impl Engine {
 
 /// Values older than the offline window count as missing.
 pub(crate) fn stale_ms(dev: &Device) -> i64 {
-    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-    let ms = (dev.profile.offline_intervals * dev.interval_ms as f64) as i64;
+    stale_ms_of(&dev.profile, dev.interval_ms)
+}
+
+fn stale_ms_of(profile: &Profile, interval_ms: u32) -> i64 {
+    #[allow(clippy::cast_possible_truncation)]
+    let ms = (profile.offline_intervals * f64::from(interval_ms)) as i64;
     ms.max(1)
 }
 
@@ -1124,8 +1266,8 @@ fn ensure_port<'a>(dev: &'a mut Device, port: u8, s: &ClassSlots) -> Option<&'a 
     }
     while dev.ports.len() < usize::from(port) {
         dev.ports.push(Port {
-            values: vec![Val::default(); s.port_names.len()],
-            inst: vec![Inst::default(); dev.profile.port.len()],
+            values: vec![Val::default(); s.port_names.len()].into_boxed_slice(),
+            inst: vec![Inst::default(); dev.profile.port.len()].into_boxed_slice(),
         });
     }
     dev.ports.get_mut(usize::from(port) - 1)
@@ -1225,5 +1367,35 @@ fn event_record(dev: &Device, e: &protocol::Event, now: i64, kind: &str) -> Reco
                 (k.to_owned(), v)
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// Every message reads its device's record and instances, and their size
+    /// is most of the engine's memory (docs/performance.md): a field added
+    /// here costs 100,000 devices its width, so growing them is a decision.
+    #[test]
+    fn the_hot_records_stay_small() {
+        assert!(
+            size_of::<super::Device>() <= 152,
+            "Device is {} bytes",
+            size_of::<super::Device>()
+        );
+        assert!(
+            size_of::<super::Inst>() <= 32,
+            "Inst is {} bytes",
+            size_of::<super::Inst>()
+        );
+        assert!(
+            size_of::<super::Val>() <= 24,
+            "Val is {} bytes",
+            size_of::<super::Val>()
+        );
+        assert!(
+            size_of::<super::Port>() <= 32,
+            "Port is {} bytes",
+            size_of::<super::Port>()
+        );
     }
 }

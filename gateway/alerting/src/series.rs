@@ -371,7 +371,7 @@ impl SeriesTest {
                     hist: false,
                     bdseq: None,
                     m: protocol::Readings::new(),
-                    ports: protocol::heapless::Vec::new(),
+                    ports: protocol::Bounded::new(),
                 };
                 let mut any = false;
                 for (sd, metric, port, vals) in &self.series {

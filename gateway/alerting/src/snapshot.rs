@@ -248,7 +248,7 @@ impl Engine {
                 .bus
                 .and_then(|b| self.buses.get(usize::from(b)))
                 .map(|b| b.name.to_string()),
-            interval_ms: dev.interval_ms,
+            interval_ms: i64::from(dev.interval_ms),
             last_seen: dev.last_seen,
             judged_from: dev.judged_from,
             fresh_at: dev.fresh_at,
@@ -257,7 +257,7 @@ impl Engine {
             ports: dev.ports.iter().map(|p| named(port_names, &p.values)).collect(),
             rules,
             node: dev.node.iter().map(|(c, p)| (c.to_string(), *p)).collect(),
-            alerts: dev.alerts.clone(),
+            alerts: dev.alerts.to_vec(),
         })
     }
 
@@ -337,7 +337,7 @@ impl Engine {
         }
         let slots = s.class.and_then(|c| self.slots.get(&c)).cloned();
         let dev = &mut self.devices[d as usize];
-        dev.interval_ms = s.interval_ms;
+        dev.interval_ms = u32::try_from(s.interval_ms.clamp(1000, i64::from(u32::MAX))).unwrap_or(u32::MAX);
         dev.last_seen = s.last_seen;
         dev.judged_from = s.judged_from;
         dev.fresh_at = s.fresh_at;
@@ -355,7 +355,7 @@ impl Engine {
                         .iter()
                         .map(|n| values.iter().find(|(m, _)| m == n).map(|(_, v)| *v).unwrap_or_default())
                         .collect(),
-                    inst: vec![Inst::default(); dev.profile.port.len()],
+                    inst: vec![Inst::default(); dev.profile.port.len()].into_boxed_slice(),
                 };
                 if p < dev.ports.len() {
                     dev.ports[p] = port;
@@ -381,8 +381,13 @@ impl Engine {
                 insts[i] = r.inst;
             }
         }
-        dev.node = s.node.into_iter().map(|(c, p)| (Arc::<str>::from(c), p)).collect();
-        dev.alerts = s.alerts;
+        dev.node = s
+            .node
+            .into_iter()
+            .map(|(c, p)| (Arc::<str>::from(c), p))
+            .collect::<Vec<_>>()
+            .into();
+        dev.alerts = s.alerts.into();
         for a in &dev.alerts {
             if a.state != Lifecycle::Closed {
                 self.episodes.insert(a.episode, d);

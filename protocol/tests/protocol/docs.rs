@@ -62,7 +62,7 @@ pub(crate) fn golden_message(name: &str) -> Message {
                 hist: false,
                 bdseq: Some(12),
                 m,
-                ports: heapless::Vec::new(),
+                ports: protocol::Bounded::new(),
             })
         }
         "elevator-event" => Message::Event(Event {
@@ -98,7 +98,7 @@ pub(crate) fn golden_message(name: &str) -> Message {
                 hist: true,
                 bdseq: Some(5),
                 m,
-                ports: heapless::Vec::new(),
+                ports: protocol::Bounded::new(),
             })
         }
         "charger-data" => {
@@ -118,7 +118,7 @@ pub(crate) fn golden_message(name: &str) -> Message {
             p4.readings.set(PortMetric::State, 4u32).unwrap();
             p4.readings.set(PortMetric::PowerW, 0.0).unwrap();
             p4.readings.set(PortMetric::TempC, 67.5).unwrap();
-            let ports = heapless::Vec::from_slice(&[p1, p4]).unwrap();
+            let ports = protocol::Bounded::from_slice(&[p1, p4]).unwrap();
             Message::Data(Data {
                 v: V1,
                 seq: 9001,

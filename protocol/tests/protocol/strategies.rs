@@ -83,7 +83,7 @@ pub(crate) fn readings<M: MetricInfo, const N: usize>(with_unknown: bool) -> imp
     })
 }
 
-pub(crate) fn ports(with_unknown: bool) -> impl Strategy<Value = heapless::Vec<PortReadings, MAX_PORTS>> {
+pub(crate) fn ports(with_unknown: bool) -> impl Strategy<Value = protocol::Bounded<PortReadings, MAX_PORTS>> {
     prop::sample::subsequence((1..=40u8).collect::<Vec<_>>(), 0..=MAX_PORTS).prop_flat_map(move |ports| {
         ports
             .into_iter()
@@ -92,7 +92,7 @@ pub(crate) fn ports(with_unknown: bool) -> impl Strategy<Value = heapless::Vec<P
                     .prop_map(move |readings| PortReadings { port: p, readings })
             })
             .collect::<Vec<_>>()
-            .prop_map(|v| heapless::Vec::from_slice(&v).unwrap())
+            .prop_map(|v| protocol::Bounded::from_slice(&v).unwrap())
     })
 }
 
