@@ -20,7 +20,7 @@ use protocol::{DeviceClass, EventCode, Metric, Op, PortMetric, PortState, Value}
 use crate::alarm::{Alarm, Events, NodeEvent, push};
 use crate::config::{Threshold, ms, threshold};
 use crate::debounce::Held;
-use crate::elevator::{device_point, value_f64};
+use crate::elevator::device_point;
 use crate::hal::Millis;
 use crate::registers::{CommandError, RegisterImage};
 
@@ -566,7 +566,7 @@ impl RegisterImage for ChargerNode {
                 .port_readings(self.last_step.unwrap_or_default(), p)
                 .iter()
                 .find(|(n, _)| *n == m)
-                .map(|(_, v)| value_f64(*v)),
+                .map(|(_, v)| v.to_number()),
             (Point::Command(Op::CutOff), Some(p)) => Some(f64::from(u8::from(!self.relay_on(p)))),
             _ => None,
         }

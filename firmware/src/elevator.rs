@@ -335,16 +335,8 @@ pub(crate) fn device_point(
     is_active: impl Fn(EventCode) -> bool,
 ) -> Option<f64> {
     match point {
-        Point::Metric(m) => readings.iter().find(|(n, _)| *n == m).map(|(_, v)| value_f64(*v)),
+        Point::Metric(m) => readings.iter().find(|(n, _)| *n == m).map(|(_, v)| v.to_number()),
         Point::Event(code) => Some(f64::from(u8::from(is_active(code)))),
         _ => None,
-    }
-}
-
-/// A value as a register number (flags 0/1).
-pub(crate) fn value_f64(v: Value) -> f64 {
-    match v {
-        Value::Bool(b) => f64::from(u8::from(b)),
-        Value::Number(n) => n,
     }
 }

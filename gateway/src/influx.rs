@@ -107,11 +107,7 @@ pub fn lines(incoming: &Incoming) -> Vec<Line> {
 /// A value as a line-protocol float (names and ids are already safe: the
 /// protocol allows no spaces, commas or quotes in them).
 fn number(v: Value) -> String {
-    let n = match v {
-        Value::Bool(b) => f64::from(u8::from(b)),
-        Value::Number(n) => n,
-    };
-    let s = format!("{n}");
+    let s = format!("{}", v.to_number());
     if s.contains(['.', 'e', 'E']) || s.contains("inf") || s.contains("NaN") {
         s
     } else {

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use protocol::{Message, Value};
+use protocol::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -195,7 +195,7 @@ impl Store {
                     port,
                     data.ts.as_millis(),
                     incoming.received_ms,
-                    as_f64(value),
+                    value.to_number(),
                     data.hist
                 ])
                 .map_err(|e| StoreError::Sqlite {
@@ -573,12 +573,5 @@ mod erased {
         fn json(&self) -> Result<String, serde_json::Error> {
             serde_json::to_string(self)
         }
-    }
-}
-
-fn as_f64(v: Value) -> f64 {
-    match v {
-        Value::Bool(b) => f64::from(u8::from(b)),
-        Value::Number(n) => n,
     }
 }

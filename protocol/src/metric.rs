@@ -395,6 +395,17 @@ pub enum Value {
 }
 
 impl Value {
+    /// The value as a number, flags as 0 and 1: how a time-series store, a
+    /// register and a rule all see it.
+    #[must_use]
+    pub const fn to_number(self) -> f64 {
+        match self {
+            Value::Bool(true) => 1.0,
+            Value::Bool(false) => 0.0,
+            Value::Number(n) => n,
+        }
+    }
+
     /// The number, if it is one.
     #[must_use]
     pub const fn as_f64(self) -> Option<f64> {

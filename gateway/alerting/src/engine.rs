@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::Arc;
 
-use protocol::{DeviceClass, EventCode, Message, Scalar, Severity, Value};
+use protocol::{DeviceClass, EventCode, Message, Scalar, Severity};
 
 use crate::alert::{Alert, Flap, Sources};
 use crate::effect::{
@@ -381,13 +381,6 @@ impl Hasher for KeyHasher {
 /// The name of the node's own event as a source.
 pub const NODE_SOURCE: &str = "node";
 
-fn as_f64(v: Value) -> f64 {
-    match v {
-        Value::Bool(b) => f64::from(u8::from(b)),
-        Value::Number(n) => n,
-    }
-}
-
 impl Engine {
     /// An engine with no devices yet.
     #[must_use]
@@ -628,7 +621,7 @@ impl Engine {
                 if let Some(s) = slots {
                     for r in data.m.iter() {
                         if let Some(i) = s.dev(&r.name) {
-                            dev.values[i].set(as_f64(r.value), now);
+                            dev.values[i].set(r.value.to_number(), now);
                         }
                     }
                     for p in &data.ports {
@@ -637,7 +630,7 @@ impl Engine {
                         };
                         for r in p.readings.iter() {
                             if let Some(i) = s.port(&r.name) {
-                                port.values[i].set(as_f64(r.value), now);
+                                port.values[i].set(r.value.to_number(), now);
                             }
                         }
                     }
@@ -1377,25 +1370,13 @@ mod size {
     /// here costs 100,000 devices its width, so growing them is a decision.
     #[test]
     fn the_hot_records_stay_small() {
-        assert!(
-            size_of::<super::Device>() <= 152,
-            "Device is {} bytes",
-            size_of::<super::Device>()
-        );
-        assert!(
-            size_of::<super::Inst>() <= 32,
-            "Inst is {} bytes",
-            size_of::<super::Inst>()
-        );
-        assert!(
-            size_of::<super::Val>() <= 24,
-            "Val is {} bytes",
-            size_of::<super::Val>()
-        );
-        assert!(
-            size_of::<super::Port>() <= 32,
-            "Port is {} bytes",
-            size_of::<super::Port>()
-        );
+        for (name, size, most) in [
+            ("Device", size_of::<super::Device>(), 152),
+            ("Inst", size_of::<super::Inst>(), 32),
+            ("Val", size_of::<super::Val>(), 24),
+            ("Port", size_of::<super::Port>(), 32),
+        ] {
+            assert!(size <= most, "{name} is {size} bytes, at most {most}");
+        }
     }
 }
