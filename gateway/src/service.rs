@@ -762,3 +762,76 @@ fn start_pollers(config: &Config, pipeline_tx: &Lanes, shared: &Shared) -> Vec<t
     }
     tasks
 }
+
+#[cfg(test)]
+mod lanes {
+    use super::{Input, Next, Receivers};
+    use tokio::sync::mpsc;
+
+    fn polled(kind: &str, seq: u32) -> Input {
+        let payload = match kind {
+            "data" => format!(r#"{{"v":1,"seq":{seq},"ts":0,"m":{{"pump_fault":false}}}}"#),
+            _ => format!(r#"{{"v":1,"seq":{seq},"ts":0,"code":"fire_alarm","active":true}}"#),
+        };
+        let incoming = crate::ingest::ingest(&format!("fm/v1/s/firepump/P/{kind}"), payload.as_bytes(), 0)
+            .unwrap_or_else(|r| panic!("{r:?}"));
+        Input::Polled(Box::new(incoming))
+    }
+
+    fn label(n: Option<Next>) -> String {
+        match n {
+            Some(Next::Control(c)) => format!("control {c:?}"),
+            Some(Next::Message(Input::Polled(i), lane)) => {
+                format!(
+                    "{} {} seq {:?}",
+                    if lane { "priority" } else { "bulk" },
+                    i.topic.kind,
+                    i.message.header().seq
+                )
+            }
+            Some(Next::Message(Input::Mqtt(_), _)) => "mqtt".into(),
+            None => "closed".into(),
+        }
+    }
+
+    /// A fire alarm queued behind bulk telemetry is taken before it, and an
+    /// acknowledgement (a control) before both; each lane keeps its order.
+    #[test]
+    fn controls_then_the_priority_lane_then_bulk() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (ctx, control) = mpsc::channel(4);
+        let (ptx, priority) = mpsc::channel(4);
+        let (btx, bulk) = mpsc::channel(8);
+        for seq in 1..=3 {
+            btx.try_send(polled("data", seq))
+                .unwrap_or_else(|_| panic!("bulk full"));
+        }
+        ptx.try_send(polled("event", 10))
+            .unwrap_or_else(|_| panic!("priority full"));
+        ptx.try_send(polled("event", 11))
+            .unwrap_or_else(|_| panic!("priority full"));
+        ctx.try_send(crate::alerts::Control::Tick)
+            .unwrap_or_else(|_| panic!("control full"));
+        let mut rx = Receivers {
+            control,
+            priority,
+            bulk,
+        };
+        let order: Vec<String> = (0..6).map(|_| label(rx.next(rt.handle()))).collect();
+        assert_eq!(
+            order,
+            [
+                "control Tick",
+                "priority event seq Some(10)",
+                "priority event seq Some(11)",
+                "bulk data seq Some(1)",
+                "bulk data seq Some(2)",
+                "bulk data seq Some(3)",
+            ]
+        );
+        drop((ctx, ptx, btx));
+        assert_eq!(label(rx.next(rt.handle())), "closed");
+    }
+}
