@@ -724,24 +724,14 @@ impl Engine {
                 ..
             } = &mut self.devices[d as usize];
             let stale = stale_ms_of(profile, *interval_ms);
-            let mut quiet = true;
-            for (rule, inst) in profile.device.iter().zip(inst.iter_mut()) {
-                let mut ctx = Ctx {
-                    dev: values,
-                    port: &[],
-                    now,
-                    stale_ms: stale,
-                    dead: *dead,
-                    rate: None,
-                };
-                inst.step(rule, &mut ctx, sample, offline);
-                quiet &= inst.phase == crate::instance::Phase::Inactive;
-            }
-            for port in ports.iter_mut() {
-                for (rule, inst) in profile.port.iter().zip(port.inst.iter_mut()) {
+            let values: &[Val] = values;
+            // Steps rules over their instances; whether all stayed inactive.
+            let step = |rules: &[crate::rule::Compiled], insts: &mut [Inst], port: &[Val]| {
+                let mut quiet = true;
+                for (rule, inst) in rules.iter().zip(insts.iter_mut()) {
                     let mut ctx = Ctx {
                         dev: values,
-                        port: &port.values,
+                        port,
                         now,
                         stale_ms: stale,
                         dead: *dead,
@@ -750,6 +740,11 @@ impl Engine {
                     inst.step(rule, &mut ctx, sample, offline);
                     quiet &= inst.phase == crate::instance::Phase::Inactive;
                 }
+                quiet
+            };
+            let mut quiet = step(&profile.device, inst, &[]);
+            for Port { values: port, inst } in ports.iter_mut() {
+                quiet &= step(&profile.port, inst, port);
             }
             let dev = &self.devices[d as usize];
             quiet && dev.node.is_empty() && !dev.alerts.iter().any(Alert::open)
