@@ -130,8 +130,7 @@ pub enum AckError {
 }
 
 /// What kind of parent a pseudo-device stands for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Root {
     /// The gateway's broker connection.
     Uplink,
@@ -266,13 +265,13 @@ pub(crate) struct Site {
     pub(crate) root: Option<u32>,
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Queued {
     Firing { device: u32, episode: u64 },
     Resolved(Box<AlertView>),
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Group {
     pub(crate) due: i64,
     pub(crate) critical: bool,

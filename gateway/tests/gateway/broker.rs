@@ -8,25 +8,7 @@ use testkit::{Mosquitto, free_port};
 
 async fn publish_until_accepted(port: u16, topic: &str, payload: &str) {
     for _ in 0..200 {
-        let ok = tokio::process::Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-q",
-                "1",
-                "-t",
-                topic,
-                "-m",
-                payload,
-            ])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .await
-            .expect("mosquitto_pub is not installed: run scripts/install-test-deps.sh")
-            .success();
-        if ok {
+        if crate::http::try_publish(port, topic, payload).await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -11,14 +11,15 @@ pub(crate) fn free_addr() -> std::net::SocketAddr {
         .unwrap()
 }
 
-/// Publishes one QoS 1 message with a real `mosquitto_pub`.
-pub(crate) async fn publish(mqtt: std::net::SocketAddr, topic: &str, payload: &str) {
-    let ok = tokio::process::Command::new("mosquitto_pub")
+/// Publishes one QoS 1 message with a real `mosquitto_pub`; whether the
+/// broker took it.
+pub(crate) async fn try_publish(port: u16, topic: &str, payload: &str) -> bool {
+    tokio::process::Command::new("mosquitto_pub")
         .args([
             "-h",
             "127.0.0.1",
             "-p",
-            &mqtt.port().to_string(),
+            &port.to_string(),
             "-q",
             "1",
             "-t",
@@ -26,11 +27,19 @@ pub(crate) async fn publish(mqtt: std::net::SocketAddr, topic: &str, payload: &s
             "-m",
             payload,
         ])
+        .stderr(std::process::Stdio::null())
         .status()
         .await
         .expect("mosquitto_pub is not installed: run scripts/install-test-deps.sh")
-        .success();
-    assert!(ok, "mosquitto_pub to {topic}");
+        .success()
+}
+
+/// Publishes one QoS 1 message with a real `mosquitto_pub`.
+pub(crate) async fn publish(mqtt: std::net::SocketAddr, topic: &str, payload: &str) {
+    assert!(
+        try_publish(mqtt.port(), topic, payload).await,
+        "mosquitto_pub to {topic}"
+    );
 }
 
 /// Sends a whole request and reads the whole answer: status code and body.
