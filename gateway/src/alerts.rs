@@ -6,7 +6,7 @@
 //! The core itself (`alerting`) never touches any of this: it is fed and
 //! answers; here is where its answers meet SQLite and sockets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use alerting::{AckError, AlertView, Change, Effect, Engine, WorkOrderIntent};
@@ -18,8 +18,32 @@ use crate::store::Store;
 /// Events the stream keeps for slow readers before they lag (and are told).
 pub const EVENTS: usize = 1024;
 
-/// One event of `/api/v1/events`: its SSE event name and JSON data.
-pub type StreamEvent = Arc<(&'static str, String)>;
+/// One event of `/api/v1/events`, with what scoping needs: the compound and,
+/// for work orders, the contractors it concerns.
+#[derive(Debug)]
+pub struct Streamed {
+    /// The SSE event name (`alert`, `work_order`, `record`, ...).
+    pub name: &'static str,
+    /// The compound, when it has one.
+    pub site: Option<String>,
+    /// The contractors a work-order event concerns (they alone of their role see it).
+    pub contractors: Vec<String>,
+    /// The JSON data.
+    pub json: String,
+}
+
+/// One event of the stream, shared by every reader.
+pub type StreamEvent = Arc<Streamed>;
+
+/// Why an acknowledgement or a step was not taken.
+#[derive(Debug)]
+pub enum Refusal<E> {
+    /// The core said no (unknown, not firing, somebody else's, out of order).
+    Refused(E),
+    /// Taken, but the store failed: it is kept and stored with the next
+    /// commit; the client is told it is not yet durable.
+    NotStored(String),
+}
 
 /// Asks the pipeline, which owns the engine, to do something.
 #[derive(Debug)]
@@ -35,8 +59,23 @@ pub enum Control {
         /// Who.
         by: String,
         /// Where the answer goes.
-        reply: oneshot::Sender<Result<AlertView, AckError>>,
+        reply: oneshot::Sender<Result<AlertView, Refusal<AckError>>>,
     },
+    /// A contractor's step on a work order; answered once stored.
+    Step {
+        /// The order.
+        id: u64,
+        /// Which step.
+        step: dispatch::StepKind,
+        /// Who.
+        by: dispatch::Actor,
+        /// Their note.
+        note: Option<String>,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<dispatch::Order, Refusal<dispatch::StepError>>>,
+    },
+    /// A notification's delivery ended (delivered or a dead letter).
+    Delivered(notify::Outcome),
     /// Drain what is queued and stop.
     Stop,
 }
@@ -84,7 +123,9 @@ impl Hub {
     }
 }
 
-fn change_name(c: Change) -> &'static str {
+/// The name of an alert change, in metrics and record kinds.
+#[must_use]
+pub fn change_name(c: Change) -> &'static str {
     match c {
         Change::Pending => "pending",
         Change::Fired => "fired",
@@ -95,37 +136,32 @@ fn change_name(c: Change) -> &'static str {
     }
 }
 
-/// The devices (engine position and snapshot) whose alerts an effect list
-/// touched, for persisting with it.
-fn touched(engine: &Engine, effects: &[Effect]) -> Vec<crate::store::EngineDevice> {
-    let mut keys = BTreeSet::new();
-    for e in effects {
-        if let Effect::Alert(c) = e {
-            let class = protocol::DeviceClass::from_name(&c.alert.class);
-            keys.insert((c.alert.site.clone(), class, c.alert.device.clone()));
-        }
+fn stream(
+    hub: &Hub,
+    name: &'static str,
+    site: Option<&str>,
+    contractors: Vec<String>,
+    json: serde_json::Result<String>,
+) {
+    match json {
+        // No subscriber is not an error: the stream is live only.
+        Ok(json) => drop(hub.events.send(Arc::new(Streamed {
+            name,
+            site: site.map(str::to_owned),
+            contractors,
+            json,
+        }))),
+        Err(e) => tracing::error!(error = %e, "could not encode an event"),
     }
-    keys.into_iter()
-        .filter_map(|(s, c, d)| Some((engine.position(&s, c, &d)?, engine.device_snapshot(&s, c, &d)?)))
-        .collect()
 }
 
-/// Applies effects: stores them with the engine state they came from,
-/// updates the open alerts, publishes them, counts them, logs the ones people
-/// act on. A store failure is counted and logged; the engine keeps its state
-/// and the next full save persists it.
-pub fn apply(store: &mut Store, engine: &Engine, hub: &Hub, metrics: &Metrics, effects: &[Effect]) {
-    if effects.is_empty() {
-        return;
-    }
-    let devices = touched(engine, effects);
-    if let Err(e) = store.apply_alert_effects(effects, &devices, &engine.globals()) {
-        metrics.alert_store_errors.inc();
-        tracing::error!(error = %e, effects = effects.len(), "could not store alert changes");
-    }
+/// Publishes a stored step: updates the open alerts, streams alert changes,
+/// notifications, work-order changes and the new records, counts them, logs
+/// the ones people act on.
+pub fn publish(hub: &Hub, metrics: &Metrics, effects: &[Effect], outs: &[dispatch::Out], records: &[records::Entry]) {
     let mut open = hub.open.lock().unwrap_or_else(PoisonError::into_inner);
     for e in effects {
-        let (name, json) = match e {
+        match e {
             Effect::Alert(c) => {
                 let a = &c.alert;
                 metrics
@@ -146,13 +182,13 @@ pub fn apply(store: &mut Store, engine: &Engine, hub: &Hub, metrics: &Metrics, e
                     tracing::info!(id = a.id, site = %a.site, device = %a.device, code = %a.code, port = ?a.port,
                         severity = %a.severity, change = change_name(c.change), inhibited_by = ?a.inhibited_by, "alert");
                 }
-                ("alert", serde_json::to_string(c))
+                stream(hub, "alert", Some(&a.site), Vec::new(), serde_json::to_string(c));
             }
             Effect::Notify(n) => {
                 metrics.notifications.inc();
                 tracing::info!(site = %n.site, building = ?n.building, firing = n.firing.len(),
                     resolved = n.resolved.len(), critical = n.critical, "notification due");
-                ("notification", serde_json::to_string(n))
+                stream(hub, "notification", Some(&n.site), Vec::new(), serde_json::to_string(n));
             }
             Effect::WorkOrder(w) => {
                 let intent = match w {
@@ -163,19 +199,26 @@ pub fn apply(store: &mut Store, engine: &Engine, hub: &Hub, metrics: &Metrics, e
                     .work_order_intents
                     .get_or_create(&ChangeLabel { change: intent.into() })
                     .inc();
-                ("work_order", serde_json::to_string(w))
             }
-            Effect::Record(r) => ("record", serde_json::to_string(r)),
-        };
-        match json {
-            // No subscriber is not an error: the stream is live only.
-            Ok(j) => drop(hub.events.send(Arc::new((name, j)))),
-            Err(e) => tracing::error!(error = %e, "could not encode an alert effect"),
+            Effect::Record(_) => {}
         }
     }
     metrics.alerts_open.set(i64::try_from(open.len()).unwrap_or(i64::MAX));
+    drop(open);
+    for o in outs {
+        if let dispatch::Out::Order { change, order } = o {
+            tracing::info!(order = order.id, site = %order.site, device = %order.device, code = %order.code,
+                status = order.status.as_str(), contractor = ?order.contractor, change = change.record_kind(order), "work order");
+            let contractors: Vec<String> = order.contractor.iter().chain(order.primary.iter()).cloned().collect();
+            let json = serde_json::to_string(&serde_json::json!({ "change": change, "order": order }));
+            stream(hub, "work_order", Some(&order.site), contractors, json);
+        }
+    }
+    for r in records {
+        let site = (!r.site.is_empty()).then_some(r.site.as_str());
+        stream(hub, "record", site, Vec::new(), serde_json::to_string(r));
+    }
 }
-
 /// Saves the whole engine (periodically and at shutdown).
 pub fn save_all(store: &mut Store, engine: &Engine, metrics: &Metrics) {
     let snap = engine.snapshot();

@@ -1,5 +1,6 @@
-//! The command line (`clap`): `gateway run` and `gateway check`. Exit codes:
-//! 0 ok, 1 runtime failure, 2 usage or configuration error.
+//! The command line (`clap`): `gateway run`, `gateway check` and `gateway
+//! records verify|export`. Exit codes: 0 ok, 1 runtime failure (or a record
+//! chain that does not verify), 2 usage or configuration error.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +29,199 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The supervision record chain, offline (no gateway running needed).
+    Records {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: RecordsCommand,
+    },
+}
+
+/// `gateway records ...`.
+#[derive(Debug, Subcommand)]
+pub enum RecordsCommand {
+    /// Check the chain end to end: every hash, every link, every signed
+    /// checkpoint. Exits 1 naming the first bad position.
+    Verify {
+        /// The gateway's data directory.
+        #[arg(long, conflicts_with = "export")]
+        data_dir: Option<PathBuf>,
+        /// An export file (JSON) instead of a data directory: what a third
+        /// party checks without the database.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// The public key (hex) the checkpoints must be signed with; default
+        /// the key in the data directory, or the export's own.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Write the chain (or a selection) as JSON with its checkpoints, or CSV.
+    Export {
+        /// The gateway's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// `json` (verifiable) or `csv`.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Only this device.
+        #[arg(long)]
+        device: Option<String>,
+        /// Only this compound.
+        #[arg(long)]
+        site: Option<String>,
+        /// From (RFC 3339 or ms since the epoch).
+        #[arg(long)]
+        from: Option<String>,
+        /// To (RFC 3339 or ms since the epoch).
+        #[arg(long)]
+        to: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// A time argument: ms since the epoch or RFC 3339 with an offset.
+fn time_arg(name: &str, text: &str) -> Result<i64, String> {
+    text.parse::<i64>()
+        .or_else(|_| alerting::config::parse_time(text))
+        .map_err(|e| format!("--{name}: {e}"))
+}
+
+/// Runs `gateway records ...`; the exit code.
+#[must_use]
+pub fn records(cmd: RecordsCommand) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    match cmd {
+        RecordsCommand::Verify { data_dir, export, key } => {
+            let verified = match (data_dir, export) {
+                (Some(dir), None) => verify_dir(&dir, key.as_deref()),
+                (None, Some(file)) => std::fs::File::open(&file)
+                    .map_err(|e| format!("{}: {e}", file.display()))
+                    .and_then(|f| {
+                        records::read_json(std::io::BufReader::new(f)).map_err(|e| format!("{}: {e}", file.display()))
+                    })
+                    .map(|x| x.verify(key.as_deref())),
+                _ => {
+                    eprintln!("error: give --data-dir or --export");
+                    return ExitCode::from(2);
+                }
+            };
+            match verified {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    if v.ok {
+                        eprintln!("ok: {} records, {} signed checkpoints", v.count, v.checkpoints);
+                        ExitCode::SUCCESS
+                    } else {
+                        if let Some(p) = &v.problem {
+                            eprintln!("NOT OK at position {}: {}", p.position, p.message);
+                        }
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        RecordsCommand::Export {
+            data_dir,
+            format,
+            device,
+            site,
+            from,
+            to,
+            out,
+        } => {
+            let csv = match format.as_str() {
+                "json" => false,
+                "csv" => true,
+                f => {
+                    eprintln!("error: --format is json or csv, not `{f}`");
+                    return ExitCode::from(2);
+                }
+            };
+            let range = (
+                from.as_deref().map(|t| time_arg("from", t)).transpose(),
+                to.as_deref().map(|t| time_arg("to", t)).transpose(),
+            );
+            let (from, to) = match range {
+                (Ok(f), Ok(t)) => (f, t),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let q = crate::supervision::RecordQuery {
+                device,
+                sites: site.map(|s| vec![s]),
+                from,
+                to,
+                limit: usize::MAX,
+                ..Default::default()
+            };
+            match export_dir(&data_dir, &q, csv, out.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// The store of a data directory that must already exist (never created by
+/// a verification).
+fn open_existing(dir: &std::path::Path) -> Result<crate::store::Store, String> {
+    if !dir.join("gateway.sqlite").is_file() {
+        return Err(format!("{}: no gateway.sqlite here", dir.display()));
+    }
+    crate::store::Store::open(dir).map_err(|e| e.to_string())
+}
+
+fn verify_dir(dir: &std::path::Path, key: Option<&str>) -> Result<records::Verification, String> {
+    let store = open_existing(dir)?;
+    let key = if let Some(k) = key {
+        Some(k.to_owned())
+    } else {
+        let path = dir.join("records.key");
+        path.is_file()
+            .then(|| records::Signer::load_or_create(&path).map(|s| s.public_key_hex()))
+            .transpose()
+            .map_err(|e| e.to_string())?
+    };
+    crate::supervision::verify(store.conn(), key.as_deref()).map_err(|e| e.to_string())
+}
+
+fn export_dir(
+    dir: &std::path::Path,
+    q: &crate::supervision::RecordQuery,
+    csv: bool,
+    out: Option<&std::path::Path>,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    let store = open_existing(dir)?;
+    // The key is read, never created, by an export.
+    let path = dir.join("records.key");
+    let key = path
+        .is_file()
+        .then(|| records::Signer::load_or_create(&path).map(|s| s.public_key_hex()))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    if let Some(path) = out {
+        let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut w = std::io::BufWriter::new(f);
+        crate::supervision::export(&store, q, key.as_deref(), csv, &mut w)?;
+        w.flush().map_err(|e| format!("{}: {e}", path.display()))
+    } else {
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::new(stdout.lock());
+        crate::supervision::export(&store, q, key.as_deref(), csv, &mut w)?;
+        w.flush().map_err(|e| e.to_string())
+    }
 }
 
 /// Options of `gateway run`.

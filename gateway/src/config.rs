@@ -25,6 +25,125 @@ pub struct Config {
     pub influx: Option<crate::influx::InfluxConfig>,
     /// Rule packs, overrides, maintenance windows, buildings, timings (see docs/rules.md).
     pub alerting: alerting::AlertingConfig,
+    /// Work orders: assignments, deadlines, periodic duties (see docs/workorders.md).
+    pub dispatch: dispatch::PolicyConfig,
+    /// The people and systems told of alerts and orders (`[[contacts]]`).
+    pub contacts: Vec<notify::Contact>,
+    /// How they are told: SMTP, retries, the MQTT topic prefix.
+    pub notify: NotifyConfig,
+    /// The supervision record chain: its signing key and checkpoints.
+    pub records: RecordsConfig,
+    /// The file and its text, when loaded from one (recorded when it changes).
+    #[serde(skip)]
+    pub source: Option<(PathBuf, String)>,
+}
+
+/// `[notify]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// The SMTP server for contacts with `email` (none: e-mail is not sent,
+    /// and `gateway check` says so for contacts that have only e-mail).
+    pub smtp: Option<notify::SmtpConfig>,
+    /// Attempts per delivery before it is a dead letter.
+    pub attempts: u32,
+    /// First retry after (`2s`), doubling.
+    pub first_retry: String,
+    /// Longest wait between retries (`5m`).
+    pub max_retry: String,
+    /// Webhook request timeout (`10s`).
+    pub webhook_timeout: String,
+    /// Topic prefix of the MQTT channel for contractors' apps:
+    /// `{prefix}/{contact}/{kind}`.
+    pub mqtt_prefix: String,
+    /// Deliveries queued before new ones are dead letters at once.
+    pub queue: usize,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            smtp: None,
+            attempts: 6,
+            first_retry: "2s".into(),
+            max_retry: "5m".into(),
+            webhook_timeout: "10s".into(),
+            mqtt_prefix: "fm/v1/dispatch".into(),
+            queue: 4096,
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// The retry policy.
+    ///
+    /// # Errors
+    /// The field and message of a bad duration.
+    pub fn retry(&self) -> Result<notify::RetryPolicy, (&'static str, String)> {
+        Ok(notify::RetryPolicy {
+            attempts: self.attempts,
+            first: duration("notify.first_retry", &self.first_retry)?,
+            max: duration("notify.max_retry", &self.max_retry)?,
+        })
+    }
+}
+
+/// A positive duration field (`2s`, `5m`).
+fn duration(field: &'static str, text: &str) -> Result<std::time::Duration, (&'static str, String)> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err((field, "must be longer than zero".into())),
+        Err(e) => Err((field, format!("`{text}` is not a duration (2s, 5m): {e}"))),
+    }
+}
+
+/// `[records]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordsConfig {
+    /// The ed25519 signing key (hex seed); default `records.key` in the data
+    /// directory, created on first start. Keep a copy away from the gateway.
+    pub key_file: Option<PathBuf>,
+    /// A signed checkpoint at least this often while records are written (`1h`).
+    pub checkpoint_every: String,
+    /// ... and after at most this many records.
+    pub checkpoint_records: u64,
+}
+
+impl Default for RecordsConfig {
+    fn default() -> Self {
+        RecordsConfig {
+            key_file: None,
+            checkpoint_every: "1h".into(),
+            checkpoint_records: 1000,
+        }
+    }
+}
+
+impl RecordsConfig {
+    /// The key file, given the data directory.
+    #[must_use]
+    pub fn key_path(&self, data_dir: &Path) -> PathBuf {
+        self.key_file.clone().unwrap_or_else(|| data_dir.join("records.key"))
+    }
+}
+
+/// `[[http.tokens]]`: a bearer token with one role and a scope.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who it is (stamped on acknowledgements and steps).
+    pub name: String,
+    /// The token itself (at least 16 characters).
+    pub token: String,
+    /// `admin`, `engineer`, `contractor` or `auditor`.
+    pub role: crate::http::auth::Role,
+    /// Engineers and auditors: the compounds in scope (all if absent).
+    #[serde(default)]
+    pub sites: Option<Vec<String>>,
+    /// Contractors: the contact id orders are dispatched to.
+    #[serde(default)]
+    pub contractor: Option<String>,
 }
 
 /// Devices polled over Modbus.
@@ -98,12 +217,15 @@ fn default_client_id() -> String {
 pub struct HttpConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// Tokens of people and systems besides the admin (`[[http.tokens]]`).
+    pub tokens: Vec<TokenConfig>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tokens: Vec::new(),
         }
     }
 }
@@ -203,16 +325,21 @@ impl Config {
                 message,
             }
         })?;
-        config.alerting.build().map_err(|p| {
-            let (line, column) = find_field(text, &p.field);
+        let located = |field: String, message: String| {
+            let (line, column) = find_field(text, &field);
             ConfigError {
                 file: path.to_owned(),
                 line,
                 column,
-                field: Some(p.field.clone()),
-                message: p.message,
+                field: Some(field),
+                message,
             }
-        })?;
+        };
+        config.alerting.build().map_err(|p| located(p.field, p.message))?;
+        config.dispatch.build().map_err(|p| located(p.field, p.message))?;
+        config.validate_people().map_err(|(f, m)| located(f, m))?;
+        let mut config = config;
+        config.source = Some((path.to_owned(), text.to_owned()));
         Ok(config)
     }
 
@@ -269,6 +396,79 @@ impl Config {
                     format!("device `{}` is configured twice", d.device),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Contacts, tokens and the contacts the dispatch policy names.
+    fn validate_people(&self) -> Result<(), (String, String)> {
+        for (i, c) in self.contacts.iter().enumerate() {
+            if c.id.trim().is_empty() || c.id.contains(['/', '+', '#', ' ']) {
+                return Err((
+                    format!("contacts[{i}].id"),
+                    "must be a name without spaces, / + #".into(),
+                ));
+            }
+            if self.contacts[..i].iter().any(|o| o.id == c.id) {
+                return Err((format!("contacts[{i}].id"), format!("`{}` is configured twice", c.id)));
+            }
+            if let Some(w) = &c.webhook
+                && !(w.url.starts_with("http://") || w.url.starts_with("https://"))
+            {
+                return Err((
+                    format!("contacts[{i}].webhook"),
+                    format!("`{}` must start with http:// or https://", w.url),
+                ));
+            }
+            if c.email.is_some() && self.notify.smtp.is_none() && c.webhook.is_none() && !c.mqtt {
+                return Err((
+                    format!("contacts[{i}].email"),
+                    "e-mail needs [notify.smtp], and this contact has no other channel".into(),
+                ));
+            }
+        }
+        let policy = self.dispatch.build().map_err(|p| (p.field, p.message))?;
+        for (field, id) in policy.contact_ids() {
+            if !self.contacts.iter().any(|c| c.id == id) {
+                return Err((field, format!("`{id}` is not one of the [[contacts]]")));
+            }
+        }
+        for (i, t) in self.http.tokens.iter().enumerate() {
+            if t.token.len() < 16 {
+                return Err((
+                    format!("http.tokens[{i}].token"),
+                    "must be at least 16 characters".into(),
+                ));
+            }
+            if self.http.tokens[..i].iter().any(|o| o.token == t.token) {
+                return Err((
+                    format!("http.tokens[{i}].token"),
+                    "is the same as another token's".into(),
+                ));
+            }
+            let contractor = t.role == crate::http::auth::Role::Contractor;
+            if contractor != t.contractor.is_some() {
+                return Err((
+                    format!("http.tokens[{i}].contractor"),
+                    "a contractor token names its `contractor`, and only a contractor token does".into(),
+                ));
+            }
+        }
+        let r = &self.notify;
+        r.retry().map_err(|(f, m)| (f.to_owned(), m))?;
+        duration("notify.webhook_timeout", &r.webhook_timeout).map_err(|(f, m)| (f.to_owned(), m))?;
+        if r.attempts == 0 {
+            return Err(("notify.attempts".into(), "must be at least 1".into()));
+        }
+        if r.queue == 0 {
+            return Err(("notify.queue".into(), "must be at least 1".into()));
+        }
+        if r.mqtt_prefix.is_empty() || r.mqtt_prefix.contains(['+', '#']) || r.mqtt_prefix.starts_with("fm/v1/+") {
+            return Err(("notify.mqtt_prefix".into(), "must be a topic without + or #".into()));
+        }
+        duration("records.checkpoint_every", &self.records.checkpoint_every).map_err(|(f, m)| (f.to_owned(), m))?;
+        if self.records.checkpoint_records == 0 {
+            return Err(("records.checkpoint_records".into(), "must be at least 1".into()));
         }
         Ok(())
     }

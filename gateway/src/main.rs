@@ -26,6 +26,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Records { command } => gateway::cli::records(command),
         Command::Run(args) => {
             let config = match args.config() {
                 Ok(c) => c,

@@ -30,6 +30,15 @@ pub struct ChangeLabel {
     pub change: String,
 }
 
+/// Labels of a notification delivery outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabel {
+    /// `webhook`, `mqtt`, `email`, `none`.
+    pub channel: String,
+    /// `delivered` or `dead_letter`.
+    pub result: String,
+}
+
 /// A `device` label for Modbus slaves.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModbusLabel {
@@ -105,6 +114,23 @@ pub struct Metrics {
     pub events_lagged: Counter,
     /// Messages waiting in the priority lane (events, births, controls).
     pub priority_queue_depth: Gauge,
+    /// Work-order changes by record kind.
+    pub work_order_changes: Family<ChangeLabel, Counter>,
+    /// Open work orders.
+    pub work_orders_open: Gauge,
+    /// Notifications handed to the outbox.
+    pub notifications_queued: Counter,
+    /// Delivery outcomes by channel and result.
+    pub deliveries: Family<DeliveryLabel, Counter>,
+    /// Notifications that will never arrive (dead letters), each also a record.
+    pub dead_letters: Counter,
+    /// Supervision records written.
+    pub records: Counter,
+    /// Records, order and alert changes waiting for a failed store to take
+    /// them again.
+    pub unstored: Gauge,
+    /// Changes dropped because the store refused them for too long.
+    pub unstored_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -136,6 +162,14 @@ impl Default for Metrics {
             alert_store_errors: Counter::default(),
             events_lagged: Counter::default(),
             priority_queue_depth: Gauge::default(),
+            work_order_changes: Family::default(),
+            work_orders_open: Gauge::default(),
+            notifications_queued: Counter::default(),
+            deliveries: Family::default(),
+            dead_letters: Counter::default(),
+            records: Counter::default(),
+            unstored: Gauge::default(),
+            unstored_dropped: Counter::default(),
         }
     }
 }
@@ -229,10 +263,46 @@ impl Metrics {
             self.influx_spooled.clone(),
         );
         self.register_alerting(&mut r);
+        self.register_dispatch(&mut r);
         r
     }
 
     /// The alerting side's metrics.
+    fn register_dispatch(&self, r: &mut Registry) {
+        r.register(
+            "work_order_changes",
+            "Work-order changes by record kind",
+            self.work_order_changes.clone(),
+        );
+        r.register("work_orders_open", "Open work orders", self.work_orders_open.clone());
+        r.register(
+            "notifications_queued",
+            "Messages handed to the notification outbox",
+            self.notifications_queued.clone(),
+        );
+        r.register(
+            "notification_deliveries",
+            "Delivery outcomes by channel and result",
+            self.deliveries.clone(),
+        );
+        r.register(
+            "notification_dead_letters",
+            "Messages that will never arrive (each is also a supervision record)",
+            self.dead_letters.clone(),
+        );
+        r.register("records", "Supervision records written", self.records.clone());
+        r.register(
+            "unstored_changes",
+            "Records and changes waiting for the store to take them again",
+            self.unstored.clone(),
+        );
+        r.register(
+            "unstored_dropped",
+            "Changes dropped after the store refused them too long (logged)",
+            self.unstored_dropped.clone(),
+        );
+    }
+
     fn register_alerting(&self, r: &mut Registry) {
         r.register("alert_changes", "Alert changes by kind", self.alert_changes.clone());
         r.register(

@@ -62,8 +62,10 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The data directory (HTTP opens its own read connection).
     pub data_dir: PathBuf,
-    /// The admin bearer token.
-    pub admin_token: Arc<str>,
+    /// The bearer tokens: the admin's and the configured ones.
+    pub tokens: crate::http::auth::Tokens,
+    /// The public key of the record chain's checkpoints.
+    pub records_key: Arc<str>,
     /// Open alerts, the event stream, and the way to the engine.
     pub alerts: crate::alerts::Hub,
 }
@@ -218,16 +220,19 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let mut store = Store::open(&config.storage.data_dir)?;
-    let registry = Registry::restore(store.load_devices()?);
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let key_path = config.records.key_path(&config.storage.data_dir);
+    let signer = crate::supervision::signer(&key_path).context("the record chain's signing key")?;
     let shared = Shared {
-        registry: Arc::new(Mutex::new(registry)),
+        registry: Arc::new(Mutex::new(Registry::restore(store.load_devices()?))),
         metrics: Metrics::default(),
         data_dir: config.storage.data_dir.clone(),
-        admin_token: admin_token.into(),
+        tokens: crate::http::auth::Tokens::new(admin_token.into(), &config.http.tokens),
+        records_key: signer.public_key_hex().into(),
         alerts: crate::alerts::Hub::new(control_tx.clone()),
     };
-    let engine = start_engine(&config, &mut store, &shared)?;
+    let mut engine = start_engine(&config, &mut store, &shared)?;
+    let (desk, ledger) = start_desk(&config, &store, &mut engine, signer, &shared)?;
     if config.mqtt.broker.is_none() {
         start_embedded_broker(config.mqtt.listen)?;
         tracing::info!(listen = %config.mqtt.listen, "embedded MQTT broker started");
@@ -236,7 +241,6 @@ pub async fn run(
         .await
         .with_context(|| format!("http.listen {} is not available", config.http.listen))?;
     tracing::info!(listen = %config.http.listen, "HTTP API listening");
-
     let (prio_tx, prio_rx) = mpsc::channel::<Input>(PRIORITY_QUEUE);
     let (bulk_tx, bulk_rx) = mpsc::channel::<Input>(QUEUE);
     let lanes = Lanes {
@@ -248,30 +252,27 @@ pub async fn run(
     let (influx_tx, influx_tasks) = start_influx(&config, &shared)?;
     let (opts, filter) = mqtt_options(&config)?;
     let (client, eventloop) = AsyncClient::new(opts, 1024);
-    let pipeline = {
-        let shared = shared.clone();
-        let acker = client.clone();
-        let rt = tokio::runtime::Handle::current();
-        let rx = Receivers {
-            control: control_rx,
-            priority: prio_rx,
-            bulk: bulk_rx,
-        };
-        std::thread::Builder::new().name("pipeline".into()).spawn(move || {
-            pipeline(
-                &rt,
-                Pipeline {
-                    store,
-                    engine,
-                    acker: &acker,
-                    influx: influx_tx.as_ref(),
-                    shared: &shared,
-                    retention_ms,
-                },
-                rx,
-            )
-        })?
+    let courier = start_courier(&config, &client, &control_tx)?;
+    let rx = Receivers {
+        control: control_rx,
+        priority: prio_rx,
+        bulk: bulk_rx,
     };
+    let owned = Owned {
+        store,
+        engine,
+        desk,
+        ledger,
+        courier,
+        acker: client.clone(),
+        influx: influx_tx,
+        shared: shared.clone(),
+        retention_ms,
+    };
+    let rt = tokio::runtime::Handle::current();
+    let pipeline = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || owned.run(&rt, rx))?;
     let mqtt = tokio::spawn(mqtt_task(
         eventloop,
         client,
@@ -281,10 +282,8 @@ pub async fn run(
         shared.metrics.clone(),
     ));
     let ticker = tokio::spawn(ticker(control_tx.clone()));
-
     let pollers = start_pollers(&config, &pipeline_tx, &shared);
     drop(pipeline_tx);
-
     let app = crate::http::router(shared.clone());
     let hub = shared.alerts.clone();
     axum::serve(http, app)
@@ -309,16 +308,20 @@ pub async fn run(
         Ok(Err(e)) => Err(e),
         Err(_) => bail!("the pipeline thread panicked"),
     };
-    if let Some((collector, shipper, stop)) = influx_tasks {
-        // The pipeline is gone, so the collector flushes and ends; the shipper
-        // sends what it can for a few seconds, the rest stays spooled.
-        let _ = collector.await;
-        let _ = stop.send(true);
-        if tokio::time::timeout(Duration::from_secs(5), shipper).await.is_err() {
-            tracing::warn!("InfluxDB backlog left in the spool for the next start");
-        }
+    if let Some(tasks) = influx_tasks {
+        stop_influx(tasks).await;
     }
     result
+}
+
+/// The pipeline is gone, so the collector flushes and ends; the shipper
+/// sends what it can for a few seconds, the rest stays spooled.
+async fn stop_influx((collector, shipper, stop): InfluxTasks) {
+    let _ = collector.await;
+    let _ = stop.send(true);
+    if tokio::time::timeout(Duration::from_secs(5), shipper).await.is_err() {
+        tracing::warn!("InfluxDB backlog left in the spool for the next start");
+    }
 }
 
 /// Receives from the broker into the lanes; tells the engine when the
@@ -407,6 +410,104 @@ fn start_engine(config: &Config, store: &mut Store, shared: &Shared) -> anyhow::
     Ok(engine)
 }
 
+/// The dispatch desk (restored from the store, its policy from the config,
+/// its duties begun for every known device, maintenance windows of open
+/// orders back on the engine), and the ledger over the record chain, with a
+/// record of the configuration if it changed since the last start.
+fn start_desk(
+    config: &Config,
+    store: &Store,
+    engine: &mut alerting::Engine,
+    signer: records::Signer,
+    shared: &Shared,
+) -> anyhow::Result<(dispatch::Desk, crate::ledger::Ledger)> {
+    let policy = config
+        .dispatch
+        .build()
+        .map_err(|p| anyhow::anyhow!("{}: {}", p.field, p.message))?;
+    let mut desk = dispatch::Desk::new(policy);
+    let (state, open) = crate::workorders::load(store.conn()).context("restoring the work orders")?;
+    for o in open
+        .iter()
+        .filter(|o| o.code == "maintenance" && o.arrived_at.is_some())
+    {
+        engine.add_window(alerting::Window {
+            site: Some(o.site.clone()),
+            class: protocol::DeviceClass::from_name(&o.class),
+            device: Some(o.device.clone()),
+            from: o.arrived_at.unwrap_or(0),
+            to: i64::MAX,
+            reason: format!("order:{}", o.id),
+        });
+    }
+    desk.restore(state, open);
+    let every = humantime::parse_duration(&config.records.checkpoint_every)
+        .map_or(3_600_000, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let chain = crate::supervision::Chain::open(store.conn(), signer, every, config.records.checkpoint_records)
+        .context("opening the record chain")?;
+    tracing::info!(records = chain.tail().seq, key = %chain.public_key(), "record chain opened");
+    let mut ledger = crate::ledger::Ledger::new(chain);
+    let now = now_ms();
+    let (path, text) = config
+        .source
+        .as_ref()
+        .map_or((None, ""), |(p, t)| (Some(p.as_path()), t.as_str()));
+    let audited = crate::supervision::audited_config(path, text);
+    if let Some(r) =
+        crate::supervision::config_change(store.conn(), now, &audited).context("reading the last configuration")?
+    {
+        tracing::info!(kind = %r.kind, "configuration change recorded");
+        ledger.config(r, audited);
+    }
+    let known: Vec<(String, String, String)> = shared
+        .registry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|d| (d.key.site.clone(), d.key.class.clone(), d.key.device.clone()))
+        .collect();
+    let mut outs = Vec::new();
+    for (site, class, device) in known {
+        desk.device_seen(now, &site, &class, &device, &mut outs);
+    }
+    desk.tick(now, &mut outs);
+    // What start-up decided is stored with the first commit of the pipeline.
+    ledger.hold(outs);
+    tracing::info!(open = desk.open().count(), "work orders restored");
+    Ok((desk, ledger))
+}
+
+/// The notification outbox over the configured channels, its outcomes
+/// forwarded to the pipeline (which records them).
+fn start_courier(
+    config: &Config,
+    client: &AsyncClient,
+    control: &mpsc::Sender<crate::alerts::Control>,
+) -> anyhow::Result<crate::workorders::Courier> {
+    let n = &config.notify;
+    let timeout = humantime::parse_duration(&n.webhook_timeout).unwrap_or(Duration::from_secs(10));
+    let mut channels: Vec<Arc<dyn notify::Channel>> = vec![
+        Arc::new(notify::Webhook::new(timeout).context("the webhook channel")?),
+        Arc::new(notify::Mqtt::new(client.clone(), n.mqtt_prefix.clone())),
+    ];
+    if let Some(smtp) = &n.smtp {
+        channels.push(Arc::new(
+            notify::Email::new(smtp.clone()).context("the e-mail channel")?,
+        ));
+    }
+    let retry = n.retry().map_err(|(f, m)| anyhow::anyhow!("{f}: {m}"))?;
+    let (outbox, mut outcomes, _task) = notify::Outbox::start(channels, retry, n.queue, 16);
+    let control = control.clone();
+    tokio::spawn(async move {
+        while let Some(o) = outcomes.recv().await {
+            if control.send(crate::alerts::Control::Delivered(o)).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(crate::workorders::Courier::new(Some(outbox), &config.contacts))
+}
+
 /// The pipeline's inputs, taken in priority order.
 struct Receivers {
     control: mpsc::Receiver<crate::alerts::Control>,
@@ -440,19 +541,55 @@ impl Receivers {
     }
 }
 
+/// What the pipeline thread is given to own.
+struct Owned {
+    store: Store,
+    engine: alerting::Engine,
+    desk: dispatch::Desk,
+    ledger: crate::ledger::Ledger,
+    courier: crate::workorders::Courier,
+    acker: AsyncClient,
+    influx: Option<InfluxSender>,
+    shared: Shared,
+    retention_ms: i64,
+}
+
+impl Owned {
+    fn run(self, rt: &tokio::runtime::Handle, rx: Receivers) -> anyhow::Result<()> {
+        pipeline(
+            rt,
+            Pipeline {
+                store: self.store,
+                engine: self.engine,
+                desk: self.desk,
+                ledger: self.ledger,
+                courier: self.courier,
+                acker: &self.acker,
+                influx: self.influx.as_ref(),
+                shared: &self.shared,
+                retention_ms: self.retention_ms,
+            },
+            rx,
+        )
+    }
+}
+
 /// What the pipeline thread owns and uses.
 struct Pipeline<'a> {
     store: Store,
     engine: alerting::Engine,
+    desk: dispatch::Desk,
+    ledger: crate::ledger::Ledger,
+    courier: crate::workorders::Courier,
     acker: &'a AsyncClient,
     influx: Option<&'a InfluxSender>,
     shared: &'a Shared,
     retention_ms: i64,
 }
 
-/// The pipeline: owns the store's write connection and the alerting engine.
+/// The pipeline: owns the store's write connection, the alerting engine,
+/// the dispatch desk and the record chain.
 fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers) -> anyhow::Result<()> {
-    let m = &p.shared.metrics;
     let mut last_log: HashMap<String, Instant> = HashMap::new();
     let mut last_prune = Instant::now();
     let mut last_save = Instant::now();
@@ -460,6 +597,7 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
     // for a while is judged when it is taken, not before the last tick).
     let mut clock = now_ms();
     let mut effects = Vec::new();
+    let mut outs = p.ledger.take_held();
     let mut stopping = false;
     loop {
         let next = if stopping {
@@ -477,32 +615,21 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
         match next {
             Next::Control(c) => {
                 clock = clock.max(now_ms());
-                match c {
-                    crate::alerts::Control::Stop => stopping = true,
-                    crate::alerts::Control::Tick => p.engine.tick(clock, &mut effects),
-                    crate::alerts::Control::Uplink(up) => p.engine.uplink(clock, up, &mut effects),
-                    crate::alerts::Control::Ack { id, by, reply } => {
-                        let answer = p.engine.ack(clock, id, &by, &mut effects);
-                        // Stored before the answer: an acknowledged ack survives a crash.
-                        crate::alerts::apply(&mut p.store, &p.engine, &p.shared.alerts, m, &effects);
-                        effects.clear();
-                        let _ = reply.send(answer);
-                    }
-                }
+                stopping |= control(&mut p, c, clock, &mut effects, &mut outs);
             }
             Next::Message(input, priority) => {
+                let m = &p.shared.metrics;
                 m.queue_depth.dec();
                 if priority {
                     m.priority_queue_depth.dec();
                 }
-                clock = clock.max(handle(&mut p, input, &mut last_log, &mut effects, clock));
+                clock = clock.max(handle(&mut p, input, &mut last_log, &mut effects, &mut outs, clock));
             }
         }
-        crate::alerts::apply(&mut p.store, &p.engine, &p.shared.alerts, m, &effects);
-        effects.clear();
+        let _ = settle(&mut p, clock, &mut effects, &mut outs, false);
         if last_save.elapsed() > SAVE_EVERY {
             last_save = Instant::now();
-            crate::alerts::save_all(&mut p.store, &p.engine, m);
+            crate::alerts::save_all(&mut p.store, &p.engine, &p.shared.metrics);
         }
         if last_prune.elapsed() > Duration::from_hours(1) {
             last_prune = Instant::now();
@@ -513,7 +640,22 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
             }
         }
     }
-    crate::alerts::save_all(&mut p.store, &p.engine, m);
+    // Deliveries in flight get a moment; what is left comes back as dead
+    // letters, recorded with the final commit and its signed checkpoint.
+    p.courier.close(Duration::from_secs(2));
+    let until = Instant::now() + Duration::from_secs(3);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match rt.block_on(async { tokio::time::timeout(left, rx.control.recv()).await }) {
+            Ok(Some(crate::alerts::Control::Delivered(o))) => {
+                let r = p.courier.outcome(now_ms(), &o, &p.shared.metrics);
+                p.ledger.record(r);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let _ = settle(&mut p, clock.max(now_ms()), &mut effects, &mut outs, true);
+    crate::alerts::save_all(&mut p.store, &p.engine, &p.shared.metrics);
     // Persist the whole registry on the way out: last-seen times survive a restart.
     let reg = p
         .shared
@@ -526,6 +668,165 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
     Ok(())
 }
 
+/// Handles one control; whether it asks the pipeline to stop.
+fn control(
+    p: &mut Pipeline<'_>,
+    c: crate::alerts::Control,
+    clock: i64,
+    effects: &mut Vec<alerting::Effect>,
+    outs: &mut Vec<dispatch::Out>,
+) -> bool {
+    use crate::alerts::{Control, Refusal};
+    match c {
+        Control::Stop => return true,
+        Control::Tick => {
+            p.engine.tick(clock, effects);
+            p.desk.tick(clock, outs);
+        }
+        Control::Uplink(up) => p.engine.uplink(clock, up, effects),
+        Control::Delivered(o) => {
+            let r = p.courier.outcome(clock, &o, &p.shared.metrics);
+            p.ledger.record(r);
+        }
+        Control::Ack { id, by, reply } => {
+            let answer = p.engine.ack(clock, id, &by, effects);
+            // Stored before the answer: an acknowledged ack survives a crash.
+            let stored = settle(p, clock, effects, outs, false);
+            let _ = reply.send(match (answer, stored) {
+                (Err(e), _) => Err(Refusal::Refused(e)),
+                (Ok(_), Err(e)) => Err(Refusal::NotStored(e)),
+                (Ok(v), Ok(())) => Ok(v),
+            });
+        }
+        Control::Step {
+            id,
+            step,
+            by,
+            note,
+            reply,
+        } => {
+            let answer = p.desk.step(clock, id, step, &by, note, outs);
+            let stored = settle(p, clock, effects, outs, false);
+            let _ = reply.send(match (answer, stored) {
+                (Err(e), _) => Err(Refusal::Refused(e)),
+                (Ok(_), Err(e)) => Err(Refusal::NotStored(e)),
+                (Ok(o), Ok(())) => Ok(o),
+            });
+        }
+    }
+    false
+}
+
+/// What follows from a step's effects, stored in one transaction: work
+/// orders from intents (with the store's evidence), duties fulfilled by
+/// self-tests, notifications to the managers, maintenance windows, then the
+/// commit and what the desk says to tell. `force` signs a checkpoint.
+fn settle(
+    p: &mut Pipeline<'_>,
+    clock: i64,
+    effects: &mut Vec<alerting::Effect>,
+    outs: &mut Vec<dispatch::Out>,
+    force: bool,
+) -> Result<(), String> {
+    use alerting::Effect;
+    let m = &p.shared.metrics;
+    for e in effects.iter() {
+        match e {
+            Effect::WorkOrder(intent) => {
+                let series = match intent {
+                    alerting::WorkOrderIntent::Open { alert } => {
+                        let trigger = alert.fired_at.unwrap_or(alert.since).min(alert.since);
+                        p.store
+                            .recent(
+                                &alert.site,
+                                &alert.device,
+                                trigger - crate::workorders::EVIDENCE_BEFORE_MS,
+                                crate::workorders::EVIDENCE_SAMPLES,
+                            )
+                            .unwrap_or_else(|e| {
+                                tracing::warn!(error = %e, "no evidence series for a work order");
+                                Vec::new()
+                            })
+                    }
+                    alerting::WorkOrderIntent::Close { .. } => Vec::new(),
+                };
+                p.desk.intent(clock, intent, series, outs);
+            }
+            Effect::Record(r) if r.kind == "self_test" => {
+                let ok = r.detail.iter().any(|(k, v)| k == "ok" && v == "true");
+                p.desk.self_test(clock, &r.site, &r.class, &r.device, ok, outs);
+            }
+            Effect::Notify(n) => {
+                let managers = p.desk.policy().managers(&n.site);
+                for r in p.courier.notification(n, &managers, m) {
+                    p.ledger.record(r);
+                }
+            }
+            _ => {}
+        }
+    }
+    for o in outs.iter() {
+        match o {
+            dispatch::Out::Maintenance {
+                site,
+                class,
+                device,
+                order,
+                active,
+            } => {
+                let reason = format!("order:{order}");
+                if *active {
+                    p.engine.add_window(alerting::Window {
+                        site: Some(site.clone()),
+                        class: protocol::DeviceClass::from_name(class),
+                        device: Some(device.clone()),
+                        from: clock,
+                        to: i64::MAX,
+                        reason,
+                    });
+                } else {
+                    p.engine.end_window(&reason, clock);
+                }
+            }
+            dispatch::Out::Tell(_) | dispatch::Out::Order { .. } => {}
+        }
+    }
+    let stored = p
+        .ledger
+        .commit(
+            &mut p.store,
+            &p.engine,
+            &p.desk,
+            &p.shared.alerts,
+            m,
+            clock,
+            effects,
+            outs,
+            force,
+        )
+        .map_err(|e| e.to_string());
+    // Told only once stored (or kept for the next commit): a contractor is
+    // never sent an order the gateway could lose.
+    for o in outs.iter() {
+        if let dispatch::Out::Tell(t) = o {
+            let order = outs
+                .iter()
+                .rev()
+                .find_map(|o| match o {
+                    dispatch::Out::Order { order, .. } if order.id == t.order => Some(&**order),
+                    _ => None,
+                })
+                .or_else(|| p.desk.order(t.order));
+            if let Some(r) = p.courier.tell(clock, t, order, m) {
+                p.ledger.record(r);
+            }
+        }
+    }
+    effects.clear();
+    outs.clear();
+    stored
+}
+
 /// One message through ingest, registry, store and the alerting engine;
 /// returns its receive time.
 fn handle(
@@ -533,6 +834,7 @@ fn handle(
     input: Input,
     last_log: &mut HashMap<String, Instant>,
     effects: &mut Vec<alerting::Effect>,
+    outs: &mut Vec<dispatch::Out>,
     clock: i64,
 ) -> i64 {
     let m = &p.shared.metrics;
@@ -548,7 +850,9 @@ fn handle(
         Input::Mqtt(pb) => match ingest(&pb.packet.topic, &pb.packet.payload, pb.received_ms) {
             Ok(i) => (i, Some(pb)),
             Err(r) => {
-                note_rejected(&p.store, m, last_log, &r, &pb);
+                if let Some(rec) = note_rejected(&p.store, m, last_log, &r, &pb) {
+                    p.ledger.record(rec);
+                }
                 ack(Some(&pb));
                 return pb.received_ms;
             }
@@ -602,6 +906,12 @@ fn handle(
         }
     }
     judge(&mut p.engine, &incoming, obs, device.as_ref(), effects, clock);
+    if obs.came_online {
+        // Its periodic duties begin (no-op when they run already).
+        let t = &incoming.topic;
+        p.desk
+            .device_seen(clock, t.site.as_str(), t.class.as_str(), t.device.as_str(), outs);
+    }
     let persist = obs.came_online || !matches!(incoming.message, protocol::Message::Data(_));
     if let (true, Some(d)) = (persist, device)
         && let Err(e) = p.store.save_device(&d)
@@ -637,28 +947,47 @@ fn judge(
     engine.observe(now, d, alerting::Input::Message(&incoming.message), effects);
 }
 
-/// Counts a rejected publish; once a minute per topic also logs it and keeps
-/// an audit row, so a flood of garbage cannot fill the log or the disk.
+/// Counts a rejected publish; once a minute per topic also logs it, keeps an
+/// audit row and returns a supervision record of it, so a flood of garbage
+/// cannot fill the log, the disk or the chain.
 fn note_rejected(
     store: &Store,
     m: &Metrics,
     last_log: &mut HashMap<String, Instant>,
     r: &crate::ingest::Rejected,
     p: &Publish,
-) {
+) -> Option<records::NewRecord> {
     m.rejected
         .get_or_create(&ReasonLabel {
             reason: r.reason.to_owned(),
         })
         .inc();
     if last_log.get(&r.topic).is_some_and(|t| t.elapsed() < REJECT_LOG_EVERY) {
-        return;
+        return None;
     }
     tracing::warn!(topic = %r.topic, reason = r.reason, detail = %r.detail, "rejected input");
     last_log.insert(r.topic.clone(), Instant::now());
     if let Err(e) = store.record_rejected(p.received_ms, r, &p.packet.payload) {
         tracing::error!(error = %e, "could not record rejected input");
     }
+    // fm/v1/{site}/{class}/{device}/{kind}, when the topic has that shape.
+    let parts: Vec<&str> = r.topic.split('/').collect();
+    let (site, class, device) = match parts.as_slice() {
+        ["fm", "v1", site, class, device, _] => ((*site).to_owned(), (*class).to_owned(), (*device).to_owned()),
+        _ => (String::new(), String::new(), String::new()),
+    };
+    Some(records::NewRecord {
+        at: p.received_ms,
+        kind: "rejected_input".into(),
+        site,
+        class,
+        device,
+        subject: String::new(),
+        body: serde_json::json!({
+            "topic": r.topic, "reason": r.reason, "detail": r.detail, "bytes": p.packet.payload.len(),
+        })
+        .to_string(),
+    })
 }
 
 /// A random 32-hex-digit token from the OS's randomness (`/dev/urandom`), or

@@ -100,10 +100,6 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, changed);
 CREATE INDEX IF NOT EXISTS alerts_device ON alerts (device, changed);
-CREATE TABLE IF NOT EXISTS alert_log (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind TEXT NOT NULL,
-    alert INTEGER, body TEXT NOT NULL
-);
 CREATE TABLE IF NOT EXISTS engine_devices (
     site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL, ord INTEGER NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (site, class, device)
@@ -146,7 +142,15 @@ impl Store {
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(crate::supervision::SCHEMA).map_err(err)?;
+        conn.execute_batch(crate::workorders::SCHEMA).map_err(err)?;
         Ok(Store { conn, path })
+    }
+
+    /// Names this database in an error of a query run by another module.
+    #[must_use]
+    pub fn sql_error(&self, source: rusqlite::Error) -> StoreError {
+        self.err(source)
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
@@ -338,94 +342,29 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies what the alerting core decided, in one transaction: alert rows
-    /// (pending alerts live only in memory), the effect log the supervision
-    /// records are built from, and the engine state of the devices the
-    /// effects touched, so alert rows and rule state never disagree after a
-    /// crash.
+    /// Runs `f` in one transaction, committed if it succeeds.
     ///
     /// # Errors
     /// [`StoreError`]; nothing of it is written then.
-    pub fn apply_alert_effects(
+    pub fn transact<T>(
         &mut self,
-        effects: &[alerting::Effect],
-        devices: &[EngineDevice],
-        globals: &alerting::Globals,
-    ) -> Result<(), StoreError> {
-        use alerting::{Change, Effect, State, WorkOrderIntent};
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         let path = self.path.clone();
         let err = |source| StoreError::Sqlite {
             path: path.clone(),
             source,
         };
-        let json = |v: &dyn erased::Json| {
-            v.json().map_err(|source| StoreError::Corrupt {
-                path: path.clone(),
-                source,
-            })
-        };
         let tx = self.conn.transaction().map_err(err)?;
-        for e in effects {
-            let (at, kind, alert) = match e {
-                Effect::Alert(c) => {
-                    // Pending alerts live in memory only (a stop of an
-                    // elevator with people inside is pending for a second).
-                    if matches!(c.change, Change::Pending | Change::Cancelled) || c.alert.state == State::Pending {
-                        continue;
-                    }
-                    let a = &c.alert;
-                    let changed = a.resolved_at.or(a.acked_at).or(a.fired_at).unwrap_or(a.since);
-                    let changed = if c.change == Change::Updated {
-                        changed.max(a.since)
-                    } else {
-                        changed
-                    };
-                    tx.execute(
-                        "INSERT INTO alerts (id, site, class, device, code, port, severity, state, since, changed, view)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                         ON CONFLICT (id) DO UPDATE SET state = excluded.state, severity = excluded.severity,
-                           changed = excluded.changed, view = excluded.view",
-                        params![
-                            i64::try_from(a.id).unwrap_or(i64::MAX),
-                            a.site,
-                            a.class,
-                            a.device,
-                            a.code,
-                            a.port,
-                            a.severity.as_str(),
-                            a.state.as_str(),
-                            a.since,
-                            changed,
-                            json(a)?
-                        ],
-                    )
-                    .map_err(err)?;
-                    (changed, format!("alert_{}", change_name(c.change)), Some(a.id))
-                }
-                Effect::Notify(n) => (n.at, "notification".to_owned(), None),
-                Effect::WorkOrder(WorkOrderIntent::Open { alert }) => (
-                    alert.fired_at.unwrap_or(alert.since),
-                    "work_order_open".to_owned(),
-                    Some(alert.id),
-                ),
-                Effect::WorkOrder(WorkOrderIntent::Close { alert }) => (
-                    alert.resolved_at.unwrap_or(alert.since),
-                    "work_order_close".to_owned(),
-                    Some(alert.id),
-                ),
-                Effect::Record(r) => (r.at, r.kind.clone(), None),
-            };
-            tx.execute(
-                "INSERT INTO alert_log (at, kind, alert, body) VALUES (?1, ?2, ?3, ?4)",
-                params![at, kind, alert.map(|a| i64::try_from(a).unwrap_or(i64::MAX)), json(e)?],
-            )
-            .map_err(err)?;
-        }
-        save_engine(&tx, devices, globals, &json).map_err(|e| match e {
-            SaveError::Sql(s) => err(s),
-            SaveError::Store(s) => s,
-        })?;
-        tx.commit().map_err(err)
+        let out = f(&tx).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(out)
+    }
+
+    /// The connection, for the readers of other modules (records, orders).
+    #[must_use]
+    pub fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Persists the whole engine state (periodically and at shutdown).
@@ -433,7 +372,44 @@ impl Store {
     /// # Errors
     /// [`StoreError`].
     pub fn save_engine(&mut self, devices: &[EngineDevice], globals: &alerting::Globals) -> Result<(), StoreError> {
-        self.apply_alert_effects(&[], devices, globals)
+        self.transact(|tx| write_engine(tx, devices, globals))
+    }
+
+    /// Recent samples of a device (every metric), oldest first: the evidence
+    /// of a work order.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    pub fn recent(
+        &self,
+        site: &str,
+        device: &str,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<dispatch::Sample>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT metric, port, received, value FROM samples
+                 WHERE site = ?1 AND device = ?2 AND received >= ?3 ORDER BY received DESC, rowid DESC LIMIT ?4",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(
+                params![site, device, from, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| {
+                    Ok(dispatch::Sample {
+                        metric: r.get(0)?,
+                        port: r.get::<_, u8>(1).map(|p| (p > 0).then_some(p))?,
+                        at: r.get(2)?,
+                        value: r.get(3)?,
+                    })
+                },
+            )
+            .map_err(|e| self.err(e))?;
+        let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))?;
+        out.reverse();
+        Ok(out)
     }
 
     /// The persisted engine state, devices in their engine order.
@@ -494,22 +470,6 @@ impl Store {
         self.parse_rows(rows)
     }
 
-    /// The effect log (kind and body), oldest first: the raw material of the
-    /// supervision records.
-    ///
-    /// # Errors
-    /// [`StoreError`].
-    pub fn alert_log(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT kind, body FROM alert_log ORDER BY seq")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
-    }
-
     /// Number of stored samples (for tests and `/metrics`).
     ///
     /// # Errors
@@ -523,55 +483,76 @@ impl Store {
     }
 }
 
-/// The name of an alert change in the log.
-fn change_name(c: alerting::Change) -> &'static str {
-    match c {
-        alerting::Change::Pending => "pending",
-        alerting::Change::Fired => "fired",
-        alerting::Change::Acknowledged => "acknowledged",
-        alerting::Change::Resolved => "resolved",
-        alerting::Change::Cancelled => "cancelled",
-        alerting::Change::Updated => "updated",
+/// Writes alert rows of alerting effects (pending alerts live in memory
+/// only: an elevator stopping with people inside is pending for a second).
+///
+/// # Errors
+/// SQLite's, or a view that does not encode.
+pub fn write_alerts(tx: &rusqlite::Transaction<'_>, effects: &[alerting::Effect]) -> rusqlite::Result<()> {
+    use alerting::{Change, Effect, State};
+    for e in effects {
+        let Effect::Alert(c) = e else { continue };
+        if matches!(c.change, Change::Pending | Change::Cancelled) || c.alert.state == State::Pending {
+            continue;
+        }
+        let a = &c.alert;
+        let changed = a.resolved_at.or(a.acked_at).or(a.fired_at).unwrap_or(a.since);
+        let changed = if c.change == Change::Updated {
+            changed.max(a.since)
+        } else {
+            changed
+        };
+        let view = serde_json::to_string(a).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        tx.prepare_cached(
+            "INSERT INTO alerts (id, site, class, device, code, port, severity, state, since, changed, view)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, severity = excluded.severity,
+               changed = excluded.changed, view = excluded.view",
+        )?
+        .execute(params![
+            i64::try_from(a.id).unwrap_or(i64::MAX),
+            a.site,
+            a.class,
+            a.device,
+            a.code,
+            a.port,
+            a.severity.as_str(),
+            a.state.as_str(),
+            a.since,
+            changed,
+            view
+        ])?;
     }
-}
-
-enum SaveError {
-    Sql(rusqlite::Error),
-    Store(StoreError),
-}
-
-fn save_engine(
-    tx: &rusqlite::Transaction<'_>,
-    devices: &[EngineDevice],
-    globals: &alerting::Globals,
-    json: &dyn Fn(&dyn erased::Json) -> Result<String, StoreError>,
-) -> Result<(), SaveError> {
-    for (ord, d) in devices {
-        let class = d.class.map_or("gateway", protocol::DeviceClass::as_str);
-        tx.execute(
-            "INSERT INTO engine_devices (site, class, device, ord, state) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (site, class, device) DO UPDATE SET ord = excluded.ord, state = excluded.state",
-            params![d.site, class, d.device, ord, json(d).map_err(SaveError::Store)?],
-        )
-        .map_err(SaveError::Sql)?;
-    }
-    tx.execute(
-        "INSERT INTO engine_globals (id, state) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-        params![json(globals).map_err(SaveError::Store)?],
-    )
-    .map_err(SaveError::Sql)?;
     Ok(())
 }
 
-/// Serialization behind one `dyn` type, so one helper serves every value.
-mod erased {
-    pub(super) trait Json {
-        fn json(&self) -> Result<String, serde_json::Error>;
+/// Writes engine device snapshots and the globals.
+///
+/// # Errors
+/// SQLite's, or a snapshot that does not encode.
+pub fn write_engine(
+    tx: &rusqlite::Transaction<'_>,
+    devices: &[EngineDevice],
+    globals: &alerting::Globals,
+) -> rusqlite::Result<()> {
+    let enc = |e: serde_json::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+    for (ord, d) in devices {
+        let class = d.class.map_or("gateway", protocol::DeviceClass::as_str);
+        tx.prepare_cached(
+            "INSERT INTO engine_devices (site, class, device, ord, state) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (site, class, device) DO UPDATE SET ord = excluded.ord, state = excluded.state",
+        )?
+        .execute(params![
+            d.site,
+            class,
+            d.device,
+            ord,
+            serde_json::to_string(d).map_err(enc)?
+        ])?;
     }
-
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> Result<String, serde_json::Error> {
-            serde_json::to_string(self)
-        }
-    }
+    tx.execute(
+        "INSERT INTO engine_globals (id, state) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+        params![serde_json::to_string(globals).map_err(enc)?],
+    )?;
+    Ok(())
 }

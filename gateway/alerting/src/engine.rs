@@ -434,6 +434,16 @@ impl Engine {
         self.windows.push(window);
     }
 
+    /// Ends, at `now`, the open windows given for `reason` (the maintenance
+    /// order is completed); windows already over are left as they are.
+    pub fn end_window(&mut self, reason: &str, now: i64) {
+        for w in &mut self.windows {
+            if w.reason == reason && w.to > now {
+                w.to = now.max(w.from);
+            }
+        }
+    }
+
     /// The maintenance windows.
     #[must_use]
     pub fn windows(&self) -> &[Window] {

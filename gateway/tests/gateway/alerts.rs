@@ -133,7 +133,15 @@ async fn alerts_fire_are_acknowledged_stream_and_resolve_then_survive_a_restart(
     assert_eq!(after, [("over_current", "firing"), ("smoke", "resolved")]);
     gw.stop().await;
     let store = gateway::store::Store::open(dir.path()).unwrap();
-    let kinds: Vec<String> = store.alert_log().unwrap().into_iter().map(|(k, _)| k).collect();
+    let all = gateway::supervision::RecordQuery {
+        limit: usize::MAX,
+        ..Default::default()
+    };
+    let kinds: Vec<String> = gateway::supervision::list(store.conn(), &all)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
     let position = |k: &str| {
         kinds
             .iter()
@@ -141,17 +149,21 @@ async fn alerts_fire_are_acknowledged_stream_and_resolve_then_survive_a_restart(
             .unwrap_or_else(|| panic!("{k} missing from {kinds:?}"))
     };
     let order: Vec<usize> = [
+        "config_initial",
         "alert_fired",
-        "work_order_open",
         "notification",
+        "work_order_dispatched",
         "alert_acknowledged",
         "alert_resolved",
+        "work_order_alert_resolved",
     ]
     .iter()
     .map(|k| position(k))
     .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
-    position("work_order_close");
+    // And the chain they are in verifies, signed at the shutdowns.
+    let v = gateway::supervision::verify(store.conn(), None).unwrap();
+    assert!(v.ok && v.checkpoints >= 2, "{v:?}");
 }
 
 #[test]

@@ -10,7 +10,12 @@ fn err(text: &str) -> String {
 
 #[test]
 fn an_empty_file_is_the_embedded_default() {
-    let c = Config::parse(Path::new("empty.toml"), "").unwrap();
+    let mut c = Config::parse(Path::new("empty.toml"), "").unwrap();
+    // The text is kept, for the record of configuration changes.
+    assert_eq!(
+        c.source.take(),
+        Some((Path::new("empty.toml").to_owned(), String::new()))
+    );
     assert_eq!(c, Config::default());
     assert_eq!(c.mqtt.listen.to_string(), "127.0.0.1:1883");
     assert!(c.mqtt.broker.is_none());

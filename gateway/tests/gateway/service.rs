@@ -34,9 +34,9 @@ async fn ingest_store_and_serve_then_restart() {
     let gw = crate::http::start(cfg).await;
     testkit::wait_port(mqtt.port());
 
-    // Auth first: no token, wrong token, health without a token.
+    // Auth first: no token, an unknown token, health without a token.
     assert_eq!(get(http, "/api/v1/devices", None).await.0, 401);
-    assert_eq!(get(http, "/api/v1/devices", Some("nope")).await.0, 403);
+    assert_eq!(get(http, "/api/v1/devices", Some("nope")).await.0, 401);
     assert_eq!(get(http, "/healthz", None).await, (200, "ok".into()));
 
     // The gateway subscribes after connecting to its broker: publish until the first birth shows.

@@ -1,6 +1,12 @@
 //! The HTTP API: health, metrics, the device registry, stored series, alerts
-//! and their acknowledgement, and the live event stream, behind bearer-token
-//! auth. Errors are JSON `{"error", "detail"}`.
+//! and their acknowledgement, work orders and their steps, supervision
+//! records, the bureau's reports and the live event stream, behind
+//! bearer-token auth with roles and scopes ([`auth`]). Errors are JSON
+//! `{"error", "detail"}`.
+
+pub mod auth;
+mod orders;
+mod records;
 
 use std::time::UNIX_EPOCH;
 
@@ -10,13 +16,24 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::alerts::Refusal;
 use crate::registry::{Registry, Status};
 use crate::service::{Shared, now_ms};
 use crate::store::{Point, SeriesQuery, Store};
+use auth::{Principal, Role};
+
+/// 503 for a change the pipeline took but could not store yet.
+pub(crate) fn not_stored(e: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_stored",
+        format!("taken, but the store failed ({e}); it is retried with the next write"),
+    )
+}
 
 /// Most points one series request returns.
 pub const MAX_POINTS: usize = 10_000;
@@ -30,7 +47,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
         ApiError {
             status,
             error,
@@ -53,6 +70,13 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/v1/series", get(series))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/{id}/ack", post(ack))
+        .route("/api/v1/work-orders", get(orders::list))
+        .route("/api/v1/work-orders/{id}", get(orders::one))
+        .route("/api/v1/work-orders/{id}/{step}", post(orders::step))
+        .route("/api/v1/reports/monthly", get(orders::report))
+        .route("/api/v1/records", get(records::list))
+        .route("/api/v1/records/export", get(records::export))
+        .route("/api/v1/records/verify", get(records::verify))
         .route("/api/v1/events", get(events))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
@@ -61,29 +85,60 @@ pub fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
-async fn auth(State(shared): State<Shared>, headers: HeaderMap, req: Request, next: Next) -> Response {
+/// Finds the token's principal and hands it to the handler; 401 without a
+/// token or with an unknown one.
+async fn auth(State(shared): State<Shared>, headers: HeaderMap, mut req: Request, next: Next) -> Response {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match token {
-        None => ApiError::new(
+    let Some(token) = token else {
+        return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "send Authorization: Bearer <token>",
         )
-        .into_response(),
-        Some(t) if constant_time_eq(t.as_bytes(), shared.admin_token.as_bytes()) => next.run(req).await,
-        Some(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token may not do that").into_response(),
+        .into_response();
+    };
+    match shared.tokens.find(token) {
+        Some(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token").into_response(),
     }
 }
 
-/// Compares without leaking the position of the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Runs a blocking read against a fresh connection to the store.
+pub(crate) async fn read<T: Send + 'static>(
+    shared: &Shared,
+    f: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let dir = shared.data_dir.clone();
+    tokio::task::spawn_blocking(move || Store::open(&dir).and_then(|s| f(&s)))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()))
 }
 
-async fn metrics(State(shared): State<Shared>) -> Result<Response, ApiError> {
+/// The devices of the contractor's orders (what a contractor token may see).
+pub(crate) async fn contractor_devices(shared: &Shared, who: &Principal) -> Result<Vec<(String, String)>, ApiError> {
+    let c = who.contractor.clone().unwrap_or_default();
+    read(shared, move |s| {
+        let q = crate::workorders::OrderQuery {
+            contractor: Some(c),
+            limit: 100_000,
+            ..Default::default()
+        };
+        crate::workorders::query(s.conn(), &q)
+            .map(|os| os.into_iter().map(|o| (o.site, o.device)).collect())
+            .map_err(|e| s.sql_error(e))
+    })
+    .await
+}
+
+async fn metrics(State(shared): State<Shared>, Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
+    who.require(&[Role::Engineer], "read metrics")?;
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &shared.metrics.register())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
@@ -115,7 +170,15 @@ struct DeviceView {
     clock_skew_ms: Option<i64>,
 }
 
-async fn devices(State(shared): State<Shared>) -> Json<serde_json::Value> {
+async fn devices(
+    State(shared): State<Shared>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let theirs = if who.role == Role::Contractor {
+        Some(contractor_devices(&shared, &who).await?)
+    } else {
+        None
+    };
     let now = now_ms();
     let reg = shared
         .registry
@@ -123,6 +186,10 @@ async fn devices(State(shared): State<Shared>) -> Json<serde_json::Value> {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let list: Vec<DeviceView> = reg
         .iter()
+        .filter(|d| match &theirs {
+            Some(t) => t.iter().any(|(s, dev)| *s == d.key.site && *dev == d.key.device),
+            None => who.sees_site(&d.key.site),
+        })
         .map(|d| DeviceView {
             site: d.key.site.clone(),
             class: d.key.class.clone(),
@@ -139,7 +206,7 @@ async fn devices(State(shared): State<Shared>) -> Json<serde_json::Value> {
             clock_skew_ms: d.skew_ms,
         })
         .collect();
-    Json(json!({ "devices": list }))
+    Ok(Json(json!({ "devices": list })))
 }
 
 #[derive(Deserialize)]
@@ -154,7 +221,7 @@ struct SeriesParams {
 }
 
 /// Parses `from`/`to`: ms since the Unix epoch, or RFC 3339.
-fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = text.parse::<i64>() {
         return Ok(ms);
     }
@@ -173,10 +240,12 @@ fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
 
 async fn series(
     State(shared): State<Shared>,
+    Extension(who): Extension<Principal>,
     Query(p): Query<SeriesParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let missing = |f: &str| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("`{f}` is required"));
     let device = p.device.ok_or_else(|| missing("device"))?;
+    let site = series_site(&shared, &who, &device, p.site.clone()).await?;
     let metric = p.metric.ok_or_else(|| missing("metric"))?;
     let to =
         p.to.as_deref()
@@ -198,21 +267,58 @@ async fn series(
     }
     let q = SeriesQuery {
         device: device.clone(),
-        site: p.site,
+        site,
         metric: metric.clone(),
         port: p.port,
         from,
         to,
         limit: p.limit.unwrap_or(MAX_POINTS).min(MAX_POINTS),
     };
-    let dir = shared.data_dir.clone();
-    let points: Vec<Point> = tokio::task::spawn_blocking(move || Store::open(&dir).and_then(|s| s.series(&q)))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()))?;
+    let points: Vec<Point> = read(&shared, move |s| s.series(&q)).await?;
     Ok(Json(
         json!({ "device": device, "metric": metric, "port": p.port, "points": points }),
     ))
+}
+
+/// The compound of a series request: a contractor's device of its orders,
+/// a scoped token's compound in scope; 403 otherwise.
+async fn series_site(
+    shared: &Shared,
+    who: &Principal,
+    device: &str,
+    site: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    let outside = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("`{device}` is outside this token's scope"),
+        )
+    };
+    if who.role == Role::Contractor {
+        let theirs = contractor_devices(shared, who).await?;
+        return theirs
+            .into_iter()
+            .find(|(s, d)| d == device && site.as_ref().is_none_or(|x| x == s))
+            .map(|(s, _)| Some(s))
+            .ok_or_else(outside);
+    }
+    if who.sites.is_none() {
+        return Ok(site);
+    }
+    let site = match site {
+        Some(s) => s,
+        None => shared
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|d| d.key.device == device && who.sees_site(&d.key.site))
+            .map(|d| d.key.site.clone())
+            .ok_or_else(outside)?,
+    };
+    who.require_site(&site)?;
+    Ok(Some(site))
 }
 
 /// Most alerts one request returns.
@@ -233,8 +339,22 @@ struct AlertParams {
 /// change first).
 async fn alerts(
     State(shared): State<Shared>,
+    Extension(who): Extension<Principal>,
     Query(p): Query<AlertParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(site) = &p.site {
+        who.require_site(site)?;
+    }
+    let theirs = if who.role == Role::Contractor {
+        Some(contractor_devices(&shared, &who).await?)
+    } else {
+        None
+    };
+    let who_scoped = theirs.is_some() || who.sites.is_some();
+    let in_scope = move |a: &alerting::AlertView| match &theirs {
+        Some(t) => t.iter().any(|(s, d)| *s == a.site && *d == a.device),
+        None => who.sees_site(&a.site),
+    };
     let state = match p.state.as_deref() {
         None => None,
         Some(s @ ("pending" | "firing" | "acknowledged" | "resolved")) => Some(s.to_owned()),
@@ -253,6 +373,7 @@ async fn alerts(
             && p.device.as_ref().is_none_or(|d| *d == a.device)
             && p.code.as_ref().is_none_or(|c| *c == a.code)
             && state.as_deref().is_none_or(|s| s == a.state.as_str())
+            && in_scope(a)
     };
     let mut list: Vec<alerting::AlertView> = if state.as_deref() == Some("resolved") {
         Vec::new()
@@ -269,14 +390,16 @@ async fn alerts(
             class: p.class.clone(),
             device: p.device.clone(),
             code: p.code.clone(),
-            limit: limit.saturating_sub(list.len()),
+            // Scope is applied after the read: read enough to fill the page.
+            limit: if who_scoped {
+                MAX_ALERTS * 4
+            } else {
+                limit.saturating_sub(list.len())
+            },
         };
-        let dir = shared.data_dir.clone();
-        let resolved = tokio::task::spawn_blocking(move || Store::open(&dir).and_then(|s| s.alerts(&q)))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()))?;
-        list.extend(resolved);
+        let resolved = read(&shared, move |s| s.alerts(&q)).await?;
+        let room = limit.saturating_sub(list.len());
+        list.extend(resolved.into_iter().filter(&keep).take(room));
     }
     Ok(Json(json!({ "alerts": list })))
 }
@@ -289,9 +412,11 @@ struct AckBody {
 /// `POST /api/v1/alerts/{id}/ack`: answered once the acknowledgement is stored.
 async fn ack(
     State(shared): State<Shared>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<alerting::AlertView>, ApiError> {
+    who.require(&[Role::Engineer], "acknowledge alerts")?;
     let id: u64 = id.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -311,10 +436,14 @@ async fn ack(
             )
         })?
     };
-    let by = body
-        .by
-        .filter(|b| !b.trim().is_empty())
-        .unwrap_or_else(|| "admin".into());
+    if let Some(a) = shared.alerts.open_alerts().into_iter().find(|a| a.id == id) {
+        who.require_site(&a.site)?;
+    }
+    // The admin may name who acknowledged; everybody else is who they are.
+    let by = match (who.role, body.by.filter(|b| !b.trim().is_empty())) {
+        (Role::Admin, Some(b)) => b,
+        _ => who.name.clone(),
+    };
     if by.len() > 64 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -338,12 +467,13 @@ async fn ack(
         .map_err(|_| busy())?;
     match tokio::time::timeout(std::time::Duration::from_secs(10), answer).await {
         Ok(Ok(Ok(view))) => Ok(Json(view)),
-        Ok(Ok(Err(e @ alerting::AckError::Unknown(_)))) => {
+        Ok(Ok(Err(Refusal::Refused(e @ alerting::AckError::Unknown(_))))) => {
             Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))
         }
-        Ok(Ok(Err(e @ alerting::AckError::NotFiring { .. }))) => {
+        Ok(Ok(Err(Refusal::Refused(e @ alerting::AckError::NotFiring { .. })))) => {
             Err(ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()))
         }
+        Ok(Ok(Err(Refusal::NotStored(e)))) => Err(not_stored(&e)),
         _ => Err(busy()),
     }
 }
@@ -353,19 +483,33 @@ async fn ack(
 /// many events it missed (`event: lagged`), and they are counted.
 async fn events(
     State(shared): State<Shared>,
+    Extension(who): Extension<Principal>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
     let rx = shared.alerts.events.subscribe();
     let metrics = shared.metrics.clone();
     let closing = shared.alerts.closing.subscribe();
-    let stream = futures_util::stream::unfold((rx, metrics, closing), |(mut rx, metrics, mut closing)| async move {
+    let state = (rx, metrics, closing, who);
+    let stream = futures_util::stream::unfold(state, |(mut rx, metrics, mut closing, who)| async move {
         use tokio::sync::broadcast::error::RecvError;
-        let next = tokio::select! {
-            r = rx.recv() => r,
-            // Shutdown: end the stream so the server can drain.
-            _ = closing.wait_for(|c| *c) => return None,
+        // A contractor sees its own work orders; others what is in scope.
+        let sees = |e: &crate::alerts::Streamed| match who.role {
+            Role::Admin => true,
+            Role::Contractor => who.contractor.as_ref().is_some_and(|c| e.contractors.contains(c)),
+            _ => e.site.as_ref().is_none_or(|s| who.sees_site(s)),
+        };
+        let next = loop {
+            let r = tokio::select! {
+                r = rx.recv() => r,
+                // Shutdown: end the stream so the server can drain.
+                _ = closing.wait_for(|c| *c) => return None,
+            };
+            match r {
+                Ok(e) if !sees(&e) => {}
+                other => break other,
+            }
         };
         let event = match next {
-            Ok(e) => Event::default().event(e.0).data(e.1.clone()),
+            Ok(e) => Event::default().event(e.name).data(e.json.clone()),
             Err(RecvError::Lagged(n)) => {
                 metrics.events_lagged.inc_by(n);
                 tracing::warn!(missed = n, "an event stream reader lagged");
@@ -373,7 +517,7 @@ async fn events(
             }
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok(event), (rx, metrics, closing)))
+        Some((Ok(event), (rx, metrics, closing, who)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

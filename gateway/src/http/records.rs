@@ -1,0 +1,181 @@
+//! Supervision records over HTTP: the list by device and time, the export
+//! (JSON or CSV, streamed: four years of records never sit in memory) and
+//! the chain's verification. For admins, engineers (their compounds) and
+//! auditors; never for contractors.
+
+use std::io::Write;
+
+use axum::Extension;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::auth::{Principal, Role};
+use super::{ApiError, parse_time, read};
+use crate::service::Shared;
+use crate::supervision::RecordQuery;
+
+/// Most records one list request returns (page with `after`).
+pub(super) const MAX_RECORDS: usize = 10_000;
+
+#[derive(Deserialize)]
+pub(super) struct Params {
+    device: Option<String>,
+    site: Option<String>,
+    kind: Option<String>,
+    subject: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+fn query(who: &Principal, p: &Params, limit: usize) -> Result<RecordQuery, ApiError> {
+    who.require(&[Role::Engineer, Role::Auditor], "read supervision records")?;
+    let sites = match (&p.site, &who.sites) {
+        (Some(s), _) => {
+            who.require_site(s)?;
+            Some(vec![s.clone()])
+        }
+        (None, scope) => scope.clone(),
+    };
+    Ok(RecordQuery {
+        device: p.device.clone(),
+        sites,
+        kind: p.kind.clone(),
+        subject: p.subject.clone(),
+        from: p.from.as_deref().map(|t| parse_time("from", t)).transpose()?,
+        to: p.to.as_deref().map(|t| parse_time("to", t)).transpose()?,
+        after: p.after,
+        limit,
+    })
+}
+
+/// `GET /api/v1/records?device=&site=&kind=&subject=&from=&to=&after=&limit=`.
+pub(super) async fn list(
+    State(shared): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Query(p): Query<Params>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let q = query(&who, &p, p.limit.unwrap_or(1000).min(MAX_RECORDS))?;
+    let list = read(&shared, move |s| {
+        crate::supervision::list(s.conn(), &q).map_err(|e| s.sql_error(e))
+    })
+    .await?;
+    let next = list.last().map(|e| e.seq);
+    Ok(Json(json!({ "records": list, "next_after": next })))
+}
+
+/// Hands what a blocking writer writes to a streamed response, 64 KiB at a
+/// time; a client that went away stops the writer.
+struct ChunkWriter {
+    buf: Vec<u8>,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+/// `GET /api/v1/records/export?format=json|csv` with the filters of the
+/// list: the whole chain (or the selection) with its signed checkpoints, for
+/// a third party to verify without the database (docs/records.md).
+pub(super) async fn export(
+    State(shared): State<Shared>,
+    Extension(who): Extension<Principal>,
+    Query(p): Query<Params>,
+) -> Result<Response, ApiError> {
+    let q = query(&who, &p, usize::MAX)?;
+    let csv = match p.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(f) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("`format` is json or csv, not `{f}`"),
+            ));
+        }
+    };
+    let dir = shared.data_dir.clone();
+    let key = shared.records_key.to_string();
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let err_tx = tx.clone();
+        let mut w = ChunkWriter { buf: Vec::new(), tx };
+        let result = crate::store::Store::open(&dir)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|s| crate::supervision::export(&s, &q, Some(&key), csv, &mut w).map_err(std::io::Error::other))
+            .and_then(|()| w.flush());
+        if let Err(e) = result {
+            tracing::error!(error = %e, "record export failed");
+            // The stream ends with an error: the client sees a broken body,
+            // never a short export that looks whole.
+            let _ = err_tx.blocking_send(Err(e));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx_take(&mut rx), |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let (kind, ext) = if csv {
+        ("text/csv; charset=utf-8", "csv")
+    } else {
+        ("application/json", "json")
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, kind.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"records.{ext}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+fn rx_take<T>(rx: &mut mpsc::Receiver<T>) -> mpsc::Receiver<T> {
+    let (_, empty) = mpsc::channel(1);
+    std::mem::replace(rx, empty)
+}
+
+/// `GET /api/v1/records/verify`: the whole chain, end to end, against the
+/// gateway's own key: `{"ok", "count", "head", "checkpoints", "problem", ...}`.
+pub(super) async fn verify(
+    State(shared): State<Shared>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<records::Verification>, ApiError> {
+    who.require(&[Role::Engineer, Role::Auditor], "verify the record chain")?;
+    let key = shared.records_key.to_string();
+    let v = read(&shared, move |s| {
+        crate::supervision::verify(s.conn(), Some(&key)).map_err(|e| s.sql_error(e))
+    })
+    .await?;
+    if !v.ok {
+        tracing::error!(problem = ?v.problem, "the record chain does not verify");
+    }
+    Ok(Json(v))
+}

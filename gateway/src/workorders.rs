@@ -1,0 +1,474 @@
+//! The work-order core's edge (智慧派单): where orders live in SQLite, the
+//! evidence read for a new order, the records of order changes, and the
+//! deliveries of what the desk says somebody must be told.
+//!
+//! The desk itself (`dispatch`) is pure: it is fed and answers. Here its
+//! answers meet the store, the record chain and the notification channels.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use dispatch::{DeskState, Order, Out, Tell};
+use notify::{Contact, Delivery, Message, Outbox};
+use records::NewRecord;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::metrics::Metrics;
+
+/// The tables of work orders and the desk's own state.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS work_orders (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, site TEXT NOT NULL, class TEXT NOT NULL,
+    device TEXT NOT NULL, code TEXT NOT NULL, status TEXT NOT NULL, contractor TEXT,
+    primary_contractor TEXT, created INTEGER NOT NULL, due INTEGER NOT NULL, changed INTEGER NOT NULL,
+    view TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS work_orders_status ON work_orders (status, changed);
+CREATE INDEX IF NOT EXISTS work_orders_site ON work_orders (site, created);
+CREATE TABLE IF NOT EXISTS desk_state (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
+";
+
+/// How far before its trigger an order's evidence reaches.
+pub const EVIDENCE_BEFORE_MS: i64 = 120_000;
+/// Most samples of evidence one order carries.
+pub const EVIDENCE_SAMPLES: usize = 400;
+
+/// Upserts orders and the desk state, in the caller's transaction.
+///
+/// # Errors
+/// SQLite's, or an order that does not encode.
+pub fn save(tx: &Transaction<'_>, now: i64, orders: &[Order], desk: Option<&DeskState>) -> rusqlite::Result<()> {
+    let enc = |e: serde_json::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO work_orders (id, kind, site, class, device, code, status, contractor, primary_contractor,
+                                  created, due, changed, view)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, contractor = excluded.contractor,
+           changed = excluded.changed, view = excluded.view",
+    )?;
+    for o in orders {
+        let kind = match o.kind {
+            dispatch::Kind::Corrective => "corrective",
+            dispatch::Kind::Preventive => "preventive",
+        };
+        stmt.execute(params![
+            i64::try_from(o.id).unwrap_or(i64::MAX),
+            kind,
+            o.site,
+            o.class,
+            o.device,
+            o.code,
+            o.status.as_str(),
+            o.contractor,
+            o.primary,
+            o.created_at,
+            o.deadlines.complete,
+            now,
+            serde_json::to_string(o).map_err(enc)?
+        ])?;
+    }
+    if let Some(d) = desk {
+        tx.execute(
+            "INSERT INTO desk_state (id, state) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+            params![serde_json::to_string(d).map_err(enc)?],
+        )?;
+    }
+    Ok(())
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+/// The desk's state and its open orders, to restore it at start.
+///
+/// # Errors
+/// SQLite's, or a row that does not parse.
+pub fn load(conn: &Connection) -> rusqlite::Result<(DeskState, Vec<Order>)> {
+    let state: Option<String> = conn
+        .query_row("SELECT state FROM desk_state WHERE id = 1", [], |r| r.get(0))
+        .optional()?;
+    let state = state.map(|s| parse(&s)).transpose()?.unwrap_or_default();
+    let mut stmt =
+        conn.prepare("SELECT view FROM work_orders WHERE status NOT IN ('completed', 'false_alarm') ORDER BY id")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    let mut open = Vec::new();
+    for r in rows {
+        open.push(parse(&r?)?);
+    }
+    Ok((state, open))
+}
+
+/// An order query of `GET /api/v1/work-orders`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrderQuery {
+    /// `dispatched`, ..., `false_alarm`, or `open` for any not closed.
+    pub status: Option<String>,
+    /// Orders that are (or were first) with this contractor.
+    pub contractor: Option<String>,
+    /// The compounds in scope (all if `None`).
+    pub sites: Option<Vec<String>>,
+    /// The device.
+    pub device: Option<String>,
+    /// `corrective` or `preventive`.
+    pub kind: Option<String>,
+    /// Created at or after (ms).
+    pub from: Option<i64>,
+    /// Created before (ms).
+    pub to: Option<i64>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// Orders as stored, newest first.
+///
+/// # Errors
+/// SQLite's, or a row that does not parse.
+pub fn query(conn: &Connection, q: &OrderQuery) -> rusqlite::Result<Vec<Order>> {
+    let sites = q.sites.as_ref().map(|s| serde_json::to_string(s).unwrap_or_default());
+    let mut stmt = conn.prepare_cached(
+        "SELECT view FROM work_orders
+         WHERE (?1 IS NULL OR status = ?1 OR (?1 = 'open' AND status NOT IN ('completed', 'false_alarm')))
+           AND (?2 IS NULL OR contractor = ?2 OR primary_contractor = ?2)
+           AND (?3 IS NULL OR site IN (SELECT value FROM json_each(?3)))
+           AND (?4 IS NULL OR device = ?4) AND (?5 IS NULL OR kind = ?5)
+           AND (?6 IS NULL OR created >= ?6) AND (?7 IS NULL OR created < ?7)
+         ORDER BY id DESC LIMIT ?8",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            q.status,
+            q.contractor,
+            sites,
+            q.device,
+            q.kind,
+            q.from,
+            q.to,
+            i64::try_from(q.limit).unwrap_or(i64::MAX)
+        ],
+        |r| r.get::<_, String>(0),
+    )?;
+    rows.map(|r| parse(&r?)).collect()
+}
+
+/// One order.
+///
+/// # Errors
+/// SQLite's, or a row that does not parse.
+pub fn get(conn: &Connection, id: u64) -> rusqlite::Result<Option<Order>> {
+    let view: Option<String> = conn
+        .query_row(
+            "SELECT view FROM work_orders WHERE id = ?1",
+            params![i64::try_from(id).unwrap_or(i64::MAX)],
+            |r| r.get(0),
+        )
+        .optional()?;
+    view.map(|v| parse(&v)).transpose()
+}
+
+/// What the monthly report of a compound reads: alerts that fired in the
+/// month, and the orders created in it or (duties) due in it.
+///
+/// # Errors
+/// SQLite's, or a row that does not parse.
+pub fn for_report(
+    conn: &Connection,
+    site: &str,
+    month: &dispatch::Month,
+) -> rusqlite::Result<(Vec<dispatch::Fired>, Vec<Order>)> {
+    let mut stmt =
+        conn.prepare("SELECT view FROM alerts WHERE site = ?1 AND since < ?3 AND changed >= ?2 ORDER BY id")?;
+    let rows = stmt.query_map(params![site, month.from, month.to], |r| r.get::<_, String>(0))?;
+    let mut fired = Vec::new();
+    for r in rows {
+        let a: alerting::AlertView = parse(&r?)?;
+        if let Some(at) = a.fired_at.filter(|t| month.contains(*t)) {
+            fired.push(dispatch::Fired {
+                class: a.class,
+                code: a.code,
+                at,
+            });
+        }
+    }
+    let mut stmt = conn.prepare(
+        "SELECT view FROM work_orders WHERE site = ?1
+           AND ((created >= ?2 AND created < ?3) OR (kind = 'preventive' AND due >= ?2 AND due < ?3))
+         ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![site, month.from, month.to], |r| r.get::<_, String>(0))?;
+    let orders = rows.map(|r| parse(&r?)).collect::<rusqlite::Result<Vec<Order>>>()?;
+    Ok((fired, orders))
+}
+
+/// The records of what the desk answered (tells are recorded when delivered).
+#[must_use]
+pub fn records_of(outs: &[Out]) -> Vec<NewRecord> {
+    let mut recs = Vec::new();
+    for o in outs {
+        let (at, kind, site, class, device, subject, body) = match o {
+            Out::Order { change, order } => {
+                let at = order
+                    .steps
+                    .last()
+                    .map(|s| s.at)
+                    .into_iter()
+                    .chain(order.escalations.last().map(|e| e.at))
+                    .chain([order.created_at])
+                    .max()
+                    .unwrap_or(order.created_at);
+                (
+                    at,
+                    change.record_kind(order).to_owned(),
+                    order.site.clone(),
+                    order.class.clone(),
+                    order.device.clone(),
+                    format!("order:{}", order.id),
+                    serde_json::to_string(&serde_json::json!({ "change": change, "order": order })),
+                )
+            }
+            Out::Maintenance {
+                site,
+                class,
+                device,
+                order,
+                active,
+            } => (
+                0,
+                if *active {
+                    "maintenance_started"
+                } else {
+                    "maintenance_ended"
+                }
+                .to_owned(),
+                site.clone(),
+                class.clone(),
+                device.clone(),
+                format!("order:{order}"),
+                serde_json::to_string(&serde_json::json!({ "order": order })),
+            ),
+            Out::Tell(_) => continue,
+        };
+        match body {
+            Ok(body) => recs.push(NewRecord {
+                at,
+                kind,
+                site,
+                class,
+                device,
+                subject,
+                body,
+            }),
+            Err(e) => tracing::error!(error = %e, "could not encode a work-order record"),
+        }
+    }
+    recs
+}
+
+/// A delivery in flight, for its outcome's record.
+#[derive(Clone, Debug)]
+struct InFlight {
+    site: String,
+    subject: String,
+}
+
+/// Hands what somebody must be told to the outbox, and turns outcomes into
+/// records and metrics. Never blocks: a full outbox is a dead letter at once.
+pub struct Courier {
+    outbox: Option<Outbox>,
+    contacts: HashMap<String, Contact>,
+    inflight: HashMap<String, InFlight>,
+    seq: u64,
+}
+
+impl Courier {
+    /// A courier over `outbox` (none: nothing is sent, every tell is a dead
+    /// letter saying so) reaching `contacts`.
+    #[must_use]
+    pub fn new(outbox: Option<Outbox>, contacts: &[Contact]) -> Courier {
+        Courier {
+            outbox,
+            contacts: contacts.iter().map(|c| (c.id.clone(), c.clone())).collect(),
+            inflight: HashMap::new(),
+            seq: 0,
+        }
+    }
+
+    /// Stops taking deliveries; unfinished ones come back as outcomes.
+    pub fn close(&self, grace: std::time::Duration) {
+        if let Some(o) = &self.outbox {
+            o.close(grace);
+        }
+    }
+
+    fn dead(now: i64, site: &str, subject: &str, to: &str, kind: &str, why: &str, m: &Metrics) -> NewRecord {
+        m.dead_letters.inc();
+        tracing::error!(to, kind, why, "notification not delivered");
+        NewRecord {
+            at: now,
+            kind: "notification_dead_letter".into(),
+            site: site.to_owned(),
+            class: String::new(),
+            device: String::new(),
+            subject: subject.to_owned(),
+            body: serde_json::json!({ "to": to, "kind": kind, "channel": "none", "attempts": 0, "error": why })
+                .to_string(),
+        }
+    }
+
+    /// Sends one message; a record when it cannot even be queued.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        now: i64,
+        to: &str,
+        kind: &str,
+        site: &str,
+        subject_of: &str,
+        subject: String,
+        text: String,
+        body: serde_json::Value,
+        m: &Metrics,
+    ) -> Option<NewRecord> {
+        let Some(contact) = self.contacts.get(to).cloned() else {
+            return Some(Self::dead(now, site, subject_of, to, kind, "no such contact", m));
+        };
+        let Some(outbox) = &self.outbox else {
+            return Some(Self::dead(
+                now,
+                site,
+                subject_of,
+                to,
+                kind,
+                "no notification channel is running",
+                m,
+            ));
+        };
+        self.seq += 1;
+        let id = format!("{subject_of}/{kind}/{to}/{now}-{}", self.seq);
+        let msg = Message {
+            id: id.clone(),
+            kind: kind.to_owned(),
+            site: site.to_owned(),
+            subject,
+            text,
+            body,
+        };
+        match outbox.submit(Delivery { to: contact, msg }) {
+            Ok(()) => {
+                self.inflight.insert(
+                    id,
+                    InFlight {
+                        site: site.to_owned(),
+                        subject: subject_of.to_owned(),
+                    },
+                );
+                m.notifications_queued.inc();
+                None
+            }
+            Err(e) => Some(Self::dead(now, site, subject_of, to, kind, &e.to_string(), m)),
+        }
+    }
+
+    /// Delivers what the desk said; returns records of what could not be queued.
+    pub fn tell(&mut self, now: i64, t: &Tell, order: Option<&Order>, m: &Metrics) -> Option<NewRecord> {
+        let site = order.map(|o| o.site.clone()).unwrap_or_default();
+        let body = serde_json::json!({ "order": order });
+        self.send(
+            now,
+            &t.to,
+            t.kind,
+            &site,
+            &format!("order:{}", t.order),
+            t.subject.clone(),
+            t.text.clone(),
+            body,
+            m,
+        )
+    }
+
+    /// Tells the property managers of a compound of a grouped alert
+    /// notification.
+    pub fn notification(&mut self, n: &alerting::Notification, managers: &[String], m: &Metrics) -> Vec<NewRecord> {
+        let label = |a: &alerting::AlertView| {
+            let zh = protocol::EventCode::from_name(&a.code).map_or("", |c| c.label_zh());
+            let port = a.port.map(|p| format!(" port {p}")).unwrap_or_default();
+            format!(
+                "#{} {zh} {} · {}{port} · {}",
+                a.id,
+                a.code,
+                a.device,
+                a.severity.as_str()
+            )
+        };
+        let place = n
+            .building
+            .as_ref()
+            .map_or_else(|| n.site.clone(), |b| format!("{} {b}", n.site));
+        let subject = format!(
+            "[{}] {place}: {} firing, {} resolved",
+            if n.critical { "紧急 critical" } else { "告警 alert" },
+            n.firing.len(),
+            n.resolved.len()
+        );
+        let mut text = String::new();
+        for a in &n.firing {
+            let _ = writeln!(text, "告警 firing: {}", label(a));
+        }
+        for a in &n.resolved {
+            let _ = writeln!(text, "恢复 resolved: {}", label(a));
+        }
+        let body = serde_json::to_value(n).unwrap_or_default();
+        managers
+            .iter()
+            .filter_map(|to| {
+                self.send(
+                    n.at,
+                    to,
+                    "alert_notification",
+                    &n.site,
+                    "notification",
+                    subject.clone(),
+                    text.clone(),
+                    body.clone(),
+                    m,
+                )
+            })
+            .collect()
+    }
+
+    /// The record of a delivery's outcome.
+    pub fn outcome(&mut self, now: i64, o: &notify::Outcome, m: &Metrics) -> NewRecord {
+        let f = self.inflight.remove(&o.id).unwrap_or(InFlight {
+            site: String::new(),
+            subject: String::new(),
+        });
+        let (kind, error) = match &o.result {
+            Ok(()) => ("notification_sent", None),
+            Err(e) => {
+                m.dead_letters.inc();
+                tracing::error!(to = %o.to, kind = %o.kind, channel = o.channel, error = %e, "notification is a dead letter");
+                ("notification_dead_letter", Some(e.clone()))
+            }
+        };
+        m.deliveries
+            .get_or_create(&crate::metrics::DeliveryLabel {
+                channel: o.channel.to_owned(),
+                result: if error.is_none() { "delivered" } else { "dead_letter" }.to_owned(),
+            })
+            .inc();
+        NewRecord {
+            at: now,
+            kind: kind.into(),
+            site: f.site,
+            class: String::new(),
+            device: String::new(),
+            subject: f.subject,
+            body: serde_json::json!({
+                "id": o.id, "to": o.to, "kind": o.kind, "channel": o.channel,
+                "attempts": o.attempts, "error": error,
+            })
+            .to_string(),
+        }
+    }
+}
