@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 # Debian packages: the broker the docs' mosquitto_pub lines are tested against,
 # mbpoll (a real Modbus master for the firmware's slave), and VictoriaMetrics
 # (a real server for the InfluxDB v2 write API), socat (pty pairs standing in
-# for RS-485 lines), aiosmtpd (a real SMTP server for the e-mail channel).
+# for RS-485 lines), aiosmtpd (a real SMTP server for the e-mail channel),
+# python3 and openssl (a third party verifying the record chain).
 # Later issues add PostgreSQL and Chromium here.
-packages=(mosquitto mosquitto-clients mbpoll victoria-metrics socat python3-aiosmtpd)
+packages=(mosquitto mosquitto-clients mbpoll victoria-metrics socat python3 python3-aiosmtpd openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

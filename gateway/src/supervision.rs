@@ -387,6 +387,30 @@ pub fn save_config(tx: &Transaction<'_>, audited: &str) -> rusqlite::Result<()> 
     .map(|_| ())
 }
 
+/// What a record is made of, its body still to be encoded: `(at, kind, site,
+/// class, device, subject, body)`.
+pub type Parts = (i64, String, String, String, String, String, serde_json::Result<String>);
+
+/// A record from its parts; a body that did not encode is logged and left out.
+#[must_use]
+pub fn record((at, kind, site, class, device, subject, body): Parts) -> Option<NewRecord> {
+    match body {
+        Ok(body) => Some(NewRecord {
+            at,
+            kind,
+            site,
+            class,
+            device,
+            subject,
+            body,
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, kind, "could not encode a record");
+            None
+        }
+    }
+}
+
 /// The records of alerting effects: every alert transition but pending ones
 /// (they live in memory), grouped notifications, and the engine's own
 /// records (self-tests, replayed events). Work-order intents are recorded as
@@ -396,7 +420,7 @@ pub fn of_effects(effects: &[alerting::Effect]) -> Vec<NewRecord> {
     use alerting::{Change, Effect, State};
     let mut out = Vec::new();
     for e in effects {
-        let (at, kind, site, class, device, subject, body) = match e {
+        let parts: Parts = match e {
             Effect::Alert(c) => {
                 if matches!(c.change, Change::Pending | Change::Cancelled) || c.alert.state == State::Pending {
                     continue;
@@ -433,18 +457,7 @@ pub fn of_effects(effects: &[alerting::Effect]) -> Vec<NewRecord> {
                 serde_json::to_string(r),
             ),
         };
-        match body {
-            Ok(body) => out.push(NewRecord {
-                at,
-                kind,
-                site,
-                class,
-                device,
-                subject,
-                body,
-            }),
-            Err(e) => tracing::error!(error = %e, "could not encode a record"),
-        }
+        out.extend(record(parts));
     }
     out
 }

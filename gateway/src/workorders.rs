@@ -206,7 +206,7 @@ pub fn for_report(
 pub fn records_of(outs: &[Out]) -> Vec<NewRecord> {
     let mut recs = Vec::new();
     for o in outs {
-        let (at, kind, site, class, device, subject, body) = match o {
+        let parts: crate::supervision::Parts = match o {
             Out::Order { change, order } => {
                 let at = order
                     .steps
@@ -249,18 +249,7 @@ pub fn records_of(outs: &[Out]) -> Vec<NewRecord> {
             ),
             Out::Tell(_) => continue,
         };
-        match body {
-            Ok(body) => recs.push(NewRecord {
-                at,
-                kind,
-                site,
-                class,
-                device,
-                subject,
-                body,
-            }),
-            Err(e) => tracing::error!(error = %e, "could not encode a work-order record"),
-        }
+        recs.extend(crate::supervision::record(parts));
     }
     recs
 }

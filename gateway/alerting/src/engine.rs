@@ -856,7 +856,7 @@ impl Engine {
             self.after_change(d, i, change, now, out);
         }
         self.scratch = sources;
-        self.release_all(d, now);
+        self.release_all(d, now, out);
         let dev = &mut self.devices[d as usize];
         dev.alerts.retain(|a| !a.forgettable(now, flap));
         dev.busy = dev.inst.iter().any(Inst::busy)
@@ -933,8 +933,10 @@ impl Engine {
             .any(|w| w.covers(&dev.site, dev.class, &dev.id, now))
     }
 
-    /// Queues every firing alert of a device that may now be notified.
-    fn release_all(&mut self, d: u32, now: i64) {
+    /// Queues every firing alert of a device that may now be notified; an
+    /// alert whose maintenance or inhibition flag flips is `updated`, so the
+    /// outside sees why it is (not) notified.
+    fn release_all(&mut self, d: u32, now: i64, out: &mut Vec<Effect>) {
         let n = self.devices[d as usize].alerts.len();
         for i in 0..n {
             let (code, ready) = {
@@ -950,8 +952,17 @@ impl Engine {
             let stale = stale_ms(dev);
             let fresh_at = dev.fresh_at;
             let a = &mut self.devices[d as usize].alerts[i];
+            let flipped = a.maintenance != maintenance || a.inhibited_by != inhibited;
             a.maintenance = maintenance;
             a.inhibited_by = inhibited;
+            if flipped && a.fired_at.is_some() {
+                let view = self.view(d, i);
+                out.push(Effect::Alert(AlertChange {
+                    change: Change::Updated,
+                    alert: view,
+                }));
+            }
+            let a = &mut self.devices[d as usize].alerts[i];
             if let Some(r) = a.rejudge_after {
                 let offline_confirmed = &*a.code == EventCode::Offline.as_str() && now.saturating_sub(r) >= stale;
                 if fresh_at > r || offline_confirmed {

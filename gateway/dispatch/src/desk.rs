@@ -318,45 +318,32 @@ impl Desk {
             Self::emit(out, OrderChange::Joined { alert: alert.id }, order);
             return;
         }
-        let who = self.policy.assignment(&alert.site, &alert.class);
         let id = self.new_id();
-        let order = Order {
-            id,
-            kind: Kind::Corrective,
-            site: alert.site.clone(),
-            class: alert.class.clone(),
-            device: alert.device.clone(),
-            code: alert.code.clone(),
-            port: alert.port,
-            severity: alert.severity.as_str().to_owned(),
-            status: Status::Dispatched,
-            contractor: who.contractor.clone(),
-            primary: who.contractor,
-            backup: who.backup,
-            manager: who.manager,
-            created_at: now,
-            fault_since: alert.since,
-            deadlines: Deadlines {
-                respond: Some(now + sla.respond),
-                arrive: Some(now + sla.arrive),
-                complete: now + sla.complete,
-                bureau: sla.bureau_after.map(|b| alert.since + b),
-            },
-            responded_at: None,
-            arrived_at: None,
-            closed_at: None,
-            steps: Vec::new(),
-            escalations: Vec::new(),
-            bureau_flagged: false,
-            alerts: vec![alert.id],
-            alert_resolved_at: alert.resolved_at,
-            evidence: Evidence {
-                at_fire: alert.evidence.clone(),
-                series,
-                sources: alert.sources.clone(),
-            },
-            building: alert.building.clone(),
+        let deadlines = Deadlines {
+            respond: Some(now + sla.respond),
+            arrive: Some(now + sla.arrive),
+            complete: now + sla.complete,
+            bureau: sla.bureau_after.map(|b| alert.since + b),
         };
+        let mut order = self.blank(
+            id,
+            Kind::Corrective,
+            (&alert.site, &alert.class, &alert.device),
+            &alert.code,
+            now,
+            deadlines,
+        );
+        order.port = alert.port;
+        alert.severity.as_str().clone_into(&mut order.severity);
+        order.fault_since = alert.since;
+        order.alerts = vec![alert.id];
+        order.alert_resolved_at = alert.resolved_at;
+        order.evidence = Evidence {
+            at_fire: alert.evidence.clone(),
+            series,
+            sources: alert.sources.clone(),
+        };
+        order.building.clone_from(&alert.building);
         Self::emit(out, OrderChange::Dispatched, &order);
         if let Some(c) = &order.contractor {
             Self::tell(out, c, "order_dispatched", &order, "新工单 New work order");
@@ -397,6 +384,47 @@ impl Desk {
             }
         }
         Ok(order)
+    }
+
+    /// A new order, dispatched to the assignment of its site and class.
+    fn blank(
+        &self,
+        id: u64,
+        kind: Kind,
+        (site, class, device): (&str, &str, &str),
+        code: &str,
+        now: i64,
+        deadlines: Deadlines,
+    ) -> Order {
+        let who = self.policy.assignment(site, class);
+        Order {
+            id,
+            kind,
+            site: site.to_owned(),
+            class: class.to_owned(),
+            device: device.to_owned(),
+            code: code.to_owned(),
+            port: None,
+            severity: "info".to_owned(),
+            status: Status::Dispatched,
+            contractor: who.contractor.clone(),
+            primary: who.contractor,
+            backup: who.backup,
+            manager: who.manager,
+            created_at: now,
+            fault_since: now,
+            deadlines,
+            responded_at: None,
+            arrived_at: None,
+            closed_at: None,
+            steps: Vec::new(),
+            escalations: Vec::new(),
+            bureau_flagged: false,
+            alerts: Vec::new(),
+            alert_resolved_at: None,
+            evidence: Evidence::default(),
+            building: None,
+        }
     }
 
     fn maintenance(order: &Order, active: bool) -> Out {
@@ -450,41 +478,14 @@ impl Desk {
         due: i64,
         out: &mut Vec<Out>,
     ) -> u64 {
-        let who = self.policy.assignment(site, class);
         let id = self.new_id();
-        let order = Order {
-            id,
-            kind: Kind::Preventive,
-            site: site.to_owned(),
-            class: class.to_owned(),
-            device: device.to_owned(),
-            code: duty.to_owned(),
-            port: None,
-            severity: "info".to_owned(),
-            status: Status::Dispatched,
-            contractor: who.contractor.clone(),
-            primary: who.contractor,
-            backup: who.backup,
-            manager: who.manager,
-            created_at: now,
-            fault_since: now,
-            deadlines: Deadlines {
-                respond: None,
-                arrive: None,
-                complete: due,
-                bureau: None,
-            },
-            responded_at: None,
-            arrived_at: None,
-            closed_at: None,
-            steps: Vec::new(),
-            escalations: Vec::new(),
-            bureau_flagged: false,
-            alerts: Vec::new(),
-            alert_resolved_at: None,
-            evidence: Evidence::default(),
-            building: None,
+        let deadlines = Deadlines {
+            respond: None,
+            arrive: None,
+            complete: due,
+            bureau: None,
         };
+        let order = self.blank(id, Kind::Preventive, (site, class, device), duty, now, deadlines);
         Self::emit(out, OrderChange::Dispatched, &order);
         if let Some(c) = &order.contractor {
             Self::tell(out, c, "order_dispatched", &order, "定期任务 Periodic duty");

@@ -451,7 +451,28 @@ async fn ack(
             "`by` is at most 64 bytes",
         ));
     }
-    let (reply, answer) = tokio::sync::oneshot::channel();
+    let answer = ask(&shared, |reply| crate::alerts::Control::Ack { id, by, reply }).await?;
+    match answer {
+        Ok(view) => Ok(Json(view)),
+        Err(Refusal::Refused(e @ alerting::AckError::Unknown(_))) => {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))
+        }
+        Err(Refusal::Refused(e @ alerting::AckError::NotFiring { .. })) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()))
+        }
+        Err(Refusal::NotStored(e)) => Err(not_stored(&e)),
+    }
+}
+
+/// Sends the pipeline a control carrying its reply channel and waits (10 s at
+/// most) for the answer, which comes once the change is stored.
+///
+/// # Errors
+/// 503 when the pipeline does not take it or does not answer in time.
+pub(crate) async fn ask<T>(
+    shared: &Shared,
+    control: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> crate::alerts::Control,
+) -> Result<T, ApiError> {
     let busy = || {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -459,21 +480,10 @@ async fn ack(
             "the pipeline did not answer; try again",
         )
     };
-    shared
-        .alerts
-        .control
-        .send(crate::alerts::Control::Ack { id, by, reply })
-        .await
-        .map_err(|_| busy())?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    shared.alerts.control.send(control(reply)).await.map_err(|_| busy())?;
     match tokio::time::timeout(std::time::Duration::from_secs(10), answer).await {
-        Ok(Ok(Ok(view))) => Ok(Json(view)),
-        Ok(Ok(Err(Refusal::Refused(e @ alerting::AckError::Unknown(_))))) => {
-            Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))
-        }
-        Ok(Ok(Err(Refusal::Refused(e @ alerting::AckError::NotFiring { .. })))) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()))
-        }
-        Ok(Ok(Err(Refusal::NotStored(e)))) => Err(not_stored(&e)),
+        Ok(Ok(t)) => Ok(t),
         _ => Err(busy()),
     }
 }

@@ -175,39 +175,27 @@ pub(super) async fn step(
             contractor: None,
         },
     };
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let busy = || {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "the pipeline did not answer; try again",
-        )
-    };
-    shared
-        .alerts
-        .control
-        .send(Control::Step {
-            id,
-            step,
-            by,
-            note: body.note,
-            reply,
-        })
-        .await
-        .map_err(|_| busy())?;
-    match tokio::time::timeout(std::time::Duration::from_secs(10), answer).await {
-        Ok(Ok(Ok(o))) => Ok(Json(o)),
-        Ok(Ok(Err(Refusal::Refused(dispatch::StepError::NotFound(_))))) => Err(ApiError::new(
+    let note = body.note;
+    let answer = super::ask(&shared, |reply| Control::Step {
+        id,
+        step,
+        by,
+        note,
+        reply,
+    })
+    .await?;
+    match answer {
+        Ok(o) => Ok(Json(o)),
+        Err(Refusal::Refused(dispatch::StepError::NotFound(_))) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
             format!("work order {id} is {}: it takes no more steps", order.status.as_str()),
         )),
-        Ok(Ok(Err(Refusal::Refused(e @ dispatch::StepError::NotYours { .. })))) => {
+        Err(Refusal::Refused(e @ dispatch::StepError::NotYours { .. })) => {
             Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()))
         }
-        Ok(Ok(Err(Refusal::Refused(e)))) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())),
-        Ok(Ok(Err(Refusal::NotStored(e)))) => Err(not_stored(&e)),
-        _ => Err(busy()),
+        Err(Refusal::Refused(e)) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())),
+        Err(Refusal::NotStored(e)) => Err(not_stored(&e)),
     }
 }
 

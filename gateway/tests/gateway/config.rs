@@ -167,3 +167,59 @@ params = { trapped_outside_zone = 20 }
     // A valid alerting section passes.
     Config::parse(Path::new("site.toml"), &text.replace("20 }", "\"25s\" }")).unwrap();
 }
+
+#[test]
+fn dispatch_contacts_and_tokens_mistakes_name_their_line_and_field() {
+    let people = "[[contacts]]\nid = \"acme\"\nmqtt = true\n";
+    // A deadline that is not a duration.
+    let e = err(&format!(
+        "{people}[dispatch]\n[[dispatch.sla]]\nclass = \"elevator\"\nrespond = \"soon\"\n"
+    ));
+    assert!(
+        e.starts_with("site.toml:7:1: field `dispatch.sla[0].respond`: `soon` is not a duration"),
+        "{e}"
+    );
+    // An assignment naming somebody who is not a contact.
+    let e = err(&format!(
+        "{people}[[dispatch.assign]]\nsite = \"lakeside\"\ncontractor = \"acme\"\nbackup = \"nobody\"\n"
+    ));
+    assert_eq!(
+        e,
+        "site.toml:7:1: field `dispatch.assign[0].backup`: `nobody` is not one of the [[contacts]]"
+    );
+    // A contact twice; an e-mail with no SMTP server.
+    let e = err(&format!("{people}{people}"));
+    assert_eq!(e, "site.toml:5:1: field `contacts[1].id`: `acme` is configured twice");
+    let e = err("[[contacts]]\nid = \"pm\"\nemail = \"pm@example.com\"\n");
+    assert!(
+        e.contains("field `contacts[0].email`: e-mail needs [notify.smtp]"),
+        "{e}"
+    );
+    // Tokens: too short, and a contractor token without its contractor.
+    let e = err("[[http.tokens]]\nname = \"x\"\ntoken = \"short\"\nrole = \"auditor\"\n");
+    assert_eq!(
+        e,
+        "site.toml:3:1: field `http.tokens[0].token`: must be at least 16 characters"
+    );
+    let e = err("[[http.tokens]]\nname = \"x\"\ntoken = \"0123456789abcdef\"\nrole = \"contractor\"\n");
+    assert!(e.contains("field `http.tokens[0].contractor`"), "{e}");
+    let e = err("[[http.tokens]]\nname = \"x\"\ntoken = \"0123456789abcdef\"\nrole = \"boss\"\n");
+    assert!(e.starts_with("site.toml:4:"), "{e}");
+    assert!(e.contains("unknown variant `boss`"), "{e}");
+    // Notification and record settings.
+    let e = err("[notify]\nfirst_retry = \"0s\"\n");
+    assert_eq!(e, "site.toml:2:1: field `notify.first_retry`: must be longer than zero");
+    let e = err("[records]\ncheckpoint_records = 0\n");
+    assert_eq!(
+        e,
+        "site.toml:2:1: field `records.checkpoint_records`: must be at least 1"
+    );
+    // And a whole valid section passes.
+    Config::parse(
+        Path::new("site.toml"),
+        &format!(
+            "{people}[[http.tokens]]\nname = \"acme-app\"\ntoken = \"0123456789abcdef\"\nrole = \"contractor\"\ncontractor = \"acme\"\n[[dispatch.assign]]\ncontractor = \"acme\"\n[[dispatch.sla]]\nclass = \"charger\"\ncodes = [\"smoke\"]\narrive = \"8m\"\n"
+        ),
+    )
+    .unwrap();
+}

@@ -50,11 +50,25 @@ async fn exchange(port: u16, request: &str) -> (u16, String) {
     s.read_to_end(&mut out).await.unwrap();
     let out = String::from_utf8_lossy(&out).into_owned();
     let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    (status, if chunked { dechunk(body) } else { body.to_owned() })
+}
+
+/// The body of a chunked response (a streamed export), joined.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 /// `GET path` on 127.0.0.1:`port`, with a bearer token if given; returns the
@@ -135,8 +149,13 @@ pub(crate) fn base_config(mqtt: u16, http: u16, data: &std::path::Path) -> Strin
 
 /// `POST path` with a JSON body and token `t`; returns status and body.
 pub(crate) async fn post(port: u16, path: &str, body: &str) -> (u16, String) {
+    post_as(port, path, body, "t").await
+}
+
+/// `POST path` with a JSON body and `token`; returns status and body.
+pub(crate) async fn post_as(port: u16, path: &str, body: &str, token: &str) -> (u16, String) {
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     exchange(port, &req).await

@@ -15,3 +15,4 @@ mod registry;
 mod service;
 mod store;
 mod tls;
+mod workorders;
