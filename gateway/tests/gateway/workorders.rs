@@ -356,7 +356,12 @@ async fn an_alert_becomes_an_order_stepped_by_its_contractor_escalated_recorded_
     publish(mqtt, "fm/v1/lakeside/charger/CH-9/data", "{not json").await;
     let rejected = records_until(http, "?kind=rejected_input", |r| !r.is_empty()).await;
     assert_eq!(rejected[0]["device"], "CH-9");
-    assert!(rejected[0]["body"].as_str().unwrap().contains("fm/v1/lakeside/charger/CH-9/data"));
+    assert!(
+        rejected[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("fm/v1/lakeside/charger/CH-9/data")
+    );
     // Engineers read records of their compound only.
     assert_eq!(get(http, "/api/v1/records?site=hillside", Some(LAKE)).await.0, 403);
     let (_, theirs) = get(http, "/api/v1/records?device=CH-1", Some(HILL)).await;
