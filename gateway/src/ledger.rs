@@ -119,6 +119,10 @@ impl Ledger {
         outs: &[Out],
         force: bool,
     ) -> Result<(), StoreError> {
+        if effects.is_empty() && outs.is_empty() && self.is_empty() && !force && !self.chain.checkpoint_due(now) {
+            // Most telemetry changes nothing: no transaction, nothing to publish.
+            return Ok(());
+        }
         let mut recs = crate::supervision::of_effects(effects);
         recs.extend(crate::workorders::records_of(outs));
         for r in &mut recs {

@@ -645,13 +645,21 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
     p.courier.close(Duration::from_secs(2));
     let until = Instant::now() + Duration::from_secs(3);
     while let Some(left) = until.checked_duration_since(Instant::now()) {
-        match rt.block_on(async { tokio::time::timeout(left, rx.control.recv()).await }) {
+        // Nothing in flight: only outcomes already on their way are left.
+        let idle = p.courier.pending() == 0;
+        let wait = if idle {
+            left.min(Duration::from_millis(100))
+        } else {
+            left
+        };
+        match rt.block_on(async { tokio::time::timeout(wait, rx.control.recv()).await }) {
             Ok(Some(crate::alerts::Control::Delivered(o))) => {
                 let r = p.courier.outcome(now_ms(), &o, &p.shared.metrics);
                 p.ledger.record(r);
             }
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => break,
+            Ok(None) => break,
+            Err(_) if idle => break,
+            Ok(Some(_)) | Err(_) => {}
         }
     }
     let _ = settle(&mut p, clock.max(now_ms()), &mut effects, &mut outs, true);

@@ -254,12 +254,19 @@ pub fn records_of(outs: &[Out]) -> Vec<NewRecord> {
     recs
 }
 
-/// A delivery in flight, for its outcome's record.
+/// A delivery in flight, for its outcomes' records (one per channel that
+/// reaches the contact, so it is kept until it is old, not removed at the
+/// first outcome).
 #[derive(Clone, Debug)]
 struct InFlight {
     site: String,
     subject: String,
+    at: i64,
 }
+
+/// How long a delivery's context is kept for its outcomes: longer than the
+/// whole retry schedule.
+const INFLIGHT_MS: i64 = 3_600_000;
 
 /// Hands what somebody must be told to the outbox, and turns outcomes into
 /// records and metrics. Never blocks: a full outbox is a dead letter at once.
@@ -281,6 +288,12 @@ impl Courier {
             inflight: HashMap::new(),
             seq: 0,
         }
+    }
+
+    /// Deliveries queued or in flight.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.outbox.as_ref().map_or(0, Outbox::pending)
     }
 
     /// Stops taking deliveries; unfinished ones come back as outcomes.
@@ -350,6 +363,7 @@ impl Courier {
                     InFlight {
                         site: site.to_owned(),
                         subject: subject_of.to_owned(),
+                        at: now,
                     },
                 );
                 m.notifications_queued.inc();
@@ -428,9 +442,11 @@ impl Courier {
 
     /// The record of a delivery's outcome.
     pub fn outcome(&mut self, now: i64, o: &notify::Outcome, m: &Metrics) -> NewRecord {
-        let f = self.inflight.remove(&o.id).unwrap_or(InFlight {
+        self.inflight.retain(|_, f| now.saturating_sub(f.at) < INFLIGHT_MS);
+        let f = self.inflight.get(&o.id).cloned().unwrap_or(InFlight {
             site: String::new(),
             subject: String::new(),
+            at: now,
         });
         let (kind, error) = match &o.result {
             Ok(()) => ("notification_sent", None),

@@ -112,7 +112,11 @@ async fn alerts_fire_are_acknowledged_stream_and_resolve_then_survive_a_restart(
     let resolved = alerts(&body);
     assert_eq!(resolved[0]["id"].as_u64(), Some(id));
     assert_eq!(resolved[0]["acked_by"].as_str(), Some("li.wei"));
-    let metrics = crate::http::body(http, "/metrics").await;
+    // Metrics follow the store a moment later (published after the commit).
+    let metrics = crate::http::wait_for(http, "/metrics", |m| {
+        m.contains("fm_alert_changes_total{change=\"resolved\"} 1")
+    })
+    .await;
     assert!(
         metrics.contains("fm_alert_changes_total{change=\"resolved\"} 1"),
         "{metrics}"

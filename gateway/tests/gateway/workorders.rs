@@ -703,3 +703,42 @@ async fn a_configuration_change_is_a_record_with_its_diff() {
     assert!(diff.contains("+[[dispatch.sla]]"), "{diff}");
     gw.stop().await;
 }
+
+/// An order's clocks survive a restart: the deadline is the one set at
+/// dispatch, not one restarted with the gateway, and it escalates once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_survive_a_restart_and_escalate_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hooks, hook_addr) = Hooks::start().await;
+    let cfg_for = |mqtt: SocketAddr, http: SocketAddr| {
+        let text = config(mqtt.port(), http.port(), dir.path(), hook_addr);
+        gateway::config::Config::parse(std::path::Path::new("test.toml"), &text).unwrap()
+    };
+    let (mqtt, http) = (free_addr(), free_addr());
+    let gw = crate::http::start(cfg_for(mqtt, http)).await;
+    testkit::wait_port(mqtt.port());
+    let o = order_for(
+        mqtt,
+        http.port(),
+        "CH-5",
+        r#"{"v":1,"seq":SEQ,"ts":1763798400000,"m":{"leakage_ma":45}}"#,
+    )
+    .await;
+    let due = o["deadlines"]["respond"].as_i64().unwrap();
+    assert_eq!(due, o["created_at"].as_i64().unwrap() + 1000);
+    gw.stop().await;
+
+    // A new embedded broker port: rumqttd cannot be stopped in process.
+    let (mqtt, http) = (free_addr(), free_addr());
+    let gw = crate::http::start(cfg_for(mqtt, http)).await;
+    let http = http.port();
+    let missed = records_until(http, "?kind=deadline_missed", |r| !r.is_empty()).await;
+    let body = json(missed[0]["body"].as_str().unwrap());
+    let e = &body["order"]["escalations"][0];
+    assert_eq!((e["missed"].as_str(), e["due"].as_i64()), (Some("respond"), Some(due)));
+    hooks.until("city", "order_redispatched").await;
+    // Once: a tick later there is still one.
+    crate::http::wait_for(http, "/metrics", |m| m.contains("fm_work_orders_open 1")).await;
+    assert_eq!(records(http, "?kind=deadline_missed").await.len(), 1);
+    gw.stop().await;
+}
