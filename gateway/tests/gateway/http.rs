@@ -164,8 +164,15 @@ pub(crate) async fn post_as(port: u16, path: &str, body: &str, token: &str) -> (
 /// Opens `/api/v1/events` with token `t`; the stream's bytes arrive on the
 /// returned channel as they come.
 pub(crate) async fn events(port: u16) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    events_as(port, "t").await
+}
+
+/// Opens `/api/v1/events` with `token`.
+pub(crate) async fn events_as(port: u16, token: &str) -> tokio::sync::mpsc::UnboundedReceiver<String> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let req = "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nAccept: text/event-stream\r\n\r\n";
+    let req = format!(
+        "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+    );
     s.write_all(req.as_bytes()).await.unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {

@@ -236,6 +236,9 @@ async fn an_alert_becomes_an_order_stepped_by_its_contractor_escalated_recorded_
     let gw = crate::http::start(cfg).await;
     testkit::wait_port(mqtt.port());
     let http = http.port();
+    // The live stream, as acme's app and the other compound's engineer see it.
+    let mut acme_stream = crate::http::events_as(http, ACME).await;
+    let mut hill_stream = crate::http::events_as(http, HILL).await;
 
     // Smoke in bay CH-1 (critical, at once): an order for acme, with the
     // contract's charger deadlines and the bay's telemetry as evidence.
@@ -263,6 +266,23 @@ async fn an_alert_becomes_an_order_stepped_by_its_contractor_escalated_recorded_
     assert_eq!(told["body"]["order"]["id"].as_u64(), Some(id));
     assert!(told["subject"].as_str().unwrap().contains("CH-1"), "{told}");
     assert_eq!(*hooks.bad_signatures.lock().unwrap(), 0);
+    // Acme's stream carries its order, never the compound's alerts or
+    // records; the hillside engineer's carries nothing of lakeside.
+    let mut seen = String::new();
+    while !seen.contains("event: work_order") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), acme_stream.recv()).await;
+        seen.push_str(&chunk.unwrap().unwrap());
+    }
+    assert!(seen.contains("\"device\":\"CH-1\""), "{seen}");
+    assert!(
+        !seen.contains("event: alert") && !seen.contains("event: record"),
+        "{seen}"
+    );
+    let mut theirs = String::new();
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_millis(200), hill_stream.recv()).await {
+        theirs.push_str(&chunk);
+    }
+    assert!(!theirs.contains("CH-1"), "{theirs}");
 
     // Who sees it: the contractor it is dispatched to, the engineer of the
     // compound, the auditor; not another contractor or another compound's engineer.
