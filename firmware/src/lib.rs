@@ -23,6 +23,7 @@ pub mod drivers;
 pub mod elevator;
 pub mod firepump;
 pub mod hal;
+pub mod io;
 pub mod modbus;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;

@@ -1,4 +1,4 @@
-//! The MCP3208 converters on SPI1, and reading them as optional volts.
+//! The MCP3208 converters on SPI1, paced for the part's chip-select timing.
 
 use embedded_hal_bus::spi::{ExclusiveDevice, NoDelay, RefCellDevice};
 use firmware::drivers::mcp3208::Mcp3208;
@@ -7,20 +7,27 @@ use firmware::hal::AnalogInput;
 use crate::board::{Out, Spi1};
 
 /// The converters' reference: the 3.3 V rail.
-pub const VREF: f32 = 3.3;
+pub const VREF: f32 = firmware::io::VREF;
 
 /// The MCP3208 needs chip select high for 500 ns between conversions
 /// (`t_CSH`); 1 µs at up to 100 MHz.
 const CS_HIGH_CYCLES: u32 = 100;
 
-/// A converter alone on the bus (the fire pump's).
-pub type SoloAdc = Mcp3208<ExclusiveDevice<Spi1, Out, NoDelay>>;
-/// One of several converters sharing the bus (the charger's).
-pub type SharedAdc = Mcp3208<RefCellDevice<'static, Spi1, Out, NoDelay>>;
+/// A converter that waits `t_CSH` after every conversion, so the shared
+/// class glue (`firmware::io`) can read channel after channel.
+pub struct Paced<A>(pub A);
 
-/// Converts one channel; `None` if the bus failed.
-pub fn volts<A: AnalogInput>(adc: &mut A, channel: u8) -> Option<f32> {
-    let v = adc.read_volts(channel).ok();
-    cortex_m::asm::delay(CS_HIGH_CYCLES);
-    v
+impl<A: AnalogInput> AnalogInput for Paced<A> {
+    type Error = A::Error;
+
+    fn read_volts(&mut self, channel: u8) -> Result<f32, Self::Error> {
+        let v = self.0.read_volts(channel);
+        cortex_m::asm::delay(CS_HIGH_CYCLES);
+        v
+    }
 }
+
+/// A converter alone on the bus (the fire pump's).
+pub type SoloAdc = Paced<Mcp3208<ExclusiveDevice<Spi1, Out, NoDelay>>>;
+/// One of several converters sharing the bus (the charger's).
+pub type SharedAdc = Paced<Mcp3208<RefCellDevice<'static, Spi1, Out, NoDelay>>>;

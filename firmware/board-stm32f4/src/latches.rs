@@ -57,7 +57,7 @@ impl BackupLatches {
     }
 
     /// Saves `latches` if they differ from what is stored.
-    pub fn store(&mut self, latches: u64) {
+    pub fn save(&mut self, latches: u64) {
         if self.saved == Some(latches) {
             return;
         }
@@ -67,5 +67,11 @@ impl BackupLatches {
         self.rtc.bkpr(1).write(|w| w.bkp().set(hi));
         self.rtc.bkpr(2).write(|w| w.bkp().set(MAGIC ^ lo ^ hi));
         self.saved = Some(latches);
+    }
+}
+
+impl firmware::io::LatchStore for BackupLatches {
+    fn store(&mut self, latches: u64) {
+        self.save(latches);
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! This crate only wires pins, clocks and interrupts to the chip-independent
 //! [`firmware`] core; every decision is made there. The three binaries
-//! (`src/bin/`) differ only in which sensors they read and which outputs they
-//! drive, through a [`ClassIo`]; the main loop ([`run`]) is shared:
+//! (`src/bin/`) hand their pins and buses to the class's `firmware::io`
+//! glue (the same the HIL simulation drives with simulated peripherals); the
+//! main loop ([`run`]) is shared:
 //!
 //! ```text
 //! every 10 ms   ClassIo::tick     debounce contacts, sample fast sensors (AS5600)
@@ -25,21 +26,15 @@ pub mod clock;
 pub mod latches;
 pub mod rs485;
 
-use firmware::hal::{Clock, Millis};
+use firmware::hal::Clock;
+use firmware::io::{ClassIo, Schedule};
 use firmware::modbus::{MAX_ADU_LEN, Slave, Transport};
-use firmware::node::{ClassLogic, Node, NodeInfo};
+use firmware::node::{Node, NodeInfo};
 use protocol::Format;
 
 pub use board::Board;
+pub use firmware::io::{DEBOUNCE_MS, STEP_MS, TICK_MS};
 
-/// Contacts and fast sensors are sampled this often.
-pub const TICK_MS: u64 = 10;
-/// The node steps this often.
-pub const STEP_MS: u64 = 100;
-/// A contact must be stable this long to change state (less than
-/// [`STEP_MS`], so the first step sees settled contacts).
-pub const DEBOUNCE_MS: u32 = 50;
-const _: () = assert!(DEBOUNCE_MS as u64 + TICK_MS < STEP_MS);
 /// The Modbus unit id of every board (one node per RS-485 segment by default;
 /// change it per site).
 pub const MODBUS_UNIT_ID: u8 = 1;
@@ -52,24 +47,6 @@ const SLAVE: Slave = match Slave::new(MODBUS_UNIT_ID) {
     None => panic!("MODBUS_UNIT_ID must be 1..=247"),
 };
 
-/// What one device class reads and drives.
-pub trait ClassIo {
-    /// The class's state machine.
-    type Logic: ClassLogic;
-
-    /// Called every [`TICK_MS`]: debounce the contacts, sample fast sensors.
-    fn tick(&mut self, now: Millis);
-
-    /// The inputs for one step, from what [`Self::tick`] gathered and the slow
-    /// sensors read now.
-    fn inputs(&mut self, now: Millis) -> <Self::Logic as ClassLogic>::Inputs;
-
-    /// Drives the outputs from the logic's state. Called right after every
-    /// `Node::step` and after every Modbus request (a command may have cut a
-    /// port).
-    fn apply(&mut self, logic: &Self::Logic);
-}
-
 /// The node's identity for its birth message.
 pub fn node_info(model: &str) -> NodeInfo {
     NodeInfo {
@@ -81,43 +58,21 @@ pub fn node_info(model: &str) -> NodeInfo {
     }
 }
 
-/// The next deadline after `due`: one period later, or one period from `now`
-/// if the loop fell behind (a long Modbus reply), so it never bursts.
-fn next_deadline(due: Millis, period: u64, now: Millis) -> Millis {
-    let next = due.plus(period);
-    if next > now { next } else { now.plus(period) }
-}
-
 /// The main loop, shared by every class. Never returns.
 pub fn run<IO: ClassIo>(mut board: Board, node: &'static mut Node<IO::Logic>, mut io: IO) -> ! {
     let mut slave = SLAVE;
     let mut request = [0u8; rs485::MAX_FRAME];
     let mut response = [0u8; MAX_ADU_LEN];
-    let start = board.clock.now();
-    // The first step waits until every contact has been sampled for longer
-    // than the debounce time: until then the outputs stay off (a charger
-    // must not power its ports before it can see the smoke detector).
-    let (mut next_tick, mut next_step) = (start, start.plus(STEP_MS));
-    let mut stepped = false;
+    let mut schedule = Schedule::new(board.clock.now());
     loop {
         board.watchdog.feed();
         let now = board.clock.now();
-        if now >= next_tick {
-            io.tick(now);
-            next_tick = next_deadline(next_tick, TICK_MS, now);
-        }
-        if now >= next_step {
-            let inputs = io.inputs(now);
-            node.step(now, &inputs);
-            io.apply(node.logic());
-            stepped = true;
-            next_step = next_deadline(next_step, STEP_MS, now);
-        }
+        schedule.poll(now, &mut io, node);
         if let Some(len) = board.modbus.take_request(&mut request) {
             let n = slave.handle(Transport::Rtu, &request[..len], node.logic_mut(), now, &mut response);
             // Before the first step the outputs stay off whatever a master
             // wrote; the step applies the result.
-            if stepped {
+            if schedule.stepped() {
                 io.apply(node.logic());
             }
             if n > 0 {

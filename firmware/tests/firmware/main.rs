@@ -15,6 +15,7 @@ mod docs;
 mod drivers;
 mod elevator;
 mod firepump;
+mod io;
 mod modbus;
 mod mqtt;
 mod node;
