@@ -220,19 +220,18 @@ pub struct FirepumpWiring {
     pub tank: LoopTransducer,
 }
 
+/// A 0–1.6 MPa pressure transducer on 4–20 mA into 150 Ω.
+const PRESSURE_1_6_MPA: LoopTransducer = LoopTransducer {
+    shunt_ohms: 150.0,
+    at_4ma: 0.0,
+    at_20ma: 1.6,
+};
+
 impl FirepumpWiring {
     /// The reference board's: 0–1.6 MPa and 0–5 m over 4–20 mA, 150 Ω shunts.
     pub const REFERENCE: FirepumpWiring = FirepumpWiring {
-        outlet: LoopTransducer {
-            shunt_ohms: 150.0,
-            at_4ma: 0.0,
-            at_20ma: 1.6,
-        },
-        network: LoopTransducer {
-            shunt_ohms: 150.0,
-            at_4ma: 0.0,
-            at_20ma: 1.6,
-        },
+        outlet: PRESSURE_1_6_MPA,
+        network: PRESSURE_1_6_MPA,
         tank: LoopTransducer {
             shunt_ohms: 150.0,
             at_4ma: 0.0,
