@@ -76,6 +76,9 @@ pub enum Control {
     },
     /// A notification's delivery ended (delivered or a dead letter).
     Delivered(notify::Outcome),
+    /// Answer once everything already in the lanes is judged and stored (the
+    /// HIL simulation's barrier before it moves virtual time on).
+    Sync(oneshot::Sender<()>),
     /// Drain what is queued and stop.
     Stop,
 }

@@ -68,6 +68,102 @@ pub struct Shared {
     pub records_key: Arc<str>,
     /// Open alerts, the event stream, and the way to the engine.
     pub alerts: crate::alerts::Hub,
+    /// Whose time the gateway judges by (the system's, or virtual time).
+    pub clock: crate::clock::SharedClock,
+}
+
+/// How to run the gateway: whose clock, and whether it ticks itself.
+#[derive(Clone)]
+pub struct Options {
+    /// The clock (default: the system's).
+    pub clock: crate::clock::SharedClock,
+    /// Whether a task ticks the pipeline every second (default). Without it
+    /// the caller ticks through [`Running::tick`] as it moves virtual time.
+    pub ticker: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            clock: Arc::new(crate::clock::SystemClock),
+            ticker: true,
+        }
+    }
+}
+
+/// A gateway started in this process (the HIL simulation's handle on it).
+pub struct Running {
+    /// What the HTTP side sees: registry, metrics, open alerts, the clock.
+    pub shared: Shared,
+    control: mpsc::Sender<crate::alerts::Control>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Lets time pass: the engine's and the desk's deadlines are judged at
+    /// the clock's now.
+    ///
+    /// # Errors
+    /// If the pipeline has stopped.
+    pub async fn tick(&self) -> anyhow::Result<()> {
+        self.control
+            .send(crate::alerts::Control::Tick)
+            .await
+            .map_err(|_| anyhow::anyhow!("the pipeline has stopped"))
+    }
+
+    /// Waits until everything already in the pipeline's lanes is judged and
+    /// stored.
+    ///
+    /// # Errors
+    /// If the pipeline has stopped.
+    pub async fn sync(&self) -> anyhow::Result<()> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.control
+            .send(crate::alerts::Control::Sync(reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("the pipeline has stopped"))?;
+        done.await.map_err(|_| anyhow::anyhow!("the pipeline has stopped"))
+    }
+
+    /// Shuts down as SIGTERM would and waits for the end.
+    ///
+    /// # Errors
+    /// What the run ended with.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task
+            .await
+            .map_err(|e| anyhow::anyhow!("the gateway task failed: {e}"))?
+    }
+}
+
+/// Starts the gateway in this process and returns once it serves.
+///
+/// # Errors
+/// Start-up failures, as [`run`].
+pub async fn start(config: Config, admin_token: String, options: Options) -> anyhow::Result<Running> {
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run_with(config, admin_token, options, Some(ready_tx), async {
+        let _ = stop_rx.await;
+    }));
+    match ready.await {
+        Ok((shared, control)) => Ok(Running {
+            shared,
+            control,
+            stop: Some(stop),
+            task,
+        }),
+        Err(_) => match task.await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Err(anyhow::anyhow!("the gateway ended before it started")),
+            Err(e) => Err(anyhow::anyhow!("the gateway task failed: {e}")),
+        },
+    }
 }
 
 /// Gateway clock in ms since the Unix epoch.
@@ -219,6 +315,23 @@ pub async fn run(
     admin_token: String,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(config, admin_token, Options::default(), None, shutdown).await
+}
+
+/// What [`start`] is told once the gateway serves.
+type Ready = tokio::sync::oneshot::Sender<(Shared, mpsc::Sender<crate::alerts::Control>)>;
+
+/// [`run`] with a clock and ticking of the caller's choice.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    config: Config,
+    admin_token: String,
+    options: Options,
+    ready: Option<Ready>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let mut store = Store::open(&config.storage.data_dir)?;
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let key_path = config.records.key_path(&config.storage.data_dir);
@@ -230,6 +343,7 @@ pub async fn run(
         tokens: crate::http::auth::Tokens::new(admin_token.into(), &config.http.tokens),
         records_key: signer.public_key_hex().into(),
         alerts: crate::alerts::Hub::new(control_tx.clone()),
+        clock: options.clock.clone(),
     };
     let mut engine = start_engine(&config, &mut store, &shared)?;
     let (desk, ledger) = start_desk(&config, &store, &mut engine, signer, &shared)?;
@@ -279,9 +393,12 @@ pub async fn run(
         filter,
         lanes,
         control_tx.clone(),
-        shared.metrics.clone(),
+        shared.clone(),
     ));
-    let ticker = tokio::spawn(ticker(control_tx.clone()));
+    let ticker = options.ticker.then(|| tokio::spawn(ticker(control_tx.clone())));
+    if let Some(r) = ready {
+        let _ = r.send((shared.clone(), control_tx.clone()));
+    }
     let pollers = start_pollers(&config, &pipeline_tx, &shared);
     drop(pipeline_tx);
     let app = crate::http::router(shared.clone());
@@ -294,13 +411,9 @@ pub async fn run(
         .await
         .context("HTTP server")?;
     tracing::info!("shutting down: draining the pipeline");
-    mqtt.abort();
-    let _ = mqtt.await;
-    ticker.abort();
-    let _ = ticker.await;
-    for p in pollers {
-        p.abort();
-        let _ = p.await;
+    for t in [Some(mqtt), ticker].into_iter().flatten().chain(pollers) {
+        t.abort();
+        let _ = t.await;
     }
     let _ = control_tx.send(crate::alerts::Control::Stop).await;
     let result = match pipeline.join() {
@@ -332,8 +445,9 @@ async fn mqtt_task(
     filter: String,
     lanes: Lanes,
     uplink: mpsc::Sender<crate::alerts::Control>,
-    metrics: Metrics,
+    shared: Shared,
 ) {
+    let metrics = shared.metrics.clone();
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -347,7 +461,7 @@ async fn mqtt_task(
                 let kind = p.topic.rsplit('/').next().unwrap_or_default().to_owned();
                 let msg = Publish {
                     packet: p,
-                    received_ms: now_ms(),
+                    received_ms: shared.clock.now_ms(),
                 };
                 if !lanes.send(&kind, Input::Mqtt(msg), &metrics).await {
                     break;
@@ -387,7 +501,7 @@ fn start_engine(config: &Config, store: &mut Store, shared: &Shared) -> anyhow::
     engine.set_windows(built.windows);
     engine.set_buildings(built.buildings);
     engine.restore(store.load_engine().context("restoring the alerting state")?);
-    let now = now_ms();
+    let now = shared.clock.now_ms();
     // The gateway itself was away, and has no broker yet.
     engine.resume(now);
     engine.uplink(now, false, &mut Vec::new());
@@ -447,7 +561,7 @@ fn start_desk(
         .context("opening the record chain")?;
     tracing::info!(records = chain.tail().seq, key = %chain.public_key(), "record chain opened");
     let mut ledger = crate::ledger::Ledger::new(chain);
-    let now = now_ms();
+    let now = shared.clock.now_ms();
     let (path, text) = config
         .source
         .as_ref()
@@ -590,12 +704,14 @@ struct Pipeline<'a> {
 /// The pipeline: owns the store's write connection, the alerting engine,
 /// the dispatch desk and the record chain.
 fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers) -> anyhow::Result<()> {
+    let p_clock = p.shared.clock.clone();
     let mut last_log: HashMap<String, Instant> = HashMap::new();
     let mut last_prune = Instant::now();
     let mut last_save = Instant::now();
     // The engine's clock: the gateway's, never going back (a message queued
     // for a while is judged when it is taken, not before the last tick).
-    let mut clock = now_ms();
+    let now = || p_clock.now_ms();
+    let mut clock = now();
     let mut effects = Vec::new();
     let mut outs = p.ledger.take_held();
     let mut stopping = false;
@@ -614,7 +730,27 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
         };
         match next {
             Next::Control(c) => {
-                clock = clock.max(now_ms());
+                clock = clock.max(now());
+                if let crate::alerts::Control::Sync(reply) = c {
+                    // Everything already queued is judged and stored first.
+                    loop {
+                        let i = match rx.priority.try_recv() {
+                            Ok(i) => {
+                                p.shared.metrics.priority_queue_depth.dec();
+                                i
+                            }
+                            Err(_) => match rx.bulk.try_recv() {
+                                Ok(i) => i,
+                                Err(_) => break,
+                            },
+                        };
+                        p.shared.metrics.queue_depth.dec();
+                        clock = clock.max(handle(&mut p, i, &mut last_log, &mut effects, &mut outs, clock));
+                        let _ = settle(&mut p, clock, &mut effects, &mut outs, false);
+                    }
+                    let _ = reply.send(());
+                    continue;
+                }
                 stopping |= control(&mut p, c, clock, &mut effects, &mut outs);
             }
             Next::Message(input, priority) => {
@@ -633,7 +769,7 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
         }
         if last_prune.elapsed() > Duration::from_hours(1) {
             last_prune = Instant::now();
-            match p.store.prune(now_ms() - p.retention_ms) {
+            match p.store.prune(now() - p.retention_ms) {
                 Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned telemetry past retention"),
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "prune failed"),
@@ -654,7 +790,7 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
         };
         match rt.block_on(async { tokio::time::timeout(wait, rx.control.recv()).await }) {
             Ok(Some(crate::alerts::Control::Delivered(o))) => {
-                let r = p.courier.outcome(now_ms(), &o, &p.shared.metrics);
+                let r = p.courier.outcome(now(), &o, &p.shared.metrics);
                 p.ledger.record(r);
             }
             Ok(None) => break,
@@ -662,7 +798,7 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
             Ok(Some(_)) | Err(_) => {}
         }
     }
-    let _ = settle(&mut p, clock.max(now_ms()), &mut effects, &mut outs, true);
+    let _ = settle(&mut p, clock.max(now()), &mut effects, &mut outs, true);
     crate::alerts::save_all(&mut p.store, &p.engine, &p.shared.metrics);
     // Persist the whole registry on the way out: last-seen times survive a restart.
     let reg = p
@@ -687,6 +823,10 @@ fn control(
     use crate::alerts::{Control, Refusal};
     match c {
         Control::Stop => return true,
+        // Taken by the pipeline's loop, which owns the lanes.
+        Control::Sync(reply) => {
+            let _ = reply.send(());
+        }
         Control::Tick => {
             p.engine.tick(clock, effects);
             p.desk.tick(clock, outs);
@@ -897,7 +1037,7 @@ fn handle(
             m.stored.inc_by(n as u64);
             #[allow(clippy::cast_precision_loss)]
             m.pipeline_seconds
-                .observe((now_ms() - incoming.received_ms).max(0) as f64 / 1000.0);
+                .observe((p.shared.clock.now_ms() - incoming.received_ms).max(0) as f64 / 1000.0);
             if let Some(tx) = p.influx {
                 let lines = crate::influx::lines(&incoming);
                 if !lines.is_empty() && tx.blocking_send(lines).is_err() {

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::alerts::Refusal;
 use crate::registry::{Registry, Status};
-use crate::service::{Shared, now_ms};
+use crate::service::Shared;
 use crate::store::{Point, SeriesQuery, Store};
 use auth::{Principal, Role};
 
@@ -179,7 +179,7 @@ async fn devices(
     } else {
         None
     };
-    let now = now_ms();
+    let now = shared.clock.now_ms();
     let reg = shared
         .registry
         .lock()

@@ -15,4 +15,5 @@ mod registry;
 mod service;
 mod store;
 mod tls;
+mod virtual_time;
 mod workorders;
