@@ -11,8 +11,11 @@
 //!   conversions with the reference board's scaling.
 //! - [`rig`]: a plant, the firmware's class glue over its wires and the
 //!   firmware node, stepped together in virtual time.
+//! - [`uplink`]: a simulated node's MQTT link to a real broker, carrying the
+//!   firmware's own payloads and the gateway's commands.
 
 pub mod peripherals;
 pub mod physics;
 pub mod rig;
+pub mod uplink;
 pub mod wiring;
