@@ -124,13 +124,7 @@ impl Ledger {
             return Ok(());
         }
         let mut recs = crate::supervision::of_effects(effects);
-        recs.extend(crate::workorders::records_of(outs));
-        for r in &mut recs {
-            // Maintenance outs carry no time of their own.
-            if r.at == 0 {
-                r.at = now;
-            }
-        }
+        recs.extend(crate::workorders::records_of(outs, now));
         self.records.extend(recs);
         let mut new_orders = false;
         for o in outs {

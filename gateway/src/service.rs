@@ -953,8 +953,9 @@ fn settle(
             force,
         )
         .map_err(|e| e.to_string());
-    // Told only once stored (or kept for the next commit): a contractor is
-    // never sent an order the gateway could lose.
+    // Told only once stored: a contractor is never sent an order the
+    // gateway could lose. After a failed commit the tells wait with the
+    // changes they are about, and go with the next commit that stores them.
     for o in outs.iter() {
         if let dispatch::Out::Tell(t) = o {
             let order = outs
@@ -964,10 +965,14 @@ fn settle(
                     dispatch::Out::Order { order, .. } if order.id == t.order => Some(&**order),
                     _ => None,
                 })
-                .or_else(|| p.desk.order(t.order));
-            if let Some(r) = p.courier.tell(clock, t, order, m) {
-                p.ledger.record(r);
-            }
+                .or_else(|| p.desk.order(t.order))
+                .cloned();
+            p.courier.hold(t.clone(), order);
+        }
+    }
+    if stored.is_ok() {
+        for r in p.courier.release(clock, m) {
+            p.ledger.record(r);
         }
     }
     effects.clear();

@@ -201,32 +201,22 @@ pub fn for_report(
     Ok((fired, orders))
 }
 
-/// The records of what the desk answered (tells are recorded when delivered).
+/// The records of what the desk answered at `now` (tells are recorded when
+/// delivered).
 #[must_use]
-pub fn records_of(outs: &[Out]) -> Vec<NewRecord> {
+pub fn records_of(outs: &[Out], now: i64) -> Vec<NewRecord> {
     let mut recs = Vec::new();
     for o in outs {
         let parts: crate::supervision::Parts = match o {
-            Out::Order { change, order } => {
-                let at = order
-                    .steps
-                    .last()
-                    .map(|s| s.at)
-                    .into_iter()
-                    .chain(order.escalations.last().map(|e| e.at))
-                    .chain([order.created_at])
-                    .max()
-                    .unwrap_or(order.created_at);
-                (
-                    at,
-                    change.record_kind(order).to_owned(),
-                    order.site.clone(),
-                    order.class.clone(),
-                    order.device.clone(),
-                    format!("order:{}", order.id),
-                    serde_json::to_string(&serde_json::json!({ "change": change, "order": order })),
-                )
-            }
+            Out::Order { change, order } => (
+                now,
+                change.record_kind(order).to_owned(),
+                order.site.clone(),
+                order.class.clone(),
+                order.device.clone(),
+                format!("order:{}", order.id),
+                serde_json::to_string(&serde_json::json!({ "change": change, "order": order })),
+            ),
             Out::Maintenance {
                 site,
                 class,
@@ -274,6 +264,7 @@ pub struct Courier {
     outbox: Option<Outbox>,
     contacts: HashMap<String, Contact>,
     inflight: HashMap<String, InFlight>,
+    held: Vec<(Tell, Option<Order>)>,
     seq: u64,
 }
 
@@ -286,6 +277,7 @@ impl Courier {
             outbox,
             contacts: contacts.iter().map(|c| (c.id.clone(), c.clone())).collect(),
             inflight: HashMap::new(),
+            held: Vec::new(),
             seq: 0,
         }
     }
@@ -371,6 +363,20 @@ impl Courier {
             }
             Err(e) => Some(Self::dead(now, site, subject_of, to, kind, &e.to_string(), m)),
         }
+    }
+
+    /// Keeps what the desk said until the change it is about is stored.
+    pub fn hold(&mut self, t: Tell, order: Option<Order>) {
+        self.held.push((t, order));
+    }
+
+    /// Sends everything held (the changes are stored); returns records of
+    /// what could not be queued.
+    pub fn release(&mut self, now: i64, m: &Metrics) -> Vec<NewRecord> {
+        let held = std::mem::take(&mut self.held);
+        held.iter()
+            .filter_map(|(t, order)| self.tell(now, t, order.as_ref(), m))
+            .collect()
     }
 
     /// Delivers what the desk said; returns records of what could not be queued.
