@@ -121,7 +121,7 @@ pub(super) async fn export(
     };
     let dir = shared.data_dir.clone();
     let key = shared.records_key.to_string();
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let err_tx = tx.clone();
         let mut w = ChunkWriter { buf: Vec::new(), tx };
@@ -136,9 +136,7 @@ pub(super) async fn export(
             let _ = err_tx.blocking_send(Err(e));
         }
     });
-    let stream = futures_util::stream::unfold(rx_take(&mut rx), |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     let (kind, ext) = if csv {
         ("text/csv; charset=utf-8", "csv")
     } else {
@@ -155,11 +153,6 @@ pub(super) async fn export(
         Body::from_stream(stream),
     )
         .into_response())
-}
-
-fn rx_take<T>(rx: &mut mpsc::Receiver<T>) -> mpsc::Receiver<T> {
-    let (_, empty) = mpsc::channel(1);
-    std::mem::replace(rx, empty)
 }
 
 /// `GET /api/v1/records/verify`: the whole chain, end to end, against the
