@@ -19,6 +19,19 @@ fn city() -> Actor {
     }
 }
 
+/// A desk with order 1: a passenger trapped in EL-3 at `T0`, dispatched to acme.
+fn trapped_at_t0() -> (dispatch::Desk, Vec<Out>) {
+    let mut d = desk();
+    let mut out = Vec::new();
+    d.intent(
+        T0,
+        &open(&alert(1, "elevator", "EL-3", "trapped", T0)),
+        Vec::new(),
+        &mut out,
+    );
+    (d, out)
+}
+
 #[test]
 fn a_trapped_alert_becomes_one_order_with_the_contract_deadlines_and_evidence() {
     let mut d = desk();
@@ -85,14 +98,7 @@ fn duplicate_intents_and_a_second_alert_of_the_same_fault_never_make_a_second_or
 
 #[test]
 fn the_happy_path_stamps_every_step_with_time_and_who() {
-    let mut d = desk();
-    let mut out = Vec::new();
-    d.intent(
-        T0,
-        &open(&alert(1, "elevator", "EL-3", "trapped", T0)),
-        Vec::new(),
-        &mut out,
-    );
+    let (mut d, mut out) = trapped_at_t0();
     d.step(
         T0 + MIN,
         1,
@@ -174,14 +180,7 @@ fn a_false_alarm_closes_from_every_open_status() {
 
 #[test]
 fn steps_out_of_order_or_by_somebody_else_are_refused_and_change_nothing() {
-    let mut d = desk();
-    let mut out = Vec::new();
-    d.intent(
-        T0,
-        &open(&alert(1, "elevator", "EL-3", "trapped", T0)),
-        Vec::new(),
-        &mut out,
-    );
+    let (mut d, mut out) = trapped_at_t0();
     out.clear();
     let conflict = |r: Result<_, StepError>| matches!(r, Err(StepError::Conflict { .. }));
     assert!(conflict(d.step(T0, 1, StepKind::Arrive, &acme(), None, &mut out)));
@@ -215,14 +214,7 @@ fn steps_out_of_order_or_by_somebody_else_are_refused_and_change_nothing() {
 
 #[test]
 fn a_missed_respond_deadline_redispatches_to_the_backup_and_tells_the_manager() {
-    let mut d = desk();
-    let mut out = Vec::new();
-    d.intent(
-        T0,
-        &open(&alert(1, "elevator", "EL-3", "trapped", T0)),
-        Vec::new(),
-        &mut out,
-    );
+    let (mut d, mut out) = trapped_at_t0();
     out.clear();
     d.tick(T0 + 3 * MIN - 1, &mut out);
     assert!(out.is_empty(), "not yet: {out:?}");
@@ -351,14 +343,7 @@ fn a_passenger_freed_within_the_hour_is_never_flagged_and_the_order_stays_open()
 
 #[test]
 fn clocks_survive_a_restart_and_catch_up_after_downtime() {
-    let mut d = desk();
-    let mut out = Vec::new();
-    d.intent(
-        T0,
-        &open(&alert(1, "elevator", "EL-3", "trapped", T0)),
-        Vec::new(),
-        &mut out,
-    );
+    let (mut d, mut out) = trapped_at_t0();
     d.tick(T0 + MIN, &mut out);
     // Down for two hours.
     let mut d = restart(&d);
