@@ -11,7 +11,7 @@ use std::time::Instant;
 use firmware::alarm::NodeEvent;
 use firmware::charger::{ChargerConfig, ChargerInputs, ChargerNode, CutReason, PortInputs};
 use firmware::hal::Millis;
-use hil_tests::physics::charger::{
+use sim::physics::charger::{
     Battery, ChargerFault, ChargerSensors, ChargerSim, ChargerSimConfig, MAX_PORTS, PortSensors,
 };
 use proptest::prelude::*;

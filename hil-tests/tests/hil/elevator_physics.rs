@@ -4,7 +4,7 @@
 
 use firmware::elevator::{ElevatorConfig as NodeConfig, ElevatorInputs, ElevatorNode};
 use firmware::hal::Millis;
-use hil_tests::physics::elevator::{Door, ElevatorConfig, ElevatorContacts, ElevatorFault, ElevatorSim, ElevatorState};
+use sim::physics::elevator::{Door, ElevatorConfig, ElevatorContacts, ElevatorFault, ElevatorSim, ElevatorState};
 use proptest::prelude::*;
 use protocol::EventCode;
 

@@ -12,9 +12,9 @@ use firmware::hal::Millis;
 use gateway::clock::ManualClock;
 use gateway::metrics::KindLabel;
 use gateway::service::{Options, Running};
-use hil_tests::physics::elevator::{Door, ElevatorConfig, ElevatorFault, ElevatorSim};
-use hil_tests::rig;
-use hil_tests::uplink::Uplink;
+use sim::physics::elevator::{Door, ElevatorConfig, ElevatorFault, ElevatorSim};
+use sim::rig;
+use sim::uplink::Uplink;
 use protocol::{DeviceClass, Format};
 
 /// 2026-12-01T08:00:00+08:00, the bench's epoch.

@@ -6,7 +6,7 @@
 
 use firmware::firepump::{FirepumpConfig, FirepumpInputs, FirepumpNode};
 use firmware::hal::Millis;
-use hil_tests::physics::firewater::{FireWaterConfig, FireWaterFault as F, FireWaterSensors, FireWaterSim};
+use sim::physics::firewater::{FireWaterConfig, FireWaterFault as F, FireWaterSensors, FireWaterSim};
 use proptest::prelude::*;
 use protocol::EventCode;
 

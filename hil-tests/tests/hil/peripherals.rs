@@ -12,8 +12,8 @@ use firmware::elevator::{ElevatorConfig, ElevatorNode};
 use firmware::firepump::{FirepumpConfig, FirepumpNode};
 use firmware::hal::Millis;
 use firmware::io::{ChargerIo, ChargerWiring, ClassIo, ElevatorIo, FirepumpIo, FirepumpWiring, LatchStore, VREF};
-use hil_tests::peripherals::{SimAs5600, SimInput, SimMcp3208, SimOutput};
-use hil_tests::wiring::{divider_volts, loop_volts, ntc_volts, shunt_volts};
+use sim::peripherals::{SimAs5600, SimInput, SimMcp3208, SimOutput};
+use sim::wiring::{divider_volts, loop_volts, ntc_volts, shunt_volts};
 
 const METRES_PER_TURN: f32 = std::f32::consts::PI * 0.3;
 

@@ -10,10 +10,10 @@ use firmware::charger::{ChargerConfig, CutReason};
 use firmware::elevator::ElevatorConfig as NodeElevatorConfig;
 use firmware::firepump::FirepumpConfig;
 use firmware::hal::Millis;
-use hil_tests::physics::charger::{Battery, ChargerFault, ChargerSim, ChargerSimConfig};
-use hil_tests::physics::elevator::{Door, ElevatorConfig, ElevatorFault, ElevatorSim};
-use hil_tests::physics::firewater::{FireWaterConfig, FireWaterFault, FireWaterSim};
-use hil_tests::rig::{self, SimLatches};
+use sim::physics::charger::{Battery, ChargerFault, ChargerSim, ChargerSimConfig};
+use sim::physics::elevator::{Door, ElevatorConfig, ElevatorFault, ElevatorSim};
+use sim::physics::firewater::{FireWaterConfig, FireWaterFault, FireWaterSim};
+use sim::rig::{self, SimLatches};
 use protocol::{EventCode, Format};
 
 fn elevator() -> rig::ElevatorRig {
