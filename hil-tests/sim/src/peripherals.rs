@@ -10,41 +10,41 @@
 //! Faults of the electrical kind live here too: a contact stuck, an angle
 //! sensor without its magnet or off the bus, a converter off the bus.
 
-use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use embedded_hal::digital::{ErrorType as PinErrorType, InputPin, OutputPin};
 use embedded_hal::i2c::{self, I2c, NoAcknowledgeSource, Operation as I2cOp, SevenBitAddress};
 use embedded_hal::spi::{self, Operation as SpiOp, SpiDevice};
 use firmware::hal::{Clock, Millis};
 
-/// A value shared between the simulation and one peripheral. The whole
-/// simulation of a node runs on one thread, in virtual time, so a `Cell` is
-/// all it needs.
+/// A value shared between the simulation and one peripheral. A node's
+/// simulation runs on one thread at a time, but its rig may move between the
+/// bench's threads and be read by its Modbus link's task, so the wire is a
+/// (never contended for long) mutex rather than a `Cell`.
 #[derive(Debug, Default)]
-pub struct Wire<T: Copy>(Rc<Cell<T>>);
+pub struct Wire<T: Copy>(Arc<Mutex<T>>);
 
 impl<T: Copy> Clone for Wire<T> {
     fn clone(&self) -> Self {
-        Wire(Rc::clone(&self.0))
+        Wire(Arc::clone(&self.0))
     }
 }
 
 impl<T: Copy> Wire<T> {
     /// A wire carrying `v`.
     pub fn new(v: T) -> Self {
-        Wire(Rc::new(Cell::new(v)))
+        Wire(Arc::new(Mutex::new(v)))
     }
 
     /// What it carries.
     pub fn get(&self) -> T {
-        self.0.get()
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sets what it carries.
     pub fn set(&self, v: T) {
-        self.0.set(v);
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = v;
     }
 }
 
@@ -243,7 +243,7 @@ impl I2c<SevenBitAddress> for SimAs5600 {
 #[derive(Clone, Debug)]
 pub struct SimMcp3208 {
     /// The volts at each channel's input.
-    pub volts: Rc<RefCell<[f32; 8]>>,
+    pub volts: Wire<[f32; 8]>,
     /// The reference voltage (full scale).
     pub vref: f32,
     /// Whether the part answers (off the bus: the frame reads all ones,
@@ -256,7 +256,7 @@ impl SimMcp3208 {
     /// A converter with every input at 0 V.
     pub fn new(vref: f32) -> Self {
         SimMcp3208 {
-            volts: Rc::new(RefCell::new([0.0; 8])),
+            volts: Wire::new([0.0; 8]),
             vref,
             present: Wire::new(true),
         }
@@ -264,13 +264,15 @@ impl SimMcp3208 {
 
     /// Sets one channel's input.
     pub fn set(&self, channel: u8, volts: f32) {
-        if let Some(v) = self.volts.borrow_mut().get_mut(usize::from(channel)) {
+        let mut all = self.volts.get();
+        if let Some(v) = all.get_mut(usize::from(channel)) {
             *v = volts;
+            self.volts.set(all);
         }
     }
 
     fn code(&self, channel: u8) -> u16 {
-        let v = self.volts.borrow().get(usize::from(channel)).copied().unwrap_or(0.0);
+        let v = self.volts.get().get(usize::from(channel)).copied().unwrap_or(0.0);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let code = (f64::from(v) / f64::from(self.vref) * 4096.0)
             .round()
