@@ -11,9 +11,12 @@
 //!   conversions with the reference board's scaling.
 //! - [`rig`]: a plant, the firmware's class glue over its wires and the
 //!   firmware node, stepped together in virtual time.
+//! - [`device`]: one device of a compound, whatever its class, built from
+//!   a declaration and driven by actions (people, batteries, faults).
 //! - [`uplink`]: a simulated node's MQTT link to a real broker, carrying the
 //!   firmware's own payloads and the gateway's commands.
 
+pub mod device;
 pub mod peripherals;
 pub mod physics;
 pub mod rig;

@@ -11,10 +11,10 @@ use std::time::Instant;
 use firmware::alarm::NodeEvent;
 use firmware::charger::{ChargerConfig, ChargerInputs, ChargerNode, CutReason, PortInputs};
 use firmware::hal::Millis;
+use proptest::prelude::*;
 use sim::physics::charger::{
     Battery, ChargerFault, ChargerSensors, ChargerSim, ChargerSimConfig, MAX_PORTS, PortSensors,
 };
-use proptest::prelude::*;
 
 // The contract's thresholds (charger.toml and `ChargerConfig::default`).
 const OVER_TEMP_C: f32 = 65.0;

@@ -4,9 +4,9 @@
 
 use firmware::elevator::{ElevatorConfig as NodeConfig, ElevatorInputs, ElevatorNode};
 use firmware::hal::Millis;
-use sim::physics::elevator::{Door, ElevatorConfig, ElevatorContacts, ElevatorFault, ElevatorSim, ElevatorState};
 use proptest::prelude::*;
 use protocol::EventCode;
+use sim::physics::elevator::{Door, ElevatorConfig, ElevatorContacts, ElevatorFault, ElevatorSim, ElevatorState};
 
 const SEED: u64 = 7;
 

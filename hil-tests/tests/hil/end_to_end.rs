@@ -12,10 +12,10 @@ use firmware::hal::Millis;
 use gateway::clock::ManualClock;
 use gateway::metrics::KindLabel;
 use gateway::service::{Options, Running};
+use protocol::{DeviceClass, Format};
 use sim::physics::elevator::{Door, ElevatorConfig, ElevatorFault, ElevatorSim};
 use sim::rig;
 use sim::uplink::Uplink;
-use protocol::{DeviceClass, Format};
 
 /// 2026-12-01T08:00:00+08:00, the bench's epoch.
 const T0: i64 = 1_796_083_200_000;
@@ -50,9 +50,10 @@ impl Bench {
         for _ in 0..ms / 100 {
             self.rig.advance(100);
             self.clock.set(T0 + i64::try_from(self.rig.now()).unwrap());
-            let n = self.link.flush(&mut self.rig.node).await.unwrap();
+            let now = self.rig.now();
+            let n = self.link.pump(&mut self.rig.node, now).await.unwrap();
             if n > 0 {
-                let want = self.link.published;
+                let want = self.link.stats.published;
                 for _ in 0..500 {
                     if ingested(&self.gw) >= want {
                         break;

@@ -6,9 +6,9 @@
 
 use firmware::firepump::{FirepumpConfig, FirepumpInputs, FirepumpNode};
 use firmware::hal::Millis;
-use sim::physics::firewater::{FireWaterConfig, FireWaterFault as F, FireWaterSensors, FireWaterSim};
 use proptest::prelude::*;
 use protocol::EventCode;
+use sim::physics::firewater::{FireWaterConfig, FireWaterFault as F, FireWaterSensors, FireWaterSim};
 
 /// The node's and the gateway's thresholds (`gateway/alerting/packs/firepump.toml`).
 const LOW_PRESSURE_MPA: f32 = 0.07;

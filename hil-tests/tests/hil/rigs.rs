@@ -10,11 +10,11 @@ use firmware::charger::{ChargerConfig, CutReason};
 use firmware::elevator::ElevatorConfig as NodeElevatorConfig;
 use firmware::firepump::FirepumpConfig;
 use firmware::hal::Millis;
+use protocol::{EventCode, Format};
 use sim::physics::charger::{Battery, ChargerFault, ChargerSim, ChargerSimConfig};
 use sim::physics::elevator::{Door, ElevatorConfig, ElevatorFault, ElevatorSim};
 use sim::physics::firewater::{FireWaterConfig, FireWaterFault, FireWaterSim};
 use sim::rig::{self, SimLatches};
-use protocol::{EventCode, Format};
 
 fn elevator() -> rig::ElevatorRig {
     rig::elevator(

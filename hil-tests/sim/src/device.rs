@@ -1,0 +1,653 @@
+//! One simulated device of a compound, whatever its class: a plant wired to
+//! the real firmware node ([`crate::rig`]), described by a [`DeviceSpec`]
+//! (what a scenario file or the demo declares) and driven by [`Action`]s
+//! (a passenger boarding, a fault injected, a battery plugged in).
+//!
+//! The scenario runner and `gateway demo` both build their compounds from
+//! these, so a fault behaves the same in a lab's CI run and on a newcomer's
+//! console.
+
+use firmware::charger::ChargerConfig;
+use firmware::elevator::ElevatorConfig as NodeElevatorConfig;
+use firmware::firepump::FirepumpConfig;
+use firmware::hal::Millis;
+use firmware::modbus::{MAX_ADU_LEN, Slave, Transport};
+use firmware::node::{ClassLogic, Node, Outgoing};
+use protocol::{DeviceClass, EncodeError, Format};
+use serde::Deserialize;
+
+use crate::physics::charger::{Battery, ChargerFault, ChargerSim, ChargerSimConfig};
+use crate::physics::elevator::{ElevatorConfig, ElevatorFault, ElevatorSim};
+use crate::physics::firewater::{FireWaterConfig, FireWaterFault, FireWaterSim};
+use crate::rig::{self, ChargerRig, ElevatorRig, FirepumpRig, SimLatches};
+
+/// A device as a scenario or the demo declares it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSpec {
+    /// The compound (topic segment).
+    pub site: String,
+    /// The device id (topic segment), e.g. `EL-3`.
+    pub id: String,
+    /// What it is.
+    pub class: DeviceClass,
+    /// The node's payload encoding on MQTT.
+    #[serde(default = "default_format", deserialize_with = "format")]
+    pub format: Format,
+    /// The plant's seed: traffic and sensor noise repeat run after run.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Elevator: floors served.
+    #[serde(default = "default_floors")]
+    pub floors: u8,
+    /// Elevator: passengers come and go on their own (a seeded day of
+    /// residential traffic), besides the scenario's own calls.
+    #[serde(default)]
+    pub traffic: bool,
+    /// Charging bay: number of ports.
+    #[serde(default = "default_ports")]
+    pub ports: u8,
+    /// The node's Modbus unit id.
+    #[serde(default = "default_unit")]
+    pub unit: u8,
+}
+
+fn default_format() -> Format {
+    Format::Json
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_floors() -> u8 {
+    12
+}
+fn default_ports() -> u8 {
+    8
+}
+fn default_unit() -> u8 {
+    1
+}
+
+fn format<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Format, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "json" => Ok(Format::Json),
+        "binary" | "postcard" => Ok(Format::Binary),
+        other => Err(serde::de::Error::custom(format!(
+            "unknown format `{other}`: expected `json` or `binary`"
+        ))),
+    }
+}
+
+impl DeviceSpec {
+    /// A spec with the defaults, for code that builds compounds (the demo).
+    #[must_use]
+    pub fn new(site: &str, id: &str, class: DeviceClass) -> DeviceSpec {
+        DeviceSpec {
+            site: site.into(),
+            id: id.into(),
+            class,
+            format: default_format(),
+            seed: default_seed(),
+            floors: default_floors(),
+            traffic: false,
+            ports: default_ports(),
+            unit: default_unit(),
+        }
+    }
+}
+
+/// Something that happens to a device: people, batteries, faults.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "do", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Injects a fault (names: [`FAULTS`]); `port` for per-port charger
+    /// faults, `ma` for leakage.
+    Inject {
+        /// The fault's name.
+        fault: String,
+        /// The charging port (1-based) for per-port faults.
+        #[serde(default)]
+        port: Option<u8>,
+        /// Leakage current, mA (default 45).
+        #[serde(default)]
+        ma: Option<f32>,
+    },
+    /// Clears a fault injected before.
+    Clear {
+        /// The fault's name.
+        fault: String,
+        /// The charging port for per-port faults.
+        #[serde(default)]
+        port: Option<u8>,
+    },
+    /// Elevator: a call to a floor (hall or car).
+    Call {
+        /// The floor.
+        floor: u8,
+    },
+    /// Elevator: people step in (they only can while the doors are open).
+    Board {
+        /// How many.
+        people: u8,
+    },
+    /// Elevator: people step out.
+    Alight {
+        /// How many.
+        people: u8,
+    },
+    /// Charging bay: a rider plugs a battery into a port.
+    Plug {
+        /// The port (1-based).
+        port: u8,
+        /// State of charge, 0–1 (default 0.2).
+        #[serde(default)]
+        soc: Option<f32>,
+        /// Capacity, Wh (default 960: 48 V × 20 Ah).
+        #[serde(default)]
+        capacity_wh: Option<f32>,
+    },
+    /// Charging bay: the battery is taken off.
+    Unplug {
+        /// The port.
+        port: u8,
+    },
+    /// Fire pump: the node runs its weekly self-test now.
+    SelfTest,
+}
+
+/// Every fault name an [`Action::Inject`] takes, by class.
+pub const FAULTS: &[(DeviceClass, &str)] = &[
+    (DeviceClass::Elevator, "stuck_between_floors"),
+    (DeviceClass::Elevator, "door_wont_open"),
+    (DeviceClass::Elevator, "door_wont_close"),
+    (DeviceClass::Elevator, "overspeed"),
+    (DeviceClass::Elevator, "overtravel_top"),
+    (DeviceClass::Elevator, "overtravel_bottom"),
+    (DeviceClass::Elevator, "unintended_movement"),
+    (DeviceClass::Elevator, "power_cut"),
+    (DeviceClass::Elevator, "ebike_boarding"),
+    (DeviceClass::Elevator, "alarm_pressed"),
+    (DeviceClass::Firepump, "pump_fail_to_start"),
+    (DeviceClass::Firepump, "pump_fault"),
+    (DeviceClass::Firepump, "closed_valve"),
+    (DeviceClass::Firepump, "tank_draining"),
+    (DeviceClass::Firepump, "main_power_fault"),
+    (DeviceClass::Firepump, "backup_power_fault"),
+    (DeviceClass::Firepump, "not_in_auto"),
+    (DeviceClass::Firepump, "demand"),
+    (DeviceClass::Firepump, "fire_alarm"),
+    (DeviceClass::Charger, "thermal_runaway"),
+    (DeviceClass::Charger, "smoke"),
+    (DeviceClass::Charger, "leakage"),
+    (DeviceClass::Charger, "over_current"),
+    (DeviceClass::Charger, "abandoned_full"),
+    (DeviceClass::Charger, "mains_loss"),
+];
+
+/// Why an action could not be done.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ActionError {
+    /// The fault is not one of this class's.
+    #[error("`{fault}` is not a fault of a {class}: expected one of {expected}")]
+    UnknownFault {
+        /// The name given.
+        fault: String,
+        /// The device's class.
+        class: &'static str,
+        /// The names this class has.
+        expected: String,
+    },
+    /// A per-port fault without its port, or a port the bay does not have.
+    #[error("`{0}` needs a `port` of this bay")]
+    Port(String),
+    /// The action does not apply to this class (a call to a fire pump).
+    #[error("`{action}` does not apply to a {class}")]
+    WrongClass {
+        /// The action.
+        action: &'static str,
+        /// The device's class.
+        class: &'static str,
+    },
+    /// The node refused (a self-test while one runs).
+    #[error("the node refused: {0}")]
+    Refused(String),
+}
+
+/// The firmware node as its links see it: whatever its class, the same
+/// session calls (birth, will, queued payloads, commands).
+pub trait NodeLink {
+    /// The will to register with the broker.
+    ///
+    /// # Errors
+    /// If it does not fit `buf`.
+    fn will(&self, buf: &mut [u8]) -> Result<usize, EncodeError>;
+    /// The link came up: the birth to publish first.
+    ///
+    /// # Errors
+    /// If it does not fit `buf`.
+    fn on_connect(&mut self, now: Millis, buf: &mut [u8]) -> Result<Outgoing, EncodeError>;
+    /// The link went down: the node keeps what it has in its outbox.
+    fn on_disconnect(&mut self);
+    /// Whether the node believes its link is up.
+    fn link_up(&self) -> bool;
+    /// The next queued payload, if any.
+    fn next_payload(&mut self, buf: &mut [u8]) -> Option<Outgoing>;
+    /// The payload last handed out is on its way (the QoS 1 session has it).
+    fn published(&mut self);
+    /// A command from the gateway.
+    fn on_command(&mut self, now: Millis, payload: &[u8]);
+}
+
+impl<L: ClassLogic> NodeLink for Node<L> {
+    fn will(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        Node::will(self, buf)
+    }
+    fn on_connect(&mut self, now: Millis, buf: &mut [u8]) -> Result<Outgoing, EncodeError> {
+        Node::on_connect(self, now, buf)
+    }
+    fn on_disconnect(&mut self) {
+        Node::on_disconnect(self);
+    }
+    fn link_up(&self) -> bool {
+        Node::link_up(self)
+    }
+    fn next_payload(&mut self, buf: &mut [u8]) -> Option<Outgoing> {
+        Node::next_payload(self, buf)
+    }
+    fn published(&mut self) {
+        Node::published(self);
+    }
+    fn on_command(&mut self, now: Millis, payload: &[u8]) {
+        Node::on_command(self, now, payload);
+    }
+}
+
+/// The rig of one class.
+enum Rigged {
+    Elevator(Box<ElevatorRig>),
+    Firepump(Box<FirepumpRig>),
+    Charger(Box<ChargerRig>),
+}
+
+/// The slave of a spec whose unit id is out of range (scenario files are
+/// checked for that before they run).
+const UNIT_1: Slave = match Slave::new(1) {
+    Some(s) => s,
+    None => panic!("1 is a valid unit id"),
+};
+
+/// A device of the compound: its plant, the firmware node over it, its
+/// Modbus slave, and the node's wall clock.
+pub struct SimDevice {
+    /// What was declared.
+    pub spec: DeviceSpec,
+    rig: Rigged,
+    slave: Slave,
+    epoch_ms: i64,
+    skew_ms: i64,
+}
+
+// The bench moves devices between threads and shares them with their Modbus
+// link's task.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<SimDevice>();
+};
+
+impl SimDevice {
+    /// The device, its node started at virtual 0 with its wall clock reading
+    /// `epoch_ms` then.
+    #[must_use]
+    pub fn new(spec: DeviceSpec, epoch_ms: i64) -> SimDevice {
+        let rig = match spec.class {
+            DeviceClass::Elevator => {
+                let cfg = ElevatorConfig {
+                    floors: spec.floors.max(2),
+                    ..ElevatorConfig::default()
+                };
+                let node = NodeElevatorConfig {
+                    floors: f32::from(cfg.floors),
+                    rated_speed_mps: cfg.rated_speed_mps,
+                    ..NodeElevatorConfig::default()
+                };
+                Rigged::Elevator(Box::new(rig::elevator(
+                    ElevatorSim::new(cfg, spec.seed),
+                    node,
+                    spec.format,
+                )))
+            }
+            DeviceClass::Firepump => Rigged::Firepump(Box::new(rig::firepump(
+                FireWaterSim::new(FireWaterConfig::default(), spec.seed),
+                FirepumpConfig::default(),
+                spec.format,
+            ))),
+            DeviceClass::Charger => {
+                let cfg = ChargerSimConfig {
+                    ports: spec.ports,
+                    ..ChargerSimConfig::default()
+                };
+                let sim = ChargerSim::new(cfg, spec.seed);
+                let ports = sim.config().ports;
+                Rigged::Charger(Box::new(rig::charger(
+                    sim,
+                    ChargerConfig::default(),
+                    ports,
+                    SimLatches::default(),
+                    spec.format,
+                )))
+            }
+        };
+        let slave = Slave::new(spec.unit).unwrap_or(UNIT_1);
+        let mut d = SimDevice {
+            spec,
+            rig,
+            slave,
+            epoch_ms,
+            skew_ms: 0,
+        };
+        d.set_skew(0);
+        d
+    }
+
+    /// Virtual milliseconds since the node started.
+    #[must_use]
+    pub fn now(&self) -> u64 {
+        match &self.rig {
+            Rigged::Elevator(r) => r.now(),
+            Rigged::Firepump(r) => r.now(),
+            Rigged::Charger(r) => r.now(),
+        }
+    }
+
+    /// The true time now (epoch ms), whatever the node's clock says.
+    #[must_use]
+    pub fn wall_ms(&self) -> i64 {
+        self.epoch_ms + i64::try_from(self.now()).unwrap_or(i64::MAX)
+    }
+
+    /// Sets the node's wall clock `skew_ms` off the true time (a node whose
+    /// clock drifted or was set by hand).
+    pub fn set_skew(&mut self, skew_ms: i64) {
+        self.skew_ms = skew_ms;
+        let (now, wall) = (Millis(self.now()), self.wall_ms() + skew_ms);
+        match &mut self.rig {
+            Rigged::Elevator(r) => r.node.set_wall_clock(now, wall),
+            Rigged::Firepump(r) => r.node.set_wall_clock(now, wall),
+            Rigged::Charger(r) => r.node.set_wall_clock(now, wall),
+        }
+    }
+
+    /// How far the node's clock is off.
+    #[must_use]
+    pub fn skew_ms(&self) -> i64 {
+        self.skew_ms
+    }
+
+    /// Runs `ms` of virtual time (in 10 ms ticks); an elevator with
+    /// `traffic` gets its passengers every 100 ms.
+    pub fn advance(&mut self, ms: u64) {
+        match &mut self.rig {
+            Rigged::Elevator(r) if self.spec.traffic => {
+                let mut left = ms;
+                while left > 0 {
+                    let dt = left.min(100);
+                    // dt ≤ 100.
+                    #[allow(clippy::cast_possible_truncation)]
+                    r.plant.sim.traffic(dt as u32);
+                    r.advance(dt);
+                    left -= dt;
+                }
+            }
+            Rigged::Elevator(r) => r.advance(ms),
+            Rigged::Firepump(r) => r.advance(ms),
+            Rigged::Charger(r) => r.advance(ms),
+        }
+    }
+
+    /// The firmware node, for its links.
+    pub fn node(&mut self) -> &mut dyn NodeLink {
+        match &mut self.rig {
+            Rigged::Elevator(r) => &mut r.node,
+            Rigged::Firepump(r) => &mut r.node,
+            Rigged::Charger(r) => &mut r.node,
+        }
+    }
+
+    /// Answers one Modbus request from the node's register image, as the
+    /// node's slave would on its RS-485 port or TCP socket.
+    pub fn respond(&mut self, transport: Transport, request: &[u8], response: &mut [u8; MAX_ADU_LEN]) -> usize {
+        let now = Millis(self.now());
+        match &mut self.rig {
+            Rigged::Elevator(r) => self.slave.handle(transport, request, r.node.logic_mut(), now, response),
+            Rigged::Firepump(r) => self.slave.handle(transport, request, r.node.logic_mut(), now, response),
+            Rigged::Charger(r) => self.slave.handle(transport, request, r.node.logic_mut(), now, response),
+        }
+    }
+
+    /// The elevator rig, if this is one (for what scenarios observe).
+    pub fn elevator(&mut self) -> Option<&mut ElevatorRig> {
+        match &mut self.rig {
+            Rigged::Elevator(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The fire pump rig, if this is one.
+    pub fn firepump(&mut self) -> Option<&mut FirepumpRig> {
+        match &mut self.rig {
+            Rigged::Firepump(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The charging bay rig, if this is one.
+    pub fn charger(&mut self) -> Option<&mut ChargerRig> {
+        match &mut self.rig {
+            Rigged::Charger(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// A charging port's relay as the node drives it: `None` if this is not
+    /// a bay or has no such port.
+    #[must_use]
+    pub fn relay(&self, port: u8) -> Option<bool> {
+        match &self.rig {
+            Rigged::Charger(r) if (1..=r.plant.sim.config().ports).contains(&port) => {
+                Some(r.node.logic().relay_on(port))
+            }
+            _ => None,
+        }
+    }
+
+    /// What a charging bay's sensors see now (true values), for anchoring
+    /// expectations on the physical condition: the hottest port's
+    /// temperature for `port: None`.
+    #[must_use]
+    pub fn port_temp_c(&self, port: u8) -> Option<f32> {
+        match &self.rig {
+            Rigged::Charger(r) => {
+                let s = r.plant.sim.sensors();
+                s.ports.get(usize::from(port.checked_sub(1)?)).map(|p| p.temp_c)
+            }
+            _ => None,
+        }
+    }
+
+    /// The bay's smoke detector and leakage current (true values).
+    #[must_use]
+    pub fn bay(&self) -> Option<(bool, f32)> {
+        match &self.rig {
+            Rigged::Charger(r) => {
+                let s = r.plant.sim.sensors();
+                Some((s.smoke, s.leakage_ma))
+            }
+            _ => None,
+        }
+    }
+
+    /// Does `action`.
+    ///
+    /// # Errors
+    /// [`ActionError`]: a fault this class does not have, a missing port, an
+    /// action for another class, a refused self-test.
+    pub fn act(&mut self, action: &Action) -> Result<(), ActionError> {
+        let class = self.spec.class.as_str();
+        let wrong = |action: &'static str| ActionError::WrongClass { action, class };
+        match (action, &mut self.rig) {
+            (Action::Inject { fault, port, ma }, _) => self.fault(fault, *port, *ma, true),
+            (Action::Clear { fault, port }, _) => self.fault(fault, *port, None, false),
+            (Action::Call { floor }, Rigged::Elevator(r)) => {
+                r.plant.sim.call(*floor);
+                Ok(())
+            }
+            (Action::Board { people }, Rigged::Elevator(r)) => {
+                r.plant.sim.board(*people);
+                Ok(())
+            }
+            (Action::Alight { people }, Rigged::Elevator(r)) => {
+                r.plant.sim.alight(*people);
+                Ok(())
+            }
+            (Action::Plug { port, soc, capacity_wh }, Rigged::Charger(r)) => {
+                if !(1..=r.plant.sim.config().ports).contains(port) {
+                    return Err(ActionError::Port("plug".into()));
+                }
+                let battery = Battery {
+                    capacity_wh: capacity_wh.unwrap_or(960.0),
+                    soc: soc.unwrap_or(0.2),
+                };
+                r.plant.sim.plug(*port, battery);
+                Ok(())
+            }
+            (Action::Unplug { port }, Rigged::Charger(r)) => {
+                r.plant.sim.unplug(*port);
+                Ok(())
+            }
+            (Action::SelfTest, Rigged::Firepump(r)) => {
+                let now = Millis(r.now());
+                r.node
+                    .logic_mut()
+                    .start_self_test(now)
+                    .map_err(|e| ActionError::Refused(format!("{e:?}")))
+            }
+            (Action::Call { .. }, _) => Err(wrong("call")),
+            (Action::Board { .. }, _) => Err(wrong("board")),
+            (Action::Alight { .. }, _) => Err(wrong("alight")),
+            (Action::Plug { .. }, _) => Err(wrong("plug")),
+            (Action::Unplug { .. }, _) => Err(wrong("unplug")),
+            (Action::SelfTest, _) => Err(wrong("self_test")),
+        }
+    }
+
+    /// Checks that `action` would be accepted by a device of `class` with
+    /// `ports` ports, without doing it: scenario files are checked before
+    /// they run.
+    ///
+    /// # Errors
+    /// As [`SimDevice::act`].
+    pub fn check(class: DeviceClass, ports: u8, action: &Action) -> Result<(), ActionError> {
+        let mut probe = SimDevice::new(
+            DeviceSpec {
+                ports,
+                ..DeviceSpec::new("check", "check", class)
+            },
+            0,
+        );
+        match action {
+            // Only the names and ports are checked: the probe would refuse
+            // nothing else that matters.
+            Action::SelfTest => match class {
+                DeviceClass::Firepump => Ok(()),
+                _ => Err(ActionError::WrongClass {
+                    action: "self_test",
+                    class: class.as_str(),
+                }),
+            },
+            a => probe.act(a),
+        }
+    }
+
+    fn fault(&mut self, name: &str, port: Option<u8>, ma: Option<f32>, on: bool) -> Result<(), ActionError> {
+        let class = self.spec.class;
+        let unknown = || ActionError::UnknownFault {
+            fault: name.into(),
+            class: class.as_str(),
+            expected: FAULTS
+                .iter()
+                .filter(|(c, _)| *c == class)
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        match &mut self.rig {
+            Rigged::Elevator(r) => {
+                let f = elevator_fault(name).ok_or_else(unknown)?;
+                if on {
+                    r.plant.sim.inject(f);
+                } else {
+                    r.plant.sim.clear(f);
+                }
+            }
+            Rigged::Firepump(r) => {
+                let f = firewater_fault(name).ok_or_else(unknown)?;
+                if on {
+                    r.plant.sim.inject(f);
+                } else {
+                    r.plant.sim.clear(f);
+                }
+            }
+            Rigged::Charger(r) => {
+                let ports = r.plant.sim.config().ports;
+                let port = port.filter(|p| (1..=ports).contains(p));
+                let need = || port.ok_or_else(|| ActionError::Port(name.into()));
+                let f = match name {
+                    "thermal_runaway" => ChargerFault::ThermalRunaway { port: need()? },
+                    "over_current" => ChargerFault::OverCurrent { port: need()? },
+                    "abandoned_full" => ChargerFault::AbandonedFull { port: need()? },
+                    "smoke" => ChargerFault::Smoke,
+                    "leakage" => ChargerFault::Leakage { ma: ma.unwrap_or(45.0) },
+                    "mains_loss" => ChargerFault::MainsLoss,
+                    _ => return Err(unknown()),
+                };
+                if on {
+                    r.plant.sim.inject(f);
+                } else {
+                    r.plant.sim.clear(f);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn elevator_fault(name: &str) -> Option<ElevatorFault> {
+    Some(match name {
+        "stuck_between_floors" => ElevatorFault::StuckBetweenFloors,
+        "door_wont_open" => ElevatorFault::DoorWontOpen,
+        "door_wont_close" => ElevatorFault::DoorWontClose,
+        "overspeed" => ElevatorFault::Overspeed,
+        "overtravel_top" => ElevatorFault::OvertravelTop,
+        "overtravel_bottom" => ElevatorFault::OvertravelBottom,
+        "unintended_movement" => ElevatorFault::UnintendedMovement,
+        "power_cut" => ElevatorFault::PowerCut,
+        "ebike_boarding" => ElevatorFault::EbikeBoarding,
+        "alarm_pressed" => ElevatorFault::AlarmPressed,
+        _ => return None,
+    })
+}
+
+fn firewater_fault(name: &str) -> Option<FireWaterFault> {
+    Some(match name {
+        "pump_fail_to_start" => FireWaterFault::PumpFailToStart,
+        "pump_fault" => FireWaterFault::PumpFault,
+        "closed_valve" => FireWaterFault::ClosedValve,
+        "tank_draining" => FireWaterFault::TankDraining,
+        "main_power_fault" => FireWaterFault::MainPowerFault,
+        "backup_power_fault" => FireWaterFault::BackupPowerFault,
+        "not_in_auto" => FireWaterFault::NotInAuto,
+        "demand" => FireWaterFault::Demand,
+        "fire_alarm" => FireWaterFault::FireAlarm,
+        _ => return None,
+    })
+}
