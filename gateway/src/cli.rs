@@ -182,6 +182,16 @@ fn open_existing(dir: &std::path::Path) -> Result<crate::store::Store, String> {
     crate::store::Store::open(dir).map_err(|e| e.to_string())
 }
 
+/// Verifies the record chain of a data directory against its own key, as
+/// `gateway records verify --data-dir` does: for tools that run a gateway
+/// and then check what it wrote (the HIL bench).
+///
+/// # Errors
+/// A data directory without a store, or a store that cannot be read.
+pub fn verify_data_dir(dir: &std::path::Path) -> Result<records::Verification, String> {
+    verify_dir(dir, None)
+}
+
 fn verify_dir(dir: &std::path::Path, key: Option<&str>) -> Result<records::Verification, String> {
     let store = open_existing(dir)?;
     let key = if let Some(k) = key {

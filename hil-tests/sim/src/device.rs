@@ -474,6 +474,42 @@ impl SimDevice {
         }
     }
 
+    /// A charging port's temperature as the node reads it (through its NTC
+    /// and converter), `None` before it has one.
+    #[must_use]
+    pub fn node_port_temp_c(&self, port: u8) -> Option<f32> {
+        match &self.rig {
+            Rigged::Charger(r) => r
+                .node
+                .logic()
+                .port_readings(Millis(r.now()), port)
+                .iter()
+                .find(|(m, _)| *m == protocol::metric::PortMetric::TempC)
+                .and_then(|(_, v)| v.as_f64())
+                // Temperatures are a few hundred °C at most.
+                .map(|v| {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let c = v as f32;
+                    c
+                }),
+            _ => None,
+        }
+    }
+
+    /// Whether the node's own alarm for `code` is raised now (for a bay's
+    /// per-port codes: on any port).
+    #[must_use]
+    pub fn node_active(&self, code: &str) -> bool {
+        let Some(code) = protocol::EventCode::of_class(self.spec.class).find(|c| c.as_str() == code) else {
+            return false;
+        };
+        match &self.rig {
+            Rigged::Elevator(r) => r.node.logic().is_active(code),
+            Rigged::Firepump(r) => r.node.logic().is_active(code),
+            Rigged::Charger(r) => r.node.logic().is_active(code),
+        }
+    }
+
     /// The bay's smoke detector and leakage current (true values).
     #[must_use]
     pub fn bay(&self) -> Option<(bool, f32)> {

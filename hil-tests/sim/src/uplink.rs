@@ -71,7 +71,8 @@ struct Connection {
     acks: AtomicU64,
 }
 
-/// A payload held back by an injected delay.
+/// A payload waiting for its time (an injected delay) or for room in the
+/// client's queue.
 struct Held {
     due: u64,
     topic: String,
@@ -107,14 +108,33 @@ impl Uplink {
     pub async fn connect(
         host: &str,
         port: u16,
-        (site, class, device): (&str, DeviceClass, &str),
+        ids: (&str, DeviceClass, &str),
         node: &mut dyn NodeLink,
         now: Millis,
+    ) -> Result<Uplink, LinkError> {
+        let mut link = Uplink::start(host, port, ids, node)?;
+        link.wait_connected().await?;
+        link.pump(node, now.0)?;
+        Ok(link)
+    }
+
+    /// Starts the node's MQTT client towards `host:port`, with its will;
+    /// it connects in the background ([`Uplink::wait_connected`]), and the
+    /// first [`Uplink::pump`] after that announces the session. For callers
+    /// that share the node and must not hold it while waiting.
+    ///
+    /// # Errors
+    /// [`LinkError`] if the will does not encode.
+    pub fn start(
+        host: &str,
+        port: u16,
+        (site, class, device): (&str, DeviceClass, &str),
+        node: &mut dyn NodeLink,
     ) -> Result<Uplink, LinkError> {
         let base = format!("fm/v1/{site}/{}/{device}", class.as_str());
         let client_id = format!("hil-{site}-{device}");
         let (client, conn, commands, task) = open(host, port, &client_id, &base, node)?;
-        let mut link = Uplink {
+        Ok(Uplink {
             host: host.into(),
             port,
             client_id,
@@ -128,15 +148,21 @@ impl Uplink {
             buf: vec![0u8; 8192],
             faults: LinkFaults::default(),
             stats: LinkStats::default(),
-        };
+        })
+    }
+
+    /// Waits (up to 5 s) for the broker's CONNACK.
+    ///
+    /// # Errors
+    /// [`LinkError::Connect`] if none came.
+    pub async fn wait_connected(&self) -> Result<(), LinkError> {
         for _ in 0..500 {
-            if link.conn.acks.load(Ordering::SeqCst) > 0 {
-                link.pump(node, now.0).await?;
-                return Ok(link);
+            if self.conn.acks.load(Ordering::SeqCst) > 0 {
+                return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        Err(LinkError::Connect(format!("{host}:{port}")))
+        Err(LinkError::Connect(format!("{}:{}", self.host, self.port)))
     }
 
     /// The topic prefix of this node (`fm/v1/{site}/{class}/{device}`).
@@ -153,13 +179,14 @@ impl Uplink {
 
     /// Moves the link on at the node's virtual `now_ms`: follows the
     /// connection (telling the node it went down, or announcing a new
-    /// session with its birth), then publishes what the node queued and what
-    /// a delay held back, as the faults in force allow. Returns how many
-    /// payloads went to the broker.
+    /// session with its birth), then hands the client what the node queued
+    /// and what a delay held back, as the faults in force allow. Returns how
+    /// many payloads went to the broker connection. Never waits: a payload
+    /// the client cannot take yet waits in the link, in order.
     ///
     /// # Errors
     /// [`LinkError`]; what was not published stays in the node's outbox.
-    pub async fn pump(&mut self, node: &mut dyn NodeLink, now_ms: u64) -> Result<u64, LinkError> {
+    pub fn pump(&mut self, node: &mut dyn NodeLink, now_ms: u64) -> Result<u64, LinkError> {
         if !self.connected() {
             if node.link_up() {
                 node.on_disconnect();
@@ -173,13 +200,12 @@ impl Uplink {
             self.stats.sessions += 1;
             // A new session: the subscription and the birth again.
             self.client
-                .subscribe(format!("{}/cmd", self.base), QoS::AtLeastOnce)
-                .await?;
+                .try_subscribe(format!("{}/cmd", self.base), QoS::AtLeastOnce)?;
             let birth = node
                 .on_connect(Millis(now_ms), &mut self.buf)
                 .map_err(LinkError::Encode)?;
             let payload = self.buf[..birth.len].to_vec();
-            self.send(format!("{}/birth", self.base), payload, now_ms).await?;
+            self.queue(format!("{}/birth", self.base), payload, now_ms);
         }
         while let Some(out) = node.next_payload(&mut self.buf) {
             let topic = format!("{}/{}", self.base, kind_name(out.kind));
@@ -191,30 +217,35 @@ impl Uplink {
                 self.stats.dropped += 1;
                 continue;
             }
-            self.send(topic, payload, now_ms).await?;
+            self.queue(topic, payload, now_ms);
         }
         while self.held.front().is_some_and(|h| h.due <= now_ms) {
-            if let Some(h) = self.held.pop_front() {
-                self.client.publish(h.topic, QoS::AtLeastOnce, false, h.payload).await?;
-                self.stats.published += 1;
+            let Some(h) = self.held.pop_front() else { break };
+            match self
+                .client
+                .try_publish(h.topic.clone(), QoS::AtLeastOnce, false, h.payload.clone())
+            {
+                Ok(()) => self.stats.published += 1,
+                Err(rumqttc::ClientError::TryRequest(_)) => {
+                    // The client's queue is full: keep it, and the order.
+                    self.held.push_front(h);
+                    break;
+                }
+                Err(e) => {
+                    self.held.push_front(h);
+                    return Err(e.into());
+                }
             }
         }
         Ok(self.stats.published - before)
     }
 
-    async fn send(&mut self, topic: String, payload: Vec<u8>, now_ms: u64) -> Result<(), LinkError> {
-        if self.faults.delay_ms > 0 || !self.held.is_empty() {
-            // Keep the order: once anything is held, everything queues behind it.
-            self.held.push_back(Held {
-                due: now_ms + self.faults.delay_ms,
-                topic,
-                payload,
-            });
-            return Ok(());
-        }
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
-        self.stats.published += 1;
-        Ok(())
+    fn queue(&mut self, topic: String, payload: Vec<u8>, now_ms: u64) {
+        self.held.push_back(Held {
+            due: now_ms + self.faults.delay_ms,
+            topic,
+            payload,
+        });
     }
 
     /// Payloads a delay holds back now.

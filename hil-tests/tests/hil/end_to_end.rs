@@ -51,7 +51,7 @@ impl Bench {
             self.rig.advance(100);
             self.clock.set(T0 + i64::try_from(self.rig.now()).unwrap());
             let now = self.rig.now();
-            let n = self.link.pump(&mut self.rig.node, now).await.unwrap();
+            let n = self.link.pump(&mut self.rig.node, now).unwrap();
             if n > 0 {
                 let want = self.link.stats.published;
                 for _ in 0..500 {

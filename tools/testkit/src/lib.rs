@@ -234,6 +234,19 @@ impl Mosquitto {
         self.child.terminate();
     }
 
+    /// Starts a stopped broker again on its port, with its saved sessions.
+    pub fn start_again(&mut self) {
+        if !self.running() {
+            self.spawn();
+        }
+    }
+
+    /// Whether the broker process is up.
+    #[must_use]
+    pub fn running(&self) -> bool {
+        self.child.running()
+    }
+
     /// The broker's log so far (for failure messages).
     #[must_use]
     pub fn log(&self) -> String {

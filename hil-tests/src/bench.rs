@@ -1,0 +1,611 @@
+//! The bench: runs one [`Scenario`] — the compound's simulated devices with
+//! the real firmware, their links (MQTT to a real broker, Modbus TCP or RTU
+//! polled by the gateway), and the real gateway in this process — and
+//! writes down what happened ([`Journal`]) for the expectations to judge.
+//!
+//! Two clock modes:
+//!
+//! - **virtual**: the gateway runs on a [`ManualClock`]. Every 100 ms of
+//!   scenario time the devices step, what they published reaches the
+//!   gateway, and every virtual second the gateway ticks and is synced (its
+//!   Modbus polls due by then are done, its lanes drained and stored). A day
+//!   runs in seconds, and a run is the same run every time.
+//! - **real**: the gateway runs on the system clock with its own ticker and
+//!   the devices step in wall time, for a lab watching the console.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use gateway::clock::ManualClock;
+use gateway::metrics::KindLabel;
+use gateway::service::{Options, Running};
+use sim::device::SimDevice;
+use sim::uplink::{LinkStats, Uplink};
+
+use crate::scenario::{Anchor, Broker, DeviceDecl, Expectation, Happening, LinkAction, LinkKind, Scenario, Step};
+
+/// Scenario time per step of the devices.
+pub const STEP_MS: u64 = 100;
+/// A charging bay is observed every firmware tick, so a cut-off is timed to
+/// the tick it happened in.
+const BAY_TICK_MS: u64 = 10;
+/// How long the bench waits in real time for the gateway to take what was
+/// published before it moves on (a broker that is down holds it longer).
+const INGEST_WAIT: Duration = Duration::from_secs(3);
+
+/// Whose time the run goes by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClockMode {
+    /// Virtual time, as fast as the machine goes (CI).
+    #[default]
+    Virtual,
+    /// Wall time (a lab watching the console).
+    Real,
+}
+
+/// Told how far a run has got (scenario ms), every scenario second.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// How to run.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// The clock mode.
+    pub clock: ClockMode,
+    /// Keep the gateway's HTTP API on this port (real mode, for the
+    /// console); a free port otherwise.
+    pub http_port: Option<u16>,
+    /// The admin token of the gateway (default `hil`).
+    pub token: Option<String>,
+    /// Told how far the run has got.
+    pub progress: Option<Progress>,
+}
+
+/// One alert change from the gateway's event stream.
+#[derive(Clone, Debug)]
+pub struct AlertSeen {
+    /// `fired`, `resolved`, `updated`, ...
+    pub change: String,
+    /// The alert after it (the API's JSON).
+    pub alert: serde_json::Value,
+}
+
+/// What happened during a run, for the expectations.
+#[derive(Clone, Debug, Default)]
+pub struct Journal {
+    /// Epoch ms of scenario time 0 (the gateway's clock then).
+    pub start_ms: i64,
+    /// How long it ran, scenario ms.
+    pub ran_ms: u64,
+    /// Every alert change, in order.
+    pub alerts: Vec<AlertSeen>,
+    /// Every work-order change (`{change, order}`), in order.
+    pub orders: Vec<serde_json::Value>,
+    /// Scenario ms of each labelled step.
+    pub labels: BTreeMap<String, u64>,
+    /// Scenario ms at which an anchor condition first held, by (device,
+    /// port, anchor text).
+    pub conditions: BTreeMap<(String, Option<u8>, String), u64>,
+    /// Each charging port's relay changes: (device, port) → [(ms, on)],
+    /// starting with its state at 0.
+    pub relays: BTreeMap<(String, u8), Vec<(u64, bool)>>,
+    /// What each MQTT link carried.
+    pub links: BTreeMap<String, LinkStats>,
+    /// The gateway's registry at the end (the API's device JSON).
+    pub registry: Vec<gateway::registry::Device>,
+    /// Events the bench missed because it read the stream too late.
+    pub lagged: u64,
+    /// Messages the gateway ingested, by the end.
+    pub ingested: u64,
+    /// Whether the supervision records verified after the run, and how many.
+    pub records: Option<(bool, u64)>,
+    /// Notes on the run (a slow ingest, a refused action).
+    pub notes: Vec<String>,
+}
+
+/// A device on the bench with its link.
+struct Bench {
+    decl: DeviceDecl,
+    dev: Arc<Mutex<SimDevice>>,
+    uplink: Option<Uplink>,
+}
+
+fn lock(dev: &Mutex<SimDevice>) -> std::sync::MutexGuard<'_, SimDevice> {
+    dev.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The gateway's configuration for the scenario: its own listeners and
+/// store, the broker, the Modbus devices, then what the scenario adds.
+fn gateway_config(s: &Scenario, mqtt: &MqttSide, http: u16, dir: &std::path::Path) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    match mqtt {
+        MqttSide::Embedded(port) => {
+            let _ = writeln!(t, "[mqtt]\nlisten = \"127.0.0.1:{port}\"");
+        }
+        MqttSide::Mosquitto(m) => {
+            let _ = writeln!(
+                t,
+                "[mqtt.broker]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"fm-gateway-hil\"",
+                m.port
+            );
+        }
+    }
+    let _ = writeln!(
+        t,
+        "[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"",
+        dir.display()
+    );
+    t.push_str(&s.gateway);
+    t.push('\n');
+    t
+}
+
+enum MqttSide {
+    Embedded(u16),
+    Mosquitto(testkit::Mosquitto),
+}
+
+impl MqttSide {
+    fn port(&self) -> u16 {
+        match self {
+            MqttSide::Embedded(p) => *p,
+            MqttSide::Mosquitto(m) => m.port,
+        }
+    }
+}
+
+fn ingested(gw: &Running) -> u64 {
+    ["birth", "data", "event", "ack"]
+        .iter()
+        .map(|k| {
+            gw.shared
+                .metrics
+                .ingested
+                .get_or_create(&KindLabel { kind: (*k).into() })
+                .get()
+        })
+        .sum()
+}
+
+/// An undo due later: a fault with `for`.
+struct Undo {
+    at: u64,
+    step: Step,
+}
+
+/// Runs `scenario` and returns what happened.
+///
+/// # Errors
+/// If the bench cannot be set up (a broker that does not start, a gateway
+/// that refuses the configuration) or the gateway stops under it.
+pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Journal> {
+    let dir = tempfile::tempdir().context("a temporary data directory")?;
+    let mqtt = match scenario.broker {
+        Broker::Embedded => MqttSide::Embedded(testkit::free_port()),
+        Broker::Mosquitto => MqttSide::Mosquitto(testkit::Mosquitto::start(dir.path())),
+    };
+    let http = options.http_port.unwrap_or_else(testkit::free_port);
+    let data = dir.path().join("data");
+    let text = gateway_config(scenario, &mqtt, http, &data);
+    let config = gateway::config::Config::parse(&scenario.file, &text)
+        .map_err(|e| anyhow::anyhow!("the gateway refused the scenario's configuration: {e}"))?;
+    let virtual_time = options.clock == ClockMode::Virtual;
+    let start_ms = if virtual_time {
+        scenario.start_ms
+    } else {
+        gateway::service::now_ms()
+    };
+    let clock = ManualClock::new(start_ms);
+    let gw_options = if virtual_time {
+        Options {
+            clock: Arc::new(clock.clone()),
+            ticker: false,
+        }
+    } else {
+        Options::default()
+    };
+    let token = options.token.clone().unwrap_or_else(|| "hil".into());
+    let gw = gateway::service::start(config, token, gw_options).await?;
+    let mut events = gw.shared.alerts.events.subscribe();
+    if let MqttSide::Embedded(p) = mqtt {
+        testkit::wait_port(p);
+    }
+    let mut journal = Journal {
+        start_ms,
+        ..Journal::default()
+    };
+    let mut benches = Vec::new();
+    for decl in &scenario.devices {
+        let dev = Arc::new(Mutex::new(SimDevice::new(decl.spec.clone(), start_ms)));
+        benches.push(Bench {
+            decl: decl.clone(),
+            dev,
+            uplink: None,
+        });
+    }
+    connect_all(&gw, &mqtt, &mut benches).await?;
+    let mut runner = Runner {
+        scenario,
+        gw,
+        clock,
+        virtual_time,
+        benches,
+        mqtt,
+        journal: &mut journal,
+        undo: Vec::new(),
+        next_step: 0,
+        real_start: Instant::now(),
+        progress: options.progress.clone(),
+    };
+    let result = runner.run(&mut events).await;
+    let Runner { gw, benches, mqtt, .. } = runner;
+    for b in &benches {
+        if let Some(u) = &b.uplink {
+            journal.links.insert(b.decl.spec.id.clone(), u.stats);
+        }
+    }
+    journal.ingested = ingested(&gw);
+    journal.registry = gw
+        .shared
+        .registry
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect();
+    drop(benches);
+    gw.stop().await?;
+    drop(mqtt);
+    result?;
+    journal.records = gateway::cli::verify_data_dir(&data).ok().map(|v| (v.ok, v.count));
+    Ok(journal)
+}
+
+/// Connects every MQTT device. The gateway subscribes only once it is
+/// connected to its broker, so the first device connects until the gateway
+/// has its birth.
+async fn connect_all(gw: &Running, mqtt: &MqttSide, benches: &mut [Bench]) -> anyhow::Result<()> {
+    let mut first = true;
+    for b in benches.iter_mut().filter(|b| b.decl.link == LinkKind::Mqtt) {
+        let spec = b.decl.spec.clone();
+        for attempt in 0.. {
+            let mut link = {
+                let mut dev = lock(&b.dev);
+                Uplink::start("127.0.0.1", mqtt.port(), (&spec.site, spec.class, &spec.id), dev.node())
+                    .with_context(|| format!("{}: its MQTT client", spec.id))?
+            };
+            link.wait_connected()
+                .await
+                .with_context(|| format!("{}: connecting to the broker", spec.id))?;
+            {
+                let mut dev = lock(&b.dev);
+                let now = dev.now();
+                link.pump(dev.node(), now)?;
+            }
+            if !first {
+                b.uplink = Some(link);
+                break;
+            }
+            let want = link.stats.published;
+            if wait_for(gw, want, Duration::from_millis(200)).await {
+                b.uplink = Some(link);
+                first = false;
+                break;
+            }
+            if attempt > 100 {
+                bail!("the gateway never subscribed to its broker");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits (in real time, up to `max`) until the gateway has ingested `want`
+/// messages.
+async fn wait_for(gw: &Running, want: u64, max: Duration) -> bool {
+    let until = Instant::now() + max;
+    loop {
+        if ingested(gw) >= want {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+struct Runner<'a> {
+    scenario: &'a Scenario,
+    gw: Running,
+    clock: ManualClock,
+    virtual_time: bool,
+    benches: Vec<Bench>,
+    mqtt: MqttSide,
+    journal: &'a mut Journal,
+    undo: Vec<Undo>,
+    next_step: usize,
+    real_start: Instant,
+    progress: Option<Progress>,
+}
+
+impl Runner<'_> {
+    async fn run(
+        &mut self,
+        events: &mut tokio::sync::broadcast::Receiver<gateway::alerts::StreamEvent>,
+    ) -> anyhow::Result<()> {
+        let total = u64::try_from(self.scenario.duration.as_millis()).unwrap_or(u64::MAX);
+        let watched = self.watched();
+        self.observe(0, &watched);
+        let mut t = 0;
+        let mut sent_total: u64 = self
+            .benches
+            .iter()
+            .filter_map(|b| b.uplink.as_ref())
+            .map(|u| u.stats.published)
+            .sum();
+        while t < total {
+            self.happen(t)?;
+            for b in &self.benches {
+                let mut dev = lock(&b.dev);
+                if b.decl.spec.class == protocol::DeviceClass::Charger {
+                    for sub in 1..=STEP_MS / BAY_TICK_MS {
+                        dev.advance(BAY_TICK_MS);
+                        observe_bay(self.journal, &dev, t + sub * BAY_TICK_MS, &watched);
+                    }
+                } else {
+                    dev.advance(STEP_MS);
+                }
+            }
+            t += STEP_MS;
+            if self.virtual_time {
+                self.clock
+                    .set(self.journal.start_ms + i64::try_from(t).unwrap_or(i64::MAX));
+            } else {
+                tokio::time::sleep_until((self.real_start + Duration::from_millis(t)).into()).await;
+            }
+            let mut sent = 0;
+            for b in &mut self.benches {
+                if let Some(u) = &mut b.uplink {
+                    let mut dev = lock(&b.dev);
+                    let now = dev.now();
+                    match u.pump(dev.node(), now) {
+                        Ok(n) => sent += n,
+                        Err(e) => self.journal.notes.push(format!("{} at {t} ms: {e}", b.decl.spec.id)),
+                    }
+                    u.commands(dev.node(), firmware::hal::Millis(now));
+                }
+            }
+            sent_total += sent;
+            if sent > 0 && !wait_for(&self.gw, sent_total, INGEST_WAIT).await && self.broker_up() {
+                self.journal.notes.push(format!(
+                    "at {t} ms the gateway had not taken every published payload after {INGEST_WAIT:?}"
+                ));
+            }
+            if self.virtual_time && (t % 1000 == 0 || sent > 0) {
+                if t % 1000 == 0 {
+                    self.gw.tick().await?;
+                }
+                self.gw.sync().await?;
+            }
+            self.drain(events);
+            if t % 1000 == 0
+                && let Some(p) = &self.progress
+            {
+                p(t);
+            }
+        }
+        // Whatever is still on its way: wait for it, then the last word.
+        let _ = wait_for(&self.gw, sent_total, INGEST_WAIT).await;
+        if self.virtual_time {
+            self.gw.tick().await?;
+        }
+        self.gw.sync().await?;
+        self.drain(events);
+        self.journal.ran_ms = t;
+        Ok(())
+    }
+
+    fn broker_up(&self) -> bool {
+        !matches!(&self.mqtt, MqttSide::Mosquitto(m) if !m.running())
+    }
+
+    /// The anchor conditions the expectations measure from, by device.
+    fn watched(&self) -> Vec<(String, Option<u8>, Anchor)> {
+        let mut out = Vec::new();
+        for e in &self.scenario.expects {
+            let (device, port, after) = match &e.what {
+                Expectation::Cut {
+                    device, port, after, ..
+                }
+                | Expectation::Alert {
+                    device, port, after, ..
+                } => (device, *port, after),
+                _ => continue,
+            };
+            if !matches!(after, Anchor::Start | Anchor::Label(_)) {
+                out.push((device.clone(), port, after.clone()));
+            }
+        }
+        out
+    }
+
+    fn observe(&mut self, t: u64, watched: &[(String, Option<u8>, Anchor)]) {
+        for b in &self.benches {
+            let dev = lock(&b.dev);
+            observe_bay(self.journal, &dev, t, watched);
+        }
+    }
+
+    /// Does what the timeline says is due at `t`, and undoes what has lasted.
+    fn happen(&mut self, t: u64) -> anyhow::Result<()> {
+        while let Some(step) = self.scenario.steps.get(self.next_step) {
+            if u64::try_from(step.at.as_millis()).unwrap_or(u64::MAX) > t {
+                break;
+            }
+            self.next_step += 1;
+            if let Some(l) = &step.label {
+                self.journal.labels.insert(l.clone(), t);
+            }
+            self.apply(step, false)?;
+            if let Some(d) = step.lasts {
+                self.undo.push(Undo {
+                    at: t + u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                    step: step.clone(),
+                });
+            }
+        }
+        let (due, later): (Vec<Undo>, Vec<Undo>) = self.undo.drain(..).partition(|u| u.at <= t);
+        self.undo = later;
+        for u in due {
+            self.apply(&u.step, true)?;
+        }
+        Ok(())
+    }
+
+    fn bench(&mut self, id: Option<&String>) -> Option<&mut Bench> {
+        let id = id?;
+        self.benches.iter_mut().find(|b| &b.decl.spec.id == id)
+    }
+
+    fn apply(&mut self, step: &Step, undo: bool) -> anyhow::Result<()> {
+        match &step.what {
+            Happening::Device(action) => {
+                let Some(b) = self.bench(step.device.as_ref()) else {
+                    return Ok(());
+                };
+                let mut dev = lock(&b.dev);
+                let result = if undo {
+                    match action {
+                        sim::device::Action::Inject { fault, port, .. } => dev.act(&sim::device::Action::Clear {
+                            fault: fault.clone(),
+                            port: *port,
+                        }),
+                        _ => Ok(()),
+                    }
+                } else {
+                    dev.act(action)
+                };
+                drop(dev);
+                if let Err(e) = result {
+                    self.journal.notes.push(format!("line {}: {e}", step.line));
+                }
+            }
+            Happening::Link(LinkAction::BrokerRestart) => {
+                if let MqttSide::Mosquitto(m) = &mut self.mqtt {
+                    match (step.lasts, undo) {
+                        (None, _) => m.restart(),
+                        (Some(_), false) => m.stop(),
+                        (Some(_), true) => m.start_again(),
+                    }
+                }
+            }
+            Happening::Link(LinkAction::Skew { seconds }) => {
+                if let Some(b) = self.bench(step.device.as_ref()) {
+                    lock(&b.dev).set_skew(if undo { 0 } else { seconds * 1000 });
+                }
+            }
+            Happening::Link(a) => {
+                let Some(b) = self.bench(step.device.as_ref()) else {
+                    return Ok(());
+                };
+                if let Some(u) = &mut b.uplink {
+                    let mut dev = lock(&b.dev);
+                    match (a, undo) {
+                        (LinkAction::Drop, u_) => u.faults.drop = !u_,
+                        (LinkAction::Delay { by }, u_) => {
+                            u.faults.delay_ms = if u_ {
+                                0
+                            } else {
+                                u64::try_from(by.as_millis()).unwrap_or(u64::MAX)
+                            };
+                        }
+                        (LinkAction::Partition, false) => u.partition(),
+                        (LinkAction::Partition, true) | (LinkAction::Restore, _) => {
+                            u.faults.drop = false;
+                            u.faults.delay_ms = 0;
+                            u.heal(dev.node())?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self, events: &mut tokio::sync::broadcast::Receiver<gateway::alerts::StreamEvent>) {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            match events.try_recv() {
+                Ok(e) => {
+                    let v: serde_json::Value = serde_json::from_str(&e.json).unwrap_or_default();
+                    match e.name {
+                        "alert" => self.journal.alerts.push(AlertSeen {
+                            change: v["change"].as_str().unwrap_or_default().to_owned(),
+                            alert: v["alert"].clone(),
+                        }),
+                        "work_order" => self.journal.orders.push(v),
+                        _ => {}
+                    }
+                }
+                Err(TryRecvError::Lagged(n)) => self.journal.lagged += n,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Notes a bay's relays and the anchor conditions that now hold for it.
+fn observe_bay(journal: &mut Journal, dev: &SimDevice, t: u64, watched: &[(String, Option<u8>, Anchor)]) {
+    let id = &dev.spec.id;
+    for port in 1..=dev.spec.ports {
+        let Some(on) = dev.relay(port) else { break };
+        let changes = journal.relays.entry((id.clone(), port)).or_default();
+        if changes.last().is_none_or(|(_, was)| *was != on) {
+            changes.push((t, on));
+        }
+    }
+    for (device, port, anchor) in watched {
+        if device != id {
+            continue;
+        }
+        let key = (device.clone(), *port, anchor_text(anchor));
+        if journal.conditions.contains_key(&key) {
+            continue;
+        }
+        let holds = match anchor {
+            Anchor::PortTempAtLeast(v) => match port {
+                Some(p) => dev.port_temp_c(*p).is_some_and(|c| c >= *v),
+                None => (1..=dev.spec.ports).any(|p| dev.port_temp_c(p).is_some_and(|c| c >= *v)),
+            },
+            Anchor::NodePortTempAtLeast(v) => match port {
+                Some(p) => dev.node_port_temp_c(*p).is_some_and(|c| c >= *v),
+                None => (1..=dev.spec.ports).any(|p| dev.node_port_temp_c(p).is_some_and(|c| c >= *v)),
+            },
+            Anchor::NodeEvent(code) => dev.node_active(code),
+            Anchor::Smoke => dev.bay().is_some_and(|(s, _)| s),
+            Anchor::LeakageAtLeast(v) => dev.bay().is_some_and(|(_, l)| l >= *v),
+            Anchor::Start | Anchor::Label(_) => false,
+        };
+        if holds {
+            journal.conditions.insert(key, t);
+        }
+    }
+}
+
+/// The key an anchor condition is journalled under.
+#[must_use]
+pub fn anchor_text(a: &Anchor) -> String {
+    match a {
+        Anchor::Start => "start".into(),
+        Anchor::Label(l) => l.clone(),
+        Anchor::PortTempAtLeast(v) => format!("port_temp_c >= {v}"),
+        Anchor::NodePortTempAtLeast(v) => format!("node_port_temp_c >= {v}"),
+        Anchor::NodeEvent(c) => format!("node:{c}"),
+        Anchor::Smoke => "smoke".into(),
+        Anchor::LeakageAtLeast(v) => format!("leakage_ma >= {v}"),
+    }
+}

@@ -1,0 +1,423 @@
+//! Judging a run: each expectation of the scenario against the [`Journal`],
+//! with the measured time next to the allowed one, so a lab sees not only
+//! that a trapped passenger was detected but how close to its 25 s it was.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::bench::{Journal, anchor_text};
+use crate::scenario::{Anchor, Expect, Expectation};
+
+/// One expectation's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// What was expected, in words.
+    pub what: String,
+    /// Its line in the scenario file.
+    pub line: usize,
+    /// Whether it held.
+    pub passed: bool,
+    /// The time measured (detection, dispatch, cut-off).
+    pub measured: Option<Duration>,
+    /// The time allowed.
+    pub limit: Option<Duration>,
+    /// Why it failed, or what was seen.
+    pub detail: String,
+}
+
+/// Judges every expectation, plus the run's own health: the records chain
+/// verifies, no stream event was missed, no step was refused.
+#[must_use]
+pub fn judge(expects: &[Expect], j: &Journal) -> Vec<Outcome> {
+    let mut out: Vec<Outcome> = expects.iter().map(|e| one(e, j)).collect();
+    let records = match j.records {
+        Some((true, n)) => (true, format!("{n} records, chain and checkpoints verify")),
+        Some((false, n)) => (false, format!("{n} records: the chain does not verify")),
+        None => (false, "the records could not be read".into()),
+    };
+    out.push(Outcome {
+        what: "supervision records verify".into(),
+        line: 0,
+        passed: records.0,
+        measured: None,
+        limit: None,
+        detail: records.1,
+    });
+    if j.lagged > 0 || !j.notes.is_empty() {
+        out.push(Outcome {
+            what: "the bench saw everything".into(),
+            line: 0,
+            passed: j.lagged == 0 && j.notes.iter().all(|n| !n.starts_with("line ")),
+            measured: None,
+            limit: None,
+            detail: if j.lagged > 0 {
+                format!("{} stream events missed; {}", j.lagged, j.notes.join("; "))
+            } else {
+                j.notes.join("; ")
+            },
+        });
+    }
+    out
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// When an anchor held, scenario ms; `None` if it never did.
+fn anchor_at(j: &Journal, device: &str, port: Option<u8>, a: &Anchor) -> Option<u64> {
+    match a {
+        Anchor::Start => Some(0),
+        Anchor::Label(l) => j.labels.get(l).copied(),
+        _ => j.conditions.get(&(device.to_owned(), port, anchor_text(a))).copied(),
+    }
+}
+
+/// Scenario ms of a gateway timestamp.
+fn rel(j: &Journal, epoch_ms: i64) -> u64 {
+    u64::try_from(epoch_ms - j.start_ms).unwrap_or(0)
+}
+
+fn matches_alert(a: &Value, code: &str, device: &str, port: Option<u8>) -> bool {
+    a["code"] == code && a["device"] == device && port.is_none_or(|p| a["port"].as_u64() == Some(u64::from(p)))
+}
+
+fn outcome(what: String, line: usize, passed: bool, detail: String) -> Outcome {
+    Outcome {
+        what,
+        line,
+        passed,
+        measured: None,
+        limit: None,
+        detail,
+    }
+}
+
+#[allow(clippy::too_many_lines)] // one arm per kind of expectation
+fn one(e: &Expect, j: &Journal) -> Outcome {
+    let line = e.line;
+    match &e.what {
+        Expectation::Alert {
+            code,
+            device,
+            port,
+            after,
+            within,
+            inhibited_by,
+        } => {
+            let what = format!(
+                "alert `{code}` on {device}{} within {} of {}{}",
+                port.map(|p| format!(" port {p}")).unwrap_or_default(),
+                humantime::format_duration(*within),
+                anchor_text(after),
+                inhibited_by
+                    .as_ref()
+                    .map(|b| format!(", inhibited by {b}"))
+                    .unwrap_or_default()
+            );
+            timed(what, line, *within, anchor_at(j, device, *port, after), |from| {
+                let fired = j.alerts.iter().find(|c| {
+                    c.change == "fired"
+                        && matches_alert(&c.alert, code, device, *port)
+                        && c.alert["fired_at"].as_i64().is_some_and(|t| rel(j, t) >= from)
+                })?;
+                let at = rel(j, fired.alert["fired_at"].as_i64().unwrap_or_default());
+                let by = fired.alert["inhibited_by"].as_str();
+                let ok = match (inhibited_by, by) {
+                    (None, None) => Ok(()),
+                    (None, Some(b)) => Err(format!("it fired inhibited by {b}, so nobody was told")),
+                    (Some(want), Some(b)) if b.starts_with(want.as_str()) => Ok(()),
+                    (Some(want), b) => Err(format!("inhibited by {b:?}, not {want}")),
+                };
+                Some((at, ok))
+            })
+        }
+        Expectation::Resolved {
+            code,
+            device,
+            after,
+            within,
+        } => {
+            let what = format!(
+                "alert `{code}` on {device} resolved within {} of {}",
+                humantime::format_duration(*within),
+                anchor_text(after)
+            );
+            timed(what, line, *within, anchor_at(j, device, None, after), |from| {
+                let c = j.alerts.iter().find(|c| {
+                    c.change == "resolved"
+                        && matches_alert(&c.alert, code, device, None)
+                        && c.alert["resolved_at"].as_i64().is_some_and(|t| rel(j, t) >= from)
+                })?;
+                Some((rel(j, c.alert["resolved_at"].as_i64().unwrap_or_default()), Ok(())))
+            })
+        }
+        Expectation::Order {
+            code,
+            device,
+            contractor,
+            after,
+            within,
+            respond,
+            arrive,
+            complete,
+            escalated_to,
+        } => {
+            let what = format!(
+                "order `{code}` on {device} to {contractor} within {} of {}{}",
+                humantime::format_duration(*within),
+                anchor_text(after),
+                arrive
+                    .map(|a| format!(", arrive by {}", humantime::format_duration(a)))
+                    .unwrap_or_default()
+            );
+            timed(what, line, *within, anchor_at(j, device, None, after), |from| {
+                let first = j.orders.iter().map(|v| &v["order"]).find(|o| {
+                    o["code"] == code.as_str()
+                        && o["device"] == device.as_str()
+                        && o["created_at"].as_i64().is_some_and(|t| rel(j, t) >= from)
+                })?;
+                let created = first["created_at"].as_i64().unwrap_or_default();
+                let id = first["id"].clone();
+                let last = j
+                    .orders
+                    .iter()
+                    .map(|v| &v["order"])
+                    .rfind(|o| o["id"] == id)
+                    .unwrap_or(first);
+                let mut problems = Vec::new();
+                let first_holder = first["primary"].as_str().or(first["contractor"].as_str());
+                if first_holder != Some(contractor.as_str()) {
+                    problems.push(format!("dispatched to {first_holder:?}"));
+                }
+                for (name, want) in [("respond", respond), ("arrive", arrive), ("complete", complete)] {
+                    if let Some(want) = want {
+                        let got = first["deadlines"][name].as_i64().map(|d| d - created);
+                        if got != i64::try_from(want.as_millis()).ok() {
+                            problems.push(format!(
+                                "{name} deadline {} after dispatch",
+                                got.map_or_else(
+                                    || "none".into(),
+                                    |g| humantime::format_duration(Duration::from_millis(g.unsigned_abs())).to_string()
+                                )
+                            ));
+                        }
+                    }
+                }
+                if let Some(b) = escalated_to
+                    && last["contractor"].as_str() != Some(b.as_str())
+                {
+                    problems.push(format!(
+                        "held by {:?} at the end, not re-dispatched to {b}",
+                        last["contractor"].as_str()
+                    ));
+                }
+                let ok = if problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(problems.join("; "))
+                };
+                Some((rel(j, created), ok))
+            })
+        }
+        Expectation::Cut {
+            device,
+            port,
+            after,
+            within,
+        } => {
+            let what = format!(
+                "{device} {} cut by the node within {} of {}",
+                port.map_or_else(|| "every port".into(), |p| format!("port {p}")),
+                humantime::format_duration(*within),
+                anchor_text(after)
+            );
+            let ports: Vec<u8> = j
+                .relays
+                .keys()
+                .filter(|(d, p)| d == device && port.is_none_or(|want| want == *p))
+                .map(|(_, p)| *p)
+                .collect();
+            timed(what, line, *within, anchor_at(j, device, *port, after), |from| {
+                if ports.is_empty() {
+                    return Some((from, Err("no such port on the bench".into())));
+                }
+                let mut latest = from;
+                for p in &ports {
+                    let changes = &j.relays[&(device.clone(), *p)];
+                    // Its state when the condition began, then the first cut after.
+                    let state_at = changes.iter().rfind(|(t, _)| *t <= from).is_some_and(|(_, on)| *on);
+                    let cut_at = if state_at {
+                        changes.iter().find(|(t, on)| *t > from && !on).map(|(t, _)| *t)?
+                    } else {
+                        from
+                    };
+                    if changes.iter().any(|(t, on)| *t > cut_at && *on) {
+                        return Some((cut_at, Err(format!("port {p} was switched on again"))));
+                    }
+                    latest = latest.max(cut_at);
+                }
+                Some((latest, Ok(())))
+            })
+        }
+        Expectation::NoAlerts { devices, except } => {
+            let bad: Vec<String> = j
+                .alerts
+                .iter()
+                .filter(|c| c.change == "fired" && c.alert["inhibited_by"].is_null())
+                .filter(|c| devices.is_empty() || devices.iter().any(|d| c.alert["device"] == d.as_str()))
+                .filter(|c| !except.iter().any(|x| c.alert["code"] == x.as_str()))
+                .map(|c| alert_name(j, &c.alert))
+                .collect();
+            let scope = if devices.is_empty() {
+                "any device".into()
+            } else {
+                devices.join(", ")
+            };
+            let what = if except.is_empty() {
+                format!("no alert on {scope}")
+            } else {
+                format!("no alert on {scope} but {}", except.join(", "))
+            };
+            let detail = if bad.is_empty() {
+                "none fired".into()
+            } else {
+                format!("fired: {}", bad.join(", "))
+            };
+            outcome(what, line, bad.is_empty(), detail)
+        }
+        Expectation::Inhibited { devices, by } => {
+            let fired: Vec<&Value> = j
+                .alerts
+                .iter()
+                .filter(|c| c.change == "fired" && devices.iter().any(|d| c.alert["device"] == d.as_str()))
+                .map(|c| &c.alert)
+                .collect();
+            let loud: Vec<String> = fired
+                .iter()
+                .filter(|a| !a["inhibited_by"].as_str().is_some_and(|b| b.starts_with(by.as_str())))
+                .map(|a| alert_name(j, a))
+                .collect();
+            let detail = if loud.is_empty() {
+                format!("{} alerts of theirs, every one inhibited", fired.len())
+            } else {
+                format!("not inhibited by {by}: {}", loud.join(", "))
+            };
+            outcome(
+                format!("nobody told of {} (inhibited by {by})", devices.join(", ")),
+                line,
+                loud.is_empty(),
+                detail,
+            )
+        }
+        Expectation::NoLoss => {
+            let sent: u64 = j.links.values().map(|l| l.published).sum();
+            let dropped: u64 = j.links.values().map(|l| l.dropped).sum();
+            let lost: u64 = j.registry.iter().map(|d| d.lost).sum();
+            let passed = lost == 0 && dropped == 0 && j.ingested >= sent;
+            outcome(
+                "no message lost".into(),
+                line,
+                passed,
+                format!(
+                    "{sent} published, {} ingested, {lost} counted missing by the gateway",
+                    j.ingested
+                ),
+            )
+        }
+        Expectation::Lost { device, at_least } => {
+            let lost = j
+                .registry
+                .iter()
+                .find(|d| &d.key.device == device)
+                .map_or(0, |d| d.lost);
+            let dropped = j.links.get(device).map_or(0, |l| l.dropped);
+            outcome(
+                format!("the gateway counts at least {at_least} of {device}'s messages missing"),
+                line,
+                lost >= *at_least,
+                format!("{dropped} dropped on the link, {lost} counted missing"),
+            )
+        }
+        Expectation::Skew {
+            device,
+            seconds,
+            tolerance,
+        } => {
+            let skew = j
+                .registry
+                .iter()
+                .find(|d| &d.key.device == device)
+                .and_then(|d| d.skew_ms);
+            // The registry's skew is receive time minus device time.
+            let off_s = skew.map(|s| -s / 1000);
+            let passed = off_s.is_some_and(|o| (o - seconds).abs() <= *tolerance);
+            outcome(
+                format!("{device}'s clock shown {seconds:+} s off (± {tolerance} s)"),
+                line,
+                passed,
+                off_s.map_or_else(|| "no skew known".into(), |o| format!("shown {o:+} s off")),
+            )
+        }
+    }
+}
+
+fn alert_name(j: &Journal, a: &Value) -> String {
+    format!(
+        "{}/{}{} at {} s",
+        a["device"].as_str().unwrap_or("?"),
+        a["code"].as_str().unwrap_or("?"),
+        a["port"].as_u64().map(|p| format!(" port {p}")).unwrap_or_default(),
+        a["fired_at"].as_i64().map_or(0, |t| rel(j, t)) / 1000
+    )
+}
+
+/// A timed expectation: finds the event at or after the anchor with `find`
+/// (its scenario ms and whether it is right), and compares the time taken
+/// with `within`.
+fn timed(
+    what: String,
+    line: usize,
+    within: Duration,
+    from: Option<u64>,
+    find: impl FnOnce(u64) -> Option<(u64, Result<(), String>)>,
+) -> Outcome {
+    let Some(from) = from else {
+        return Outcome {
+            what,
+            line,
+            passed: false,
+            measured: None,
+            limit: Some(within),
+            detail: "what it measures from never happened".into(),
+        };
+    };
+    match find(from) {
+        None => Outcome {
+            what,
+            line,
+            passed: false,
+            measured: None,
+            limit: Some(within),
+            detail: "never happened".into(),
+        },
+        Some((at, ok)) => {
+            let took = Duration::from_millis(at.saturating_sub(from));
+            let in_time = ms(took) <= ms(within);
+            let detail = match (&ok, in_time) {
+                (Err(e), _) => e.clone(),
+                (Ok(()), false) => format!("took {}", humantime::format_duration(took)),
+                (Ok(()), true) => String::new(),
+            };
+            Outcome {
+                what,
+                line,
+                passed: ok.is_ok() && in_time,
+                measured: Some(took),
+                limit: Some(within),
+                detail,
+            }
+        }
+    }
+}
