@@ -82,6 +82,9 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// MQTT connection losses.
     pub mqtt_disconnects: Counter,
+    /// 1 while the broker has acknowledged the gateway's subscription (it
+    /// receives what nodes send), 0 before and after a connection loss.
+    pub mqtt_subscribed: Gauge,
     /// Modbus requests by device and outcome.
     pub modbus_requests: Family<ModbusOutcomeLabel, Counter>,
     /// 1 while a Modbus slave answers, 0 while its breaker is open.
@@ -146,6 +149,7 @@ impl Default for Metrics {
             store_errors: Counter::default(),
             queue_depth: Gauge::default(),
             mqtt_disconnects: Counter::default(),
+            mqtt_subscribed: Gauge::default(),
             modbus_requests: Family::default(),
             modbus_up: Family::default(),
             modbus_poll_seconds: poll_buckets(),
@@ -220,6 +224,11 @@ impl Metrics {
             "mqtt_disconnects",
             "MQTT connection losses",
             self.mqtt_disconnects.clone(),
+        );
+        r.register(
+            "mqtt_subscribed",
+            "1 while the broker has acknowledged the gateway's subscription",
+            self.mqtt_subscribed.clone(),
         );
         r.register(
             "pipeline_seconds",

@@ -457,6 +457,9 @@ async fn mqtt_task(
                     tracing::error!(error = %e, "subscribe failed");
                 }
             }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                metrics.mqtt_subscribed.set(1);
+            }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let kind = p.topic.rsplit('/').next().unwrap_or_default().to_owned();
                 let msg = Publish {
@@ -470,6 +473,7 @@ async fn mqtt_task(
             Ok(_) => {}
             Err(e) => {
                 metrics.mqtt_disconnects.inc();
+                metrics.mqtt_subscribed.set(0);
                 let _ = uplink.try_send(crate::alerts::Control::Uplink(false));
                 tracing::warn!(error = %e, "MQTT connection lost; reconnecting");
                 tokio::time::sleep(Duration::from_millis(500)).await;

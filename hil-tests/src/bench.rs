@@ -263,41 +263,32 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
     Ok(journal)
 }
 
-/// Connects every MQTT device. The gateway subscribes only once it is
-/// connected to its broker, so the first device connects until the gateway
-/// has its birth.
+/// Connects every MQTT device, once the gateway receives from its broker
+/// (it subscribes only after it has connected).
 async fn connect_all(gw: &Running, mqtt: &MqttSide, benches: &mut [Bench]) -> anyhow::Result<()> {
-    let mut first = true;
+    let until = Instant::now() + Duration::from_secs(10);
+    while gw.shared.metrics.mqtt_subscribed.get() == 0 {
+        if Instant::now() > until {
+            bail!("the gateway never subscribed at its broker");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     for b in benches.iter_mut().filter(|b| b.decl.link == LinkKind::Mqtt) {
         let spec = b.decl.spec.clone();
-        for attempt in 0.. {
-            let mut link = {
-                let mut dev = lock(&b.dev);
-                Uplink::start("127.0.0.1", mqtt.port(), (&spec.site, spec.class, &spec.id), dev.node())
-                    .with_context(|| format!("{}: its MQTT client", spec.id))?
-            };
-            link.wait_connected()
-                .await
-                .with_context(|| format!("{}: connecting to the broker", spec.id))?;
-            {
-                let mut dev = lock(&b.dev);
-                let now = dev.now();
-                link.pump(dev.node(), now)?;
-            }
-            if !first {
-                b.uplink = Some(link);
-                break;
-            }
-            let want = link.stats.published;
-            if wait_for(gw, want, Duration::from_millis(200)).await {
-                b.uplink = Some(link);
-                first = false;
-                break;
-            }
-            if attempt > 100 {
-                bail!("the gateway never subscribed to its broker");
-            }
+        let mut link = {
+            let mut dev = lock(&b.dev);
+            Uplink::start("127.0.0.1", mqtt.port(), (&spec.site, spec.class, &spec.id), dev.node())
+                .with_context(|| format!("{}: its MQTT client", spec.id))?
+        };
+        link.wait_connected()
+            .await
+            .with_context(|| format!("{}: connecting to the broker", spec.id))?;
+        {
+            let mut dev = lock(&b.dev);
+            let now = dev.now();
+            link.pump(dev.node(), now)?;
         }
+        b.uplink = Some(link);
     }
     Ok(())
 }
