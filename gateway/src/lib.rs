@@ -3,6 +3,7 @@
 //! Pure cores (`ingest`, `registry`) at the centre; I/O at the edges (`store`,
 //! `service`): the binary in `main.rs` only parses the command line.
 
+pub mod acks;
 pub mod alerts;
 pub mod cli;
 pub mod clock;

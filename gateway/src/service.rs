@@ -270,6 +270,40 @@ fn tls_config(b: &crate::config::BrokerConfig) -> anyhow::Result<rumqttc::TlsCon
 struct Publish {
     packet: rumqttc::Publish,
     received_ms: i64,
+    /// Its place in the acknowledgement order (QoS 1 and 2).
+    ticket: Option<crate::acks::Ticket>,
+}
+
+/// The broker connection's acknowledgements: sent in arrival order, each
+/// once its message (and every one before it) is done.
+#[derive(Clone)]
+struct Acker {
+    client: AsyncClient,
+    order: Arc<Mutex<crate::acks::AckOrder>>,
+}
+
+impl Acker {
+    fn order(&self) -> std::sync::MutexGuard<'_, crate::acks::AckOrder> {
+        self.order.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes a place in the order for a message that needs acknowledging.
+    fn received(&self, p: &rumqttc::Publish) -> Option<crate::acks::Ticket> {
+        (p.qos != QoS::AtMostOnce).then(|| self.order().received(p.pkid))
+    }
+
+    /// The message is done: acknowledges what may be acknowledged now.
+    fn done(&self, p: &Publish) {
+        let Some(ticket) = p.ticket else { return };
+        let ids = self.order().done(ticket);
+        for pkid in ids {
+            let mut ack = rumqttc::Publish::new("", p.packet.qos, Vec::new());
+            ack.pkid = pkid;
+            if let Err(e) = self.client.try_ack(&ack) {
+                tracing::warn!(error = %e, "could not acknowledge a message; the broker will send it again");
+            }
+        }
+    }
 }
 
 /// What the pipeline handles: a publish to decode, or a message the Modbus
@@ -372,13 +406,17 @@ pub async fn run_with(
         priority: prio_rx,
         bulk: bulk_rx,
     };
+    let acker = Acker {
+        client: client.clone(),
+        order: Arc::default(),
+    };
     let owned = Owned {
         store,
         engine,
         desk,
         ledger,
         courier,
-        acker: client.clone(),
+        acker: acker.clone(),
         influx: influx_tx,
         shared: shared.clone(),
         retention_ms,
@@ -389,7 +427,7 @@ pub async fn run_with(
         .spawn(move || owned.run(&rt, rx))?;
     let mqtt = tokio::spawn(mqtt_task(
         eventloop,
-        client,
+        acker,
         filter,
         lanes,
         control_tx.clone(),
@@ -441,7 +479,7 @@ async fn stop_influx((collector, shipper, stop): InfluxTasks) {
 /// broker comes and goes.
 async fn mqtt_task(
     mut eventloop: rumqttc::EventLoop,
-    client: AsyncClient,
+    acker: Acker,
     filter: String,
     lanes: Lanes,
     uplink: mpsc::Sender<crate::alerts::Control>,
@@ -452,8 +490,9 @@ async fn mqtt_task(
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!("connected to the MQTT broker");
+                acker.order().connected();
                 let _ = uplink.send(crate::alerts::Control::Uplink(true)).await;
-                if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                if let Err(e) = acker.client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
                     tracing::error!(error = %e, "subscribe failed");
                 }
             }
@@ -463,6 +502,7 @@ async fn mqtt_task(
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let kind = p.topic.rsplit('/').next().unwrap_or_default().to_owned();
                 let msg = Publish {
+                    ticket: acker.received(&p),
                     packet: p,
                     received_ms: shared.clock.now_ms(),
                 };
@@ -666,7 +706,7 @@ struct Owned {
     desk: dispatch::Desk,
     ledger: crate::ledger::Ledger,
     courier: crate::workorders::Courier,
-    acker: AsyncClient,
+    acker: Acker,
     influx: Option<InfluxSender>,
     shared: Shared,
     retention_ms: i64,
@@ -699,7 +739,7 @@ struct Pipeline<'a> {
     desk: dispatch::Desk,
     ledger: crate::ledger::Ledger,
     courier: crate::workorders::Courier,
-    acker: &'a AsyncClient,
+    acker: &'a Acker,
     influx: Option<&'a InfluxSender>,
     shared: &'a Shared,
     retention_ms: i64,
@@ -996,10 +1036,8 @@ fn handle(
 ) -> i64 {
     let m = &p.shared.metrics;
     let ack = |pb: Option<&Publish>| {
-        if let Some(pb) = pb
-            && let Err(e) = p.acker.try_ack(&pb.packet)
-        {
-            tracing::warn!(error = %e, "could not acknowledge a message; the broker will send it again");
+        if let Some(pb) = pb {
+            p.acker.done(pb);
         }
     };
     let (incoming, pb) = match input {

@@ -82,6 +82,8 @@ pub struct Journal {
     pub alerts: Vec<AlertSeen>,
     /// Every work-order change (`{change, order}`), in order.
     pub orders: Vec<serde_json::Value>,
+    /// Every alert people were told of (the notifications' firing lists).
+    pub notified: Vec<serde_json::Value>,
     /// Scenario ms of each labelled step.
     pub labels: BTreeMap<String, u64>,
     /// Scenario ms at which an anchor condition first held, by (device,
@@ -169,6 +171,14 @@ fn ingested(gw: &Running) -> u64 {
         .sum()
 }
 
+fn deaths(gw: &Running) -> u64 {
+    gw.shared
+        .metrics
+        .ingested
+        .get_or_create(&KindLabel { kind: "death".into() })
+        .get()
+}
+
 /// An undo due later: a fault with `for`.
 struct Undo {
     at: u64,
@@ -238,6 +248,9 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
         next_step: 0,
         real_start: Instant::now(),
         progress: options.progress.clone(),
+        broker_changed: false,
+        links_changed: false,
+        expect_deaths: None,
     };
     let result = runner.run(&mut events).await;
     let Runner { gw, benches, mqtt, .. } = runner;
@@ -320,6 +333,12 @@ struct Runner<'a> {
     next_step: usize,
     real_start: Instant,
     progress: Option<Progress>,
+    /// The broker stopped or started in this step.
+    broker_changed: bool,
+    /// A link was cut or healed in this step.
+    links_changed: bool,
+    /// The deaths the gateway must have had once the cut links' wills are through.
+    expect_deaths: Option<u64>,
 }
 
 impl Runner<'_> {
@@ -339,6 +358,12 @@ impl Runner<'_> {
             .sum();
         while t < total {
             self.happen(t)?;
+            if self.virtual_time && std::mem::take(&mut self.broker_changed) {
+                self.settle_broker().await?;
+            }
+            if self.virtual_time && std::mem::take(&mut self.links_changed) {
+                self.settle_links().await;
+            }
             for b in &self.benches {
                 let mut dev = lock(&b.dev);
                 if b.decl.spec.class == protocol::DeviceClass::Charger {
@@ -397,6 +422,56 @@ impl Runner<'_> {
         self.drain(events);
         self.journal.ran_ms = t;
         Ok(())
+    }
+
+    /// In virtual time a broker that stops or starts must be seen to have
+    /// done so before time moves on: reconnections take real time, and a
+    /// virtual second is a millisecond. Waits (in real time) until the
+    /// gateway and every node's link agree with the broker.
+    async fn settle_broker(&self) -> anyhow::Result<()> {
+        let up = self.broker_up();
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let gateway = (self.gw.shared.metrics.mqtt_subscribed.get() == 1) == up;
+            let nodes = self
+                .benches
+                .iter()
+                .filter_map(|b| b.uplink.as_ref())
+                .filter(|u| !u.faults.partitioned)
+                .all(|u| u.connected() == up);
+            if gateway && nodes {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                bail!(
+                    "the gateway and the nodes never noticed the broker {}",
+                    if up { "back" } else { "gone" }
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// In virtual time a cut link's will, and a healed link's connection,
+    /// must be through before time moves on (both take real milliseconds):
+    /// waits until every healed link is connected and the gateway has had
+    /// a death for every cut one.
+    async fn settle_links(&mut self) {
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            let healed = self
+                .benches
+                .iter()
+                .filter_map(|b| b.uplink.as_ref())
+                .filter(|u| !u.faults.partitioned)
+                .all(Uplink::connected);
+            let wills = self.expect_deaths.is_none_or(|n| deaths(&self.gw) >= n);
+            if healed && wills {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        self.expect_deaths = None;
     }
 
     fn broker_up(&self) -> bool {
@@ -486,6 +561,7 @@ impl Runner<'_> {
             }
             Happening::Link(LinkAction::BrokerRestart) => {
                 if let MqttSide::Mosquitto(m) = &mut self.mqtt {
+                    self.broker_changed = true;
                     match (step.lasts, undo) {
                         (None, _) => m.restart(),
                         (Some(_), false) => m.stop(),
@@ -499,6 +575,9 @@ impl Runner<'_> {
                 }
             }
             Happening::Link(a) => {
+                let deaths_now = self.expect_deaths.unwrap_or_else(|| deaths(&self.gw));
+                let mut cut = false;
+                let mut changed = false;
                 let Some(b) = self.bench(step.device.as_ref()) else {
                     return Ok(());
                 };
@@ -513,15 +592,23 @@ impl Runner<'_> {
                                 u64::try_from(by.as_millis()).unwrap_or(u64::MAX)
                             };
                         }
-                        (LinkAction::Partition, false) => u.partition(),
+                        (LinkAction::Partition, false) => {
+                            u.partition();
+                            cut = true;
+                        }
                         (LinkAction::Partition, true) | (LinkAction::Restore, _) => {
                             u.faults.drop = false;
                             u.faults.delay_ms = 0;
                             u.heal(dev.node())?;
+                            changed = true;
                         }
                         _ => {}
                     }
                 }
+                if cut {
+                    self.expect_deaths = Some(deaths_now + 1);
+                }
+                self.links_changed |= cut || changed;
             }
         }
         Ok(())
@@ -539,6 +626,11 @@ impl Runner<'_> {
                             alert: v["alert"].clone(),
                         }),
                         "work_order" => self.journal.orders.push(v),
+                        "notification" => {
+                            if let Some(list) = v["firing"].as_array() {
+                                self.journal.notified.extend(list.iter().cloned());
+                            }
+                        }
                         _ => {}
                     }
                 }

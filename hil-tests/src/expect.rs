@@ -287,27 +287,72 @@ fn one(e: &Expect, j: &Journal) -> Outcome {
             };
             outcome(what, line, bad.is_empty(), detail)
         }
-        Expectation::Inhibited { devices, by } => {
-            let fired: Vec<&Value> = j
-                .alerts
+        Expectation::NoNotifications { devices, except } => {
+            let told: Vec<String> = j
+                .notified
                 .iter()
-                .filter(|c| c.change == "fired" && devices.iter().any(|d| c.alert["device"] == d.as_str()))
-                .map(|c| &c.alert)
-                .collect();
-            let loud: Vec<String> = fired
-                .iter()
-                .filter(|a| !a["inhibited_by"].as_str().is_some_and(|b| b.starts_with(by.as_str())))
+                .filter(|a| devices.is_empty() || devices.iter().any(|d| a["device"] == d.as_str()))
+                .filter(|a| !except.iter().any(|x| a["code"] == x.as_str()))
                 .map(|a| alert_name(j, a))
                 .collect();
-            let detail = if loud.is_empty() {
-                format!("{} alerts of theirs, every one inhibited", fired.len())
+            let scope = if devices.is_empty() {
+                "any device".into()
             } else {
-                format!("not inhibited by {by}: {}", loud.join(", "))
+                devices.join(", ")
+            };
+            let what = if except.is_empty() {
+                format!("nobody told of an alert on {scope}")
+            } else {
+                format!("nobody told of an alert on {scope} but {}", except.join(", "))
+            };
+            let detail = if told.is_empty() {
+                format!("{} notified in all", j.notified.len())
+            } else {
+                format!("told of: {}", told.join(", "))
+            };
+            outcome(what, line, told.is_empty(), detail)
+        }
+        Expectation::Inhibited { devices, by } => {
+            let theirs = |a: &Value| devices.iter().any(|d| a["device"] == d.as_str());
+            let ids: Vec<&Value> = j
+                .alerts
+                .iter()
+                .filter(|c| c.change == "fired" && theirs(&c.alert))
+                .map(|c| &c.alert["id"])
+                .collect();
+            // Inhibited when it fired or as soon as its parent failed after.
+            let loud: Vec<String> = ids
+                .iter()
+                .filter(|id| {
+                    !j.alerts.iter().any(|c| {
+                        &&c.alert["id"] == *id
+                            && c.alert["inhibited_by"]
+                                .as_str()
+                                .is_some_and(|b| b.starts_with(by.as_str()))
+                    })
+                })
+                .filter_map(|id| {
+                    j.alerts
+                        .iter()
+                        .find(|c| &&c.alert["id"] == id)
+                        .map(|c| alert_name(j, &c.alert))
+                })
+                .collect();
+            let told: Vec<String> = j
+                .notified
+                .iter()
+                .filter(|a| theirs(a))
+                .map(|a| alert_name(j, a))
+                .collect();
+            let detail = match (loud.is_empty(), told.is_empty()) {
+                (true, true) => format!("{} alerts of theirs, every one inhibited, none notified", ids.len()),
+                (false, _) => format!("not inhibited by {by}: {}", loud.join(", ")),
+                (true, false) => format!("notified: {}", told.join(", ")),
             };
             outcome(
                 format!("nobody told of {} (inhibited by {by})", devices.join(", ")),
                 line,
-                loud.is_empty(),
+                loud.is_empty() && told.is_empty(),
                 detail,
             )
         }

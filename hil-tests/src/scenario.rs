@@ -259,6 +259,15 @@ pub enum Expectation {
         /// Codes allowed to fire.
         except: Vec<String>,
     },
+    /// Nobody is told of an alert (no notification carries one) for
+    /// `devices` (or any), but those with a code in `except`: alerts may
+    /// open and close within the group wait.
+    NoNotifications {
+        /// Only these devices (empty: all).
+        devices: Vec<String>,
+        /// Codes people may be told of.
+        except: Vec<String>,
+    },
     /// Every alert of these devices that fires is inhibited by a parent
     /// whose name starts with `by`, so nobody is told of the children.
     Inhibited {
@@ -783,6 +792,16 @@ struct RawNoAlerts {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawNoNotifications {
+    no_notifications: bool,
+    #[serde(default)]
+    devices: Vec<String>,
+    #[serde(default)]
+    except: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawInhibited {
     inhibited: Vec<String>,
     by: String,
@@ -820,6 +839,7 @@ const EXPECT_KEYS: &[&str] = &[
     "order",
     "cut",
     "no_alerts",
+    "no_notifications",
     "inhibited",
     "no_loss",
     "lost",
@@ -953,6 +973,23 @@ fn expectation(
                 device(d)?;
             }
             Expectation::NoAlerts {
+                devices: r.devices,
+                except: r.except,
+            }
+        }
+        "no_notifications" => {
+            let r: RawNoNotifications = cx.typed(table, line, &field)?;
+            if !r.no_notifications {
+                return Err(cx.err(
+                    Some(line),
+                    format!("{field}.no_notifications"),
+                    "write `no_notifications = true`, or leave it out",
+                ));
+            }
+            for d in &r.devices {
+                device(d)?;
+            }
+            Expectation::NoNotifications {
                 devices: r.devices,
                 except: r.except,
             }

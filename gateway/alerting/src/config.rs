@@ -36,6 +36,9 @@ pub struct AlertingConfig {
     pub flap_hold: Option<String>,
     /// How long the broker must be lost before `uplink_lost` (default `30s`).
     pub uplink_for: Option<String>,
+    /// Wills this close to losing the broker or getting it back are the
+    /// broker's restart, judged as silence (default `5s`).
+    pub will_grace: Option<String>,
     /// Devices of a compound before "all silent" is `site_unreachable` (default 2).
     pub site_min_devices: Option<usize>,
     /// Devices of a Modbus bus before "all silent" is `bus_down` (default 2).
@@ -138,6 +141,7 @@ impl AlertingConfig {
                 hold_ms: dur("flap_hold", &self.flap_hold, d.flap.hold_ms)?,
             },
             uplink_for_ms: dur("uplink_for", &self.uplink_for, d.uplink_for_ms)?,
+            will_grace_ms: dur("will_grace", &self.will_grace, d.will_grace_ms)?,
             site_min_devices: self.site_min_devices.unwrap_or(d.site_min_devices),
             bus_min_devices: self.bus_min_devices.unwrap_or(d.bus_min_devices),
         };

@@ -41,6 +41,11 @@ pub struct Settings {
     pub flap: Flap,
     /// How long the broker must be lost before `uplink_lost` fires.
     pub uplink_for_ms: i64,
+    /// A will this close to the gateway losing its broker, or to getting it
+    /// back, is the broker's news (it sends every client's will as it shuts
+    /// down, and the wills of restored sessions as it starts), not the
+    /// device's: it is judged as silence, not as a death.
+    pub will_grace_ms: i64,
     /// Devices a compound needs before "all of them silent" is a root cause.
     pub site_min_devices: usize,
     /// Devices a Modbus bus needs before "all of them silent" is a root cause.
@@ -57,6 +62,7 @@ impl Default for Settings {
                 hold_ms: 600_000,
             },
             uplink_for_ms: 30_000,
+            will_grace_ms: 5_000,
             site_min_devices: 2,
             bus_min_devices: 2,
         }
@@ -349,6 +355,10 @@ pub struct Engine {
     pub(crate) episodes: HashMap<u64, u32>,
     pub(crate) next_episode: u64,
     pub(crate) uplink_down_since: Option<i64>,
+    /// When the broker came back, for the wills it sends as it starts.
+    pub(crate) uplink_up_since: i64,
+    /// Deaths within the last [`Settings::will_grace_ms`]: (device, when).
+    pub(crate) recent_deaths: Vec<(u32, i64)>,
     pub(crate) uplink_root: Option<u32>,
     pub(crate) buses: Vec<Bus>,
     pub(crate) sites: BTreeMap<Arc<str>, Site>,
@@ -407,6 +417,8 @@ impl Engine {
             episodes: HashMap::new(),
             next_episode: 1,
             uplink_down_since: None,
+            uplink_up_since: i64::MIN,
+            recent_deaths: Vec::new(),
             uplink_root: None,
             buses: Vec::new(),
             sites: BTreeMap::new(),
@@ -606,6 +618,12 @@ impl Engine {
     fn take_message(&mut self, d: u32, m: &Message, now: i64, out: &mut Vec<Effect>) -> Option<bool> {
         let class = self.devices[d as usize].class?;
         let slots = self.slots.get(&class);
+        let grace = self.settings.will_grace_ms;
+        let restarted = now.saturating_sub(self.uplink_up_since) < grace;
+        if matches!(m, Message::Death(_)) && !restarted {
+            self.recent_deaths.retain(|(_, at)| now.saturating_sub(*at) <= grace);
+            self.recent_deaths.push((d, now));
+        }
         let dev = &mut self.devices[d as usize];
         let header = m.header();
         dev.last_seen = dev.last_seen.max(now);
@@ -685,6 +703,14 @@ impl Engine {
                         ensure_port(dev, n, s);
                     }
                 }
+                Some(false)
+            }
+            Message::Death(_) if restarted && dev.bus.is_none() => {
+                // The broker has just come back and hands over the wills of
+                // the sessions it restored: the device is judged on what it
+                // says next, or on a full window of silence.
+                dev.judged_from = dev.judged_from.max(now);
+                dev.last_seen = dev.fresh_at;
                 Some(false)
             }
             Message::Death(_) => {
@@ -1126,9 +1152,37 @@ impl Engine {
     /// The gateway's broker connection went up or down.
     pub fn uplink(&mut self, now: i64, up: bool, out: &mut Vec<Effect>) {
         match (up, self.uplink_down_since) {
-            (false, None) => self.uplink_down_since = Some(now),
+            (false, None) => {
+                // Wills just before the loss are the broker shutting down,
+                // not the devices failing: the offline alerts they opened
+                // resolve (a resolution within the group wait is never
+                // notified), and the devices are judged afresh once the
+                // broker is back.
+                let grace = self.settings.will_grace_ms;
+                let taken: Vec<u32> = std::mem::take(&mut self.recent_deaths)
+                    .into_iter()
+                    .filter(|(_, at)| now.saturating_sub(*at) <= grace)
+                    .map(|(d, _)| d)
+                    .collect();
+                let mut judged = Vec::new();
+                for d in taken {
+                    let dev = &mut self.devices[d as usize];
+                    if dev.dead && dev.bus.is_none() && dev.root.is_none() {
+                        dev.dead = false;
+                        dev.last_seen = dev.last_seen.max(now);
+                        dev.judged_from = dev.judged_from.max(now);
+                        judged.push(d);
+                    }
+                }
+                for d in judged {
+                    self.eval(d, now, false, out);
+                }
+                self.uplink_down_since = Some(now);
+                self.flush(now, out);
+            }
             (true, Some(_)) => {
                 self.uplink_down_since = None;
+                self.uplink_up_since = now;
                 for dev in self.devices.iter_mut().filter(|d| d.root.is_none() && d.bus.is_none()) {
                     dev.judged_from = dev.judged_from.max(now);
                 }

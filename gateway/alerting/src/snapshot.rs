@@ -125,6 +125,13 @@ pub struct Globals {
     pub next_episode: u64,
     /// Since when the broker is lost.
     pub uplink_down_since: Option<i64>,
+    /// Since when the broker is back (the wills it hands over then are its
+    /// restart's).
+    #[serde(default)]
+    pub uplink_up_since: Option<i64>,
+    /// Deaths of the last few seconds: (site, class, device, when).
+    #[serde(default)]
+    pub recent_deaths: Vec<(String, Option<DeviceClass>, String, i64)>,
     /// Waiting notifications.
     pub groups: Vec<QueuedSnapshot>,
 }
@@ -169,6 +176,15 @@ impl Engine {
         Globals {
             next_episode: self.next_episode,
             uplink_down_since: self.uplink_down_since,
+            uplink_up_since: (self.uplink_up_since != i64::MIN).then_some(self.uplink_up_since),
+            recent_deaths: self
+                .recent_deaths
+                .iter()
+                .map(|&(d, at)| {
+                    let (site, class, id) = key(d);
+                    (site, class, id, at)
+                })
+                .collect(),
             groups: self
                 .groups
                 .iter()
@@ -274,9 +290,16 @@ impl Engine {
         self.uplink_root = None;
         self.next_episode = self.next_episode.max(snapshot.globals.next_episode).max(1);
         self.uplink_down_since = snapshot.globals.uplink_down_since;
+        self.uplink_up_since = snapshot.globals.uplink_up_since.unwrap_or(i64::MIN);
         for s in snapshot.devices {
             self.restore_device(s);
         }
+        self.recent_deaths = snapshot
+            .globals
+            .recent_deaths
+            .iter()
+            .filter_map(|(s, c, d, at)| Some((self.find(s, *c, d)?, *at)))
+            .collect();
         for g in snapshot.globals.groups {
             let mut entries: Vec<Queued> = g
                 .firing

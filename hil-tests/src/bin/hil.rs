@@ -114,6 +114,15 @@ fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The gateway's own log, on stderr: warnings by default, `RUST_LOG=info`
+    // for every alert and order as it happens.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
         Command::Check { paths } => match load_all(&paths) {
             Ok(s) => {

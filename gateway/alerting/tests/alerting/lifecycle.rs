@@ -186,6 +186,51 @@ expect 510s notified offline on s/firepump/C
 }
 
 #[test]
+fn a_broker_restart_with_its_wills_pages_nobody() {
+    // The broker sends every node's will as it shuts down (10 s), the
+    // gateway loses it a moment later; back at 30 s, the broker hands over
+    // B's will once more from its restored session. The nodes take 40 s
+    // more to reconnect (longer than the group wait). None of it is a device
+    // failing: nothing is notified.
+    check(
+        "
+interval 1s
+check notified
+device s/firepump/A
+series pump_fault: 0x10 _x60 0x30
+death 10s
+device s/firepump/B
+series pump_fault: 0x10 _x60 0x30
+death 10s
+death 31s
+uplink 11s down
+uplink 30s up
+run 200s
+",
+    );
+}
+
+#[test]
+fn a_will_well_before_a_broker_loss_is_a_device_failing() {
+    // A dies at 10 s; the broker goes 20 s later: A's offline stands.
+    check(
+        "
+interval 1s
+check fired
+device s/firepump/A
+series pump_fault: 0x10
+death 10s
+device s/firepump/B
+series pump_fault: 0x40
+uplink 30s down
+uplink 35s up
+run 60s
+expect 10s fired offline on s/firepump/A
+",
+    );
+}
+
+#[test]
 fn a_silent_compound_is_one_root_alert_standing_for_its_devices() {
     check(
         "

@@ -1,0 +1,125 @@
+//! Acknowledging QoS 1 messages in the order they arrived.
+//!
+//! The gateway acknowledges a message only once it is stored, and its
+//! pipeline takes events before telemetry, so messages are stored out of
+//! their arrival order. MQTT 3.1.1 (§4.6) says a receiver MUST send its
+//! acknowledgements (`PUBACK`) in the order the messages (`PUBLISH`) came;
+//! some brokers (rumqttd, the embedded one) drop the connection on an
+//! out-of-order acknowledgement.
+//! [`AckOrder`] holds back the acknowledgement of a stored message until
+//! every message that came before it is stored too.
+//!
+//! ```text
+//! arrived:  d1  d2  e3        stored: e3, d1, d2
+//! acked:                      (e3 waits) → d1 → d2, e3
+//! ```
+//!
+//! Pure: the MQTT task tells it what arrived, the pipeline what is done, and
+//! it answers which packet ids to acknowledge now.
+
+use std::collections::VecDeque;
+
+/// A message to acknowledge once it is done, tied to the connection it came
+/// on: after a reconnection the broker sends unacknowledged messages again,
+/// and an id of the old connection must never acknowledge one of the new.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ticket {
+    connection: u64,
+    pkid: u16,
+}
+
+/// The acknowledgements of one gateway, in arrival order.
+#[derive(Debug, Default)]
+pub struct AckOrder {
+    connection: u64,
+    /// Packet ids in arrival order, and whether each is done.
+    pending: VecDeque<(u16, bool)>,
+}
+
+impl AckOrder {
+    /// An order with no connection yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new connection to the broker: what was pending on the old one is
+    /// forgotten (the broker sends it again).
+    pub fn connected(&mut self) {
+        self.connection += 1;
+        self.pending.clear();
+    }
+
+    /// A QoS 1 message with `pkid` arrived.
+    pub fn received(&mut self, pkid: u16) -> Ticket {
+        self.pending.push_back((pkid, false));
+        Ticket {
+            connection: self.connection,
+            pkid,
+        }
+    }
+
+    /// The message of `ticket` is done (stored, refused or a duplicate);
+    /// returns the packet ids to acknowledge now, in arrival order.
+    pub fn done(&mut self, ticket: Ticket) -> Vec<u16> {
+        if ticket.connection != self.connection {
+            return Vec::new();
+        }
+        if let Some(entry) = self.pending.iter_mut().find(|(id, done)| *id == ticket.pkid && !done) {
+            entry.1 = true;
+        }
+        let mut out = Vec::new();
+        while let Some((id, true)) = self.pending.front().copied() {
+            self.pending.pop_front();
+            out.push(id);
+        }
+        out
+    }
+
+    /// Messages waiting for their acknowledgement (done or not).
+    #[must_use]
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_stored_first_waits_for_the_samples_before_it() {
+        let mut o = AckOrder::new();
+        o.connected();
+        let d1 = o.received(1);
+        let d2 = o.received(2);
+        let e3 = o.received(3);
+        assert!(o.done(e3).is_empty());
+        assert_eq!(o.done(d1), vec![1]);
+        assert_eq!(o.done(d2), vec![2, 3]);
+        assert_eq!(o.waiting(), 0);
+    }
+
+    #[test]
+    fn a_ticket_of_an_old_connection_acknowledges_nothing_on_the_new() {
+        let mut o = AckOrder::new();
+        o.connected();
+        let old = o.received(7);
+        o.connected();
+        let new = o.received(7);
+        assert!(o.done(old).is_empty());
+        assert_eq!(o.done(new), vec![7]);
+    }
+
+    #[test]
+    fn a_packet_id_used_again_is_acknowledged_once_per_arrival() {
+        let mut o = AckOrder::new();
+        o.connected();
+        let a = o.received(5);
+        let b = o.received(6);
+        assert_eq!(o.done(a), vec![5]);
+        let c = o.received(5);
+        assert!(o.done(c).is_empty());
+        assert_eq!(o.done(b), vec![6, 5]);
+    }
+}
