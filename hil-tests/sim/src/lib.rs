@@ -13,7 +13,10 @@
 //!   firmware node, stepped together in virtual time.
 //! - [`uplink`]: a simulated node's MQTT link to a real broker, carrying the
 //!   firmware's own payloads and the gateway's commands.
+//! - [`modbus`]: a simulated node's Modbus links (TCP, and RTU over a pty
+//!   pair) through the firmware's own slave, with faults on the link.
 
+pub mod modbus;
 pub mod peripherals;
 pub mod physics;
 pub mod rig;
