@@ -203,3 +203,23 @@ async fn a_dead_slave_opens_the_breaker_and_backs_off_in_virtual_seconds() {
     assert_eq!(d["last_seen_ms"].as_i64(), Some(T0 + 18_000), "{d}");
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_manual_clocks_sleep_ends_when_the_clock_is_moved_past_it_not_before() {
+    use futures_util::FutureExt as _;
+    use gateway::clock::Clock as _;
+    let clock = ManualClock::new(T0);
+    assert!(clock.sleep_until(T0).now_or_never().is_some(), "due now: at once");
+    let mut waiting = clock.sleep_until(T0 + 1_000);
+    assert!((&mut waiting).now_or_never().is_none());
+    clock.advance(999);
+    assert!((&mut waiting).now_or_never().is_none(), "1 ms early");
+    // Never back: a set to the past moves nothing.
+    clock.set(T0);
+    assert_eq!(clock.now_ms(), T0 + 999);
+    clock.set(T0 + 1_000);
+    // Woken by the move itself, however long the wall clock has left.
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("the sleep ended when the clock got there");
+}
