@@ -16,21 +16,34 @@
 //! messages: the first good poll is a `birth` (with the poll interval), a
 //! breaker opening is a `death` of that session, so the registry and the
 //! offline rules treat a Modbus device like any node.
+//!
+//! # Whose time
+//!
+//! Polls are due, and samples, births and deaths are stamped, in the
+//! gateway's clock ([`crate::clock`]); the breaker's back-off counts in it
+//! too. On virtual time a poll therefore happens when the caller moves the
+//! clock past it, however fast that is. Request and connect timeouts stay
+//! real time: they are about the peer answering, which no clock of ours
+//! speeds up. Each poller publishes when it is next due in a [`Schedule`],
+//! after its poll's messages are in the pipeline's lanes, which is what lets
+//! [`crate::service::Running::sync`] wait for every poll due at the clock's
+//! now before its lane barrier.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use protocol::metric::{Metric, PortMetric, Value};
 use protocol::modbus::{DataType, Point, Register, Table, WordOrder, map_for};
 use protocol::{Birth, Data, Death, DeviceClass, DeviceId, Message, Named, PortReadings, SiteId, Timestamp, Topic, V1};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::{ExceptionCode, Slave};
 
+use crate::clock::SharedClock;
 use crate::ingest::Incoming;
 use crate::metrics::{Metrics, ModbusLabel};
-use crate::service::now_ms;
 
 /// Most registers in one read (Modbus limit).
 pub const MAX_WORDS: u16 = 125;
@@ -508,16 +521,21 @@ pub struct Poller {
     seq: u32,
     failures: u32,
     up: bool,
-    /// When this slave is next due.
-    pub next: tokio::time::Instant,
+    clock: SharedClock,
+    slot: usize,
+    /// When this slave is next due, in the gateway clock's milliseconds.
+    pub next_ms: i64,
 }
 
 impl Poller {
-    /// A poller for a validated device; `None` if its ids are not valid.
+    /// A poller for a validated device, first due now, publishing its due
+    /// times in `slot` of the gateway's [`Schedule`]; `None` if its ids are
+    /// not valid.
     #[must_use]
-    pub fn new(config: DeviceConfig, points: Vec<PolledPoint>) -> Option<Poller> {
+    pub fn new(config: DeviceConfig, points: Vec<PolledPoint>, clock: SharedClock, slot: usize) -> Option<Poller> {
         let site = SiteId::new(&config.site).ok()?;
         let device = DeviceId::new(&config.device).ok()?;
+        let next_ms = clock.now_ms();
         Some(Poller {
             requests: plan(&points),
             timeout: Duration::from_millis(config.timeout_ms.max(1)),
@@ -530,8 +548,19 @@ impl Poller {
             seq: 0,
             failures: 0,
             up: false,
-            next: tokio::time::Instant::now(),
+            clock,
+            slot,
+            next_ms,
         })
+    }
+
+    /// What one poll hands on: its messages and when this slave is due next.
+    fn batch(&self, messages: Vec<Incoming>) -> Batch {
+        Batch {
+            messages,
+            slot: self.slot,
+            next_ms: self.next_ms,
+        }
     }
 
     /// Polls once over `ctx` (addressed to this slave, or `None` if the link
@@ -539,6 +568,8 @@ impl Poller {
     /// transport failed (the caller then re-opens the link).
     pub async fn poll(&mut self, ctx: Option<&mut Context>, metrics: &Metrics) -> (Vec<Incoming>, bool) {
         let started = tokio::time::Instant::now();
+        // The poll's moment on the gateway's clock: its stamps and its next due time.
+        let now = self.clock.now_ms();
         let mut sample = Sample::default();
         let failed = match ctx {
             Some(c) => {
@@ -555,7 +586,7 @@ impl Poller {
             }
             None => true,
         };
-        let out = self.after(sample, failed, metrics);
+        let out = self.after(sample, failed, metrics, now);
         metrics.modbus_poll_seconds.observe(started.elapsed().as_secs_f64());
         let wait = if self.failures >= BREAKER_AFTER {
             let exp = (self.failures - BREAKER_AFTER).min(10);
@@ -563,14 +594,15 @@ impl Poller {
         } else {
             self.interval
         };
-        self.next = started + wait;
+        let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+        self.next_ms = now.saturating_add(wait_ms);
         (out, failed)
     }
 
     /// The session side of a poll: birth on the first success, death when the
     /// breaker opens, data otherwise.
-    fn after(&mut self, sample: Sample, failed: bool, metrics: &Metrics) -> Vec<Incoming> {
-        let now = Timestamp::from_millis(now_ms());
+    fn after(&mut self, sample: Sample, failed: bool, metrics: &Metrics, now: i64) -> Vec<Incoming> {
+        let now = Timestamp::from_millis(now);
         let label = ModbusLabel {
             device: self.config.device.clone(),
         };
@@ -614,17 +646,132 @@ impl Poller {
     }
 }
 
-/// Polls one Modbus TCP device until the channel closes. Sends `birth`,
-/// `death` and `data` messages into the pipeline as if they came over MQTT.
-pub async fn poll_device(config: DeviceConfig, points: Vec<PolledPoint>, tx: mpsc::Sender<Incoming>, metrics: Metrics) {
-    let Some(address) = config.address else { return };
+/// What one poll hands to the pipeline: its messages, then when its slave is
+/// next due. Whoever forwards the messages into the pipeline's lanes records
+/// `next_ms` in the [`Schedule`] only after them, so a barrier that sees the
+/// new due time knows the poll's messages are queued.
+#[derive(Debug)]
+pub struct Batch {
+    /// `birth`, `death` and `data`, as if they came over MQTT.
+    pub messages: Vec<Incoming>,
+    /// The slave's slot in the [`Schedule`].
+    pub slot: usize,
+    /// When it is due next, in the gateway clock's milliseconds.
+    pub next_ms: i64,
+}
+
+/// Where the pollers go once they stop: nothing is ever due.
+const NEVER: i64 = i64::MAX;
+
+impl Batch {
+    /// A slave that will never be polled (its ids are not valid).
+    fn retired(slot: usize) -> Batch {
+        Batch {
+            messages: Vec::new(),
+            slot,
+            next_ms: NEVER,
+        }
+    }
+}
+
+/// When each configured Modbus device is next polled, in the gateway clock's
+/// milliseconds: the barrier [`crate::service::Running::sync`] waits on, so
+/// that on virtual time every poll due at the clock's now has landed in the
+/// pipeline before the caller looks.
+#[derive(Debug)]
+pub struct Schedule {
+    devices: Vec<String>,
+    due: Box<[AtomicI64]>,
+    closed: AtomicBool,
+    changed: watch::Sender<()>,
+}
+
+impl Schedule {
+    /// One slot per device, in configuration order, all due at `now_ms`.
+    #[must_use]
+    pub fn new(devices: Vec<String>, now_ms: i64) -> Schedule {
+        let due = devices.iter().map(|_| AtomicI64::new(now_ms)).collect();
+        Schedule {
+            devices,
+            due,
+            closed: AtomicBool::new(false),
+            changed: watch::Sender::new(()),
+        }
+    }
+
+    /// Records when `slot` is due next (only once the poll's messages are
+    /// in the lanes).
+    pub fn set(&self, slot: usize, next_ms: i64) {
+        if let Some(d) = self.due.get(slot) {
+            d.store(next_ms, Ordering::SeqCst);
+            self.changed.send_replace(());
+        }
+    }
+
+    /// `slot` is not polled (any more): it never holds up the barrier.
+    pub fn retire(&self, slot: usize) {
+        self.set(slot, NEVER);
+    }
+
+    /// The pipeline is gone: no poll will land, so there is nothing to wait for.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.changed.send_replace(());
+    }
+
+    /// The first device with a poll due at `now_ms` (not yet in the lanes).
+    #[must_use]
+    pub fn due_at(&self, now_ms: i64) -> Option<&str> {
+        if self.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.devices
+            .iter()
+            .zip(&self.due)
+            .find(|(_, d)| d.load(Ordering::SeqCst) <= now_ms)
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Waits until no poll is due at the clock's now, for at most `limit` of
+    /// real time.
+    ///
+    /// # Errors
+    /// The device still due when `limit` ran out.
+    pub async fn settled(&self, clock: &dyn crate::clock::Clock, limit: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut changed = self.changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            let Some(device) = self.due_at(clock.now_ms()) else {
+                return Ok(());
+            };
+            // The clock may also move while we wait; a change of any slot
+            // (or the deadline) re-reads it.
+            if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+                return Err(device.to_owned());
+            }
+        }
+    }
+}
+
+/// Polls one Modbus TCP device until the channel closes, on the gateway's
+/// clock. Sends its `birth`, `death` and `data` messages with its next due time.
+pub async fn poll_device(
+    config: DeviceConfig,
+    points: Vec<PolledPoint>,
+    slot: usize,
+    clock: SharedClock,
+    tx: mpsc::Sender<Batch>,
+    metrics: Metrics,
+) {
     let unit = config.unit;
-    let Some(mut poller) = Poller::new(config, points) else {
+    let (Some(address), Some(mut poller)) = (config.address, Poller::new(config, points, clock.clone(), slot)) else {
+        let _ = tx.send(Batch::retired(slot)).await;
         return;
     };
     let mut ctx: Option<Context> = None;
     loop {
-        tokio::time::sleep_until(poller.next).await;
+        clock.sleep_until(poller.next_ms).await;
         if ctx.is_none() {
             let connect = tokio_modbus::client::tcp::connect_slave(address, Slave(unit));
             if let Ok(Ok(c)) = tokio::time::timeout(poller.timeout, connect).await {
@@ -636,33 +783,40 @@ pub async fn poll_device(config: DeviceConfig, points: Vec<PolledPoint>, tx: mps
             // A late answer would be taken for the next request: start a fresh connection.
             ctx = None;
         }
-        if !Box::pin(send_all(&tx, out)).await {
+        if tx.send(poller.batch(out)).await.is_err() {
             return;
         }
     }
 }
 
-/// Polls every device on one RS-485 bus (Modbus RTU), one request at a time:
-/// a dead slave costs the bus only its own timeout slot.
+/// Polls every device on one RS-485 bus (Modbus RTU), one request at a time,
+/// on the gateway's clock: a dead slave costs the bus only its own timeout
+/// slot. Each device comes with its slot in the [`Schedule`].
 pub async fn poll_bus(
     serial: SerialConfig,
-    devices: Vec<(DeviceConfig, Vec<PolledPoint>)>,
-    tx: mpsc::Sender<Incoming>,
+    devices: Vec<(DeviceConfig, Vec<PolledPoint>, usize)>,
+    clock: SharedClock,
+    tx: mpsc::Sender<Batch>,
     metrics: Metrics,
 ) {
-    let mut pollers: Vec<(u8, Poller)> = devices
-        .into_iter()
-        .filter_map(|(c, p)| Some((c.unit, Poller::new(c, p)?)))
-        .collect();
-    if pollers.is_empty() {
-        return;
+    let mut pollers: Vec<(u8, Poller)> = Vec::new();
+    for (c, p, slot) in devices {
+        let unit = c.unit;
+        match Poller::new(c, p, clock.clone(), slot) {
+            Some(poller) => pollers.push((unit, poller)),
+            None => {
+                if tx.send(Batch::retired(slot)).await.is_err() {
+                    return;
+                }
+            }
+        }
     }
     let mut ctx: Option<Context> = None;
     loop {
-        let Some((unit, poller)) = pollers.iter_mut().min_by_key(|(_, p)| p.next) else {
+        let Some((unit, poller)) = pollers.iter_mut().min_by_key(|(_, p)| p.next_ms) else {
             return;
         };
-        tokio::time::sleep_until(poller.next).await;
+        clock.sleep_until(poller.next_ms).await;
         if ctx.is_none() {
             match serial.open() {
                 Ok(port) => ctx = Some(tokio_modbus::client::rtu::attach_slave(port, Slave(*unit))),
@@ -677,20 +831,10 @@ pub async fn poll_bus(
             // Drop whatever half frame is left on the line: re-open the port.
             ctx = None;
         }
-        if !Box::pin(send_all(&tx, out)).await {
+        if tx.send(poller.batch(out)).await.is_err() {
             return;
         }
     }
-}
-
-/// Hands a poll's messages to the pipeline; `false` once it has stopped.
-async fn send_all(tx: &mpsc::Sender<Incoming>, out: Vec<Incoming>) -> bool {
-    for msg in out {
-        if tx.send(msg).await.is_err() {
-            return false;
-        }
-    }
-    true
 }
 
 /// The `birth` that stands for a Modbus device becoming reachable.

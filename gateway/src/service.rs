@@ -48,6 +48,10 @@ pub const QUEUE: usize = 8192;
 pub const PRIORITY_QUEUE: usize = 1024;
 /// Control channel length (HTTP acknowledgements, ticks, broker state).
 pub const CONTROL_QUEUE: usize = 256;
+/// How long [`Running::sync`] waits, in real time, for the Modbus polls due
+/// at the clock's now: longer than any sane request timeout times a bus's
+/// devices, short enough that a wedged poller fails a test instead of hanging it.
+const SYNC_POLLS_LIMIT: Duration = Duration::from_secs(30);
 /// How often the whole alerting state is saved besides the changes.
 const SAVE_EVERY: Duration = Duration::from_mins(5);
 /// At most one log line per topic per this long for rejected input.
@@ -70,6 +74,9 @@ pub struct Shared {
     pub alerts: crate::alerts::Hub,
     /// Whose time the gateway judges by (the system's, or virtual time).
     pub clock: crate::clock::SharedClock,
+    /// When each Modbus device is next polled: the first half of
+    /// [`Running::sync`]'s barrier.
+    pub polls: Arc<crate::modbus::Schedule>,
 }
 
 /// How to run the gateway: whose clock, and whether it ticks itself.
@@ -113,12 +120,26 @@ impl Running {
             .map_err(|_| anyhow::anyhow!("the pipeline has stopped"))
     }
 
-    /// Waits until everything already in the pipeline's lanes is judged and
-    /// stored.
+    /// Waits until every Modbus poll due at the clock's now has handed its
+    /// messages to the pipeline, then until everything in the pipeline's
+    /// lanes is judged and stored. On virtual time that makes "move the
+    /// clock, sync" see the polls the move made due, as it sees what MQTT
+    /// delivered.
     ///
     /// # Errors
-    /// If the pipeline has stopped.
+    /// If the pipeline has stopped, or a device's poll has not landed within
+    /// 30 s of real time (its name is in the error).
     pub async fn sync(&self) -> anyhow::Result<()> {
+        self.shared
+            .polls
+            .settled(&*self.shared.clock, SYNC_POLLS_LIMIT)
+            .await
+            .map_err(|device| {
+                anyhow::anyhow!(
+                    "the Modbus poll of {device} due at {} ms has not landed after {SYNC_POLLS_LIMIT:?}",
+                    self.shared.clock.now_ms()
+                )
+            })?;
         let (reply, done) = tokio::sync::oneshot::channel();
         self.control
             .send(crate::alerts::Control::Sync(reply))
@@ -378,6 +399,10 @@ pub async fn run_with(
         records_key: signer.public_key_hex().into(),
         alerts: crate::alerts::Hub::new(control_tx.clone()),
         clock: options.clock.clone(),
+        polls: Arc::new(crate::modbus::Schedule::new(
+            config.modbus.devices.iter().map(|d| d.device.clone()).collect(),
+            options.clock.now_ms(),
+        )),
     };
     let mut engine = start_engine(&config, &mut store, &shared)?;
     let (desk, ledger) = start_desk(&config, &store, &mut engine, signer, &shared)?;
@@ -1235,31 +1260,46 @@ fn start_influx(config: &Config, shared: &Shared) -> anyhow::Result<(Option<Infl
     Ok((Some(itx), Some((collector, shipper, stop_tx))))
 }
 
-/// Starts one polling task per Modbus TCP device and one per RTU bus,
-/// forwarding what they build into the pipeline.
+/// Starts one polling task per Modbus TCP device and one per RTU bus, on
+/// the gateway's clock, forwarding what they build into the pipeline. A
+/// device's slot in [`Shared::polls`] is its index in the configuration.
 fn start_pollers(config: &Config, pipeline_tx: &Lanes, shared: &Shared) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
-    let forward = |rx: mpsc::Receiver<crate::ingest::Incoming>| {
+    let schedule = &shared.polls;
+    let forward = |rx: mpsc::Receiver<crate::modbus::Batch>, slots: Vec<usize>| {
         let lanes = pipeline_tx.clone();
         let metrics = shared.metrics.clone();
+        let schedule = schedule.clone();
         let mut rx = rx;
         tokio::spawn(async move {
-            while let Some(incoming) = rx.recv().await {
-                let kind = incoming.topic.kind.to_string();
-                if !lanes.send(&kind, Input::Polled(Box::new(incoming)), &metrics).await {
-                    break;
+            while let Some(batch) = rx.recv().await {
+                for incoming in batch.messages {
+                    let kind = incoming.topic.kind.to_string();
+                    if !lanes.send(&kind, Input::Polled(Box::new(incoming)), &metrics).await {
+                        schedule.close();
+                        return;
+                    }
                 }
+                // Only now: a barrier that sees the new due time finds the
+                // poll's messages in the lanes.
+                schedule.set(batch.slot, batch.next_ms);
+            }
+            for slot in slots {
+                schedule.retire(slot);
             }
         })
     };
     let mut buses: Vec<(crate::modbus::SerialConfig, Vec<_>)> = Vec::new();
-    for device in config.modbus.devices.clone() {
+    for (slot, device) in config.modbus.devices.iter().cloned().enumerate() {
         // Validated at load: the map resolves.
-        let Ok(points) = device.points() else { continue };
+        let Ok(points) = device.points() else {
+            schedule.retire(slot);
+            continue;
+        };
         if let Some(serial) = device.serial.clone() {
             match buses.iter_mut().find(|(s, _)| s.path == serial.path) {
-                Some((_, list)) => list.push((device, points)),
-                None => buses.push((serial, vec![(device, points)])),
+                Some((_, list)) => list.push((device, points, slot)),
+                None => buses.push((serial, vec![(device, points, slot)])),
             }
             continue;
         }
@@ -1268,21 +1308,25 @@ fn start_pollers(config: &Config, pipeline_tx: &Lanes, shared: &Shared) -> Vec<t
         tasks.push(tokio::spawn(crate::modbus::poll_device(
             device,
             points,
+            slot,
+            shared.clock.clone(),
             ptx,
             shared.metrics.clone(),
         )));
-        tasks.push(forward(prx));
+        tasks.push(forward(prx, vec![slot]));
     }
     for (serial, devices) in buses {
         let (ptx, prx) = mpsc::channel(64);
         tracing::info!(path = %serial.path, devices = devices.len(), "polling a Modbus RTU bus");
+        let slots = devices.iter().map(|(_, _, slot)| *slot).collect();
         tasks.push(tokio::spawn(crate::modbus::poll_bus(
             serial,
             devices,
+            shared.clock.clone(),
             ptx,
             shared.metrics.clone(),
         )));
-        tasks.push(forward(prx));
+        tasks.push(forward(prx, slots));
     }
     tasks
 }

@@ -10,6 +10,7 @@ mod http;
 mod influx;
 mod ingest;
 mod modbus;
+mod modbus_clock;
 mod process;
 mod registry;
 mod service;

@@ -15,8 +15,11 @@
 //!   a declaration and driven by actions (people, batteries, faults).
 //! - [`uplink`]: a simulated node's MQTT link to a real broker, carrying the
 //!   firmware's own payloads and the gateway's commands.
+//! - [`modbus`]: a simulated node's Modbus links (TCP, and RTU over a pty
+//!   pair) through the firmware's own slave, with faults on the link.
 
 pub mod device;
+pub mod modbus;
 pub mod peripherals;
 pub mod physics;
 pub mod rig;

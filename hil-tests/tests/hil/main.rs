@@ -7,5 +7,6 @@ mod charger_physics;
 mod elevator_physics;
 mod end_to_end;
 mod firewater_physics;
+mod modbus_links;
 mod peripherals;
 mod rigs;

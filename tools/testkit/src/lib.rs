@@ -1,6 +1,7 @@
 //! Real servers for tests, started on free ports and stopped when dropped, so
 //! no test depends on a server someone left running (the project's scripts
-//! install the packages; nothing here downloads anything).
+//! install the packages; nothing here downloads anything). Serial lines too:
+//! socat's pty pairs stand in for RS-485 cables.
 
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
@@ -308,5 +309,59 @@ impl VictoriaMetrics {
         if !self.child.running() {
             self.spawn();
         }
+    }
+}
+
+/// A pty pair joined by socat (Debian's `socat`): two serial devices that
+/// are the two ends of one line, standing in for an RS-485 cable between a
+/// Modbus master and its slaves. Both ends are raw (`raw,echo=0`): bytes
+/// pass unchanged and nothing is echoed back to the writer.
+pub struct PtyPair {
+    _child: Process,
+    /// One end (a symlink to its `/dev/pts/N`).
+    pub a: PathBuf,
+    /// The other end.
+    pub b: PathBuf,
+    log: PathBuf,
+}
+
+impl PtyPair {
+    /// Starts socat with its two ends linked as `dir/a` and `dir/b` and
+    /// waits until both exist; socat is killed when the pair is dropped.
+    ///
+    /// # Panics
+    /// If socat is not installed (run `scripts/install-test-deps.sh`) or
+    /// makes no pair within 10 s.
+    #[must_use]
+    pub fn open(dir: &Path) -> PtyPair {
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        let log = dir.join("socat.log");
+        let stderr = File::create(&log).expect("socat log");
+        let child = Command::new("socat")
+            .args(["-d", "-d"])
+            .arg(format!("pty,raw,echo=0,link={}", a.display()))
+            .arg(format!("pty,raw,echo=0,link={}", b.display()))
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("socat is not installed: run scripts/install-test-deps.sh");
+        let pair = PtyPair {
+            _child: Process(Some(child)),
+            a,
+            b,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(pair.a.exists() && pair.b.exists()) {
+            assert!(Instant::now() < deadline, "socat made no pty pair:\n{}", pair.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        pair
+    }
+
+    /// socat's log so far (for failure messages).
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

@@ -1,0 +1,225 @@
+//! Modbus polling on virtual time: the gateway on a manual clock polls a
+//! simulated fire pump node (the firmware's own Modbus slave over TCP) once
+//! per virtual second, stamps what it reads with virtual times, and backs
+//! its breaker off in virtual seconds; `sync()` is the barrier that makes
+//! "move the clock, sync" see the polls the move made due.
+
+use std::sync::{Arc, Mutex};
+
+use firmware::firepump::FirepumpConfig;
+use firmware::registers::RegisterImage;
+use gateway::clock::ManualClock;
+use gateway::config::Config;
+use gateway::service::{Options, Running};
+use protocol::modbus::Point;
+use protocol::{DeviceClass, Format, Metric};
+use sim::modbus::{FirepumpSlave, LinkControl, RigSlave, SharedResponder, TcpSlave};
+use sim::physics::firewater::{FireWaterConfig, FireWaterSim};
+use sim::rig;
+
+use crate::http::{base_config, free_addr, get};
+
+/// 2026-12-01T08:00:00+08:00.
+const T0: i64 = 1_796_083_200_000;
+
+/// A fire pump node on a Modbus TCP socket, and a gateway on a manual clock
+/// polling it every virtual second.
+struct Bench {
+    pump: Arc<Mutex<FirepumpSlave>>,
+    control: Arc<LinkControl>,
+    _link: TcpSlave,
+    gw: Running,
+    clock: ManualClock,
+    http: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    async fn start() -> Bench {
+        let mut r = rig::firepump(
+            FireWaterSim::new(FireWaterConfig::default(), 3),
+            FirepumpConfig::default(),
+            Format::Json,
+        );
+        // Past the contacts' debounce: the node has stepped and measured.
+        r.advance(2_000);
+        let pump = RigSlave::new(r, 1).unwrap().shared();
+        let control = LinkControl::new();
+        let responder: SharedResponder = pump.clone();
+        let link = TcpSlave::start("127.0.0.1:0".parse().unwrap(), responder, control.clone())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (mqtt, http) = (free_addr(), free_addr());
+        let text = base_config(mqtt.port(), http.port(), dir.path())
+            + &format!(
+                "[[modbus.devices]]\nsite = \"lakeside\"\ndevice = \"FP-1\"\nclass = \"firepump\"\naddress = \"{}\"\n\
+                 interval_ms = 1000\ntimeout_ms = 300\n",
+                link.addr()
+            );
+        let cfg = Config::parse(std::path::Path::new("modbus-clock.toml"), &text).unwrap();
+        let clock = ManualClock::new(T0);
+        let options = Options {
+            clock: Arc::new(clock.clone()),
+            ticker: false,
+        };
+        let gw = gateway::service::start(cfg, "t".into(), options).await.unwrap();
+        Bench {
+            pump,
+            control,
+            _link: link,
+            gw,
+            clock,
+            http: http.port(),
+            dir,
+        }
+    }
+
+    /// One virtual second: the node, then the gateway's clock, then the
+    /// barrier (the poll the move made due is stored) and a tick.
+    async fn second(&mut self) {
+        let now = {
+            let mut p = self.pump.lock().unwrap();
+            p.rig.advance(1_000);
+            p.rig.now()
+        };
+        self.clock.set(T0 + i64::try_from(now).unwrap() - 2_000);
+        self.gw.sync().await.unwrap();
+        self.gw.tick().await.unwrap();
+        self.gw.sync().await.unwrap();
+    }
+
+    async fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = get(self.http, path, Some("t")).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    async fn device(&self) -> serde_json::Value {
+        let d = self.json("/api/v1/devices").await;
+        d["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device"] == "FP-1")
+            .cloned()
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.gw.stop().await.unwrap();
+        drop(self.dir);
+    }
+}
+
+/// Read requests in one poll of the fire pump's built-in map.
+fn requests_per_poll() -> u64 {
+    let text = "[[modbus.devices]]\nsite = \"s\"\ndevice = \"D\"\nclass = \"firepump\"\naddress = \"127.0.0.1:502\"\n";
+    let c = Config::parse(std::path::Path::new("p.toml"), text).unwrap();
+    gateway::modbus::plan(&c.modbus.devices[0].points().unwrap()).len() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_land_once_per_virtual_second_stamped_with_virtual_time() {
+    let mut b = Bench::start().await;
+    // The first poll is due at start: the barrier waits for it.
+    b.gw.sync().await.unwrap();
+    for _ in 0..5 {
+        b.second().await;
+    }
+    // However much wall time the test took, the clock moved 5 s: six polls.
+    b.gw.sync().await.unwrap();
+    assert_eq!(b.control.served(), 6 * requests_per_poll());
+
+    let series = b
+        .json(&format!(
+            "/api/v1/series?device=FP-1&metric=network_pressure_mpa&from={T0}"
+        ))
+        .await;
+    let points = series["points"].as_array().unwrap();
+    let stamps: Vec<i64> = points.iter().map(|p| p["ts"].as_i64().unwrap()).collect();
+    assert_eq!(stamps, (0..6).map(|k| T0 + k * 1_000).collect::<Vec<_>>(), "{series}");
+    // What the node measures, through its register (1 kPa steps).
+    let node = b
+        .pump
+        .lock()
+        .unwrap()
+        .rig
+        .node
+        .logic()
+        .point(Point::Metric(Metric::NetworkPressureMpa), None)
+        .unwrap();
+    let last = points.last().unwrap()["value"].as_f64().unwrap();
+    assert!((last - node).abs() <= 0.0005, "polled {last}, the node has {node}");
+    assert!(node > 0.1, "a pressurised network: {node}");
+
+    let d = b.device().await;
+    assert_eq!(d["status"], "online", "{d}");
+    assert_eq!(d["class"], DeviceClass::Firepump.as_str());
+    assert_eq!(d["last_seen_ms"].as_i64(), Some(T0 + 5_000), "{d}");
+    assert_eq!(d["interval_s"].as_u64(), Some(1), "{d}");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_slave_opens_the_breaker_and_backs_off_in_virtual_seconds() {
+    let mut b = Bench::start().await;
+    b.gw.sync().await.unwrap();
+    assert_eq!(b.device().await["status"], "online");
+    b.control.set_mute(true);
+    // Each poll of a muted slave times out on its first request (300 ms of
+    // real time) and drops the connection: one dropped request per poll.
+    let mut dropped = Vec::new();
+    for _ in 0..10 {
+        b.second().await;
+        dropped.push(b.control.dropped());
+    }
+    // Polls at 1, 2, 3 s; the breaker opens at the third failure and backs
+    // off 1 s, 2 s, 4 s: polls at 4, 6 and 10 s.
+    assert_eq!(dropped, [1, 2, 3, 4, 4, 5, 5, 5, 5, 6]);
+    let d = b.device().await;
+    assert_eq!(d["status"], "offline", "{d}");
+    assert_eq!(d["last_seen_ms"].as_i64(), Some(T0 + 3_000), "the death at 3 s: {d}");
+    let metrics = get(b.http, "/metrics", Some("t")).await.1;
+    assert!(metrics.contains("fm_modbus_up{device=\"FP-1\"} 0"), "{metrics}");
+    let alerts = b.json("/api/v1/alerts?code=offline").await;
+    let offline = &alerts["alerts"][0];
+    assert_eq!(offline["device"], "FP-1", "{alerts}");
+    assert_eq!(offline["state"], "firing", "{alerts}");
+    assert_eq!(offline["fired_at"].as_i64(), Some(T0 + 3_000), "{alerts}");
+
+    // Back: the next poll (8 s after the one at 10 s) is a new session.
+    b.control.set_mute(false);
+    for _ in 0..7 {
+        b.second().await;
+    }
+    assert_eq!(b.control.served(), requests_per_poll(), "nothing polled before 18 s");
+    assert_eq!(b.device().await["status"], "offline");
+    b.second().await;
+    assert_eq!(b.control.served(), 2 * requests_per_poll());
+    let d = b.device().await;
+    assert_eq!(d["status"], "online", "{d}");
+    assert_eq!(d["bdseq"].as_u64(), Some(2), "{d}");
+    assert_eq!(d["last_seen_ms"].as_i64(), Some(T0 + 18_000), "{d}");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_manual_clocks_sleep_ends_when_the_clock_is_moved_past_it_not_before() {
+    use futures_util::FutureExt as _;
+    use gateway::clock::Clock as _;
+    let clock = ManualClock::new(T0);
+    assert!(clock.sleep_until(T0).now_or_never().is_some(), "due now: at once");
+    let mut waiting = clock.sleep_until(T0 + 1_000);
+    assert!((&mut waiting).now_or_never().is_none());
+    clock.advance(999);
+    assert!((&mut waiting).now_or_never().is_none(), "1 ms early");
+    // Never back: a set to the past moves nothing.
+    clock.set(T0);
+    assert_eq!(clock.now_ms(), T0 + 999);
+    clock.set(T0 + 1_000);
+    // Woken by the move itself, however long the wall clock has left.
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("the sleep ended when the clock got there");
+}
