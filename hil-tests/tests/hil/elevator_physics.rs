@@ -5,8 +5,11 @@
 use firmware::elevator::{ElevatorConfig as NodeConfig, ElevatorInputs, ElevatorNode};
 use firmware::hal::Millis;
 use proptest::prelude::*;
-use protocol::EventCode;
-use sim::physics::elevator::{Door, ElevatorConfig, ElevatorContacts, ElevatorFault, ElevatorSim, ElevatorState};
+use protocol::{DeviceClass, EventCode, Metric, MetricInfo, ValueKind};
+use sim::physics::elevator::{
+    ControllerView, Door, ElevatorConfig, ElevatorContacts, ElevatorFault, ElevatorSim, ElevatorState,
+    RUN_TIME_LIMIT_MS,
+};
 
 const SEED: u64 = 7;
 
@@ -627,6 +630,410 @@ fn a_car_nudged_off_the_level_re_levels_even_in_one_long_step() {
     assert!(sim.rope_travel_m().abs() < 1e-12);
 }
 
+// ---- the controller's view: what only the car's controller knows ----
+
+/// GB/T 24476 service modes the plant reports.
+const OUT_OF_SERVICE: u8 = 0;
+const NORMAL: u8 = 1;
+
+/// The controller's view is clean: what a car in ordinary service reports.
+fn in_service(v: &ControllerView) -> bool {
+    v.service_mode == NORMAL && v.safety_circuit_ok && v.power_ok
+}
+
+#[test]
+fn the_controller_view_speaks_the_contracts_elevator_metrics() {
+    // A plain sensor node wired to the controller sends the view as it is:
+    // every field must be a canonical elevator metric, and every metric the
+    // gateway's elevator rules read from samples must be there.
+    let json = serde_json::to_value(sim().controller()).unwrap();
+    let fields = json.as_object().unwrap();
+    for (name, value) in fields {
+        let metric = Metric::from_name(name).unwrap_or_else(|| panic!("{name} is no canonical metric"));
+        assert_eq!(metric.class(), Some(DeviceClass::Elevator), "{name}");
+        match metric.kind() {
+            ValueKind::Bool => assert!(value.is_boolean(), "{name}: {value}"),
+            ValueKind::Code { max } => assert!(value.as_u64().is_some_and(|c| c <= u64::from(max)), "{name}: {value}"),
+            ValueKind::Number => assert!(value.is_number(), "{name}: {value}"),
+        }
+    }
+    let counters = [Metric::RunCount, Metric::RunHours];
+    for m in Metric::of_class(DeviceClass::Elevator).filter(|m| !counters.contains(m)) {
+        assert!(fields.contains_key(m.as_str()), "{} missing", m.as_str());
+    }
+}
+
+#[test]
+fn the_controller_follows_a_normal_trip_floor_by_floor() {
+    let c = ElevatorConfig::default();
+    let mut sim = sim();
+    let v = sim.controller();
+    assert!(
+        in_service(&v) && !v.running && v.direction == 0 && v.floor == 1,
+        "{v:?}"
+    );
+    assert_eq!(v.rated_speed_mps, c.rated_speed_mps);
+    ride_to(&mut sim, 1);
+    sim.board(2);
+    // 75 kg each of a 1000 kg car.
+    assert!((sim.controller().load_pct - 15.0).abs() < 1e-4);
+    sim.call(8);
+    let mut counted = vec![1];
+    run_until(&mut sim, 10, 60_000, |s| {
+        let (st, v) = (s.state(), s.controller());
+        assert!(in_service(&v), "{v:?}");
+        // Running exactly while the car moves, in its direction, at its speed.
+        assert_eq!(v.running, st.moving, "{v:?} {st:?}");
+        assert_eq!(v.direction, u8::from(st.moving), "{v:?}");
+        assert_eq!(v.speed_mps, st.speed_mps.abs());
+        // The count is the car's nearest floor.
+        assert_eq!(v.floor, st.floor);
+        if counted.last() != Some(&v.floor) {
+            counted.push(v.floor);
+        }
+        doors_open_at(s, 8)
+    });
+    assert_eq!(counted, [1, 2, 3, 4, 5, 6, 7, 8], "one floor at a time");
+    let k = sim.contacts();
+    let v = sim.controller();
+    assert_eq!(
+        (v.door_closed, v.door_zone, v.occupied, v.power_ok),
+        (k.door_closed, k.door_zone, k.occupied, k.power_ok)
+    );
+    sim.call(3);
+    run_until(&mut sim, 10, 60_000, |s| {
+        let (st, v) = (s.state(), s.controller());
+        assert_eq!(v.direction, if st.moving { 2 } else { 0 }, "{v:?}");
+        doors_open_at(s, 3)
+    });
+}
+
+#[test]
+fn a_safety_circuit_break_stops_the_car_hard_and_holds_it_out_of_service() {
+    let c = ElevatorConfig::default();
+    let mut sim = sim();
+    ride_to(&mut sim, 1);
+    sim.board(1);
+    sim.call(8);
+    // Cruising at rated speed between floors 3 and 4.
+    run_until(&mut sim, 10, 30_000, |s| s.state().position_m > 6.5);
+    let (at, v0) = (sim.state().position_m, sim.state().speed_mps);
+    assert!((v0 - c.rated_speed_mps).abs() < 1e-4, "{v0}");
+    sim.inject(ElevatorFault::SafetyCircuitBreak);
+    // At once: the chain is open and the car out of service.
+    let v = sim.controller();
+    assert!(
+        !v.safety_circuit_ok && v.service_mode == OUT_OF_SERVICE && v.power_ok,
+        "{v:?}"
+    );
+    // From the first sub-step on: 2.5 m/s² × 10 ms.
+    sim.step(10);
+    let mut last = sim.state().speed_mps;
+    assert!((v0 - last - 0.025).abs() < 1e-4, "{last}");
+    let took = 10
+        + run_until(&mut sim, 10, 5000, |s| {
+            let v = s.state().speed_mps;
+            assert!(v >= 0.0 && v <= last, "decelerates monotonically: {v} after {last}");
+            last = v;
+            !s.state().moving
+        });
+    // An emergency stop at 2.5 m/s²: v²/2a = 0.61 m in v/a = 0.7 s, where the
+    // normal profile would take 1.91 m and 2.19 s.
+    let (stop, k) = (sim.state(), sim.contacts());
+    let estop_m = v0 * v0 / (2.0 * 2.5);
+    assert!(
+        (stop.position_m - at - estop_m).abs() < 0.01,
+        "{} m",
+        stop.position_m - at
+    );
+    assert!(took <= 710, "{took} ms");
+    assert!(estop_m < v0 * v0 / (2.0 * c.accel_mps2) / 3.0);
+    // Between floors with someone inside: trapped, as the node sees it.
+    assert!(trapped_outside_zone(&stop, k), "{stop:?} {k:?}");
+    let v = sim.controller();
+    assert!(
+        !v.running && v.direction == 0 && v.speed_mps == 0.0 && v.floor == 3,
+        "{v:?}"
+    );
+    // Out of service: calls ignored, the car stays.
+    sim.call(2);
+    sim.call(12);
+    hold(&mut sim, 60_000, 100, |s, k| {
+        assert_eq!(s.position_m, stop.position_m);
+        assert!(!s.moving && k.door_closed, "{s:?}");
+    });
+    let v = sim.controller();
+    assert!(
+        !v.safety_circuit_ok && v.service_mode == OUT_OF_SERVICE && !v.running,
+        "{v:?}"
+    );
+    // Cleared: back in service, the trip to 8 goes on; the ignored calls stay ignored.
+    sim.clear(ElevatorFault::SafetyCircuitBreak);
+    assert!(in_service(&sim.controller()), "{:?}", sim.controller());
+    run_until(&mut sim, 100, 30_000, |s| doors_open_at(s, 8));
+    assert_eq!(sim.state().position_m, level(8));
+    hold(&mut sim, 60_000, 100, |s, _| assert_eq!(s.floor, 8, "an ignored call"));
+}
+
+#[test]
+fn a_safety_circuit_break_at_a_floor_leaves_the_doors_as_they_are() {
+    let c = ElevatorConfig::default();
+    let mut sim = sim();
+    ride_to(&mut sim, 3);
+    run_until(&mut sim, 10, 10_000, |s| s.state().door == Door::Closing);
+    sim.step(1000);
+    sim.inject(ElevatorFault::SafetyCircuitBreak);
+    // A call here would reopen closing doors: the controller ignores it.
+    sim.call(3);
+    sim.call(9);
+    hold(&mut sim, 30_000, 100, |s, k| {
+        assert_eq!(s.door, Door::Closing, "frozen half-way");
+        assert!(!k.door_closed && !s.moving && s.position_m == level(3), "{s:?}");
+    });
+    assert_eq!(sim.controller().service_mode, OUT_OF_SERVICE);
+    sim.clear(ElevatorFault::SafetyCircuitBreak);
+    // The panels close from where they stopped: the remaining 1.5 s.
+    let closing = run_until(&mut sim, 10, 10_000, |s| s.contacts().door_closed);
+    assert!(closing.abs_diff(u64::from(c.door_move_ms) - 1000) <= 20, "{closing}");
+    hold(&mut sim, 30_000, 100, |s, _| {
+        assert_eq!(s.position_m, level(3), "{s:?}");
+    });
+    ride_to(&mut sim, 9);
+}
+
+#[test]
+fn traction_loss_runs_the_drive_with_the_car_standing_until_the_limiter_trips() {
+    let mut sim = sim();
+    ride_to(&mut sim, 1);
+    sim.board(1);
+    sim.inject(ElevatorFault::TractionLoss);
+    sim.call(8);
+    run_until(&mut sim, 10, 20_000, |s| s.controller().running);
+    let travel = sim.rope_travel_m();
+    // The drive runs upwards while car, ropes and governor stand.
+    let mut ran = 0u64;
+    let mut called = false;
+    while sim.controller().running {
+        let (s, v) = (sim.state(), sim.controller());
+        assert!(!s.moving && s.speed_mps == 0.0 && s.position_m == 0.0, "{s:?}");
+        assert_eq!(sim.rope_travel_m(), travel, "the sheave sees nothing");
+        assert!(v.direction == 1 && v.speed_mps == 0.0 && v.floor == 1, "{v:?}");
+        assert!(in_service(&v) && v.door_closed && v.door_zone && v.occupied, "{v:?}");
+        if ran >= 20_000 && !called {
+            // The controller thinks it is under way: a call here waits.
+            sim.call(1);
+            called = true;
+        }
+        sim.step(10);
+        ran += 10;
+        assert!(ran <= 46_000, "no limiter: {v:?}");
+    }
+    // The limiter: 45 s of running without a floor change.
+    assert!(ran.abs_diff(u64::from(RUN_TIME_LIMIT_MS)) <= 10, "{ran} ms");
+    let v = sim.controller();
+    assert!(
+        v.service_mode == OUT_OF_SERVICE && v.direction == 0 && v.safety_circuit_ok && v.power_ok,
+        "{v:?}"
+    );
+    // Out of service until reset: the car stands shut at floor 1, calls ignored.
+    sim.call(3);
+    sim.call(1);
+    hold(&mut sim, 60_000, 100, |s, k| {
+        assert!(!s.moving && s.position_m == 0.0 && k.door_closed && k.occupied, "{s:?}");
+    });
+    let v = sim.controller();
+    assert!(!v.running && v.service_mode == OUT_OF_SERVICE, "{v:?}");
+    assert_eq!(sim.rope_travel_m(), travel);
+    // Cleared (grip back, limiter reset): the trip to 8 goes ahead for real.
+    sim.clear(ElevatorFault::TractionLoss);
+    assert!(in_service(&sim.controller()));
+    run_until(&mut sim, 100, 30_000, |s| doors_open_at(s, 8));
+    assert!((sim.rope_travel_m() - travel - 21.0).abs() < 1e-9);
+    // The call pressed during the slip was kept; the ones after the trip were not.
+    run_until(&mut sim, 100, 60_000, |s| doors_open_at(s, 1));
+    hold(&mut sim, 60_000, 100, |s, _| assert_eq!(s.floor, 1, "an ignored call"));
+}
+
+#[test]
+fn traction_loss_spares_the_trip_under_way_and_takes_the_next() {
+    let mut sim = sim();
+    sim.call(5);
+    run_until(&mut sim, 100, 10_000, |s| s.state().moving);
+    sim.inject(ElevatorFault::TractionLoss);
+    run_until(&mut sim, 100, 30_000, |s| doors_open_at(s, 5));
+    sim.call(2);
+    run_until(&mut sim, 100, 20_000, |s| s.controller().running);
+    let v = sim.controller();
+    assert!(v.direction == 2 && v.speed_mps == 0.0 && v.floor == 5, "{v:?}");
+    // One long step runs the slip out to the limiter.
+    sim.step(60_000);
+    let (s, v) = (sim.state(), sim.controller());
+    assert!(
+        !v.running && v.service_mode == OUT_OF_SERVICE && s.position_m == level(5),
+        "{v:?} {s:?}"
+    );
+}
+
+#[test]
+fn position_lost_freezes_the_floor_count_while_the_car_serves_calls() {
+    let mut sim = sim();
+    ride_to(&mut sim, 2);
+    assert_eq!(sim.controller().floor, 2);
+    sim.inject(ElevatorFault::PositionLost);
+    // Landing zones passed at speed, the count standing still: what the
+    // gateway's `position_lost` looks for.
+    let mut passed = 0;
+    let mut in_zone = true;
+    let mut floors = Vec::new();
+    for to in [9, 4, 12, 1] {
+        sim.call(to);
+        run_until(&mut sim, 10, 60_000, |s| {
+            let (st, v) = (s.state(), s.controller());
+            assert_eq!(v.floor, 2, "{st:?}");
+            // Nothing else is wrong: the car serves its calls as usual, and
+            // no trip is long enough for the run-time limiter.
+            assert!(in_service(&v) && v.running == st.moving, "{v:?}");
+            if v.door_zone && !in_zone && st.speed_mps.abs() > 1.0 {
+                passed += 1;
+            }
+            in_zone = v.door_zone;
+            if floors.last() != Some(&st.floor) {
+                floors.push(st.floor);
+            }
+            doors_open_at(s, to)
+        });
+        assert_eq!(sim.state().position_m, level(to));
+    }
+    // 2 → 9 → 4 → 12 → 1: 6 + 4 + 7 + 10 landings passed without stopping.
+    assert_eq!(passed, 27);
+    assert_eq!(floors.len(), 1 + 7 + 5 + 8 + 11, "{floors:?}");
+    sim.clear(ElevatorFault::PositionLost);
+    assert_eq!(sim.controller().floor, 1, "counts right again");
+    ride_to(&mut sim, 6);
+    assert_eq!(sim.controller().floor, 6);
+}
+
+#[test]
+fn restart_prevented_holds_the_car_out_of_service_after_its_next_stop() {
+    let mut sim = sim();
+    ride_to(&mut sim, 1);
+    sim.board(2);
+    sim.call(6);
+    run_until(&mut sim, 100, 10_000, |s| s.state().moving);
+    sim.inject(ElevatorFault::RestartPrevented);
+    // In service through the trip and the door cycle at 6: people get out.
+    run_until(&mut sim, 100, 30_000, |s| {
+        assert_eq!(s.controller().service_mode, NORMAL);
+        doors_open_at(s, 6)
+    });
+    sim.alight(2);
+    run_until(&mut sim, 100, 20_000, |s| s.controller().service_mode == OUT_OF_SERVICE);
+    let (s, v) = (sim.state(), sim.controller());
+    assert!(
+        s.door == Door::Closed && s.position_m == level(6),
+        "held once the doors shut: {s:?}"
+    );
+    assert!(!v.running && v.safety_circuit_ok && v.power_ok && v.floor == 6, "{v:?}");
+    // Held: calls, even one here, are ignored.
+    sim.call(2);
+    sim.call(6);
+    hold(&mut sim, 60_000, 100, |s, k| {
+        assert!(!s.moving && k.door_closed && s.position_m == level(6), "{s:?}");
+    });
+    assert_eq!(sim.controller().service_mode, OUT_OF_SERVICE);
+    // Cleared: back in service; calls are served again.
+    sim.clear(ElevatorFault::RestartPrevented);
+    assert!(in_service(&sim.controller()));
+    hold(&mut sim, 10_000, 100, |s, _| {
+        assert!(!s.moving, "the held calls were dropped");
+    });
+    ride_to(&mut sim, 2);
+    // A car already standing shut at a floor is held at once.
+    sim.step(20_000);
+    sim.inject(ElevatorFault::RestartPrevented);
+    sim.step(10);
+    assert_eq!(sim.controller().service_mode, OUT_OF_SERVICE);
+    sim.call(10);
+    hold(&mut sim, 30_000, 100, |s, _| assert_eq!(s.position_m, level(2)));
+}
+
+#[test]
+fn the_controller_reports_the_contact_faults_as_it_sees_them() {
+    let c = ElevatorConfig::default();
+    // A power cut: out of service, the drive off once the car has braked.
+    let mut sim = sim();
+    sim.call(8);
+    run_until(&mut sim, 100, 30_000, |s| s.state().position_m > 7.0);
+    sim.inject(ElevatorFault::PowerCut);
+    let v = sim.controller();
+    assert!(
+        !v.power_ok && v.service_mode == OUT_OF_SERVICE && v.safety_circuit_ok,
+        "{v:?}"
+    );
+    run_until(&mut sim, 10, 5000, |s| !s.state().moving);
+    assert!(!sim.controller().running);
+    // Stuck between floors: stopped, but the controller still says normal.
+    let mut sim = self::sim();
+    sim.call(8);
+    run_until(&mut sim, 100, 30_000, |s| s.state().position_m > 5.0);
+    sim.inject(ElevatorFault::StuckBetweenFloors);
+    run_until(&mut sim, 100, 30_000, |s| !s.state().moving);
+    let v = sim.controller();
+    assert!(!v.running && !v.door_zone && v.service_mode == NORMAL, "{v:?}");
+    // Overtravel: the count leaves the range, the final limit opens the chain.
+    for (fault, end, beyond) in [
+        (ElevatorFault::OvertravelTop, c.floors, c.floors + 1),
+        (ElevatorFault::OvertravelBottom, 1, 0),
+    ] {
+        let mut sim = self::sim();
+        ride_to(&mut sim, 6);
+        sim.inject(fault);
+        sim.call(end);
+        run_until(&mut sim, 10, 60_000, |s| {
+            let (st, v, k) = (s.state(), s.controller(), s.contacts());
+            // Counted beyond the range exactly once out of the end landing's zone.
+            let out = st.position_m > level(c.floors) + c.zone_m || st.position_m < -c.zone_m;
+            assert_eq!(v.floor == beyond, out, "{st:?} {v:?}");
+            // The final limit is in the safety chain.
+            assert_eq!(v.safety_circuit_ok, !k.top_limit && !k.bottom_limit, "{st:?}");
+            k.top_limit || k.bottom_limit
+        });
+        let v = sim.controller();
+        assert!(
+            !v.safety_circuit_ok && v.service_mode == OUT_OF_SERVICE,
+            "{fault:?}: {v:?}"
+        );
+        sim.clear(fault);
+        run_until(&mut sim, 100, 30_000, |s| doors_open_at(s, end));
+        assert!(in_service(&sim.controller()) && sim.controller().floor == end);
+    }
+    // Overspeed: the speed it reports.
+    let mut sim = self::sim();
+    sim.inject(ElevatorFault::Overspeed);
+    sim.call(c.floors);
+    let mut top = 0.0f32;
+    run_until(&mut sim, 10, 60_000, |s| {
+        top = top.max(s.controller().speed_mps);
+        doors_open_at(s, c.floors)
+    });
+    assert!(top >= 1.2 * sim.controller().rated_speed_mps, "{top}");
+    // Unintended movement: running with the doors open, outside the zone.
+    let mut sim = self::sim();
+    ride_to(&mut sim, 5);
+    sim.inject(ElevatorFault::UnintendedMovement);
+    run_until(&mut sim, 10, 10_000, |s| !s.contacts().door_zone);
+    let v = sim.controller();
+    assert!(v.running && !v.door_closed && !v.door_zone && v.direction == 1, "{v:?}");
+    // The e-bike and the alarm button, as the contacts.
+    sim.inject(ElevatorFault::AlarmPressed);
+    assert!(sim.controller().alarm_button);
+    let mut sim = self::sim();
+    sim.inject(ElevatorFault::EbikeBoarding);
+    ride_to(&mut sim, 1);
+    sim.step(100);
+    assert!(sim.controller().ebike_detected);
+}
+
 /// Steps the plant and the node's detector together for `ms`.
 fn watch(sim: &mut ElevatorSim, node: &mut Detector, ms: u32) {
     for _ in 0..ms / 100 {
@@ -638,12 +1045,14 @@ fn watch(sim: &mut ElevatorSim, node: &mut Detector, ms: u32) {
 type Scenario = fn(&mut ElevatorSim, &mut Detector);
 
 #[test]
-#[allow(clippy::too_many_lines)] // one table: ten faults and what each must raise
+#[allow(clippy::too_many_lines)] // one table: every fault and what each must raise
 fn the_node_raises_exactly_the_code_of_each_fault() {
     use ElevatorFault as F;
     use EventCode as E;
-    // Each starts with one passenger aboard at floor 1, doors open.
-    let cases: [(F, Scenario, &[E]); 10] = [
+    // Each starts with one passenger aboard at floor 1, doors open. The last
+    // four only the controller can report: the node sees their consequence
+    // (someone shut in a car that does not move), or nothing at all.
+    let cases: [(F, Scenario, &[E]); 14] = [
         (
             F::StuckBetweenFloors,
             |sim, node| {
@@ -734,6 +1143,50 @@ fn the_node_raises_exactly_the_code_of_each_fault() {
             },
             &[E::AlarmButton],
         ),
+        (
+            // An emergency stop between floors 2 and 3.
+            F::SafetyCircuitBreak,
+            |sim, node| {
+                sim.call(8);
+                watch(sim, node, 10_000);
+                sim.inject(F::SafetyCircuitBreak);
+                watch(sim, node, 70_000);
+            },
+            &[E::Trapped, E::StoppedOutsideDoorZone],
+        ),
+        (
+            // The sheave turns nothing the node can see; the car stands shut
+            // at floor 1 through the slip and after the limiter.
+            F::TractionLoss,
+            |sim, node| {
+                sim.inject(F::TractionLoss);
+                sim.call(5);
+                watch(sim, node, 90_000);
+            },
+            &[E::Trapped],
+        ),
+        (
+            // The car runs as ever: nothing to see.
+            F::PositionLost,
+            |sim, node| {
+                sim.inject(F::PositionLost);
+                sim.call(9);
+                watch(sim, node, 30_000);
+                sim.call(2);
+                watch(sim, node, 30_000);
+            },
+            &[],
+        ),
+        (
+            // Held shut at floor 1 once its doors close, the passenger inside.
+            F::RestartPrevented,
+            |sim, node| {
+                sim.inject(F::RestartPrevented);
+                sim.call(5);
+                watch(sim, node, 100_000);
+            },
+            &[E::Trapped],
+        ),
     ];
     for (fault, scenario, expected) in cases {
         let mut sim = sim();
@@ -790,8 +1243,9 @@ fn the_same_seed_and_operations_give_the_same_run() {
 }
 
 /// Runs `ms` of [`ElevatorSim::traffic`] in 100 ms steps, asserting after
-/// every step that nothing looks like a fault to the node; returns how many
-/// people boarded and how many times the doors opened.
+/// every step that nothing looks like a fault to the node or in the
+/// controller's view; returns how many people boarded and how many times the
+/// doors opened.
 fn ordinary_traffic(seed: u64, ms: u32) -> (u32, u32) {
     let c = ElevatorConfig::default();
     let top = level(c.floors);
@@ -801,10 +1255,30 @@ fn ordinary_traffic(seed: u64, ms: u32) -> (u32, u32) {
     let mut openings = 0u32;
     let mut boarded = 0u32;
     let mut last = sim.state();
+    let mut counted = sim.controller().floor;
+    let mut running_on_one_floor_ms = 0u32;
     for _ in 0..ms / 100 {
         sim.traffic(100);
         sim.step(100);
-        let (s, k) = (sim.state(), sim.contacts());
+        let (s, k, v) = (sim.state(), sim.contacts(), sim.controller());
+        // The controller's view is clean: in service with the chain closed,
+        // the drive running exactly while the car moves (never with the car
+        // standing), the count always the car's floor (never frozen, never
+        // out of range), so never 45 s of running on one count.
+        assert!(
+            in_service(&v) && !v.alarm_button && !v.ebike_detected,
+            "{v:?} at {} ms",
+            sim.elapsed_ms()
+        );
+        assert_eq!(v.running, s.moving, "{v:?} {s:?}");
+        assert_eq!(v.floor, s.floor, "{v:?} {s:?}");
+        if v.running && v.floor == counted {
+            running_on_one_floor_ms += 100;
+            assert!(running_on_one_floor_ms < RUN_TIME_LIMIT_MS, "{v:?}");
+        } else {
+            running_on_one_floor_ms = 0;
+        }
+        counted = v.floor;
         // The node itself raises nothing.
         let raised = node.feed(&sim);
         assert!(raised.is_empty(), "{raised:?} at {} ms: {s:?} {k:?}", sim.elapsed_ms());

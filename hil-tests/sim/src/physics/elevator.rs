@@ -5,6 +5,12 @@
 //! angle sensor would see (see `docs/firmware.md`, "Sensors and contacts per
 //! class"): [`ElevatorSim::contacts`] gives the logical contacts and
 //! [`ElevatorSim::rope_travel_m`] the signed rope travel the sheave turns by.
+//! Some faults only the car's controller can know (its safety chain, its
+//! drive, its floor count, its service mode), so [`ElevatorSim::controller`]
+//! gives what a vendor controller reports, in the contract's canonical
+//! metrics: the source for the four GB/T 24476 codes a contact node cannot
+//! raise (01 safety circuit, 06 run-time limiter, 07 position lost, 08
+//! restart prevented).
 //! Everything is pure and deterministic: time only advances through
 //! [`ElevatorSim::step`], and the only randomness ([`ElevatorSim::traffic`])
 //! comes from a generator seeded in [`ElevatorSim::new`].
@@ -38,6 +44,23 @@ const TRAFFIC_MAX_WAITING: usize = 16;
 /// Mean time between new passengers in [`ElevatorSim::traffic`]: a modest,
 /// ordinary day.
 const TRAFFIC_MEAN_ARRIVAL_MS: f64 = 45_000.0;
+/// Deceleration of an emergency stop (the safety chain opened and the brake
+/// dropped on a moving car): about a quarter of g, three times the normal
+/// profile's 0.8 m/s², so a car at rated speed stops within about 0.6 m —
+/// while staying well under the 1 g a brake stop may put on passengers.
+const ESTOP_DECEL_MPS2: f64 = 2.5;
+/// What one passenger weighs, for the controller's load reading.
+const PASSENGER_KG: f32 = 75.0;
+/// The car's rated load: a 1000 kg (13-person) residential car.
+const RATED_LOAD_KG: f32 = 1000.0;
+
+/// The controller's run-time limiter (GB 7588 §12.10): the drive may run at
+/// most this long without the floor count changing before the controller
+/// stops it and takes the car out of service. Public because a test or a
+/// scenario that waits for it should name the figure, not repeat it; the
+/// limiter trips on the first sub-step *after* the run reached it, so the
+/// controller still reports the drive running at exactly 45 s.
+pub const RUN_TIME_LIMIT_MS: u32 = 45_000;
 
 /// The building and the machine: what the plant needs to know to move the car
 /// like the real one (defaults: a 12-floor residential lift).
@@ -115,11 +138,29 @@ pub enum ElevatorFault {
     EbikeBoarding,
     /// Someone holds the alarm button.
     AlarmPressed,
+    /// The safety chain opens (a landing-door contact, the governor switch):
+    /// the drive stops and the brake drops at once wherever the car is (an
+    /// emergency stop at 2.5 m/s²), and the car stays out of service — calls
+    /// ignored, doors as they are — until cleared.
+    SafetyCircuitBreak,
+    /// On the next trip the ropes slip on the sheave: the drive runs while
+    /// the car (and so the governor rope) stands still, until the run-time
+    /// limiter trips after 45 s and holds the car out of service until
+    /// cleared.
+    TractionLoss,
+    /// The controller's floor count freezes at its present value while the
+    /// car keeps serving calls normally: only what the controller reports is
+    /// wrong.
+    PositionLost,
+    /// Once the car next stands at a floor with its doors closed (after its
+    /// door cycle, if it is arriving), the controller will not start it
+    /// again: out of service, calls ignored, doors closed, until cleared.
+    RestartPrevented,
 }
 
 impl ElevatorFault {
     /// Every fault, so a scenario or test can sweep them.
-    pub const ALL: [ElevatorFault; 10] = [
+    pub const ALL: [ElevatorFault; 14] = [
         ElevatorFault::StuckBetweenFloors,
         ElevatorFault::DoorWontOpen,
         ElevatorFault::DoorWontClose,
@@ -130,12 +171,20 @@ impl ElevatorFault {
         ElevatorFault::PowerCut,
         ElevatorFault::EbikeBoarding,
         ElevatorFault::AlarmPressed,
+        ElevatorFault::SafetyCircuitBreak,
+        ElevatorFault::TractionLoss,
+        ElevatorFault::PositionLost,
+        ElevatorFault::RestartPrevented,
     ];
 
     fn bit(self) -> u16 {
         1 << (self as u16)
     }
 }
+
+// The injected faults are one bit each of a `u16`: a seventeenth fault must
+// widen the set before `bit` overflows.
+const _: () = assert!(ElevatorFault::ALL.len() <= u16::BITS as usize);
 
 /// The car as physics sees it, for assertions and for the peripherals that
 /// need more than contacts.
@@ -177,6 +226,57 @@ pub struct ElevatorContacts {
     pub bottom_limit: bool,
 }
 
+/// What the car's controller knows, in the contract's canonical metrics: what
+/// a vendor controller reports over its monitoring port, and what a plain
+/// sensor node wired to it would send. It differs from the contacts where
+/// the controller's own belief differs from the car's physics: its drive
+/// runs while the ropes slip, its floor count can freeze, and it decides the
+/// service mode.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ControllerView {
+    /// The drive is running, or the car moves without it (a brake that lets
+    /// go, a car braking to a stop): the controller's run signal and its
+    /// encoder together. True while the ropes slip (`TractionLoss`) though
+    /// the car stands.
+    pub running: bool,
+    /// Direction of travel: 0 none, 1 up, 2 down; the drive's direction
+    /// while the ropes slip.
+    pub direction: u8,
+    /// The controller's floor count: the nearest floor, `floors + 1` above
+    /// the top landing's door zone and 0 below the bottom one's (so an
+    /// overtravel leaves the range), frozen under `PositionLost`.
+    pub floor: u8,
+    /// Doors closed and locked.
+    pub door_closed: bool,
+    /// Car inside a landing's door (unlocking) zone.
+    pub door_zone: bool,
+    /// Someone in the car.
+    pub occupied: bool,
+    /// GB/T 24476 service mode: 0 out of service (no power, safety chain
+    /// open, run-time limiter tripped, restart prevented), 1 normal; the
+    /// other modes are not modelled. A car stuck between floors stays 1: the
+    /// controller has not decided to stop it (that is what
+    /// `RestartPrevented` models), so the stuck car shows only as trapped
+    /// and stopped outside the door zone.
+    pub service_mode: u8,
+    /// Car speed, absolute, m/s: 0 while the ropes slip.
+    pub speed_mps: f32,
+    /// Contract speed, m/s.
+    pub rated_speed_mps: f32,
+    /// Load as a share of the rated 1000 kg, at 75 kg a passenger: 0 to 100
+    /// and beyond (the car does not refuse an overload).
+    pub load_pct: f32,
+    /// Main power present.
+    pub power_ok: bool,
+    /// The safety chain is closed: false under `SafetyCircuitBreak` and
+    /// while a final limit switch (part of the chain) is tripped.
+    pub safety_circuit_ok: bool,
+    /// The alarm button is pressed.
+    pub alarm_button: bool,
+    /// The e-bike detector sees a bike in the car.
+    pub ebike_detected: bool,
+}
+
 /// What the drive does during one sub-step.
 #[derive(Clone, Copy, Debug)]
 enum Drive {
@@ -185,6 +285,20 @@ enum Drive {
     /// Travel to `goal` (metres) no faster than `vmax`, braking at `decel`
     /// so the car comes to rest exactly there.
     Toward { goal: f64, vmax: f64, decel: f64 },
+    /// The brake dropped on a running car: decelerate at `decel` (harder
+    /// than the profile) to rest, wherever that is.
+    Stop { decel: f64 },
+    /// The drive turns the sheave but the ropes slip: the car stays put.
+    Slip,
+}
+
+/// A trip whose ropes slip on the sheave (`TractionLoss`): the direction the
+/// controller drives in (1 up, -1 down) and how long its drive has run with
+/// the floor count standing still, for the run-time limiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slip {
+    dir: i8,
+    run_ms: u32,
 }
 
 /// An unintended movement in progress: the brake lets the car drift towards
@@ -240,6 +354,15 @@ pub struct ElevatorSim {
     ebike_inside: bool,
     waiting: Vec<Trip>,
     riders: Vec<Trip>,
+    /// The drive runs while the ropes slip (`TractionLoss`).
+    slip: Option<Slip>,
+    /// The run-time limiter tripped: out of service until `TractionLoss` is
+    /// cleared (the limiter's manual reset).
+    limited: bool,
+    /// `RestartPrevented` took hold at a floor: out of service until cleared.
+    held: bool,
+    /// The controller's floor count while `PositionLost` freezes it.
+    frozen_floor: Option<u8>,
 }
 
 impl ElevatorSim {
@@ -273,6 +396,10 @@ impl ElevatorSim {
             ebike_inside: false,
             waiting: Vec::new(),
             riders: Vec::new(),
+            slip: None,
+            limited: false,
+            held: false,
+            frozen_floor: None,
         }
     }
 
@@ -289,17 +416,20 @@ impl ElevatorSim {
     }
 
     /// A car or hall call to `floor` (ignored outside `1..=floors`, while
-    /// stuck and without power). Calls are served in collective order: the
-    /// nearest ahead in the direction of travel, then the other way. A call
-    /// at the floor the car stands at opens (or reopens) the doors.
+    /// stuck, without power and while the controller holds the car out of
+    /// service). Calls are served in collective order: the nearest ahead in
+    /// the direction of travel, then the other way. A call at the floor the
+    /// car stands at opens (or reopens) the doors.
     pub fn call(&mut self, floor: u8) {
         if floor == 0 || floor > self.config.floors {
             return;
         }
-        if self.active(ElevatorFault::StuckBetweenFloors) || self.active(ElevatorFault::PowerCut) {
+        if self.active(ElevatorFault::StuckBetweenFloors) || self.active(ElevatorFault::PowerCut) || self.halted() {
             return;
         }
-        if self.at_rest() && self.level_floor() == Some(floor) && self.creep.is_none() {
+        // A slipping car stands at its floor, but its controller believes it
+        // is under way: the call waits like any other.
+        if self.at_rest() && self.level_floor() == Some(floor) && self.creep.is_none() && self.slip.is_none() {
             self.open_request = true;
         } else {
             self.calls[usize::from(floor)] = true;
@@ -327,17 +457,27 @@ impl ElevatorSim {
 
     /// Injects a fault; it stays until [`ElevatorSim::clear`].
     pub fn inject(&mut self, f: ElevatorFault) {
+        if f == ElevatorFault::PositionLost && !self.active(f) {
+            self.frozen_floor = Some(self.counted_floor());
+        }
         self.faults |= f.bit();
     }
 
     /// Clears a fault; the car recovers on its own (re-levels, resumes its
-    /// calls, lets the bike out).
+    /// calls, lets the bike out, returns to service with its count right).
     pub fn clear(&mut self, f: ElevatorFault) {
         self.faults &= !f.bit();
         match f {
             ElevatorFault::StuckBetweenFloors => self.stuck_goal = None,
             ElevatorFault::UnintendedMovement => self.creep = None,
             ElevatorFault::EbikeBoarding => self.ebike_inside = false,
+            ElevatorFault::TractionLoss => {
+                // Grip restored and the limiter reset: the trip goes ahead.
+                self.slip = None;
+                self.limited = false;
+            }
+            ElevatorFault::PositionLost => self.frozen_floor = None,
+            ElevatorFault::RestartPrevented => self.held = false,
             _ => {}
         }
     }
@@ -391,6 +531,39 @@ impl ElevatorSim {
         }
     }
 
+    /// What the car's controller reports now (see [`ControllerView`]).
+    #[must_use]
+    pub fn controller(&self) -> ControllerView {
+        let k = self.contacts();
+        let dir = match self.slip {
+            Some(s) => s.dir,
+            None if self.speed > 0.0 => 1,
+            None if self.speed < 0.0 => -1,
+            None => 0,
+        };
+        let out_of_service = self.active(ElevatorFault::PowerCut) || self.halted() || !self.safety_chain_ok();
+        ControllerView {
+            running: self.slip.is_some() || self.speed != 0.0,
+            direction: match dir {
+                1 => 1,
+                -1 => 2,
+                _ => 0,
+            },
+            floor: self.frozen_floor.unwrap_or_else(|| self.counted_floor()),
+            door_closed: k.door_closed,
+            door_zone: k.door_zone,
+            occupied: k.occupied,
+            service_mode: u8::from(!out_of_service),
+            speed_mps: self.state().speed_mps.abs(),
+            rated_speed_mps: self.config.rated_speed_mps,
+            load_pct: f32::from(self.passengers) * PASSENGER_KG / RATED_LOAD_KG * 100.0,
+            power_ok: k.power_ok,
+            safety_circuit_ok: self.safety_chain_ok(),
+            alarm_button: k.alarm_button,
+            ebike_detected: k.ebike,
+        }
+    }
+
     /// Cumulative signed rope travel since the start, metres (positive up):
     /// what the governor sheave turns by, so an angle sensor reads
     /// `travel / (π · 0.3 m)` turns.
@@ -408,7 +581,8 @@ impl ElevatorSim {
     /// are pressed again. With no fault injected it never produces a fault
     /// signature: the car only stops at levels, doors only open at rest at a
     /// level, nobody stays shut in a standing car, speed never exceeds rated
-    /// and the car never passes an end floor.
+    /// and the car never passes an end floor; the controller stays in
+    /// service with its chain closed and its count right.
     pub fn traffic(&mut self, dt_ms: u32) {
         let floors = self.config.floors;
         if let (Door::Open, Some(here)) = (self.door, self.level_floor().filter(|_| self.at_rest())) {
@@ -487,6 +661,39 @@ impl ElevatorSim {
         self.pos <= -f64::from(self.config.overtravel_m) + EPS_M
     }
 
+    /// The safety chain is closed: not broken on purpose, and no final limit
+    /// (a switch in the chain) tripped.
+    fn safety_chain_ok(&self) -> bool {
+        !self.active(ElevatorFault::SafetyCircuitBreak) && !self.top_limit() && !self.bottom_limit()
+    }
+
+    /// The controller holds the car where it is: the drive off, calls
+    /// ignored, the doors left as they are. (A power cut does the same but
+    /// is not the controller's doing: it brakes at the normal rate.)
+    fn halted(&self) -> bool {
+        self.active(ElevatorFault::SafetyCircuitBreak) || self.limited || self.held
+    }
+
+    /// Deceleration of an emergency stop: never gentler than twice the
+    /// configured profile's, should that already be steep.
+    fn estop_decel(&self) -> f64 {
+        ESTOP_DECEL_MPS2.max(2.0 * self.accel())
+    }
+
+    /// The floor the controller counts the car at (before any freeze): the
+    /// nearest, or one beyond the range once the car has left an end
+    /// landing's door zone outwards, which only an overtravel does.
+    fn counted_floor(&self) -> u8 {
+        let zone = f64::from(self.config.zone_m);
+        if self.pos > self.top() + zone {
+            self.config.floors.saturating_add(1)
+        } else if self.pos < -zone {
+            0
+        } else {
+            self.nearest_floor()
+        }
+    }
+
     fn accel(&self) -> f64 {
         f64::from(self.config.accel_mps2)
     }
@@ -526,9 +733,14 @@ impl ElevatorSim {
         if !self.at_rest() {
             return SUBSTEP_MS;
         }
-        if self.active(ElevatorFault::PowerCut) {
-            // Nothing but braking happens without power.
+        if self.active(ElevatorFault::PowerCut) || self.halted() {
+            // A standing car without power, or held by its controller, does
+            // nothing until a fault clears: the whole step at once.
             return u32::MAX;
+        }
+        if let Some(s) = self.slip {
+            // Nothing moves while the ropes slip: only the limiter's time.
+            return RUN_TIME_LIMIT_MS.saturating_sub(s.run_ms).max(1);
         }
         if self.target.is_some() || self.creep.is_some() || self.stuck_goal.is_some() {
             return SUBSTEP_MS;
@@ -577,10 +789,28 @@ impl ElevatorSim {
         self.speed * self.speed / (2.0 * self.accel())
     }
 
-    /// What faults do on their own at a floor with the doors open: the
-    /// e-bike rolls in, the brake lets go.
+    /// What faults do on their own at a floor with the doors open (the
+    /// e-bike rolls in, the brake lets go), and what the controller decides
+    /// before it drives: the run-time limiter trips, a prevented restart
+    /// takes hold once the car stands at a floor with its doors shut.
     fn sense(&mut self) {
+        if let Some(s) = self.slip
+            && s.run_ms >= RUN_TIME_LIMIT_MS
+        {
+            self.slip = None;
+            self.limited = true;
+        }
         let at_floor = self.at_rest() && self.level_floor().is_some();
+        if self.active(ElevatorFault::RestartPrevented)
+            && !self.held
+            && at_floor
+            && self.door == Door::Closed
+            && !self.open_request
+            && self.creep.is_none()
+            && self.slip.is_none()
+        {
+            self.held = true;
+        }
         if self.active(ElevatorFault::EbikeBoarding) && at_floor && self.door == Door::Open {
             self.ebike_inside = true;
         }
@@ -600,7 +830,10 @@ impl ElevatorSim {
         if self.integrate(drive, f64::from(h_ms) / 1000.0) {
             self.arrived();
         }
-        if powered {
+        if let (Drive::Slip, Some(s)) = (drive, self.slip.as_mut()) {
+            s.run_ms = s.run_ms.saturating_add(h_ms);
+        }
+        if powered && !self.halted() {
             self.door_tick(h_ms);
         }
     }
@@ -625,7 +858,20 @@ impl ElevatorSim {
 
     fn plan(&mut self, powered: bool) -> Drive {
         let a = self.accel();
+        // A drive that stops ends a slip with it: the limiter starts afresh
+        // on the next attempt.
         if !powered {
+            self.slip = None;
+            return Drive::Brake;
+        }
+        if self.active(ElevatorFault::SafetyCircuitBreak) {
+            // The open chain drops the brake on the moving car.
+            self.slip = None;
+            return Drive::Stop {
+                decel: self.estop_decel(),
+            };
+        }
+        if self.halted() {
             return Drive::Brake;
         }
         if let Some(c) = self.creep {
@@ -643,6 +889,7 @@ impl ElevatorSim {
         }
         if self.active(ElevatorFault::StuckBetweenFloors) {
             self.target = None;
+            self.slip = None;
             if self.stuck_goal.is_none() && !self.at_rest() {
                 self.stuck_goal = Some(self.stuck_stop());
             }
@@ -658,6 +905,9 @@ impl ElevatorSim {
         if self.door != Door::Closed || self.open_request {
             return Drive::Brake;
         }
+        if self.slip.is_some() {
+            return Drive::Slip;
+        }
         if self.target.is_none() && self.at_rest() {
             self.choose_next();
             if self.open_request {
@@ -671,6 +921,12 @@ impl ElevatorSim {
             self.retarget();
         }
         match self.target {
+            Some(f) if self.at_rest() && self.active(ElevatorFault::TractionLoss) => {
+                // Setting off without grip: the drive runs, the car stays.
+                let dir = if self.goal_of(f) > self.pos { 1 } else { -1 };
+                self.slip = Some(Slip { dir, run_ms: 0 });
+                Drive::Slip
+            }
             Some(f) => Drive::Toward {
                 goal: self.goal_of(f),
                 vmax: self.vmax(),
@@ -789,6 +1045,12 @@ impl ElevatorSim {
                 self.brake(a, dt);
                 false
             }
+            Drive::Stop { decel } => {
+                self.brake(decel, dt);
+                false
+            }
+            // The sheave turns under the ropes; car, ropes and governor stand.
+            Drive::Slip => false,
             Drive::Toward { goal, vmax, decel } => {
                 let d = goal - self.pos;
                 let dist = d.abs();
@@ -867,6 +1129,7 @@ impl ElevatorSim {
         match self.door {
             Door::Closed => {
                 let may_open = self.at_rest()
+                    && self.slip.is_none()
                     && self.level_floor().is_some()
                     && !self.active(ElevatorFault::StuckBetweenFloors)
                     && !self.active(ElevatorFault::DoorWontOpen);
