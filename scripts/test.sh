@@ -18,6 +18,12 @@ cargo clippy --workspace --exclude board-stm32f4 --all-targets --locked -- -D wa
 step "tests (cargo nextest)"
 cargo nextest run --workspace --exclude board-stm32f4 --locked --profile ci
 
+step "the HIL scenario library (virtual time; JUnit in target/hil-junit.xml)"
+# Every scenario of hil-tests/scenarios through the real firmware, real
+# links (the embedded broker, Mosquitto, Modbus TCP and RTU over pty pairs)
+# and the real gateway. Exits non-zero if any expectation does not hold.
+cargo run --locked -q -p hil-tests --bin hil -- run --plain --junit target/hil-junit.xml
+
 step "doc tests"
 cargo test --workspace --exclude board-stm32f4 --doc --locked
 

@@ -83,6 +83,11 @@ pub struct DeviceConfig {
     pub ports: u8,
     /// A vendor's map instead of the built-in one.
     pub registers: Option<Vec<RegisterConfig>>,
+    /// With the built-in map: poll also the points our own nodes do not
+    /// measure (`protocol::modbus::NOT_MEASURED_BY_NODES`), for a vendor's
+    /// controller that implements the whole map.
+    #[serde(default)]
+    pub poll_all: bool,
 }
 
 fn default_unit() -> u8 {
@@ -287,6 +292,11 @@ impl DeviceConfig {
                 .entries(self.ports)
                 .filter_map(|e| {
                     let target = match (e.register.point, e.port) {
+                        (Point::Metric(m), _)
+                            if !self.poll_all && protocol::modbus::NOT_MEASURED_BY_NODES.contains(&(self.class, m)) =>
+                        {
+                            return None;
+                        }
                         (Point::Metric(m), _) => Target::Metric(Named::Known(m)),
                         (Point::PortMetric(m), Some(p)) => Target::Port(p, Named::Known(m)),
                         _ => return None,

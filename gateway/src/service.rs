@@ -391,19 +391,7 @@ pub async fn run_with(
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let key_path = config.records.key_path(&config.storage.data_dir);
     let signer = crate::supervision::signer(&key_path).context("the record chain's signing key")?;
-    let shared = Shared {
-        registry: Arc::new(Mutex::new(Registry::restore(store.load_devices()?))),
-        metrics: Metrics::default(),
-        data_dir: config.storage.data_dir.clone(),
-        tokens: crate::http::auth::Tokens::new(admin_token.into(), &config.http.tokens),
-        records_key: signer.public_key_hex().into(),
-        alerts: crate::alerts::Hub::new(control_tx.clone()),
-        clock: options.clock.clone(),
-        polls: Arc::new(crate::modbus::Schedule::new(
-            config.modbus.devices.iter().map(|d| d.device.clone()).collect(),
-            options.clock.now_ms(),
-        )),
-    };
+    let shared = shared_state(&config, &mut store, admin_token, &options, &signer, &control_tx)?;
     let mut engine = start_engine(&config, &mut store, &shared)?;
     let (desk, ledger) = start_desk(&config, &store, &mut engine, signer, &shared)?;
     if config.mqtt.broker.is_none() {
@@ -500,6 +488,30 @@ async fn stop_influx((collector, shipper, stop): InfluxTasks) {
     }
 }
 
+/// What the HTTP side and the tasks share, restored from the store.
+fn shared_state(
+    config: &Config,
+    store: &mut Store,
+    admin_token: String,
+    options: &Options,
+    signer: &records::Signer,
+    control: &mpsc::Sender<crate::alerts::Control>,
+) -> anyhow::Result<Shared> {
+    Ok(Shared {
+        registry: Arc::new(Mutex::new(Registry::restore(store.load_devices()?))),
+        metrics: Metrics::default(),
+        data_dir: config.storage.data_dir.clone(),
+        tokens: crate::http::auth::Tokens::new(admin_token.into(), &config.http.tokens),
+        records_key: signer.public_key_hex().into(),
+        alerts: crate::alerts::Hub::new(control.clone()),
+        clock: options.clock.clone(),
+        polls: Arc::new(crate::modbus::Schedule::new(
+            config.modbus.devices.iter().map(|d| d.device.clone()).collect(),
+            options.clock.now_ms(),
+        )),
+    })
+}
+
 /// Receives from the broker into the lanes; tells the engine when the
 /// broker comes and goes.
 async fn mqtt_task(
@@ -574,14 +586,19 @@ fn start_engine(config: &Config, store: &mut Store, shared: &Shared) -> anyhow::
     // The gateway itself was away, and has no broker yet.
     engine.resume(now);
     engine.uplink(now, false, &mut Vec::new());
+    // Polled devices hang on their bus: an RS-485 line, or the address of a
+    // Modbus TCP server (a TCP gateway to a line has several behind it). So
+    // the engine knows they are not reached through the broker.
     for d in &config.modbus.devices {
-        if let Some(serial) = &d.serial {
-            let r = alerting::DeviceRef {
-                site: &d.site,
-                class: d.class,
-                device: &d.device,
-            };
-            engine.attach(r, &serial.path, now);
+        let r = alerting::DeviceRef {
+            site: &d.site,
+            class: d.class,
+            device: &d.device,
+        };
+        match (&d.serial, d.address) {
+            (Some(serial), _) => engine.attach(r, &serial.path, now),
+            (None, Some(addr)) => engine.attach(r, &format!("tcp:{addr}"), now),
+            (None, None) => {}
         }
     }
     shared.alerts.reset(engine.alerts());

@@ -22,6 +22,7 @@ use gateway::clock::ManualClock;
 use gateway::metrics::KindLabel;
 use gateway::service::{Options, Running};
 use sim::device::SimDevice;
+use sim::modbus::{LinkControl, RtuBus, SharedResponder, TcpSlave};
 use sim::uplink::{LinkStats, Uplink};
 
 use crate::scenario::{Anchor, Broker, DeviceDecl, Expectation, Happening, LinkAction, LinkKind, Scenario, Step};
@@ -102,6 +103,9 @@ pub struct Journal {
     pub ingested: u64,
     /// Whether the supervision records verified after the run, and how many.
     pub records: Option<(bool, u64)>,
+    /// The gateway's device id of each bus's root cause (`bus:<path>`), by
+    /// the scenario's bus name.
+    pub buses: BTreeMap<String, String>,
     /// Notes on the run (a slow ingest, a refused action).
     pub notes: Vec<String>,
 }
@@ -111,6 +115,84 @@ struct Bench {
     decl: DeviceDecl,
     dev: Arc<Mutex<SimDevice>>,
     uplink: Option<Uplink>,
+    /// A Modbus link's fault controls.
+    control: Option<Arc<LinkControl>>,
+}
+
+/// The simulated Modbus side: the nodes' TCP servers and RTU buses, and
+/// the gateway's `[[modbus.devices]]` for them.
+#[derive(Default)]
+struct ModbusSide {
+    tcp: Vec<TcpSlave>,
+    rtu: Vec<RtuBus>,
+    ptys: Vec<testkit::PtyPair>,
+    config: String,
+    /// Scenario bus name → the gateway's `bus:<path>`.
+    names: BTreeMap<String, String>,
+}
+
+/// How long a poll request may take before the gateway calls the slave dead
+/// (real time: the simulated slaves answer in microseconds).
+const MODBUS_TIMEOUT_MS: u64 = 200;
+
+/// Starts the Modbus links of every Modbus device and writes the gateway's
+/// configuration for them.
+async fn modbus_side(benches: &mut [Bench], dir: &std::path::Path) -> anyhow::Result<ModbusSide> {
+    use std::fmt::Write as _;
+    let mut side = ModbusSide::default();
+    let mut entry = |b: &Bench, place: String| {
+        let s = &b.decl.spec;
+        let _ = write!(
+            side.config,
+            "[[modbus.devices]]\nsite = \"{}\"\ndevice = \"{}\"\nclass = \"{}\"\nunit = {}\ninterval_ms = {}\ntimeout_ms = {MODBUS_TIMEOUT_MS}\nports = {}\n{place}\n",
+            s.site,
+            s.id,
+            s.class.as_str(),
+            s.unit,
+            b.decl.poll.as_millis(),
+            if s.class == protocol::DeviceClass::Charger {
+                s.ports
+            } else {
+                0
+            },
+        );
+    };
+    for b in benches.iter_mut().filter(|b| b.decl.link == LinkKind::ModbusTcp) {
+        let control = LinkControl::new();
+        let responder: SharedResponder = b.dev.clone();
+        let slave = TcpSlave::start(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            responder,
+            control.clone(),
+        )
+        .await
+        .with_context(|| format!("{}: its Modbus TCP server", b.decl.spec.id))?;
+        entry(b, format!("address = \"{}\"", slave.addr()));
+        b.control = Some(control);
+        side.tcp.push(slave);
+    }
+    let buses: std::collections::BTreeSet<String> = benches.iter().filter_map(|b| b.decl.bus.clone()).collect();
+    for (i, bus) in buses.iter().enumerate() {
+        let pty_dir = dir.join(format!("bus-{i}"));
+        std::fs::create_dir_all(&pty_dir)?;
+        let pty = testkit::PtyPair::open(&pty_dir);
+        let mut slaves: Vec<(SharedResponder, Arc<LinkControl>)> = Vec::new();
+        for b in benches.iter_mut().filter(|b| b.decl.bus.as_ref() == Some(bus)) {
+            let control = LinkControl::new();
+            let responder: SharedResponder = b.dev.clone();
+            slaves.push((responder, control.clone()));
+            entry(
+                b,
+                format!("serial = {{ path = \"{}\", baud = 19200 }}", pty.b.display()),
+            );
+            b.control = Some(control);
+        }
+        side.rtu
+            .push(RtuBus::start(&pty.a, 19_200, slaves).with_context(|| format!("bus `{bus}`"))?);
+        side.names.insert(bus.clone(), format!("bus:{}", pty.b.display()));
+        side.ptys.push(pty);
+    }
+    Ok(side)
 }
 
 fn lock(dev: &Mutex<SimDevice>) -> std::sync::MutexGuard<'_, SimDevice> {
@@ -119,7 +201,7 @@ fn lock(dev: &Mutex<SimDevice>) -> std::sync::MutexGuard<'_, SimDevice> {
 
 /// The gateway's configuration for the scenario: its own listeners and
 /// store, the broker, the Modbus devices, then what the scenario adds.
-fn gateway_config(s: &Scenario, mqtt: &MqttSide, http: u16, dir: &std::path::Path) -> String {
+fn gateway_config(s: &Scenario, mqtt: &MqttSide, http: u16, dir: &std::path::Path, modbus: &str) -> String {
     use std::fmt::Write as _;
     let mut t = String::new();
     match mqtt {
@@ -139,6 +221,7 @@ fn gateway_config(s: &Scenario, mqtt: &MqttSide, http: u16, dir: &std::path::Pat
         "[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"",
         dir.display()
     );
+    t.push_str(modbus);
     t.push_str(&s.gateway);
     t.push('\n');
     t
@@ -171,6 +254,20 @@ fn ingested(gw: &Running) -> u64 {
         .sum()
 }
 
+/// A fault on a Modbus link: the slave stops answering, or answers late.
+fn modbus_fault(c: &LinkControl, a: &LinkAction, undo: bool) {
+    match (a, undo) {
+        (LinkAction::Mute, u) => c.set_mute(!u),
+        (LinkAction::Delay { by }, false) => c.set_delay_ms(u64::try_from(by.as_millis()).unwrap_or(u64::MAX)),
+        (LinkAction::Delay { .. }, true) => c.set_delay_ms(0),
+        (LinkAction::Restore, _) => {
+            c.set_mute(false);
+            c.set_delay_ms(0);
+        }
+        _ => {}
+    }
+}
+
 fn deaths(gw: &Running) -> u64 {
     gw.shared
         .metrics
@@ -198,15 +295,26 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
     };
     let http = options.http_port.unwrap_or_else(testkit::free_port);
     let data = dir.path().join("data");
-    let text = gateway_config(scenario, &mqtt, http, &data);
-    let config = gateway::config::Config::parse(&scenario.file, &text)
-        .map_err(|e| anyhow::anyhow!("the gateway refused the scenario's configuration: {e}"))?;
     let virtual_time = options.clock == ClockMode::Virtual;
     let start_ms = if virtual_time {
         scenario.start_ms
     } else {
         gateway::service::now_ms()
     };
+    let mut benches = Vec::new();
+    for decl in &scenario.devices {
+        let dev = Arc::new(Mutex::new(SimDevice::new(decl.spec.clone(), start_ms)));
+        benches.push(Bench {
+            decl: decl.clone(),
+            dev,
+            uplink: None,
+            control: None,
+        });
+    }
+    let modbus = modbus_side(&mut benches, dir.path()).await?;
+    let text = gateway_config(scenario, &mqtt, http, &data, &modbus.config);
+    let config = gateway::config::Config::parse(&scenario.file, &text)
+        .map_err(|e| anyhow::anyhow!("the gateway refused the scenario's configuration: {e}"))?;
     let clock = ManualClock::new(start_ms);
     let gw_options = if virtual_time {
         Options {
@@ -224,17 +332,9 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
     }
     let mut journal = Journal {
         start_ms,
+        buses: modbus.names.clone(),
         ..Journal::default()
     };
-    let mut benches = Vec::new();
-    for decl in &scenario.devices {
-        let dev = Arc::new(Mutex::new(SimDevice::new(decl.spec.clone(), start_ms)));
-        benches.push(Bench {
-            decl: decl.clone(),
-            dev,
-            uplink: None,
-        });
-    }
     connect_all(&gw, &mqtt, &mut benches).await?;
     let mut runner = Runner {
         scenario,
@@ -271,6 +371,13 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
     drop(benches);
     gw.stop().await?;
     drop(mqtt);
+    for t in modbus.tcp {
+        t.stop().await;
+    }
+    for r in modbus.rtu {
+        r.stop().await;
+    }
+    drop(modbus.ptys);
     result?;
     journal.records = gateway::cli::verify_data_dir(&data).ok().map(|v| (v.ok, v.count));
     Ok(journal)
@@ -574,6 +681,13 @@ impl Runner<'_> {
                     lock(&b.dev).set_skew(if undo { 0 } else { seconds * 1000 });
                 }
             }
+            Happening::Link(a) if step.bus.is_some() => {
+                for b in self.benches.iter().filter(|b| b.decl.bus == step.bus) {
+                    if let Some(c) = &b.control {
+                        modbus_fault(c, a, undo);
+                    }
+                }
+            }
             Happening::Link(a) => {
                 let deaths_now = self.expect_deaths.unwrap_or_else(|| deaths(&self.gw));
                 let mut cut = false;
@@ -581,6 +695,9 @@ impl Runner<'_> {
                 let Some(b) = self.bench(step.device.as_ref()) else {
                     return Ok(());
                 };
+                if let Some(c) = &b.control {
+                    modbus_fault(c, a, undo);
+                }
                 if let Some(u) = &mut b.uplink {
                     let mut dev = lock(&b.dev);
                     match (a, undo) {

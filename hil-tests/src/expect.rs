@@ -79,8 +79,19 @@ fn rel(j: &Journal, epoch_ms: i64) -> u64 {
     u64::try_from(epoch_ms - j.start_ms).unwrap_or(0)
 }
 
-fn matches_alert(a: &Value, code: &str, device: &str, port: Option<u8>) -> bool {
-    a["code"] == code && a["device"] == device && port.is_none_or(|p| a["port"].as_u64() == Some(u64::from(p)))
+/// The gateway's name for a device of the scenario: a bus's root cause is
+/// `bus:<its serial path>`, which the bench chose.
+fn gateway_id<'a>(j: &'a Journal, device: &'a str) -> &'a str {
+    device
+        .strip_prefix("bus:")
+        .and_then(|b| j.buses.get(b))
+        .map_or(device, String::as_str)
+}
+
+fn matches_alert(j: &Journal, a: &Value, code: &str, device: &str, port: Option<u8>) -> bool {
+    a["code"] == code
+        && a["device"] == gateway_id(j, device)
+        && port.is_none_or(|p| a["port"].as_u64() == Some(u64::from(p)))
 }
 
 fn outcome(what: String, line: usize, passed: bool, detail: String) -> Outcome {
@@ -119,7 +130,7 @@ fn one(e: &Expect, j: &Journal) -> Outcome {
             timed(what, line, *within, anchor_at(j, device, *port, after), |from| {
                 let fired = j.alerts.iter().find(|c| {
                     c.change == "fired"
-                        && matches_alert(&c.alert, code, device, *port)
+                        && matches_alert(j, &c.alert, code, device, *port)
                         && c.alert["fired_at"].as_i64().is_some_and(|t| rel(j, t) >= from)
                 })?;
                 let at = rel(j, fired.alert["fired_at"].as_i64().unwrap_or_default());
@@ -147,7 +158,7 @@ fn one(e: &Expect, j: &Journal) -> Outcome {
             timed(what, line, *within, anchor_at(j, device, None, after), |from| {
                 let c = j.alerts.iter().find(|c| {
                     c.change == "resolved"
-                        && matches_alert(&c.alert, code, device, None)
+                        && matches_alert(j, &c.alert, code, device, None)
                         && c.alert["resolved_at"].as_i64().is_some_and(|t| rel(j, t) >= from)
                 })?;
                 Some((rel(j, c.alert["resolved_at"].as_i64().unwrap_or_default()), Ok(())))

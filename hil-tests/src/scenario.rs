@@ -722,8 +722,7 @@ fn step(
             )
         })?;
         let a: Action = cx.typed(table, line, &field)?;
-        SimDevice::check(d.spec.class, d.spec.ports, &a)
-            .map_err(|e| cx.err(Some(line), format!("{field}.do"), e.to_string()))?;
+        SimDevice::check(&d.spec, &a).map_err(|e| cx.err(Some(line), format!("{field}.do"), e.to_string()))?;
         Happening::Device(a)
     };
     Ok(Step {

@@ -526,6 +526,19 @@ const fn command(table: Table, address: u16, op: Op) -> Register {
 use DataType::{I16, U16, U32};
 use WordOrder::Abcd;
 
+/// Points of the class maps our own nodes have no input for: the elevator
+/// node sees contacts and the governor sheave, not the controller's safety
+/// chain or service mode; the pump room node is not wired to the fire alarm
+/// panel. Their slave reads such a point as 0 (Modbus has no "no value"),
+/// which for these would look like a fault (`safety_circuit_ok` false,
+/// service mode 0 "out of service"), so a poller of our nodes leaves them
+/// out; a vendor controller that implements the whole map serves them.
+pub const NOT_MEASURED_BY_NODES: &[(DeviceClass, Metric)] = &[
+    (DeviceClass::Elevator, Metric::SafetyCircuitOk),
+    (DeviceClass::Elevator, Metric::ServiceMode),
+    (DeviceClass::Firepump, Metric::FireAlarm),
+];
+
 /// Elevator node map.
 pub static ELEVATOR: RegisterMap = RegisterMap {
     class: DeviceClass::Elevator,

@@ -1050,7 +1050,16 @@ impl Engine {
                         // A parent may have failed while it waited: the
                         // storm this wait exists to catch.
                         if let Some(root) = self.inhibitor(device, &code) {
-                            self.devices[device as usize].alerts[i].inhibited_by = Some(root);
+                            let a = &mut self.devices[device as usize].alerts[i];
+                            if a.inhibited_by.as_deref() != Some(root.as_str()) {
+                                a.inhibited_by = Some(root);
+                                // Shown, so the API says why it was not notified.
+                                let view = self.view(device, i);
+                                out.push(Effect::Alert(AlertChange {
+                                    change: Change::Updated,
+                                    alert: view,
+                                }));
+                            }
                             continue;
                         }
                         let view = self.view(device, i);

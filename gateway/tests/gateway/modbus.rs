@@ -22,7 +22,28 @@ fn device(class: DeviceClass, ports: u8) -> DeviceConfig {
         timeout_ms: 500,
         ports,
         registers: None,
+        poll_all: false,
     }
+}
+
+#[test]
+fn points_our_nodes_cannot_measure_are_left_out_unless_asked_for() {
+    let names =
+        |d: &DeviceConfig| -> Vec<String> { d.points().unwrap().iter().map(|p| format!("{:?}", p.target)).collect() };
+    let ours = names(&device(DeviceClass::Elevator, 0));
+    assert!(ours.iter().any(|n| n.contains("DoorZone")), "{ours:?}");
+    assert!(
+        !ours
+            .iter()
+            .any(|n| n.contains("SafetyCircuitOk") || n.contains("ServiceMode")),
+        "{ours:?}"
+    );
+    let vendor = names(&DeviceConfig {
+        poll_all: true,
+        ..device(DeviceClass::Elevator, 0)
+    });
+    assert!(vendor.iter().any(|n| n.contains("SafetyCircuitOk")), "{vendor:?}");
+    assert!(vendor.iter().any(|n| n.contains("ServiceMode")), "{vendor:?}");
 }
 
 #[test]

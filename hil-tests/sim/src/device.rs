@@ -11,6 +11,7 @@ use firmware::charger::ChargerConfig;
 use firmware::elevator::ElevatorConfig as NodeElevatorConfig;
 use firmware::firepump::FirepumpConfig;
 use firmware::hal::Millis;
+use firmware::io::ClassIo as _;
 use firmware::modbus::{MAX_ADU_LEN, Slave, Transport};
 use firmware::node::{ClassLogic, Node, Outgoing};
 use protocol::{DeviceClass, EncodeError, Format};
@@ -20,6 +21,8 @@ use crate::physics::charger::{Battery, ChargerFault, ChargerSim, ChargerSimConfi
 use crate::physics::elevator::{ElevatorConfig, ElevatorFault, ElevatorSim};
 use crate::physics::firewater::{FireWaterConfig, FireWaterFault, FireWaterSim};
 use crate::rig::{self, ChargerRig, ElevatorRig, FirepumpRig, SimLatches};
+use crate::sensor::{BirthFacts, Reading, SensorNode};
+use protocol::metric::{Metric, Value};
 
 /// A device as a scenario or the demo declares it.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -50,6 +53,23 @@ pub struct DeviceSpec {
     /// The node's Modbus unit id.
     #[serde(default = "default_unit")]
     pub unit: u8,
+    /// What sits on the equipment: our firmware node (default), or a plain
+    /// sensor that only samples the controller ([`crate::sensor`]).
+    #[serde(default)]
+    pub node: NodeKind,
+}
+
+/// What reports for a device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// Our firmware on simulated peripherals: contacts and sensors, its own
+    /// judgement and interlocks.
+    #[default]
+    Firmware,
+    /// A plain sensor node on the controller: samples of what the controller
+    /// knows (elevators, fire pumps), no judgement.
+    Sensor,
 }
 
 fn default_format() -> Format {
@@ -92,6 +112,7 @@ impl DeviceSpec {
             traffic: false,
             ports: default_ports(),
             unit: default_unit(),
+            node: NodeKind::Firmware,
         }
     }
 }
@@ -167,6 +188,11 @@ pub const FAULTS: &[(DeviceClass, &str)] = &[
     (DeviceClass::Elevator, "power_cut"),
     (DeviceClass::Elevator, "ebike_boarding"),
     (DeviceClass::Elevator, "alarm_pressed"),
+    (DeviceClass::Elevator, "safety_circuit_break"),
+    (DeviceClass::Elevator, "traction_loss"),
+    (DeviceClass::Elevator, "position_lost"),
+    (DeviceClass::Elevator, "restart_prevented"),
+    (DeviceClass::Elevator, "door_lock_fault"),
     (DeviceClass::Firepump, "pump_fail_to_start"),
     (DeviceClass::Firepump, "pump_fault"),
     (DeviceClass::Firepump, "closed_valve"),
@@ -262,11 +288,93 @@ impl<L: ClassLogic> NodeLink for Node<L> {
     }
 }
 
-/// The rig of one class.
+/// The rig of one class, or a plant with a plain sensor on it.
 enum Rigged {
     Elevator(Box<ElevatorRig>),
     Firepump(Box<FirepumpRig>),
     Charger(Box<ChargerRig>),
+    Sensor(Box<Sensed>),
+}
+
+/// A plant watched by a plain sensor node, stepped on its own clock.
+struct Sensed {
+    plant: SensedPlant,
+    node: SensorNode,
+    now: u64,
+}
+
+enum SensedPlant {
+    Elevator(ElevatorSim),
+    FireWater(FireWaterSim),
+}
+
+/// The plain sensor's sampling period: it looks every 100 ms and reports
+/// what changed.
+const SENSOR_LOOK_MS: u64 = 100;
+
+impl Sensed {
+    fn readings(&self) -> Vec<Reading> {
+        match &self.plant {
+            SensedPlant::Elevator(sim) => {
+                let c = sim.controller();
+                vec![
+                    (Metric::Running, Value::from(c.running)),
+                    (Metric::Direction, Value::from(f32::from(c.direction))),
+                    (Metric::Floor, Value::from(f32::from(c.floor))),
+                    (Metric::DoorZone, Value::from(c.door_zone)),
+                    (Metric::DoorClosed, Value::from(c.door_closed)),
+                    (Metric::Occupied, Value::from(c.occupied)),
+                    (Metric::ServiceMode, Value::from(f32::from(c.service_mode))),
+                    (Metric::SpeedMps, Value::from(c.speed_mps)),
+                    (Metric::RatedSpeedMps, Value::from(c.rated_speed_mps)),
+                    (Metric::LoadPct, Value::from(c.load_pct)),
+                    (Metric::PowerOk, Value::from(c.power_ok)),
+                    (Metric::SafetyCircuitOk, Value::from(c.safety_circuit_ok)),
+                    (Metric::AlarmButton, Value::from(c.alarm_button)),
+                    (Metric::EbikeDetected, Value::from(c.ebike_detected)),
+                ]
+            }
+            SensedPlant::FireWater(sim) => {
+                let s = sim.sensors();
+                vec![
+                    (Metric::PumpRunning, Value::from(s.pump_running)),
+                    (Metric::PumpFault, Value::from(s.pump_fault)),
+                    (Metric::AutoMode, Value::from(s.auto_mode)),
+                    (Metric::StartSignal, Value::from(s.start_signal)),
+                    (Metric::JockeyRunning, Value::from(s.jockey_running)),
+                    (Metric::MainPowerOk, Value::from(s.main_power_ok)),
+                    (Metric::BackupPowerOk, Value::from(s.backup_power_ok)),
+                    (Metric::SelfTestRunning, Value::from(s.cabinet_self_test)),
+                    (Metric::FireAlarm, Value::from(sim.active(FireWaterFault::FireAlarm))),
+                    (Metric::OutletPressureMpa, Value::from(s.outlet_pressure_mpa)),
+                    (Metric::NetworkPressureMpa, Value::from(s.network_pressure_mpa)),
+                    (Metric::TankLevelM, Value::from(s.tank_level_m)),
+                ]
+            }
+        }
+    }
+
+    fn advance(&mut self, ms: u64, traffic: bool) {
+        let end = self.now + ms;
+        while self.now < end {
+            let dt = (end - self.now).min(SENSOR_LOOK_MS);
+            // dt ≤ 100.
+            #[allow(clippy::cast_possible_truncation)]
+            let dt32 = dt as u32;
+            match &mut self.plant {
+                SensedPlant::Elevator(sim) => {
+                    if traffic {
+                        sim.traffic(dt32);
+                    }
+                    sim.step(dt32);
+                }
+                SensedPlant::FireWater(sim) => sim.step(dt32),
+            }
+            self.now += dt;
+            let readings = self.readings();
+            self.node.sample(self.now, &readings);
+        }
+    }
 }
 
 /// The slave of a spec whose unit id is out of range (scenario files are
@@ -296,46 +404,32 @@ const _: () = {
 
 impl SimDevice {
     /// The device, its node started at virtual 0 with its wall clock reading
-    /// `epoch_ms` then.
+    /// `epoch_ms` then. A plain sensor on a charging bay (which needs the
+    /// node's interlocks) is built as our firmware node.
     #[must_use]
     pub fn new(spec: DeviceSpec, epoch_ms: i64) -> SimDevice {
-        let rig = match spec.class {
-            DeviceClass::Elevator => {
+        let rig = match (spec.node, spec.class) {
+            (NodeKind::Sensor, DeviceClass::Elevator) => {
                 let cfg = ElevatorConfig {
                     floors: spec.floors.max(2),
                     ..ElevatorConfig::default()
                 };
-                let node = NodeElevatorConfig {
-                    floors: f32::from(cfg.floors),
-                    rated_speed_mps: cfg.rated_speed_mps,
-                    ..NodeElevatorConfig::default()
+                let facts = BirthFacts {
+                    rated_speed_mps: Some(f64::from(cfg.rated_speed_mps)),
+                    floors: Some(u16::from(cfg.floors)),
                 };
-                Rigged::Elevator(Box::new(rig::elevator(
-                    ElevatorSim::new(cfg, spec.seed),
-                    node,
-                    spec.format,
-                )))
+                Rigged::Sensor(Box::new(Sensed {
+                    plant: SensedPlant::Elevator(ElevatorSim::new(cfg, spec.seed)),
+                    node: SensorNode::new(10, epoch_ms, facts),
+                    now: 0,
+                }))
             }
-            DeviceClass::Firepump => Rigged::Firepump(Box::new(rig::firepump(
-                FireWaterSim::new(FireWaterConfig::default(), spec.seed),
-                FirepumpConfig::default(),
-                spec.format,
-            ))),
-            DeviceClass::Charger => {
-                let cfg = ChargerSimConfig {
-                    ports: spec.ports,
-                    ..ChargerSimConfig::default()
-                };
-                let sim = ChargerSim::new(cfg, spec.seed);
-                let ports = sim.config().ports;
-                Rigged::Charger(Box::new(rig::charger(
-                    sim,
-                    ChargerConfig::default(),
-                    ports,
-                    SimLatches::default(),
-                    spec.format,
-                )))
-            }
+            (NodeKind::Sensor, DeviceClass::Firepump) => Rigged::Sensor(Box::new(Sensed {
+                plant: SensedPlant::FireWater(FireWaterSim::new(FireWaterConfig::default(), spec.seed)),
+                node: SensorNode::new(10, epoch_ms, BirthFacts::default()),
+                now: 0,
+            })),
+            (_, class) => firmware_rig(&spec, class),
         };
         let slave = Slave::new(spec.unit).unwrap_or(UNIT_1);
         let mut d = SimDevice {
@@ -356,6 +450,7 @@ impl SimDevice {
             Rigged::Elevator(r) => r.now(),
             Rigged::Firepump(r) => r.now(),
             Rigged::Charger(r) => r.now(),
+            Rigged::Sensor(s) => s.now,
         }
     }
 
@@ -374,6 +469,7 @@ impl SimDevice {
             Rigged::Elevator(r) => r.node.set_wall_clock(now, wall),
             Rigged::Firepump(r) => r.node.set_wall_clock(now, wall),
             Rigged::Charger(r) => r.node.set_wall_clock(now, wall),
+            Rigged::Sensor(s) => s.node.set_epoch(self.epoch_ms + skew_ms),
         }
     }
 
@@ -386,8 +482,9 @@ impl SimDevice {
     /// Runs `ms` of virtual time (in 10 ms ticks); an elevator with
     /// `traffic` gets its passengers every 100 ms.
     pub fn advance(&mut self, ms: u64) {
+        let traffic = self.spec.traffic;
         match &mut self.rig {
-            Rigged::Elevator(r) if self.spec.traffic => {
+            Rigged::Elevator(r) if traffic => {
                 let mut left = ms;
                 while left > 0 {
                     let dt = left.min(100);
@@ -401,30 +498,71 @@ impl SimDevice {
             Rigged::Elevator(r) => r.advance(ms),
             Rigged::Firepump(r) => r.advance(ms),
             Rigged::Charger(r) => r.advance(ms),
+            Rigged::Sensor(s) => s.advance(ms, traffic),
         }
     }
 
-    /// The firmware node, for its links.
+    /// The node, for its links.
     pub fn node(&mut self) -> &mut dyn NodeLink {
         match &mut self.rig {
             Rigged::Elevator(r) => &mut r.node,
             Rigged::Firepump(r) => &mut r.node,
             Rigged::Charger(r) => &mut r.node,
+            Rigged::Sensor(s) => &mut s.node,
         }
     }
 
     /// Answers one Modbus request from the node's register image, as the
-    /// node's slave would on its RS-485 port or TCP socket.
+    /// node's slave would on its RS-485 port or TCP socket, then drives the
+    /// outputs as the board's main loop does (a written command may have
+    /// cut a port or started a self-test). A plain sensor has no slave.
     pub fn respond(&mut self, transport: Transport, request: &[u8], response: &mut [u8; MAX_ADU_LEN]) -> usize {
         let now = Millis(self.now());
         match &mut self.rig {
-            Rigged::Elevator(r) => self.slave.handle(transport, request, r.node.logic_mut(), now, response),
-            Rigged::Firepump(r) => self.slave.handle(transport, request, r.node.logic_mut(), now, response),
-            Rigged::Charger(r) => self.slave.handle(transport, request, r.node.logic_mut(), now, response),
+            Rigged::Elevator(r) => {
+                let n = self.slave.handle(transport, request, r.node.logic_mut(), now, response);
+                r.io.apply(r.node.logic());
+                n
+            }
+            Rigged::Firepump(r) => {
+                let n = self.slave.handle(transport, request, r.node.logic_mut(), now, response);
+                r.io.apply(r.node.logic());
+                n
+            }
+            Rigged::Charger(r) => {
+                let n = self.slave.handle(transport, request, r.node.logic_mut(), now, response);
+                r.io.apply(r.node.logic());
+                n
+            }
+            Rigged::Sensor(_) => 0,
         }
     }
 
-    /// The elevator rig, if this is one (for what scenarios observe).
+    /// The elevator's plant, whoever watches it.
+    pub fn elevator_sim(&mut self) -> Option<&mut ElevatorSim> {
+        match &mut self.rig {
+            Rigged::Elevator(r) => Some(&mut r.plant.sim),
+            Rigged::Sensor(s) => match &mut s.plant {
+                SensedPlant::Elevator(sim) => Some(sim),
+                SensedPlant::FireWater(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The fire water plant, whoever watches it.
+    pub fn firewater_sim(&mut self) -> Option<&mut FireWaterSim> {
+        match &mut self.rig {
+            Rigged::Firepump(r) => Some(&mut r.plant.sim),
+            Rigged::Sensor(s) => match &mut s.plant {
+                SensedPlant::FireWater(sim) => Some(sim),
+                SensedPlant::Elevator(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The elevator rig, if this is our node on a lift.
     pub fn elevator(&mut self) -> Option<&mut ElevatorRig> {
         match &mut self.rig {
             Rigged::Elevator(r) => Some(r),
@@ -432,7 +570,7 @@ impl SimDevice {
         }
     }
 
-    /// The fire pump rig, if this is one.
+    /// The fire pump rig, if this is our node in a pump room.
     pub fn firepump(&mut self) -> Option<&mut FirepumpRig> {
         match &mut self.rig {
             Rigged::Firepump(r) => Some(r),
@@ -460,9 +598,8 @@ impl SimDevice {
         }
     }
 
-    /// What a charging bay's sensors see now (true values), for anchoring
-    /// expectations on the physical condition: the hottest port's
-    /// temperature for `port: None`.
+    /// A charging port's true temperature, for anchoring expectations on
+    /// the physical condition.
     #[must_use]
     pub fn port_temp_c(&self, port: u8) -> Option<f32> {
         match &self.rig {
@@ -497,7 +634,7 @@ impl SimDevice {
     }
 
     /// Whether the node's own alarm for `code` is raised now (for a bay's
-    /// per-port codes: on any port).
+    /// per-port codes: on any port). A plain sensor raises nothing.
     #[must_use]
     pub fn node_active(&self, code: &str) -> bool {
         let Some(code) = protocol::EventCode::of_class(self.spec.class).find(|c| c.as_str() == code) else {
@@ -507,6 +644,7 @@ impl SimDevice {
             Rigged::Elevator(r) => r.node.logic().is_active(code),
             Rigged::Firepump(r) => r.node.logic().is_active(code),
             Rigged::Charger(r) => r.node.logic().is_active(code),
+            Rigged::Sensor(_) => false,
         }
     }
 
@@ -530,22 +668,23 @@ impl SimDevice {
     pub fn act(&mut self, action: &Action) -> Result<(), ActionError> {
         let class = self.spec.class.as_str();
         let wrong = |action: &'static str| ActionError::WrongClass { action, class };
-        match (action, &mut self.rig) {
-            (Action::Inject { fault, port, ma }, _) => self.fault(fault, *port, *ma, true),
-            (Action::Clear { fault, port }, _) => self.fault(fault, *port, None, false),
-            (Action::Call { floor }, Rigged::Elevator(r)) => {
-                r.plant.sim.call(*floor);
+        match action {
+            Action::Inject { fault, port, ma } => self.fault(fault, *port, *ma, true),
+            Action::Clear { fault, port } => self.fault(fault, *port, None, false),
+            Action::Call { floor } => {
+                self.elevator_sim().ok_or_else(|| wrong("call"))?.call(*floor);
                 Ok(())
             }
-            (Action::Board { people }, Rigged::Elevator(r)) => {
-                r.plant.sim.board(*people);
+            Action::Board { people } => {
+                self.elevator_sim().ok_or_else(|| wrong("board"))?.board(*people);
                 Ok(())
             }
-            (Action::Alight { people }, Rigged::Elevator(r)) => {
-                r.plant.sim.alight(*people);
+            Action::Alight { people } => {
+                self.elevator_sim().ok_or_else(|| wrong("alight"))?.alight(*people);
                 Ok(())
             }
-            (Action::Plug { port, soc, capacity_wh }, Rigged::Charger(r)) => {
+            Action::Plug { port, soc, capacity_wh } => {
+                let r = self.charger().ok_or_else(|| wrong("plug"))?;
                 if !(1..=r.plant.sim.config().ports).contains(port) {
                     return Err(ActionError::Port("plug".into()));
                 }
@@ -556,52 +695,37 @@ impl SimDevice {
                 r.plant.sim.plug(*port, battery);
                 Ok(())
             }
-            (Action::Unplug { port }, Rigged::Charger(r)) => {
-                r.plant.sim.unplug(*port);
+            Action::Unplug { port } => {
+                self.charger().ok_or_else(|| wrong("unplug"))?.plant.sim.unplug(*port);
                 Ok(())
             }
-            (Action::SelfTest, Rigged::Firepump(r)) => {
+            Action::SelfTest => {
+                let r = self.firepump().ok_or_else(|| wrong("self_test"))?;
                 let now = Millis(r.now());
                 r.node
                     .logic_mut()
                     .start_self_test(now)
                     .map_err(|e| ActionError::Refused(format!("{e:?}")))
             }
-            (Action::Call { .. }, _) => Err(wrong("call")),
-            (Action::Board { .. }, _) => Err(wrong("board")),
-            (Action::Alight { .. }, _) => Err(wrong("alight")),
-            (Action::Plug { .. }, _) => Err(wrong("plug")),
-            (Action::Unplug { .. }, _) => Err(wrong("unplug")),
-            (Action::SelfTest, _) => Err(wrong("self_test")),
         }
     }
 
-    /// Checks that `action` would be accepted by a device of `class` with
-    /// `ports` ports, without doing it: scenario files are checked before
-    /// they run.
+    /// Checks that `action` would be accepted by a device of `spec`'s class
+    /// and node, without doing it: scenario files are checked before they
+    /// run.
     ///
     /// # Errors
     /// As [`SimDevice::act`].
-    pub fn check(class: DeviceClass, ports: u8, action: &Action) -> Result<(), ActionError> {
+    pub fn check(spec: &DeviceSpec, action: &Action) -> Result<(), ActionError> {
         let mut probe = SimDevice::new(
             DeviceSpec {
-                ports,
-                ..DeviceSpec::new("check", "check", class)
+                site: "check".into(),
+                id: "check".into(),
+                ..spec.clone()
             },
             0,
         );
-        match action {
-            // Only the names and ports are checked: the probe would refuse
-            // nothing else that matters.
-            Action::SelfTest => match class {
-                DeviceClass::Firepump => Ok(()),
-                _ => Err(ActionError::WrongClass {
-                    action: "self_test",
-                    class: class.as_str(),
-                }),
-            },
-            a => probe.act(a),
-        }
+        probe.act(action)
     }
 
     fn fault(&mut self, name: &str, port: Option<u8>, ma: Option<f32>, on: bool) -> Result<(), ActionError> {
@@ -616,44 +740,82 @@ impl SimDevice {
                 .collect::<Vec<_>>()
                 .join(", "),
         };
-        match &mut self.rig {
-            Rigged::Elevator(r) => {
-                let f = elevator_fault(name).ok_or_else(unknown)?;
-                if on {
-                    r.plant.sim.inject(f);
-                } else {
-                    r.plant.sim.clear(f);
-                }
+        if let Some(sim) = self.elevator_sim() {
+            let f = elevator_fault(name).ok_or_else(unknown)?;
+            if on {
+                sim.inject(f);
+            } else {
+                sim.clear(f);
             }
-            Rigged::Firepump(r) => {
-                let f = firewater_fault(name).ok_or_else(unknown)?;
-                if on {
-                    r.plant.sim.inject(f);
-                } else {
-                    r.plant.sim.clear(f);
-                }
+        } else if let Some(sim) = self.firewater_sim() {
+            let f = firewater_fault(name).ok_or_else(unknown)?;
+            if on {
+                sim.inject(f);
+            } else {
+                sim.clear(f);
             }
-            Rigged::Charger(r) => {
-                let ports = r.plant.sim.config().ports;
-                let port = port.filter(|p| (1..=ports).contains(p));
-                let need = || port.ok_or_else(|| ActionError::Port(name.into()));
-                let f = match name {
-                    "thermal_runaway" => ChargerFault::ThermalRunaway { port: need()? },
-                    "over_current" => ChargerFault::OverCurrent { port: need()? },
-                    "abandoned_full" => ChargerFault::AbandonedFull { port: need()? },
-                    "smoke" => ChargerFault::Smoke,
-                    "leakage" => ChargerFault::Leakage { ma: ma.unwrap_or(45.0) },
-                    "mains_loss" => ChargerFault::MainsLoss,
-                    _ => return Err(unknown()),
-                };
-                if on {
-                    r.plant.sim.inject(f);
-                } else {
-                    r.plant.sim.clear(f);
-                }
+        } else if let Some(r) = self.charger() {
+            let ports = r.plant.sim.config().ports;
+            let port = port.filter(|p| (1..=ports).contains(p));
+            let need = || port.ok_or_else(|| ActionError::Port(name.into()));
+            let f = match name {
+                "thermal_runaway" => ChargerFault::ThermalRunaway { port: need()? },
+                "over_current" => ChargerFault::OverCurrent { port: need()? },
+                "abandoned_full" => ChargerFault::AbandonedFull { port: need()? },
+                "smoke" => ChargerFault::Smoke,
+                "leakage" => ChargerFault::Leakage { ma: ma.unwrap_or(45.0) },
+                "mains_loss" => ChargerFault::MainsLoss,
+                _ => return Err(unknown()),
+            };
+            if on {
+                r.plant.sim.inject(f);
+            } else {
+                r.plant.sim.clear(f);
             }
         }
         Ok(())
+    }
+}
+
+/// Our firmware node on the plant of `class`.
+fn firmware_rig(spec: &DeviceSpec, class: DeviceClass) -> Rigged {
+    match class {
+        DeviceClass::Elevator => {
+            let cfg = ElevatorConfig {
+                floors: spec.floors.max(2),
+                ..ElevatorConfig::default()
+            };
+            let node = NodeElevatorConfig {
+                floors: f32::from(cfg.floors),
+                rated_speed_mps: cfg.rated_speed_mps,
+                ..NodeElevatorConfig::default()
+            };
+            Rigged::Elevator(Box::new(rig::elevator(
+                ElevatorSim::new(cfg, spec.seed),
+                node,
+                spec.format,
+            )))
+        }
+        DeviceClass::Firepump => Rigged::Firepump(Box::new(rig::firepump(
+            FireWaterSim::new(FireWaterConfig::default(), spec.seed),
+            FirepumpConfig::default(),
+            spec.format,
+        ))),
+        DeviceClass::Charger => {
+            let cfg = ChargerSimConfig {
+                ports: spec.ports,
+                ..ChargerSimConfig::default()
+            };
+            let sim = ChargerSim::new(cfg, spec.seed);
+            let ports = sim.config().ports;
+            Rigged::Charger(Box::new(rig::charger(
+                sim,
+                ChargerConfig::default(),
+                ports,
+                SimLatches::default(),
+                spec.format,
+            )))
+        }
     }
 }
 
@@ -669,6 +831,11 @@ fn elevator_fault(name: &str) -> Option<ElevatorFault> {
         "power_cut" => ElevatorFault::PowerCut,
         "ebike_boarding" => ElevatorFault::EbikeBoarding,
         "alarm_pressed" => ElevatorFault::AlarmPressed,
+        "safety_circuit_break" => ElevatorFault::SafetyCircuitBreak,
+        "traction_loss" => ElevatorFault::TractionLoss,
+        "position_lost" => ElevatorFault::PositionLost,
+        "restart_prevented" => ElevatorFault::RestartPrevented,
+        "door_lock_fault" => ElevatorFault::DoorLockFault,
         _ => return None,
     })
 }
@@ -686,4 +853,14 @@ fn firewater_fault(name: &str) -> Option<FireWaterFault> {
         "fire_alarm" => FireWaterFault::FireAlarm,
         _ => return None,
     })
+}
+
+impl crate::modbus::Responder for SimDevice {
+    fn unit(&self) -> u8 {
+        self.slave.unit_id()
+    }
+
+    fn respond(&mut self, transport: Transport, request: &[u8], response: &mut [u8; MAX_ADU_LEN]) -> usize {
+        SimDevice::respond(self, transport, request, response)
+    }
 }

@@ -13,6 +13,8 @@
 //!   firmware node, stepped together in virtual time.
 //! - [`device`]: one device of a compound, whatever its class, built from
 //!   a declaration and driven by actions (people, batteries, faults).
+//! - [`sensor`]: a plain sensor node (samples only, no judgement), for what
+//!   only a controller knows.
 //! - [`uplink`]: a simulated node's MQTT link to a real broker, carrying the
 //!   firmware's own payloads and the gateway's commands.
 //! - [`modbus`]: a simulated node's Modbus links (TCP, and RTU over a pty
@@ -23,5 +25,6 @@ pub mod modbus;
 pub mod peripherals;
 pub mod physics;
 pub mod rig;
+pub mod sensor;
 pub mod uplink;
 pub mod wiring;

@@ -1420,3 +1420,33 @@ proptest! {
         prop_assert!(boarded > 20, "{}", boarded);
     }
 }
+
+#[test]
+fn a_door_whose_lock_does_not_confirm_closes_and_reopens_and_the_car_stays() {
+    // The doors open at floor 1 (a call there); whoever came in wants 6.
+    let mut sim = sim();
+    sim.inject(ElevatorFault::DoorLockFault);
+    sim.call(1);
+    sim.step(3000);
+    sim.call(6);
+    let mut closings = 0;
+    let mut was_closed = sim.contacts().door_closed;
+    for _ in 0..6000 {
+        sim.step(10);
+        let closed = sim.contacts().door_closed;
+        if closed && !was_closed {
+            closings += 1;
+        }
+        was_closed = closed;
+        assert!(
+            off_level(&sim.state()) < 1e-4,
+            "the car never leaves: {:?}",
+            sim.state()
+        );
+    }
+    // A cycle: a second closed, 2.5 s opening, 4 s dwell, 2.5 s closing.
+    assert!((5..=7).contains(&closings), "{closings} closings in a minute");
+    sim.clear(ElevatorFault::DoorLockFault);
+    sim.step(30_000);
+    assert_eq!(sim.state().floor, 6, "{:?}", sim.state());
+}

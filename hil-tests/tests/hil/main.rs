@@ -10,3 +10,4 @@ mod firewater_physics;
 mod modbus_links;
 mod peripherals;
 mod rigs;
+mod runner;

@@ -156,11 +156,20 @@ pub enum ElevatorFault {
     /// door cycle, if it is arriving), the controller will not start it
     /// again: out of service, calls ignored, doors closed, until cleared.
     RestartPrevented,
+    /// The doors close but their lock does not confirm: the controller will
+    /// not start, reopens them after a second and tries again, for as long
+    /// as the car has a call to serve (the door contact makes and breaks
+    /// every cycle: a door-close fault, GB/T 24476 02).
+    DoorLockFault,
 }
+
+/// How long a door whose lock does not confirm stays closed before the
+/// controller reopens it (`DoorLockFault`).
+pub const DOOR_LOCK_RETRY_MS: u32 = 1000;
 
 impl ElevatorFault {
     /// Every fault, so a scenario or test can sweep them.
-    pub const ALL: [ElevatorFault; 14] = [
+    pub const ALL: [ElevatorFault; 15] = [
         ElevatorFault::StuckBetweenFloors,
         ElevatorFault::DoorWontOpen,
         ElevatorFault::DoorWontClose,
@@ -175,6 +184,7 @@ impl ElevatorFault {
         ElevatorFault::TractionLoss,
         ElevatorFault::PositionLost,
         ElevatorFault::RestartPrevented,
+        ElevatorFault::DoorLockFault,
     ];
 
     fn bit(self) -> u16 {
@@ -363,6 +373,9 @@ pub struct ElevatorSim {
     held: bool,
     /// The controller's floor count while `PositionLost` freezes it.
     frozen_floor: Option<u8>,
+    /// How long the doors have stood closed since they closed without
+    /// their lock confirming (`DoorLockFault`); `None` when locked.
+    unlocked_ms: Option<u32>,
 }
 
 impl ElevatorSim {
@@ -400,6 +413,7 @@ impl ElevatorSim {
             limited: false,
             held: false,
             frozen_floor: None,
+            unlocked_ms: None,
         }
     }
 
@@ -749,6 +763,9 @@ impl ElevatorSim {
         // back to a level it was pushed off).
         let may_start = self.open_request || self.calls.iter().any(|&c| c) || self.level_floor().is_none();
         let door = match self.door {
+            Door::Closed if self.unlocked_ms.is_some() => {
+                DOOR_LOCK_RETRY_MS.saturating_sub(self.unlocked_ms.unwrap_or(0)).max(1)
+            }
             Door::Closed => u32::MAX,
             Door::Opening | Door::Closing => c.door_move_ms.saturating_sub(self.door_ms),
             Door::Open if self.active(ElevatorFault::DoorWontClose) => u32::MAX,
@@ -902,7 +919,7 @@ impl ElevatorSim {
                 None => Drive::Brake,
             };
         }
-        if self.door != Door::Closed || self.open_request {
+        if self.door != Door::Closed || self.open_request || self.unlocked_ms.is_some() {
             return Drive::Brake;
         }
         if self.slip.is_some() {
@@ -1128,6 +1145,18 @@ impl ElevatorSim {
         let held_open = self.active(ElevatorFault::DoorWontClose) || self.creep.is_some();
         match self.door {
             Door::Closed => {
+                // A lock that did not confirm: the controller reopens after
+                // a second and tries again.
+                if let Some(ms) = self.unlocked_ms {
+                    let ms = ms.saturating_add(h_ms);
+                    self.unlocked_ms = Some(ms);
+                    if !self.active(ElevatorFault::DoorLockFault) {
+                        self.unlocked_ms = None;
+                    } else if ms >= DOOR_LOCK_RETRY_MS {
+                        self.unlocked_ms = None;
+                        self.open_request = true;
+                    }
+                }
                 let may_open = self.at_rest()
                     && self.slip.is_none()
                     && self.level_floor().is_some()
@@ -1168,6 +1197,9 @@ impl ElevatorSim {
                     self.door_ms = self.door_ms.saturating_add(h_ms);
                     if self.door_ms >= c.door_move_ms {
                         self.door = Door::Closed;
+                        if self.active(ElevatorFault::DoorLockFault) && self.calls.iter().any(|c| *c) {
+                            self.unlocked_ms = Some(0);
+                        }
                     }
                 }
             }
