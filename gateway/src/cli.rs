@@ -23,6 +23,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (embedded broker and store without a config).
     Run(RunArgs),
+    /// The service on embedded defaults with a simulated compound (lifts,
+    /// a fire pump room, charging bays through the real firmware) that has
+    /// faults now and then: alerts, work orders and records within a minute.
+    Demo(DemoArgs),
     /// Validate a configuration file; exit 2 naming file, line and field on error.
     Check {
         /// The configuration file.
@@ -231,6 +235,50 @@ fn export_dir(
         let mut w = std::io::BufWriter::new(stdout.lock());
         crate::supervision::export(&store, q, key.as_deref(), csv, &mut w)?;
         w.flush().map_err(|e| e.to_string())
+    }
+}
+
+/// Options of `gateway demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Embedded broker address (default 127.0.0.1:1883).
+    #[arg(long)]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// HTTP API and console address (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
+    /// Data directory (default ./data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// A fault about this often, on average.
+    #[arg(long, default_value = "45s", value_parser = humantime::parse_duration)]
+    pub fault_every: std::time::Duration,
+    /// When the first fault happens (smoke in a charging bay).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub first_fault: std::time::Duration,
+    /// No faults: a quiet compound.
+    #[arg(long)]
+    pub no_faults: bool,
+    /// Seed of the traffic and of which device a fault befalls.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl DemoArgs {
+    /// The embedded defaults with the command line's overrides.
+    #[must_use]
+    pub fn base(&self) -> Config {
+        let mut config = Config::default();
+        if let Some(a) = self.mqtt_listen {
+            config.mqtt.listen = a;
+        }
+        if let Some(a) = self.http_listen {
+            config.http.listen = a;
+        }
+        if let Some(d) = &self.data_dir {
+            config.storage.data_dir.clone_from(d);
+        }
+        config
     }
 }
 

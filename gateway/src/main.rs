@@ -27,6 +27,33 @@ fn main() -> ExitCode {
             }
         },
         Command::Records { command } => gateway::cli::records(command),
+        Command::Demo(args) => {
+            let token = admin_token();
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let faults = (!args.no_faults).then_some(gateway::demo::Faults {
+                first: args.first_fault,
+                every: args.fault_every,
+            });
+            match runtime.block_on(gateway::demo::run(
+                &args.base(),
+                token,
+                faults,
+                args.seed,
+                shutdown_signal(),
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(args) => {
             let config = match args.config() {
                 Ok(c) => c,

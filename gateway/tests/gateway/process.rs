@@ -78,3 +78,89 @@ async fn sigterm_stops_the_binary_cleanly() {
     assert_eq!(devices.len(), 1);
     assert_eq!(devices[0].fw.as_deref(), Some("9"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_is_a_compound_with_faults_alerts_orders_and_records() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (mqtt, http) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["demo", "--first-fault", "1s", "--fault-every", "1h"])
+        .args([
+            "--mqtt-listen",
+            &format!("127.0.0.1:{mqtt}"),
+            "--http-listen",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("GATEWAY_ADMIN_TOKEN", "t")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // What a newcomer reads: the console and the tokens.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("faults ") {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{printed}");
+        printed.push_str(&line);
+    }
+    assert!(
+        printed.contains(&format!("console      http://127.0.0.1:{http}/")),
+        "{printed}"
+    );
+    assert!(printed.contains("admin token  t"), "{printed}");
+    let contractor = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("contractor"))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    // The compound reports through the real firmware: six devices online.
+    let mut devices = String::new();
+    for _ in 0..200 {
+        devices = crate::http::body(http, "/api/v1/devices").await;
+        if ["B1-EL-1", "B1-EL-2", "B2-EL-1", "FP-1", "BAY-1", "BAY-2"]
+            .iter()
+            .all(|d| devices.contains(d))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(devices.contains("BAY-2") && devices.contains("B2-EL-1"), "{devices}");
+    // The first fault, smoke in a bay, is an alert and an order at once.
+    let mut orders = String::new();
+    for _ in 0..300 {
+        orders = crate::http::body(http, "/api/v1/work-orders?kind=corrective").await;
+        if orders.contains("\"code\":\"smoke\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        orders.contains("\"code\":\"smoke\"") && orders.contains("demo-bays"),
+        "{orders}"
+    );
+    let verify = crate::http::body(http, "/api/v1/records/verify").await;
+    assert!(verify.contains("\"ok\":true"), "{verify}");
+    // The printed contractor token works, within its scope.
+    let (status, _) = crate::http::get(http, "/api/v1/work-orders", Some(&contractor)).await;
+    assert_eq!(status, 200);
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    for _ in 0..200 {
+        if let Some(s) = child.try_wait().unwrap() {
+            assert_eq!(s.code(), Some(0));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    panic!("the demo did not stop within 10 s of SIGTERM");
+}

@@ -241,7 +241,7 @@ pub enum ActionError {
 
 /// The firmware node as its links see it: whatever its class, the same
 /// session calls (birth, will, queued payloads, commands).
-pub trait NodeLink {
+pub trait NodeLink: Send {
     /// The will to register with the broker.
     ///
     /// # Errors
@@ -264,7 +264,7 @@ pub trait NodeLink {
     fn on_command(&mut self, now: Millis, payload: &[u8]);
 }
 
-impl<L: ClassLogic> NodeLink for Node<L> {
+impl<L: ClassLogic + Send> NodeLink for Node<L> {
     fn will(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         Node::will(self, buf)
     }
@@ -645,6 +645,19 @@ impl SimDevice {
             Rigged::Firepump(r) => r.node.logic().is_active(code),
             Rigged::Charger(r) => r.node.logic().is_active(code),
             Rigged::Sensor(_) => false,
+        }
+    }
+
+    /// Resets a bay's latched cut-offs whose cause is gone, as a technician
+    /// does on site: the node gets the same `clear` command the gateway
+    /// would send, and reports (and acknowledges) it as such.
+    pub fn reset_cutoffs(&mut self) {
+        let now = self.now();
+        if let Rigged::Charger(r) = &mut self.rig {
+            let ts = self.epoch_ms + self.skew_ms + i64::try_from(now).unwrap_or(i64::MAX);
+            let cmd = format!(r#"{{"v":1,"seq":{now},"ts":{ts},"id":"local-reset-{now}","op":"clear"}}"#);
+            r.node.on_command(Millis(now), cmd.as_bytes());
+            r.io.apply(r.node.logic());
         }
     }
 

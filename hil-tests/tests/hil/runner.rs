@@ -282,5 +282,9 @@ within = "2s"
         started.elapsed()
     );
     assert_eq!(r.clock, "real");
-    assert!(r.passed(), "{}", hil_tests::report::table(std::slice::from_ref(&r), false));
+    assert!(
+        r.passed(),
+        "{}",
+        hil_tests::report::table(std::slice::from_ref(&r), false)
+    );
 }
