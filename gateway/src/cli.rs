@@ -241,15 +241,9 @@ fn export_dir(
 /// Options of `gateway demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Embedded broker address (default 127.0.0.1:1883).
-    #[arg(long)]
-    pub mqtt_listen: Option<SocketAddr>,
-    /// HTTP API and console address (default 127.0.0.1:8080).
-    #[arg(long)]
-    pub http_listen: Option<SocketAddr>,
-    /// Data directory (default ./data).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    /// Where it listens and stores.
+    #[command(flatten)]
+    pub places: Places,
     /// A fault about this often, on average.
     #[arg(long, default_value = "45s", value_parser = humantime::parse_duration)]
     pub fault_every: std::time::Duration,
@@ -269,15 +263,7 @@ impl DemoArgs {
     #[must_use]
     pub fn base(&self) -> Config {
         let mut config = Config::default();
-        if let Some(a) = self.mqtt_listen {
-            config.mqtt.listen = a;
-        }
-        if let Some(a) = self.http_listen {
-            config.http.listen = a;
-        }
-        if let Some(d) = &self.data_dir {
-            config.storage.data_dir.clone_from(d);
-        }
+        self.places.apply(&mut config);
         config
     }
 }
@@ -288,6 +274,14 @@ pub struct RunArgs {
     /// Configuration file (TOML); without one, embedded defaults.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Where it listens and stores.
+    #[command(flatten)]
+    pub places: Places,
+}
+
+/// The addresses and the data directory, shared by `run` and `demo`.
+#[derive(Debug, clap::Args)]
+pub struct Places {
     /// Embedded broker address (default 127.0.0.1:1883).
     #[arg(long)]
     pub mqtt_listen: Option<SocketAddr>,
@@ -309,6 +303,14 @@ impl RunArgs {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
+        self.places.apply(&mut config);
+        Ok(config)
+    }
+}
+
+impl Places {
+    /// Puts the command line's addresses and directory over `config`'s.
+    pub fn apply(&self, config: &mut Config) {
         if let Some(a) = self.mqtt_listen {
             config.mqtt.listen = a;
         }
@@ -318,6 +320,5 @@ impl RunArgs {
         if let Some(d) = &self.data_dir {
             config.storage.data_dir.clone_from(d);
         }
-        Ok(config)
     }
 }

@@ -317,7 +317,7 @@ pub async fn run(
     let console = format!("http://{http}/");
     println!();
     println!("  gateway demo: a simulated compound ({SITE}) through the real firmware");
-    println!("  console      {console}");
+    println!("  console      {console}   (signed in as admin: {console}#token={admin_token})");
     println!("  admin token  {admin_token}");
     println!("  contractor   {contractor}   (demo-lifts: its own work orders only)");
     println!("  auditor      {auditor}   (the bureau: records, reports)");

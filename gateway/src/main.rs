@@ -29,12 +29,8 @@ fn main() -> ExitCode {
         Command::Records { command } => gateway::cli::records(command),
         Command::Demo(args) => {
             let token = admin_token();
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
             };
             let faults = (!args.no_faults).then_some(gateway::demo::Faults {
                 first: args.first_fault,
@@ -63,12 +59,8 @@ fn main() -> ExitCode {
                 }
             };
             let token = admin_token();
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
             };
             match runtime.block_on(gateway::service::run(config, token, shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -79,6 +71,13 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The tokio runtime, or `None` (said on stderr) if it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+        .inspect_err(|e| eprintln!("error: cannot start the runtime: {e}"))
+        .ok()
 }
 
 /// `GATEWAY_ADMIN_TOKEN`, or a new random token printed once.

@@ -186,7 +186,7 @@ fn one(e: &Expect, j: &Journal) -> Outcome {
             timed(what, line, *within, anchor_at(j, device, None, after), |from| {
                 let first = j.orders.iter().map(|v| &v["order"]).find(|o| {
                     o["code"] == code.as_str()
-                        && o["device"] == device.as_str()
+                        && o["device"] == gateway_id(j, device)
                         && o["created_at"].as_i64().is_some_and(|t| rel(j, t) >= from)
                 })?;
                 let created = first["created_at"].as_i64().unwrap_or_default();
@@ -273,58 +273,35 @@ fn one(e: &Expect, j: &Journal) -> Outcome {
             })
         }
         Expectation::NoAlerts { devices, except } => {
-            let bad: Vec<String> = j
+            let fired = j
                 .alerts
                 .iter()
                 .filter(|c| c.change == "fired" && c.alert["inhibited_by"].is_null())
-                .filter(|c| devices.is_empty() || devices.iter().any(|d| c.alert["device"] == d.as_str()))
-                .filter(|c| !except.iter().any(|x| c.alert["code"] == x.as_str()))
-                .map(|c| alert_name(j, &c.alert))
-                .collect();
-            let scope = if devices.is_empty() {
-                "any device".into()
-            } else {
-                devices.join(", ")
-            };
-            let what = if except.is_empty() {
-                format!("no alert on {scope}")
-            } else {
-                format!("no alert on {scope} but {}", except.join(", "))
-            };
+                .map(|c| &c.alert);
+            let bad = names_in_scope(j, fired, devices, except);
             let detail = if bad.is_empty() {
                 "none fired".into()
             } else {
                 format!("fired: {}", bad.join(", "))
             };
-            outcome(what, line, bad.is_empty(), detail)
+            outcome(scoped("no alert on", devices, except), line, bad.is_empty(), detail)
         }
         Expectation::NoNotifications { devices, except } => {
-            let told: Vec<String> = j
-                .notified
-                .iter()
-                .filter(|a| devices.is_empty() || devices.iter().any(|d| a["device"] == d.as_str()))
-                .filter(|a| !except.iter().any(|x| a["code"] == x.as_str()))
-                .map(|a| alert_name(j, a))
-                .collect();
-            let scope = if devices.is_empty() {
-                "any device".into()
-            } else {
-                devices.join(", ")
-            };
-            let what = if except.is_empty() {
-                format!("nobody told of an alert on {scope}")
-            } else {
-                format!("nobody told of an alert on {scope} but {}", except.join(", "))
-            };
+            let told = names_in_scope(j, j.notified.iter(), devices, except);
             let detail = if told.is_empty() {
                 format!("{} notified in all", j.notified.len())
             } else {
                 format!("told of: {}", told.join(", "))
             };
-            outcome(what, line, told.is_empty(), detail)
+            outcome(
+                scoped("nobody told of an alert on", devices, except),
+                line,
+                told.is_empty(),
+                detail,
+            )
         }
         Expectation::Inhibited { devices, by } => {
-            let theirs = |a: &Value| devices.iter().any(|d| a["device"] == d.as_str());
+            let theirs = |a: &Value| devices.iter().any(|d| a["device"] == gateway_id(j, d));
             let ids: Vec<&Value> = j
                 .alerts
                 .iter()
@@ -416,6 +393,35 @@ fn one(e: &Expect, j: &Journal) -> Outcome {
                 off_s.map_or_else(|| "no skew known".into(), |o| format!("shown {o:+} s off")),
             )
         }
+    }
+}
+
+/// The names of `alerts` on `devices` (all when empty) but those with a
+/// code in `except`.
+fn names_in_scope<'a>(
+    j: &Journal,
+    alerts: impl Iterator<Item = &'a Value>,
+    devices: &[String],
+    except: &[String],
+) -> Vec<String> {
+    alerts
+        .filter(|a| devices.is_empty() || devices.iter().any(|d| a["device"] == gateway_id(j, d)))
+        .filter(|a| !except.iter().any(|x| a["code"] == x.as_str()))
+        .map(|a| alert_name(j, a))
+        .collect()
+}
+
+/// "no alert on EL-1, EL-2 but offline", in words.
+fn scoped(what: &str, devices: &[String], except: &[String]) -> String {
+    let scope = if devices.is_empty() {
+        "any device".into()
+    } else {
+        devices.join(", ")
+    };
+    if except.is_empty() {
+        format!("{what} {scope}")
+    } else {
+        format!("{what} {scope} but {}", except.join(", "))
     }
 }
 

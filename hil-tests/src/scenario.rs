@@ -94,6 +94,18 @@ pub enum LinkKind {
     ModbusRtu,
 }
 
+impl LinkKind {
+    /// Its name in a scenario file.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkKind::Mqtt => "mqtt",
+            LinkKind::ModbusTcp => "modbus-tcp",
+            LinkKind::ModbusRtu => "modbus-rtu",
+        }
+    }
+}
+
 /// A device with its link.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeviceDecl {
@@ -463,14 +475,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         }
     };
     if !raw.gateway.is_empty() {
-        // The bench adds its own sections; what the scenario adds must parse.
-        raw.gateway.parse::<toml::Table>().map_err(|e| {
-            cx.err(
-                Some(cx.key_line(1, "gateway")),
-                "gateway",
-                format!("not TOML: {}", e.message()),
-            )
-        })?;
+        check_gateway(&cx, &raw.gateway)?;
     }
     let devices = devices(&cx, raw.device)?;
     let ids: BTreeSet<&str> = devices.iter().map(|d| d.spec.id.as_str()).collect();
@@ -516,6 +521,27 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         expects,
     })
 }
+
+/// What the scenario adds to the gateway's configuration must be valid for
+/// the gateway, checked by the gateway's own parser now rather than when
+/// the run starts. Its problems are reported at their line in the file.
+fn check_gateway(cx: &Ctx<'_>, text: &str) -> Result<(), ScenarioError> {
+    let at = cx.key_line(1, "gateway");
+    let full = format!("{BENCH_SECTIONS}{text}");
+    gateway::config::Config::parse(cx.file, &full).map(drop).map_err(|e| {
+        let line = e.line.map(|l| at + l.saturating_sub(BENCH_SECTIONS.lines().count()));
+        ScenarioError {
+            file: cx.file.to_owned(),
+            line: line.or(Some(at)),
+            field: Some(format!("gateway.{}", e.field.unwrap_or_default())),
+            message: e.message,
+        }
+    })
+}
+
+/// The sections the bench writes itself, before the scenario's own.
+const BENCH_SECTIONS: &str =
+    "[mqtt]\nlisten = \"127.0.0.1:1\"\n[http]\nlisten = \"127.0.0.1:1\"\n[storage]\ndata_dir = \"/nonexistent\"\n";
 
 fn devices(cx: &Ctx<'_>, raw: Vec<Spanned<toml::Table>>) -> Result<Vec<DeviceDecl>, ScenarioError> {
     let mut out: Vec<DeviceDecl> = Vec::new();
@@ -689,30 +715,7 @@ fn step(
         ));
     }
     let what = if LINK_ACTIONS.contains(&what_name.as_str()) {
-        let a: LinkAction = cx.typed(table, line, &field)?;
-        let needs_device = !matches!(a, LinkAction::BrokerRestart) && bus.is_none();
-        if needs_device && decl.is_none() {
-            return Err(cx.err(
-                Some(line),
-                format!("{field}.device"),
-                format!("`{what_name}` needs a `device` (or a `bus`)"),
-            ));
-        }
-        if let Some(d) = decl {
-            let ok = match a {
-                LinkAction::Drop | LinkAction::Partition => d.link == LinkKind::Mqtt,
-                LinkAction::Mute => d.link != LinkKind::Mqtt,
-                _ => true,
-            };
-            if !ok {
-                return Err(cx.err(
-                    Some(line),
-                    format!("{field}.do"),
-                    format!("`{what_name}` does not apply to a {:?} link", d.link),
-                ));
-            }
-        }
-        Happening::Link(a)
+        link_step(cx, line, &field, table, &what_name, decl, bus.as_deref())?
     } else {
         let d = decl.ok_or_else(|| {
             cx.err(
@@ -722,7 +725,20 @@ fn step(
             )
         })?;
         let a: Action = cx.typed(table, line, &field)?;
-        SimDevice::check(&d.spec, &a).map_err(|e| cx.err(Some(line), format!("{field}.do"), e.to_string()))?;
+        SimDevice::check(&d.spec, &a).map_err(|e| {
+            let (key, at) = match e {
+                sim::device::ActionError::UnknownFault { .. } => ("fault", cx.key_line(line, "fault")),
+                _ => ("do", line),
+            };
+            cx.err(Some(at), format!("{field}.{key}"), e.to_string())
+        })?;
+        if lasts.is_some() && !matches!(a, Action::Inject { .. }) {
+            return Err(cx.err(
+                Some(cx.key_line(line, "for")),
+                format!("{field}.for"),
+                "only an injected fault (or a link fault) is undone after `for`",
+            ));
+        }
         Happening::Device(a)
     };
     Ok(Step {
@@ -734,6 +750,49 @@ fn step(
         what,
         line,
     })
+}
+
+/// A link fault of the timeline, checked against what it concerns.
+fn link_step(
+    cx: &Ctx<'_>,
+    line: usize,
+    field: &str,
+    table: toml::Table,
+    what_name: &str,
+    decl: Option<&DeviceDecl>,
+    bus: Option<&str>,
+) -> Result<Happening, ScenarioError> {
+    let a: LinkAction = cx.typed(table, line, field)?;
+    if bus.is_some() && !matches!(a, LinkAction::Mute | LinkAction::Restore | LinkAction::Delay { .. }) {
+        return Err(cx.err(
+            Some(cx.key_line(line, "bus")),
+            format!("{field}.bus"),
+            format!("a whole bus can be muted, delayed or restored, not given `{what_name}`"),
+        ));
+    }
+    let needs_device = !matches!(a, LinkAction::BrokerRestart) && bus.is_none();
+    if needs_device && decl.is_none() {
+        return Err(cx.err(
+            Some(line),
+            format!("{field}.device"),
+            format!("`{what_name}` needs a `device` (or a `bus`)"),
+        ));
+    }
+    if let Some(d) = decl {
+        let ok = match a {
+            LinkAction::Drop | LinkAction::Partition => d.link == LinkKind::Mqtt,
+            LinkAction::Mute => d.link != LinkKind::Mqtt,
+            _ => true,
+        };
+        if !ok {
+            return Err(cx.err(
+                Some(line),
+                format!("{field}.do"),
+                format!("`{what_name}` does not apply to a {} link", d.link.name()),
+            ));
+        }
+    }
+    Ok(Happening::Link(a))
 }
 
 #[derive(Deserialize)]
@@ -961,16 +1020,8 @@ fn expectation(
         }
         "no_alerts" => {
             let r: RawNoAlerts = cx.typed(table, line, &field)?;
-            if !r.no_alerts {
-                return Err(cx.err(
-                    Some(line),
-                    format!("{field}.no_alerts"),
-                    "write `no_alerts = true`, or leave it out",
-                ));
-            }
-            for d in &r.devices {
-                device(d)?;
-            }
+            switch_on(cx, line, &field, "no_alerts", r.no_alerts)?;
+            r.devices.iter().try_for_each(|d| device(d).map(drop))?;
             Expectation::NoAlerts {
                 devices: r.devices,
                 except: r.except,
@@ -978,16 +1029,8 @@ fn expectation(
         }
         "no_notifications" => {
             let r: RawNoNotifications = cx.typed(table, line, &field)?;
-            if !r.no_notifications {
-                return Err(cx.err(
-                    Some(line),
-                    format!("{field}.no_notifications"),
-                    "write `no_notifications = true`, or leave it out",
-                ));
-            }
-            for d in &r.devices {
-                device(d)?;
-            }
+            switch_on(cx, line, &field, "no_notifications", r.no_notifications)?;
+            r.devices.iter().try_for_each(|d| device(d).map(drop))?;
             Expectation::NoNotifications {
                 devices: r.devices,
                 except: r.except,
@@ -1005,13 +1048,7 @@ fn expectation(
         }
         "no_loss" => {
             let r: RawNoLoss = cx.typed(table, line, &field)?;
-            if !r.no_loss {
-                return Err(cx.err(
-                    Some(line),
-                    format!("{field}.no_loss"),
-                    "write `no_loss = true`, or leave it out",
-                ));
-            }
+            switch_on(cx, line, &field, "no_loss", r.no_loss)?;
             Expectation::NoLoss
         }
         "lost" => {
@@ -1031,6 +1068,20 @@ fn expectation(
         }
     };
     Ok(Expect { what, line })
+}
+
+/// A flag kind of expectation (`no_loss = true`): `false` would read as
+/// its opposite, which is not what it says.
+fn switch_on(cx: &Ctx<'_>, line: usize, field: &str, key: &str, on: bool) -> Result<(), ScenarioError> {
+    if on {
+        Ok(())
+    } else {
+        Err(cx.err(
+            Some(line),
+            format!("{field}.{key}"),
+            format!("write `{key} = true`, or leave it out"),
+        ))
+    }
 }
 
 /// `humantime` durations in serde, for the link actions' fields.

@@ -62,7 +62,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The router, with auth on everything but `/healthz`.
+/// The web console (`dashboards/console/`): one static page over this API.
+/// It holds no data; every call it makes carries the token typed into it,
+/// so it shows each role exactly what the API lets that role see.
+const CONSOLE: &str = include_str!("../../../dashboards/console/index.html");
+
+/// The router, with auth on everything but `/healthz` and the console page.
 pub fn router(shared: Shared) -> Router {
     let api = Router::new()
         .route("/metrics", get(metrics))
@@ -81,6 +86,7 @@ pub fn router(shared: Shared) -> Router {
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/", get(|| async { axum::response::Html(CONSOLE) }))
         .merge(api)
         .with_state(shared)
 }

@@ -146,6 +146,13 @@ async fn the_demo_is_a_compound_with_faults_alerts_orders_and_records() {
     );
     let verify = crate::http::body(http, "/api/v1/records/verify").await;
     assert!(verify.contains("\"ok\":true"), "{verify}");
+    // The console the demo points at is served, without a token.
+    let (status, page) = crate::http::get(http, "/", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("facility-safety console") && page.contains("/api/v1/alerts"),
+        "{page}"
+    );
     // The printed contractor token works, within its scope.
     let (status, _) = crate::http::get(http, "/api/v1/work-orders", Some(&contractor)).await;
     assert_eq!(status, 200);

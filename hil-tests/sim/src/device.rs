@@ -214,7 +214,7 @@ pub const FAULTS: &[(DeviceClass, &str)] = &[
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ActionError {
     /// The fault is not one of this class's.
-    #[error("`{fault}` is not a fault of a {class}: expected one of {expected}")]
+    #[error("`{fault}` is not a fault of {class}: expected one of {expected}")]
     UnknownFault {
         /// The name given.
         fault: String,
@@ -227,7 +227,7 @@ pub enum ActionError {
     #[error("`{0}` needs a `port` of this bay")]
     Port(String),
     /// The action does not apply to this class (a call to a fire pump).
-    #[error("`{action}` does not apply to a {class}")]
+    #[error("`{action}` does not apply to {class}")]
     WrongClass {
         /// The action.
         action: &'static str,
@@ -679,7 +679,7 @@ impl SimDevice {
     /// [`ActionError`]: a fault this class does not have, a missing port, an
     /// action for another class, a refused self-test.
     pub fn act(&mut self, action: &Action) -> Result<(), ActionError> {
-        let class = self.spec.class.as_str();
+        let class = article(self.spec.class);
         let wrong = |action: &'static str| ActionError::WrongClass { action, class };
         match action {
             Action::Inject { fault, port, ma } => self.fault(fault, *port, *ma, true),
@@ -745,7 +745,7 @@ impl SimDevice {
         let class = self.spec.class;
         let unknown = || ActionError::UnknownFault {
             fault: name.into(),
-            class: class.as_str(),
+            class: article(class),
             expected: FAULTS
                 .iter()
                 .filter(|(c, _)| *c == class)
@@ -829,6 +829,15 @@ fn firmware_rig(spec: &DeviceSpec, class: DeviceClass) -> Rigged {
                 spec.format,
             )))
         }
+    }
+}
+
+/// The class with its article, for messages ("an elevator").
+fn article(class: DeviceClass) -> &'static str {
+    match class {
+        DeviceClass::Elevator => "an elevator",
+        DeviceClass::Firepump => "a fire pump",
+        DeviceClass::Charger => "a charging bay",
     }
 }
 

@@ -91,7 +91,7 @@ impl SensorNode {
         let disc: Vec<(Metric, f64)> = readings
             .iter()
             .filter(|(m, _)| discrete(*m))
-            .map(|(m, v)| (*m, v.as_f64().unwrap_or(f64::NAN)))
+            .map(|(m, v)| (*m, v.to_number()))
             .collect();
         let due = self.last_sent.is_none_or(|t| now.saturating_sub(t) >= self.interval_ms);
         if !due && disc == self.last_discrete {

@@ -50,7 +50,7 @@ enum Command {
         /// Write a JUnit XML report here.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
-        /// Serve the gateway's HTTP API and console on this port (with `--real`).
+        /// Serve the gateway's HTTP API and console on this port (with `--real`; default: a free port, printed).
         #[arg(long, value_name = "PORT")]
         http_port: Option<u16>,
         /// The gateway's admin token (default `hil`).
@@ -116,11 +116,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The gateway's own log, on stderr: warnings by default, `RUST_LOG=info`
     // for every alert and order as it happens.
+    // rumqttd's own errors are about its clients coming and going (the
+    // bench's port probe among them): off unless asked for.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rumqttd=off")),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
@@ -160,6 +163,10 @@ fn main() -> ExitCode {
             };
             if let Some(o) = &only {
                 all.retain(|s| s.name.contains(o.as_str()));
+                if all.is_empty() {
+                    eprintln!("hil: no scenario's name contains `{o}`");
+                    return ExitCode::from(2);
+                }
             }
             run(&all, real, junit.as_deref(), http_port, token.as_deref(), plain)
         }
@@ -199,16 +206,24 @@ fn run(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
+    // In wall time a lab watches the console: on the port asked for, or one
+    // chosen now and printed.
+    let http_port = if real {
+        Some(http_port.unwrap_or_else(testkit::free_port))
+    } else {
+        http_port
+    };
     let mut results = Vec::new();
     let mut done_before = 0u64;
     for s in all {
         bar.set_message(s.name.clone());
         if real {
-            bar.println(format!(
-                "running {} in real time: console at http://127.0.0.1:{}/",
+            eprintln!(
+                "running {} in real time: console at http://127.0.0.1:{}/#token={}",
                 s.name,
-                http_port.unwrap_or(0)
-            ));
+                http_port.unwrap_or(0),
+                token.unwrap_or("hil")
+            );
         }
         let progress_bar = bar.clone();
         let base = done_before;

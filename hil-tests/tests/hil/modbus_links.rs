@@ -316,13 +316,8 @@ const T0: i64 = 1_796_083_200_000;
 
 /// A compound of Modbus nodes and the real gateway polling them, on one
 /// virtual clock: a fire pump over TCP, two more (the pump room's main and
-/// standby cabinets) on one RS-485 line.
-///
-/// Not an elevator here: our elevator node has no input for
-/// `safety_circuit_ok` or `service_mode`, and a Modbus register cannot say
-/// "not measured" (the firmware serves such a bit, or such a word beside
-/// measured ones, as 0), so polled over Modbus it reads as a broken safety
-/// circuit and a car held out of service, both alerts of the elevator pack.
+/// standby cabinets) on one RS-485 line. (A lift polled over Modbus is the
+/// library's `modbus-trapped` scenario.)
 struct Compound {
     tcp_pump: Arc<Mutex<FirepumpSlave>>,
     main: Arc<Mutex<FirepumpSlave>>,

@@ -30,7 +30,7 @@ fn a_bad_file_is_refused_with_its_file_line_and_field() {
     let cases = [
         (
             format!("{DEVICE}[[at]]\nt = \"5s\"\ndevice = \"EL-1\"\ndo = \"inject\"\nfault = \"meltdown\"\n{EXPECT}"),
-            "lab/bad.toml:6: at[0].do: `meltdown` is not a fault of a elevator: expected one of stuck_between_floors",
+            "lab/bad.toml:10: at[0].fault: `meltdown` is not a fault of an elevator: expected one of stuck_between_floors",
         ),
         (
             format!("{DEVICE}[[at]]\nt = \"5s\"\ndevice = \"EL-9\"\ndo = \"call\"\nfloor = 3\n{EXPECT}"),
@@ -286,5 +286,15 @@ within = "2s"
         r.passed(),
         "{}",
         hil_tests::report::table(std::slice::from_ref(&r), false)
+    );
+}
+
+#[test]
+fn what_the_scenario_adds_to_the_gateway_is_checked_by_the_gateway_at_its_line() {
+    let text = format!("gateway = '''\n[[contacts]]\nid = \"acme\"\ncolour = \"red\"\n'''\n{DEVICE}{EXPECT}");
+    let got = problem(&text);
+    assert!(
+        got.starts_with("lab/bad.toml:4: gateway.contacts.colour: unknown field `colour`"),
+        "{got}"
     );
 }
