@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # mbpoll (a real Modbus master for the firmware's slave), and VictoriaMetrics
 # (a real server for the InfluxDB v2 write API), socat (pty pairs standing in
 # for RS-485 lines), aiosmtpd (a real SMTP server for the e-mail channel),
-# python3 and openssl (a third party verifying the record chain).
-# Later issues add PostgreSQL and Chromium here.
-packages=(mosquitto mosquitto-clients mbpoll victoria-metrics socat python3 python3-aiosmtpd openssl)
+# python3 and openssl (a third party verifying the record chain), and
+# Chromium (a real browser rendering the web console, headless).
+# A later issue adds PostgreSQL here.
+packages=(mosquitto mosquitto-clients mbpoll victoria-metrics socat python3 python3-aiosmtpd openssl chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -79,6 +79,24 @@ async fn sigterm_stops_the_binary_cleanly() {
     assert_eq!(devices[0].fw.as_deref(), Some("9"));
 }
 
+/// The console as headless Chromium renders it after a few seconds of its
+/// own (virtual) time, signed in with `token` through the link's fragment.
+fn browse(http: u16, token: &str) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=4000",
+            "--dump-dom",
+        ])
+        .arg(format!("http://127.0.0.1:{http}/#token={token}"))
+        .stderr(Stdio::null())
+        .output()
+        .expect("chromium is not installed: run scripts/install-test-deps.sh");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_is_a_compound_with_faults_alerts_orders_and_records() {
     use std::io::{BufRead, BufReader};
@@ -156,6 +174,20 @@ async fn the_demo_is_a_compound_with_faults_alerts_orders_and_records() {
     // The printed contractor token works, within its scope.
     let (status, _) = crate::http::get(http, "/api/v1/work-orders", Some(&contractor)).await;
     assert_eq!(status, 200);
+    // And in a real browser, the console signs in from the link's fragment
+    // and shows each token what it may see.
+    let admin = browse(http, "t");
+    assert!(admin.contains("B1-EL-1") && admin.contains("demo-bays"), "{admin}");
+    assert!(admin.contains("chain verifies: "), "{admin}");
+    let theirs = browse(http, &contractor);
+    assert!(
+        theirs.contains("demo-lifts") && !theirs.contains("demo-bays"),
+        "{theirs}"
+    );
+    assert!(
+        theirs.contains("outside this token"),
+        "the records are not a contractor's: {theirs}"
+    );
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
