@@ -838,20 +838,12 @@ struct RawCut {
     within: String,
 }
 
+/// `no_alerts = true` or `no_notifications = true`, with their scope.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawNoAlerts {
-    no_alerts: bool,
-    #[serde(default)]
-    devices: Vec<String>,
-    #[serde(default)]
-    except: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNoNotifications {
-    no_notifications: bool,
+struct RawQuiet {
+    #[serde(alias = "no_alerts", alias = "no_notifications")]
+    on: bool,
     #[serde(default)]
     devices: Vec<String>,
     #[serde(default)]
@@ -1018,22 +1010,15 @@ fn expectation(
                 within: dur("within", &r.within)?,
             }
         }
-        "no_alerts" => {
-            let r: RawNoAlerts = cx.typed(table, line, &field)?;
-            switch_on(cx, line, &field, "no_alerts", r.no_alerts)?;
+        "no_alerts" | "no_notifications" => {
+            let r: RawQuiet = cx.typed(table, line, &field)?;
+            switch_on(cx, line, &field, kind, r.on)?;
             r.devices.iter().try_for_each(|d| device(d).map(drop))?;
-            Expectation::NoAlerts {
-                devices: r.devices,
-                except: r.except,
-            }
-        }
-        "no_notifications" => {
-            let r: RawNoNotifications = cx.typed(table, line, &field)?;
-            switch_on(cx, line, &field, "no_notifications", r.no_notifications)?;
-            r.devices.iter().try_for_each(|d| device(d).map(drop))?;
-            Expectation::NoNotifications {
-                devices: r.devices,
-                except: r.except,
+            let (devices, except) = (r.devices, r.except);
+            if kind == "no_alerts" {
+                Expectation::NoAlerts { devices, except }
+            } else {
+                Expectation::NoNotifications { devices, except }
             }
         }
         "inhibited" => {
