@@ -307,12 +307,8 @@ pub async fn run(
     let config = config(base, &contractor, &auditor)?;
     let (mqtt, http) = (config.mqtt.listen, config.http.listen);
     let gw = crate::service::start(config, admin_token.clone(), crate::service::Options::default()).await?;
-    // Nodes that connect before the gateway subscribes would lose their birth.
-    for _ in 0..1000 {
-        if gw.shared.metrics.mqtt_subscribed.get() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    if !gw.subscribed(Duration::from_secs(10)).await {
+        tracing::warn!("the gateway has not subscribed at its broker yet: early births may be lost");
     }
     let console = format!("http://{http}/");
     println!();

@@ -148,6 +148,20 @@ impl Running {
         done.await.map_err(|_| anyhow::anyhow!("the pipeline has stopped"))
     }
 
+    /// Waits (up to `max` of real time) until the broker has acknowledged the
+    /// gateway's subscription: nodes that connect before would lose their
+    /// birth. Whether it did.
+    pub async fn subscribed(&self, max: Duration) -> bool {
+        let until = Instant::now() + max;
+        while self.shared.metrics.mqtt_subscribed.get() == 0 {
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
     /// Shuts down as SIGTERM would and waits for the end.
     ///
     /// # Errors

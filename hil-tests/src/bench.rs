@@ -244,8 +244,14 @@ impl MqttSide {
     }
 }
 
-fn ingested(gw: &Running) -> u64 {
-    ["birth", "data", "event", "ack"]
+/// What nodes publish themselves (deaths are the broker's wills).
+pub const NODE_KINDS: &[&str] = &["birth", "data", "event", "ack"];
+
+/// Messages of these kinds the gateway has ingested so far: the bench's
+/// measure of "the gateway has what was published".
+#[must_use]
+pub fn ingested(gw: &Running, kinds: &[&str]) -> u64 {
+    kinds
         .iter()
         .map(|k| {
             gw.shared
@@ -272,11 +278,7 @@ fn modbus_fault(c: &LinkControl, a: &LinkAction, undo: bool) {
 }
 
 fn deaths(gw: &Running) -> u64 {
-    gw.shared
-        .metrics
-        .ingested
-        .get_or_create(&KindLabel { kind: "death".into() })
-        .get()
+    ingested(gw, &["death"])
 }
 
 /// An undo due later: a fault with `for`.
@@ -329,10 +331,9 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
     };
     let token = options.token.clone().unwrap_or_else(|| "hil".into());
     let gw = gateway::service::start(config, token, gw_options).await?;
+    // (The embedded broker is up once the gateway has subscribed at it:
+    // `connect_all` waits for that.)
     let mut events = gw.shared.alerts.events.subscribe();
-    if let MqttSide::Embedded(p) = mqtt {
-        testkit::wait_port(p);
-    }
     let mut journal = Journal {
         start_ms,
         buses: modbus.names.clone(),
@@ -362,7 +363,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
             journal.links.insert(b.decl.spec.id.clone(), u.stats);
         }
     }
-    journal.ingested = ingested(&gw);
+    journal.ingested = ingested(&gw, NODE_KINDS);
     journal.registry = gw
         .shared
         .registry
@@ -389,12 +390,8 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
 /// Connects every MQTT device, once the gateway receives from its broker
 /// (it subscribes only after it has connected).
 async fn connect_all(gw: &Running, mqtt: &MqttSide, benches: &mut [Bench]) -> anyhow::Result<()> {
-    let until = Instant::now() + Duration::from_secs(10);
-    while gw.shared.metrics.mqtt_subscribed.get() == 0 {
-        if Instant::now() > until {
-            bail!("the gateway never subscribed at its broker");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    if !gw.subscribed(Duration::from_secs(10)).await {
+        bail!("the gateway never subscribed at its broker");
     }
     for b in benches.iter_mut().filter(|b| b.decl.link == LinkKind::Mqtt) {
         let spec = b.decl.spec.clone();
@@ -424,7 +421,7 @@ async fn connect_all(gw: &Running, mqtt: &MqttSide, benches: &mut [Bench]) -> an
 async fn wait_for(gw: &Running, want: u64, max: Duration) -> bool {
     let start = Instant::now();
     loop {
-        if ingested(gw) >= want {
+        if ingested(gw, NODE_KINDS) >= want {
             return true;
         }
         let waited = start.elapsed();

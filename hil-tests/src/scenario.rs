@@ -585,55 +585,7 @@ fn devices(cx: &Ctx<'_>, raw: Vec<Spanned<toml::Table>>) -> Result<Vec<DeviceDec
             }
         };
         let spec: DeviceSpec = cx.typed(table, line, &field)?;
-        if out.iter().any(|d| d.spec.id == spec.id && d.spec.site == spec.site) {
-            return Err(cx.err(
-                Some(line),
-                format!("{field}.id"),
-                format!("`{}` is declared twice", spec.id),
-            ));
-        }
-        if protocol::DeviceId::new(&spec.id).is_err() || protocol::SiteId::new(&spec.site).is_err() {
-            return Err(cx.err(
-                Some(line),
-                format!("{field}.id"),
-                "site and id must be valid topic segments",
-            ));
-        }
-        if !(1..=247).contains(&spec.unit) {
-            return Err(cx.err(
-                Some(cx.key_line(line, "unit")),
-                format!("{field}.unit"),
-                "a Modbus unit id is 1–247",
-            ));
-        }
-        match (link_kind, &bus) {
-            (LinkKind::ModbusRtu, None) => {
-                return Err(cx.err(
-                    Some(line),
-                    format!("{field}.bus"),
-                    "a `modbus-rtu` device names its `bus`",
-                ));
-            }
-            (LinkKind::Mqtt | LinkKind::ModbusTcp, Some(_)) => {
-                return Err(cx.err(
-                    Some(cx.key_line(line, "bus")),
-                    format!("{field}.bus"),
-                    "only `modbus-rtu` devices hang on a bus",
-                ));
-            }
-            _ => {}
-        }
-        if let Some(b) = &bus
-            && out
-                .iter()
-                .any(|d| d.bus.as_ref() == Some(b) && d.spec.unit == spec.unit)
-        {
-            return Err(cx.err(
-                Some(line),
-                format!("{field}.unit"),
-                format!("unit {} is taken on bus `{b}`", spec.unit),
-            ));
-        }
+        check_device(cx, line, &field, &spec, link_kind, bus.as_deref(), &out)?;
         out.push(DeviceDecl {
             spec,
             link: link_kind,
@@ -642,6 +594,82 @@ fn devices(cx: &Ctx<'_>, raw: Vec<Spanned<toml::Table>>) -> Result<Vec<DeviceDec
         });
     }
     Ok(out)
+}
+
+/// What a declared device must be: unique, with valid ids, a unit id, a
+/// bus exactly when it is on RTU, a plain sensor only on MQTT and never on a
+/// bay, and a unit free on its bus.
+fn check_device(
+    cx: &Ctx<'_>,
+    line: usize,
+    field: &str,
+    spec: &DeviceSpec,
+    link_kind: LinkKind,
+    bus: Option<&str>,
+    out: &[DeviceDecl],
+) -> Result<(), ScenarioError> {
+    if out.iter().any(|d| d.spec.id == spec.id && d.spec.site == spec.site) {
+        return Err(cx.err(
+            Some(line),
+            format!("{field}.id"),
+            format!("`{}` is declared twice", spec.id),
+        ));
+    }
+    if protocol::DeviceId::new(&spec.id).is_err() || protocol::SiteId::new(&spec.site).is_err() {
+        return Err(cx.err(
+            Some(line),
+            format!("{field}.id"),
+            "site and id must be valid topic segments",
+        ));
+    }
+    if !(1..=247).contains(&spec.unit) {
+        return Err(cx.err(
+            Some(cx.key_line(line, "unit")),
+            format!("{field}.unit"),
+            "a Modbus unit id is 1–247",
+        ));
+    }
+    match (link_kind, bus) {
+        (LinkKind::ModbusRtu, None) => {
+            return Err(cx.err(
+                Some(line),
+                format!("{field}.bus"),
+                "a `modbus-rtu` device names its `bus`",
+            ));
+        }
+        (LinkKind::Mqtt | LinkKind::ModbusTcp, Some(_)) => {
+            return Err(cx.err(
+                Some(cx.key_line(line, "bus")),
+                format!("{field}.bus"),
+                "only `modbus-rtu` devices hang on a bus",
+            ));
+        }
+        _ => {}
+    }
+    if spec.node == sim::device::NodeKind::Sensor {
+        let problem = match (spec.class, link_kind) {
+            (DeviceClass::Charger, _) => Some("a charging bay needs our firmware node: its cut-offs are the node's"),
+            (_, LinkKind::ModbusTcp | LinkKind::ModbusRtu) => {
+                Some("a plain sensor reports over MQTT: it has no Modbus slave")
+            }
+            _ => None,
+        };
+        if let Some(message) = problem {
+            return Err(cx.err(Some(cx.key_line(line, "node")), format!("{field}.node"), message));
+        }
+    }
+    if let Some(b) = bus
+        && out
+            .iter()
+            .any(|d| d.bus.as_deref() == Some(b) && d.spec.unit == spec.unit)
+    {
+        return Err(cx.err(
+            Some(line),
+            format!("{field}.unit"),
+            format!("unit {} is taken on bus `{b}`", spec.unit),
+        ));
+    }
+    Ok(())
 }
 
 const LINK_ACTIONS: &[&str] = &[
@@ -1078,13 +1106,5 @@ mod humantime_serde_compat {
     pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("`{s}` is not a duration: {e}")))
-    }
-}
-
-impl Scenario {
-    /// The class of a declared device.
-    #[must_use]
-    pub fn class_of(&self, id: &str) -> Option<DeviceClass> {
-        self.devices.iter().find(|d| d.spec.id == id).map(|d| d.spec.class)
     }
 }

@@ -7,25 +7,31 @@ use std::time::Duration;
 
 use testkit::free_port;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_the_binary_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mqtt, http) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+/// The binary with `args`, on these ports and data directory, with the
+/// admin token `t`; its stdout piped.
+fn gateway(args: &[&str], mqtt: u16, http: u16, data: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
         .args([
-            "run",
             "--mqtt-listen",
             &format!("127.0.0.1:{mqtt}"),
             "--http-listen",
             &format!("127.0.0.1:{http}"),
         ])
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(data)
         .env("GATEWAY_ADMIN_TOKEN", "t")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_binary_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mqtt, http) = (free_port(), free_port());
+    let mut child = gateway(&["run"], mqtt, http, dir.path());
     testkit::wait_port(http);
     testkit::wait_port(mqtt);
     let birth = r#"{"v":1,"seq":0,"ts":0,"bdseq":1,"fw":"9","model":"m","cfg":"c","interval_s":10}"#;
@@ -102,21 +108,12 @@ async fn the_demo_is_a_compound_with_faults_alerts_orders_and_records() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let (mqtt, http) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["demo", "--first-fault", "1s", "--fault-every", "1h"])
-        .args([
-            "--mqtt-listen",
-            &format!("127.0.0.1:{mqtt}"),
-            "--http-listen",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .env("GATEWAY_ADMIN_TOKEN", "t")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = gateway(
+        &["demo", "--first-fault", "1s", "--fault-every", "1h"],
+        mqtt,
+        http,
+        dir.path(),
+    );
     // What a newcomer reads: the console and the tokens.
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut printed = String::new();

@@ -17,6 +17,7 @@ use firmware::node::{ClassLogic, Node, Outgoing};
 use protocol::{DeviceClass, EncodeError, Format};
 use serde::Deserialize;
 
+use crate::modbus::serve;
 use crate::physics::charger::{Battery, ChargerFault, ChargerSim, ChargerSimConfig};
 use crate::physics::elevator::{ElevatorConfig, ElevatorFault, ElevatorSim};
 use crate::physics::firewater::{FireWaterConfig, FireWaterFault, FireWaterSim};
@@ -473,12 +474,6 @@ impl SimDevice {
         }
     }
 
-    /// How far the node's clock is off.
-    #[must_use]
-    pub fn skew_ms(&self) -> i64 {
-        self.skew_ms
-    }
-
     /// Runs `ms` of virtual time (in 10 ms ticks); an elevator with
     /// `traffic` gets its passengers every 100 ms.
     pub fn advance(&mut self, ms: u64) {
@@ -517,23 +512,11 @@ impl SimDevice {
     /// outputs as the board's main loop does (a written command may have
     /// cut a port or started a self-test). A plain sensor has no slave.
     pub fn respond(&mut self, transport: Transport, request: &[u8], response: &mut [u8; MAX_ADU_LEN]) -> usize {
-        let now = Millis(self.now());
+        let slave = &mut self.slave;
         match &mut self.rig {
-            Rigged::Elevator(r) => {
-                let n = self.slave.handle(transport, request, r.node.logic_mut(), now, response);
-                r.io.apply(r.node.logic());
-                n
-            }
-            Rigged::Firepump(r) => {
-                let n = self.slave.handle(transport, request, r.node.logic_mut(), now, response);
-                r.io.apply(r.node.logic());
-                n
-            }
-            Rigged::Charger(r) => {
-                let n = self.slave.handle(transport, request, r.node.logic_mut(), now, response);
-                r.io.apply(r.node.logic());
-                n
-            }
+            Rigged::Elevator(r) => serve(slave, r, transport, request, response),
+            Rigged::Firepump(r) => serve(slave, r, transport, request, response),
+            Rigged::Charger(r) => serve(slave, r, transport, request, response),
             Rigged::Sensor(_) => 0,
         }
     }

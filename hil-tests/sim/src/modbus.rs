@@ -103,13 +103,25 @@ where
     }
 
     fn respond(&mut self, transport: Transport, request: &[u8], response: &mut [u8; MAX_ADU_LEN]) -> usize {
-        let now = Millis(self.rig.now());
-        let len = self
-            .slave
-            .handle(transport, request, self.rig.node.logic_mut(), now, response);
-        self.rig.io.apply(self.rig.node.logic());
-        len
+        serve(&mut self.slave, &mut self.rig, transport, request, response)
     }
+}
+
+/// Answers one request to `rig`'s node through `slave`, from the node's
+/// register image at the rig's virtual now, then drives the rig's outputs
+/// as the board's main loop does (a written command may have cut a port or
+/// started a self-test). Returns the response length, 0 for no answer.
+pub fn serve<P: Plant, IO: ClassIo>(
+    slave: &mut Slave,
+    rig: &mut Rig<P, IO>,
+    transport: Transport,
+    request: &[u8],
+    response: &mut [u8; MAX_ADU_LEN],
+) -> usize {
+    let now = Millis(rig.now());
+    let len = slave.handle(transport, request, rig.node.logic_mut(), now, response);
+    rig.io.apply(rig.node.logic());
+    len
 }
 
 /// An elevator node as a slave.

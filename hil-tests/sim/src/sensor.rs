@@ -37,8 +37,6 @@ pub struct SensorNode {
     /// Samples taken, not yet handed to the link (kept while it is down).
     queue: VecDeque<Data>,
     facts: BirthFacts,
-    /// The payload last handed out, until the link has it.
-    handed: Option<Data>,
 }
 
 /// What the birth declares about the equipment.
@@ -72,7 +70,6 @@ impl SensorNode {
             last_discrete: Vec::new(),
             queue: VecDeque::new(),
             facts,
-            handed: None,
         }
     }
 
@@ -149,9 +146,6 @@ impl NodeLink for SensorNode {
 
     fn on_disconnect(&mut self) {
         self.link_up = false;
-        if let Some(d) = self.handed.take() {
-            self.queue.push_front(d);
-        }
     }
 
     fn link_up(&self) -> bool {
@@ -168,8 +162,7 @@ impl NodeLink for SensorNode {
             data.bdseq = Some(self.bdseq);
             data.hist = true;
         }
-        let len = protocol::encode(&Message::Data(data.clone()), Format::Json, buf).ok()?;
-        self.handed = Some(data);
+        let len = protocol::encode(&Message::Data(data), Format::Json, buf).ok()?;
         Some(Outgoing {
             kind: Kind::Data,
             qos: 1,
@@ -178,7 +171,8 @@ impl NodeLink for SensorNode {
     }
 
     fn published(&mut self) {
-        self.handed = None;
+        // The sample left the queue when it was handed out: the link's QoS 1
+        // session has it from there.
     }
 
     fn on_command(&mut self, _now: Millis, _payload: &[u8]) {

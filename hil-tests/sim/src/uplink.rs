@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use firmware::hal::Millis;
-use protocol::{DeviceClass, Kind};
+use protocol::DeviceClass;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
@@ -165,12 +165,6 @@ impl Uplink {
         Err(LinkError::Connect(format!("{}:{}", self.host, self.port)))
     }
 
-    /// The topic prefix of this node (`fm/v1/{site}/{class}/{device}`).
-    #[must_use]
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     /// Whether the broker connection is up.
     #[must_use]
     pub fn connected(&self) -> bool {
@@ -208,7 +202,7 @@ impl Uplink {
             self.queue(format!("{}/birth", self.base), payload, now_ms);
         }
         while let Some(out) = node.next_payload(&mut self.buf) {
-            let topic = format!("{}/{}", self.base, kind_name(out.kind));
+            let topic = format!("{}/{}", self.base, out.kind.as_str());
             let payload = self.buf[..out.len].to_vec();
             // Handed to the client's QoS 1 session (which resends it after a
             // reconnection until the broker's PUBACK), or lost on purpose.
@@ -246,12 +240,6 @@ impl Uplink {
             topic,
             payload,
         });
-    }
-
-    /// Payloads a delay holds back now.
-    #[must_use]
-    pub fn held(&self) -> usize {
-        self.held.len()
     }
 
     /// Cuts the link as a failing radio or router would: the TCP connection
@@ -345,8 +333,4 @@ impl Drop for Uplink {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn kind_name(kind: Kind) -> &'static str {
-    kind.as_str()
 }

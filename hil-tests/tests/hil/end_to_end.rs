@@ -10,7 +10,6 @@ use std::time::Duration;
 use firmware::elevator::ElevatorConfig as NodeElevatorConfig;
 use firmware::hal::Millis;
 use gateway::clock::ManualClock;
-use gateway::metrics::KindLabel;
 use gateway::service::{Options, Running};
 use protocol::{DeviceClass, Format};
 use sim::physics::elevator::{Door, ElevatorConfig, ElevatorFault, ElevatorSim};
@@ -21,16 +20,7 @@ use sim::uplink::Uplink;
 const T0: i64 = 1_796_083_200_000;
 
 fn ingested(gw: &Running) -> u64 {
-    ["birth", "data", "event", "ack", "death"]
-        .iter()
-        .map(|k| {
-            gw.shared
-                .metrics
-                .ingested
-                .get_or_create(&KindLabel { kind: (*k).into() })
-                .get()
-        })
-        .sum()
+    hil_tests::bench::ingested(gw, &["birth", "data", "event", "ack", "death"])
 }
 
 /// The bench: the rig, its link, the gateway, one clock.

@@ -62,6 +62,10 @@ fn a_bad_file_is_refused_with_its_file_line_and_field() {
             format!("{DEVICE}link = \"modbus-rtu\"\n{EXPECT}"),
             "lab/bad.toml:2: device[0].bus: a `modbus-rtu` device names its `bus`",
         ),
+        (
+            format!("{DEVICE}node = \"sensor\"\nlink = \"modbus-tcp\"\n{EXPECT}"),
+            "lab/bad.toml:6: device[0].node: a plain sensor reports over MQTT",
+        ),
     ];
     for (text, want) in cases {
         let got = problem(&text);
