@@ -238,6 +238,10 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Telemetry older than this many days is pruned (records never are).
     pub retention_days: u32,
+    /// Disk headroom (MiB) kept for events: below it telemetry is held back
+    /// at the broker, events, births and records are still stored, and
+    /// `/readyz` says so.
+    pub min_free_mb: u64,
 }
 
 impl Default for StorageConfig {
@@ -245,6 +249,7 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("data"),
             retention_days: 400,
+            min_free_mb: 64,
         }
     }
 }

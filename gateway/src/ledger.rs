@@ -1,14 +1,17 @@
-//! One step of the pipeline, stored in one transaction: the alert changes
+//! One batch of the pipeline, stored in one transaction (a group commit): the
+//! samples of the batch's messages and the registry state they moved, the alert changes
 //! and the engine state behind them, the work orders and the desk's state,
 //! and the supervision records of all of it, sealed into the chain. Only
 //! after the commit are the changes published (event stream, open alerts)
 //! and HTTP requests answered, so whatever a client was told survives a
 //! `kill -9` the next instant.
 //!
-//! A failed commit (disk full, database locked) loses nothing: the step's
-//! records and orders stay pending and go with the next commit; what waits is
-//! gauged (`fm_unstored_changes`), and only past [`MAX_UNSTORED`] is the
-//! oldest dropped, counted and logged.
+//! A failed commit (disk full, database locked) loses nothing: the batch's
+//! samples, records and orders stay pending and go with the next commit; what
+//! waits is gauged (`fm_unstored_changes`), and only past [`MAX_UNSTORED`]
+//! records is the oldest record dropped, counted and logged. Samples are never
+//! dropped here: the pipeline stops taking telemetry while too many wait
+//! ([`Ledger::staged_samples`]), so the broker holds them instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,7 +20,9 @@ use dispatch::{Desk, Order, Out};
 use records::NewRecord;
 
 use crate::alerts::Hub;
+use crate::ingest::Incoming;
 use crate::metrics::{ChangeLabel, Metrics};
+use crate::registry::{Device, DeviceKey};
 use crate::store::{EngineDevice, Store, StoreError};
 use crate::supervision::Chain;
 
@@ -33,6 +38,10 @@ pub struct Ledger {
     alerts: Vec<Effect>,
     config: Option<String>,
     held: Vec<Out>,
+    /// Messages whose samples go with the next commit.
+    samples: Vec<Incoming>,
+    /// Registry state moved by the batch, newest per device.
+    devices: BTreeMap<DeviceKey, Device>,
 }
 
 /// The devices (engine position and snapshot) whose alerts an effect list
@@ -62,6 +71,8 @@ impl Ledger {
             alerts: Vec::new(),
             config: None,
             held: Vec::new(),
+            samples: Vec::new(),
+            devices: BTreeMap::new(),
         }
     }
 
@@ -93,10 +104,73 @@ impl Ledger {
         self.config = Some(audited);
     }
 
+    /// Adds a message's samples (a `data` message; other kinds have none) to
+    /// the next commit.
+    pub fn stage(&mut self, incoming: Incoming) {
+        if matches!(incoming.message, protocol::Message::Data(_)) {
+            self.samples.push(incoming);
+        }
+    }
+
+    /// Adds a device's registry state to the next commit.
+    pub fn stage_device(&mut self, device: Device) {
+        self.devices.insert(device.key.clone(), device);
+    }
+
+    /// A device's recent samples (the evidence of a work order): what is
+    /// stored, then what waits in the batch, the newest `limit` kept.
+    ///
+    /// # Errors
+    /// The store's.
+    pub fn recent(
+        &self,
+        store: &Store,
+        site: &str,
+        device: &str,
+        from: i64,
+        limit: usize,
+    ) -> Result<Vec<dispatch::Sample>, StoreError> {
+        let mut out = store.recent(site, device, from, limit)?;
+        for i in self
+            .samples
+            .iter()
+            .filter(|i| i.received_ms >= from && i.topic.site.as_str() == site && i.topic.device.as_str() == device)
+        {
+            let protocol::Message::Data(data) = &i.message else {
+                continue;
+            };
+            let rows = data.m.iter().map(|r| (r.name.as_str(), None, r.value)).chain(
+                data.ports
+                    .iter()
+                    .flat_map(|p| p.readings.iter().map(|r| (r.name.as_str(), Some(p.port), r.value))),
+            );
+            out.extend(rows.map(|(metric, port, value)| dispatch::Sample {
+                metric: metric.to_owned(),
+                port: port.filter(|p| *p > 0),
+                at: i.received_ms,
+                value: value.to_number(),
+            }));
+        }
+        let cut = out.len().saturating_sub(limit);
+        out.drain(..cut);
+        Ok(out)
+    }
+
+    /// Messages whose samples wait for a commit.
+    #[must_use]
+    pub fn staged_samples(&self) -> usize {
+        self.samples.len()
+    }
+
     /// Whether anything waits.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.orders.is_empty() && !self.desk && self.alerts.is_empty()
+        self.records.is_empty()
+            && self.orders.is_empty()
+            && !self.desk
+            && self.alerts.is_empty()
+            && self.samples.is_empty()
+            && self.devices.is_empty()
     }
 
     /// Stores a step: `effects` of the engine and `outs` of the desk, with
@@ -161,17 +235,23 @@ impl Ledger {
         let desk_state = self.desk.then(|| desk.state().clone());
         let chain = &self.chain;
         let alerts = &self.alerts;
+        let samples = &self.samples;
+        let registry = &self.devices;
         let appended = store.transact(|tx| {
+            let n = crate::store::write_samples(tx, samples)?;
+            crate::store::write_devices(tx, registry.values())?;
             crate::store::write_alerts(tx, alerts)?;
             crate::store::write_engine(tx, &devices, &engine.globals())?;
             crate::workorders::save(tx, now, &orders, desk_state.as_ref())?;
             if let Some(text) = &config {
                 crate::supervision::save_config(tx, text)?;
             }
-            chain.append(tx, now, records, force)
+            Ok((n, chain.append(tx, now, records, force)?))
         });
         match appended {
-            Ok(a) => {
+            Ok((n, a)) => {
+                m.commits.inc();
+                m.stored.inc_by(n as u64);
                 self.chain.adopt(&a);
                 m.records.inc_by(a.entries.len() as u64);
                 self.records.clear();
@@ -179,6 +259,8 @@ impl Ledger {
                 self.alerts.clear();
                 self.desk = false;
                 self.config = None;
+                self.samples.clear();
+                self.devices.clear();
                 m.unstored.set(0);
                 m.work_orders_open
                     .set(i64::try_from(desk.open().count()).unwrap_or(i64::MAX));

@@ -5,6 +5,8 @@
 
 pub mod acks;
 pub mod alerts;
+pub mod batch;
+pub mod broker;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -15,6 +17,7 @@ pub mod ingest;
 pub mod ledger;
 pub mod metrics;
 pub mod modbus;
+pub mod ready;
 pub mod registry;
 pub mod service;
 pub mod store;

@@ -134,6 +134,103 @@ pub struct Metrics {
     pub unstored: Gauge,
     /// Changes dropped because the store refused them for too long.
     pub unstored_dropped: Counter,
+    /// Transactions committed by the pipeline (one per batch).
+    pub commits: Counter,
+    /// Commits that failed in a row (0 while the store takes writes).
+    pub commit_failures: Gauge,
+    /// How long the message taken last had waited since its receipt, ms (0 when idle).
+    pub pipeline_lag_ms: Gauge,
+    /// Free bytes on the data directory's file system.
+    pub disk_free_bytes: Gauge,
+    /// 1 while telemetry is held back (low disk or a failing store).
+    pub telemetry_held: Gauge,
+    /// The embedded broker's counters.
+    pub broker: BrokerMetrics,
+}
+
+/// The embedded broker's counters, copied from its [`crate::broker::Stats`].
+#[derive(Clone, Default)]
+pub struct BrokerMetrics {
+    /// Connected clients.
+    pub connections: Gauge,
+    /// Connections accepted.
+    pub connects: Counter,
+    /// Connections refused (limit, authentication).
+    pub refused: Counter,
+    /// Publishes received from clients.
+    pub received: Counter,
+    /// Publishes delivered to subscribers.
+    pub delivered: Counter,
+    /// QoS 0 publishes dropped for a full subscriber queue.
+    pub dropped_qos0: Counter,
+    /// QoS 1 publishes dropped for a full subscriber or session queue.
+    pub dropped_qos1: Counter,
+    /// Retained messages not kept (limit).
+    pub dropped_retained: Counter,
+    /// Connections closed for a protocol error.
+    pub protocol_errors: Counter,
+    /// Wills published.
+    pub wills: Counter,
+}
+
+impl BrokerMetrics {
+    /// Brings the counters up to the broker's totals.
+    pub fn copy(&self, s: &crate::broker::Stats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let up = |c: &Counter, total: u64| c.inc_by(total.saturating_sub(c.get()));
+        self.connections.set(s.connections.load(Relaxed));
+        up(&self.connects, s.connects_total.load(Relaxed));
+        up(&self.refused, s.refused_total.load(Relaxed));
+        up(&self.received, s.received_total.load(Relaxed));
+        up(&self.delivered, s.delivered_total.load(Relaxed));
+        up(&self.dropped_qos0, s.dropped_qos0_total.load(Relaxed));
+        up(&self.dropped_qos1, s.dropped_qos1_total.load(Relaxed));
+        up(&self.dropped_retained, s.dropped_retained_total.load(Relaxed));
+        up(&self.protocol_errors, s.protocol_errors_total.load(Relaxed));
+        up(&self.wills, s.wills_total.load(Relaxed));
+    }
+
+    fn register(&self, r: &mut Registry) {
+        let r = r.sub_registry_with_prefix("broker");
+        r.register(
+            "connections",
+            "Clients connected to the embedded broker",
+            self.connections.clone(),
+        );
+        r.register("connects", "Connections accepted", self.connects.clone());
+        r.register(
+            "refused",
+            "Connections refused (limit, authentication)",
+            self.refused.clone(),
+        );
+        r.register("received", "Publishes received from clients", self.received.clone());
+        r.register(
+            "delivered",
+            "Publishes delivered to subscribers",
+            self.delivered.clone(),
+        );
+        r.register(
+            "dropped_qos0",
+            "QoS 0 publishes dropped for a full subscriber queue",
+            self.dropped_qos0.clone(),
+        );
+        r.register(
+            "dropped_qos1",
+            "QoS 1 publishes dropped for a full subscriber or offline-session queue",
+            self.dropped_qos1.clone(),
+        );
+        r.register(
+            "dropped_retained",
+            "Retained messages not kept (limit)",
+            self.dropped_retained.clone(),
+        );
+        r.register(
+            "protocol_errors",
+            "Connections closed for a protocol error",
+            self.protocol_errors.clone(),
+        );
+        r.register("wills", "Wills published", self.wills.clone());
+    }
 }
 
 impl Default for Metrics {
@@ -174,6 +271,12 @@ impl Default for Metrics {
             records: Counter::default(),
             unstored: Gauge::default(),
             unstored_dropped: Counter::default(),
+            commits: Counter::default(),
+            commit_failures: Gauge::default(),
+            pipeline_lag_ms: Gauge::default(),
+            disk_free_bytes: Gauge::default(),
+            telemetry_held: Gauge::default(),
+            broker: BrokerMetrics::default(),
         }
     }
 }
@@ -212,7 +315,7 @@ impl Metrics {
         );
         r.register(
             "store_errors",
-            "Messages the store failed to write",
+            "Batch commits the store failed (each is retried)",
             self.store_errors.clone(),
         );
         r.register(
@@ -271,9 +374,40 @@ impl Metrics {
             "Batches waiting in the InfluxDB spool",
             self.influx_spooled.clone(),
         );
+        self.register_pipeline(&mut r);
+        self.broker.register(&mut r);
         self.register_alerting(&mut r);
         self.register_dispatch(&mut r);
         r
+    }
+
+    /// The group commit and readiness.
+    fn register_pipeline(&self, r: &mut Registry) {
+        r.register(
+            "store_commits",
+            "Transactions committed (one per batch)",
+            self.commits.clone(),
+        );
+        r.register(
+            "store_commit_failures",
+            "Commits failed in a row; messages stay unacknowledged meanwhile",
+            self.commit_failures.clone(),
+        );
+        r.register(
+            "pipeline_lag_ms",
+            "How long the last message taken had waited since receipt",
+            self.pipeline_lag_ms.clone(),
+        );
+        r.register(
+            "store_disk_free_bytes",
+            "Free bytes on the data directory's file system",
+            self.disk_free_bytes.clone(),
+        );
+        r.register(
+            "pipeline_telemetry_held",
+            "1 while telemetry is held back at the broker (low disk or failing store)",
+            self.telemetry_held.clone(),
+        );
     }
 
     /// The alerting side's metrics.

@@ -9,6 +9,13 @@
 //! and a late one inside the 64-message window fills its gap (reordered).
 //! Replays (`hist`) and messages of an older session are stored but do not
 //! move the session.
+//!
+//! Births travel on the gateway's telemetry session and events on its alarm
+//! session (two broker connections), so a new session's first samples or
+//! events may arrive before its birth: a message of a *newer* session
+//! (serial-number order of `bdseq`, as the node counts them up) starts that
+//! session's tracking, and its birth, arriving late, fills its place in the
+//! window instead of starting the count again.
 
 use std::collections::BTreeMap;
 
@@ -180,9 +187,15 @@ impl Registry {
                 d.model = Some(b.model.to_string());
                 d.cfg = Some(b.cfg.to_string());
                 d.interval_s = b.interval_s.max(1);
-                d.bdseq = Some(b.bdseq);
-                d.last_seq = Some(b.seq);
-                d.seen = 0;
+                if d.bdseq == Some(b.bdseq) && !b.hist {
+                    // Its session was started by a message that overtook it
+                    // (or it is a redelivery: then a duplicate).
+                    track_seq(d, b.seq, &mut obs);
+                } else {
+                    d.bdseq = Some(b.bdseq);
+                    d.last_seq = Some(b.seq);
+                    d.seen = 0;
+                }
                 d.died = false;
                 obs.came_online = true;
             }
@@ -195,8 +208,21 @@ impl Registry {
                 return Observation::default();
             }
             _ => {
+                let mut adopted = false;
+                if let (Some(b), Some(seq), false) = (header.bdseq, header.seq, header.hist)
+                    && d.bdseq.is_none_or(|cur| newer(b, cur))
+                {
+                    // A newer (or the first) session whose birth has not arrived yet: the
+                    // messages before this one (its birth among them) are
+                    // missing until they come, as a gap would be.
+                    d.bdseq = Some(b);
+                    d.last_seq = Some(seq);
+                    d.seen = 0;
+                    d.lost += u64::from(seq.min(64));
+                    adopted = true;
+                }
                 let same_session = header.bdseq.is_none_or(|b| Some(b) == d.bdseq);
-                if let (Some(seq), false, true) = (header.seq, header.hist, same_session) {
+                if let (Some(seq), false, true, false) = (header.seq, header.hist, same_session, adopted) {
                     track_seq(d, seq, &mut obs);
                 }
                 if d.died && !header.hist {
@@ -219,6 +245,13 @@ impl Registry {
         let name = class.as_str();
         self.devices.values().filter(move |d| d.key.class == name)
     }
+}
+
+/// Whether session `b` comes after `cur` in the node's count (serial-number
+/// arithmetic, so the count may wrap; a node that restarts its count from 0
+/// is seen again at its birth).
+fn newer(b: u32, cur: u32) -> bool {
+    b != cur && b.wrapping_sub(cur) < 1 << 31
 }
 
 fn track_seq(d: &mut Device, seq: u32, obs: &mut Observation) {

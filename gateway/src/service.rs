@@ -25,7 +25,6 @@
 //! killed between receipt and write gets it again from its persistent session.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -77,6 +76,8 @@ pub struct Shared {
     /// When each Modbus device is next polled: the first half of
     /// [`Running::sync`]'s barrier.
     pub polls: Arc<crate::modbus::Schedule>,
+    /// The disk headroom kept for events (bytes), judged by `/readyz`.
+    pub min_free: u64,
 }
 
 /// How to run the gateway: whose clock, and whether it ticks itself.
@@ -209,61 +210,28 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Starts the embedded broker on its own thread (`rumqttd` blocks and has no
-/// shutdown: it ends with the process).
-///
-/// # Errors
-/// If the address is taken.
-pub fn start_embedded_broker(listen: SocketAddr) -> anyhow::Result<()> {
-    // rumqttd reports a taken port only in its own thread: check first.
-    drop(TcpListener::bind(listen).with_context(|| format!("mqtt.listen {listen} is not available"))?);
-    let text = format!(
-        r#"id = 0
-[router]
-id = 0
-max_connections = 10010
-max_outgoing_packet_count = 200
-max_segment_size = 104857600
-max_segment_count = 10
-[v4.1]
-name = "v4-1"
-listen = "{listen}"
-next_connection_delay_ms = 1
-[v4.1.connections]
-connection_timeout_ms = 60000
-max_payload_size = 262144
-max_inflight_count = 200
-dynamic_filters = true
-"#
-    );
-    let config: rumqttd::Config = toml::from_str(&text).context("embedded broker configuration")?;
-    let mut broker = rumqttd::Broker::new(config);
-    std::thread::Builder::new().name("mqtt-broker".into()).spawn(move || {
-        if let Err(e) = broker.start() {
-            tracing::error!(error = %e, "embedded MQTT broker stopped");
-        }
-    })?;
-    Ok(())
+/// The kinds the alarm session takes: they never wait behind telemetry,
+/// not even in the broker's queue to the gateway. Deaths go with the data,
+/// so a will is never judged before the samples the node sent ahead of it.
+pub const ALARM_KINDS: [&str; 3] = ["event", "birth", "ack"];
+/// The kinds the telemetry session takes.
+pub const TELEMETRY_KINDS: [&str; 2] = ["data", "death"];
+
+/// One of the gateway's two sessions with its broker: telemetry, and
+/// alarms (events, births, acks) on a connection of their own, so a backlog
+/// of samples at the broker or in the telemetry lane never delays an alarm.
+struct Session {
+    opts: MqttOptions,
+    filters: Vec<String>,
+    /// Its bit in the subscribed mask.
+    bit: u8,
 }
 
-fn mqtt_options(config: &Config) -> anyhow::Result<(MqttOptions, String)> {
-    let (mut opts, filter) = if let Some(b) = &config.mqtt.broker {
-        {
-            let mut o = MqttOptions::new(&b.client_id, &b.host, b.port);
-            if let (Some(u), Some(p)) = (&b.username, &b.password) {
-                o.set_credentials(u, p);
-            } else if let Some(u) = &b.username {
-                o.set_credentials(u, "");
-            }
-            let filter = b
-                .share_group
-                .as_ref()
-                .map_or_else(|| FILTER.to_owned(), |g| format!("$share/{g}/{FILTER}"));
-            if b.tls {
-                o.set_transport(rumqttc::Transport::tls_with_config(tls_config(b)?));
-            }
-            (o, filter)
-        }
+/// The two sessions: telemetry under the configured client id, alarms
+/// under the same id with `-alarms`.
+fn sessions(config: &Config) -> anyhow::Result<[Session; 2]> {
+    let (host, port, client_id, share) = if let Some(b) = &config.mqtt.broker {
+        (b.host.clone(), b.port, b.client_id.clone(), b.share_group.clone())
     } else {
         let l = config.mqtt.listen;
         let host = if l.ip().is_unspecified() {
@@ -271,14 +239,48 @@ fn mqtt_options(config: &Config) -> anyhow::Result<(MqttOptions, String)> {
         } else {
             l.ip().to_string()
         };
-        (MqttOptions::new("fm-gateway", host, l.port()), FILTER.to_owned())
+        (host, l.port(), "fm-gateway".to_owned(), None)
     };
-    // A persistent session: QoS 1 messages queued while the gateway is away are kept.
-    opts.set_clean_session(false);
-    opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_max_packet_size(256 * 1024, 256 * 1024);
-    opts.set_manual_acks(true);
-    Ok((opts, filter))
+    let filters = |kinds: &[&str]| -> Vec<String> {
+        kinds
+            .iter()
+            .map(|k| {
+                let f = format!("fm/v1/+/+/+/{k}");
+                share.as_ref().map_or(f.clone(), |g| format!("$share/{g}/{f}"))
+            })
+            .collect()
+    };
+    let options = |id: String| -> anyhow::Result<MqttOptions> {
+        let mut o = MqttOptions::new(id, &host, port);
+        if let Some(b) = &config.mqtt.broker {
+            if let (Some(u), Some(p)) = (&b.username, &b.password) {
+                o.set_credentials(u, p);
+            } else if let Some(u) = &b.username {
+                o.set_credentials(u, "");
+            }
+            if b.tls {
+                o.set_transport(rumqttc::Transport::tls_with_config(tls_config(b)?));
+            }
+        }
+        // A persistent session: QoS 1 messages queued while the gateway is away are kept.
+        o.set_clean_session(false);
+        o.set_keep_alive(Duration::from_secs(30));
+        o.set_max_packet_size(256 * 1024, 256 * 1024);
+        o.set_manual_acks(true);
+        Ok(o)
+    };
+    Ok([
+        Session {
+            opts: options(client_id.clone())?,
+            filters: filters(&TELEMETRY_KINDS),
+            bit: 1,
+        },
+        Session {
+            opts: options(format!("{client_id}-alarms"))?,
+            filters: filters(&ALARM_KINDS),
+            bit: 2,
+        },
+    ])
 }
 
 /// The TLS settings of an outside broker, from its PEM files.
@@ -301,12 +303,36 @@ fn tls_config(b: &crate::config::BrokerConfig) -> anyhow::Result<rumqttc::TlsCon
     })
 }
 
-/// A publish on its way to the pipeline, acknowledged there once handled.
+/// A publish on its way to the pipeline, acknowledged there once what it
+/// caused is committed.
 struct Publish {
-    packet: rumqttc::Publish,
+    topic: String,
+    payload: bytes::Bytes,
     received_ms: i64,
-    /// Its place in the acknowledgement order (QoS 1 and 2).
-    ticket: Option<crate::acks::Ticket>,
+    /// How to acknowledge it (QoS 1 and 2).
+    ack: Option<Done>,
+}
+
+/// The acknowledgement of one message, sent once its batch is committed.
+enum Done {
+    /// A PUBACK to the broker the gateway is a client of, in arrival order.
+    Client {
+        acker: Acker,
+        ticket: crate::acks::Ticket,
+        qos: QoS,
+    },
+    /// A PUBACK from the embedded broker to the node itself.
+    Node(crate::broker::Ack),
+}
+
+impl Done {
+    /// Sends the acknowledgement (and those it held back).
+    fn release(self) {
+        match self {
+            Done::Client { acker, ticket, qos } => acker.done(ticket, qos),
+            Done::Node(ack) => ack.done(),
+        }
+    }
 }
 
 /// The broker connection's acknowledgements: sent in arrival order, each
@@ -323,16 +349,19 @@ impl Acker {
     }
 
     /// Takes a place in the order for a message that needs acknowledging.
-    fn received(&self, p: &rumqttc::Publish) -> Option<crate::acks::Ticket> {
-        (p.qos != QoS::AtMostOnce).then(|| self.order().received(p.pkid))
+    fn received(&self, p: &rumqttc::Publish) -> Option<Done> {
+        (p.qos != QoS::AtMostOnce).then(|| Done::Client {
+            acker: self.clone(),
+            ticket: self.order().received(p.pkid),
+            qos: p.qos,
+        })
     }
 
     /// The message is done: acknowledges what may be acknowledged now.
-    fn done(&self, p: &Publish) {
-        let Some(ticket) = p.ticket else { return };
+    fn done(&self, ticket: crate::acks::Ticket, qos: QoS) {
         let ids = self.order().done(ticket);
         for pkid in ids {
-            let mut ack = rumqttc::Publish::new("", p.packet.qos, Vec::new());
+            let mut ack = rumqttc::Publish::new("", qos, Vec::new());
             ack.pkid = pkid;
             if let Err(e) = self.client.try_ack(&ack) {
                 tracing::warn!(error = %e, "could not acknowledge a message; the broker will send it again");
@@ -408,10 +437,16 @@ pub async fn run_with(
     let shared = shared_state(&config, &mut store, admin_token, &options, &signer, &control_tx)?;
     let mut engine = start_engine(&config, &mut store, &shared)?;
     let (desk, ledger) = start_desk(&config, &store, &mut engine, signer, &shared)?;
-    if config.mqtt.broker.is_none() {
-        start_embedded_broker(config.mqtt.listen)?;
-        tracing::info!(listen = %config.mqtt.listen, "embedded MQTT broker started");
-    }
+    // The embedded broker's port is taken now, before anything else can
+    // fail: its nodes are admitted once the lanes exist (below).
+    let listener = match &config.mqtt.broker {
+        None => Some(
+            tokio::net::TcpListener::bind(config.mqtt.listen)
+                .await
+                .with_context(|| format!("mqtt.listen {} is not available", config.mqtt.listen))?,
+        ),
+        Some(_) => None,
+    };
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("http.listen {} is not available", config.http.listen))?;
@@ -425,17 +460,12 @@ pub async fn run_with(
     let pipeline_tx = lanes.clone();
     let retention_ms = i64::from(config.storage.retention_days) * 86_400_000;
     let (influx_tx, influx_tasks) = start_influx(&config, &shared)?;
-    let (opts, filter) = mqtt_options(&config)?;
-    let (client, eventloop) = AsyncClient::new(opts, 1024);
-    let courier = start_courier(&config, &client, &control_tx)?;
+    let clients = Clients::new(&config)?;
+    let courier = start_courier(&config, &clients.notifier(), &control_tx)?;
     let rx = Receivers {
         control: control_rx,
         priority: prio_rx,
         bulk: bulk_rx,
-    };
-    let acker = Acker {
-        client: client.clone(),
-        order: Arc::default(),
     };
     let owned = Owned {
         store,
@@ -443,23 +473,16 @@ pub async fn run_with(
         desk,
         ledger,
         courier,
-        acker: acker.clone(),
         influx: influx_tx,
         shared: shared.clone(),
         retention_ms,
+        min_free: shared.min_free,
     };
     let rt = tokio::runtime::Handle::current();
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || owned.run(&rt, rx))?;
-    let mqtt = tokio::spawn(mqtt_task(
-        eventloop,
-        acker,
-        filter,
-        lanes,
-        control_tx.clone(),
-        shared.clone(),
-    ));
+    let mqtt = clients.start(listener, &lanes, &control_tx, &shared).await;
     let ticker = options.ticker.then(|| tokio::spawn(ticker(control_tx.clone())));
     if let Some(r) = ready {
         let _ = r.send((shared.clone(), control_tx.clone()));
@@ -476,7 +499,7 @@ pub async fn run_with(
         .await
         .context("HTTP server")?;
     tracing::info!("shutting down: draining the pipeline");
-    for t in [Some(mqtt), ticker].into_iter().flatten().chain(pollers) {
+    for t in mqtt.into_iter().chain(ticker).chain(pollers) {
         t.abort();
         let _ = t.await;
     }
@@ -523,38 +546,202 @@ fn shared_state(
             config.modbus.devices.iter().map(|d| d.device.clone()).collect(),
             options.clock.now_ms(),
         )),
+        min_free: config.storage.min_free_mb.saturating_mul(1 << 20),
     })
 }
 
-/// Receives from the broker into the lanes; tells the engine when the
-/// broker comes and goes.
+/// The lane of a node's publish on the embedded broker: the gateway takes
+/// every topic of the node-to-gateway shape (`fm/v1/{site}/{class}/{device}/{kind}`,
+/// a bad kind included, so it is refused and counted); commands and the
+/// gateway's own notifications are only routed to their subscribers.
+fn node_lane(topic: &str) -> crate::broker::Lane {
+    use crate::broker::Lane;
+    let mut parts = topic.split('/');
+    let shape = parts.next() == Some("fm") && parts.next() == Some("v1");
+    let rest: Vec<&str> = parts.collect();
+    match (shape, rest.as_slice()) {
+        (true, [_, _, _, "cmd"]) | (false, _) => Lane::None,
+        (true, [_, _, _, kind]) if priority_lane(kind) => Lane::Priority,
+        (true, [_, _, _, _]) => Lane::Bulk,
+        (true, _) => Lane::None,
+    }
+}
+
+/// The embedded broker on `listener`, its nodes' publishes forwarded into
+/// the lanes (the broker hands them over with their PUBACK still owed), and
+/// the gateway's own publishing client of it (notifications). The gateway
+/// is subscribed from the first instant: nothing a node sends can miss it.
+async fn start_embedded(
+    listener: tokio::net::TcpListener,
+    mut client_loop: rumqttc::EventLoop,
+    lanes: &Lanes,
+    control: &mpsc::Sender<crate::alerts::Control>,
+    shared: &Shared,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let (ptx, prx) = mpsc::channel(64);
+    let (btx, brx) = mpsc::channel(64);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (broker, served) = crate::broker::Broker::start(
+        listener,
+        crate::broker::Settings::default(),
+        crate::broker::Ingress {
+            priority: ptx,
+            bulk: btx,
+            lane: node_lane,
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    );
+    shared.metrics.mqtt_subscribed.set(1);
+    let _ = control.send(crate::alerts::Control::Uplink(true)).await;
+    tracing::info!("embedded MQTT broker serving; a node's PUBACK waits for the gateway's commit");
+    let forward = |mut rx: mpsc::Receiver<crate::broker::Inbound>, kind_of: &'static str| {
+        let lanes = lanes.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(i) = rx.recv().await {
+                let msg = Publish {
+                    topic: i.topic,
+                    payload: i.payload,
+                    received_ms: shared.clock.now_ms(),
+                    ack: i.ack.map(Done::Node),
+                };
+                if !lanes.send(kind_of, Input::Mqtt(msg), &shared.metrics).await {
+                    break;
+                }
+            }
+        })
+    };
+    let publisher = tokio::spawn(async move {
+        // Keeps the notification client connected; it subscribes to nothing.
+        loop {
+            if let Err(e) = client_loop.poll().await {
+                tracing::debug!(error = %e, "notification client of the embedded broker: reconnecting");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    let stats = {
+        let metrics = shared.metrics.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                metrics.broker.copy(broker.stats());
+            }
+        })
+    };
+    let closer = tokio::spawn(async move {
+        // Ends with the others (aborted at shutdown): the broker stops too.
+        let _stop = stop;
+        let _ = served.await;
+    });
+    vec![forward(prx, "event"), forward(brx, "data"), publisher, stats, closer]
+}
+
+/// The gateway's MQTT clients: made before the pipeline (its courier
+/// publishes notifications on the alarm session, which never waits on the
+/// telemetry's back-pressure) and started after it.
+struct Clients {
+    sessions: [(Session, rumqttc::EventLoop, Acker); 2],
+}
+
+impl Clients {
+    fn new(config: &Config) -> anyhow::Result<Clients> {
+        let [telemetry, alarms] = sessions(config)?;
+        let client = |s: Session| {
+            let (client, eventloop) = AsyncClient::new(s.opts.clone(), 1024);
+            let acker = Acker {
+                client,
+                order: Arc::default(),
+            };
+            (s, eventloop, acker)
+        };
+        Ok(Clients {
+            sessions: [client(telemetry), client(alarms)],
+        })
+    }
+
+    /// The client notifications are published with.
+    fn notifier(&self) -> AsyncClient {
+        self.sessions[1].2.client.clone()
+    }
+
+    /// With the embedded broker (`listener`), the broker and the notifier's
+    /// connection to it; otherwise the telemetry and alarm sessions.
+    async fn start(
+        self,
+        listener: Option<tokio::net::TcpListener>,
+        lanes: &Lanes,
+        control: &mpsc::Sender<crate::alerts::Control>,
+        shared: &Shared,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let [telemetry, alarms] = self.sessions;
+        if let Some(listener) = listener {
+            return start_embedded(listener, alarms.1, lanes, control, shared).await;
+        }
+        let subscribed = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let task = |(s, eventloop, acker): (Session, rumqttc::EventLoop, Acker), uplink| {
+            tokio::spawn(mqtt_task(
+                eventloop,
+                acker,
+                s.filters,
+                (s.bit, subscribed.clone()),
+                lanes.clone(),
+                uplink,
+                shared.clone(),
+            ))
+        };
+        // The telemetry session tells the engine when the broker comes and goes.
+        vec![task(telemetry, Some(control.clone())), task(alarms, None)]
+    }
+}
+
+/// Receives one session from the broker into the lanes; the telemetry
+/// session (the one given `uplink`) tells the engine when the broker comes
+/// and goes. `fm_mqtt_subscribed` is 1 once both sessions are subscribed.
 async fn mqtt_task(
     mut eventloop: rumqttc::EventLoop,
     acker: Acker,
-    filter: String,
+    filters: Vec<String>,
+    (bit, subscribed): (u8, Arc<std::sync::atomic::AtomicU8>),
     lanes: Lanes,
-    uplink: mpsc::Sender<crate::alerts::Control>,
+    uplink: Option<mpsc::Sender<crate::alerts::Control>>,
     shared: Shared,
 ) {
+    use std::sync::atomic::Ordering;
     let metrics = shared.metrics.clone();
+    let mark = |up: bool| {
+        let mask = if up {
+            subscribed.fetch_or(bit, Ordering::SeqCst) | bit
+        } else {
+            subscribed.fetch_and(!bit, Ordering::SeqCst) & !bit
+        };
+        metrics.mqtt_subscribed.set(i64::from(mask == 3));
+    };
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                tracing::info!("connected to the MQTT broker");
+                tracing::info!(filters = ?filters, "connected to the MQTT broker");
                 acker.order().connected();
-                let _ = uplink.send(crate::alerts::Control::Uplink(true)).await;
-                if let Err(e) = acker.client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                if let Some(u) = &uplink {
+                    let _ = u.send(crate::alerts::Control::Uplink(true)).await;
+                }
+                let subs = filters
+                    .iter()
+                    .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                if let Err(e) = acker.client.subscribe_many(subs).await {
                     tracing::error!(error = %e, "subscribe failed");
                 }
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                metrics.mqtt_subscribed.set(1);
-            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => mark(true),
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let kind = p.topic.rsplit('/').next().unwrap_or_default().to_owned();
                 let msg = Publish {
-                    ticket: acker.received(&p),
-                    packet: p,
+                    ack: acker.received(&p),
+                    topic: p.topic,
+                    payload: p.payload,
                     received_ms: shared.clock.now_ms(),
                 };
                 if !lanes.send(&kind, Input::Mqtt(msg), &metrics).await {
@@ -564,8 +751,10 @@ async fn mqtt_task(
             Ok(_) => {}
             Err(e) => {
                 metrics.mqtt_disconnects.inc();
-                metrics.mqtt_subscribed.set(0);
-                let _ = uplink.try_send(crate::alerts::Control::Uplink(false));
+                mark(false);
+                if let Some(u) = &uplink {
+                    let _ = u.try_send(crate::alerts::Control::Uplink(false));
+                }
                 tracing::warn!(error = %e, "MQTT connection lost; reconnecting");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -732,23 +921,47 @@ struct Receivers {
 enum Next {
     Control(crate::alerts::Control),
     Message(Input, bool),
+    /// Nothing came before the deadline (a failed commit is due again).
+    Wake,
 }
 
 impl Receivers {
-    /// The next input: controls first, then the priority lane, then bulk.
-    fn next(&mut self, rt: &tokio::runtime::Handle) -> Option<Next> {
+    /// What is queued, without waiting: controls first, then the priority
+    /// lane, then bulk (when `bulk` is open).
+    fn try_next(&mut self, bulk: bool) -> Option<Next> {
         if let Ok(c) = self.control.try_recv() {
             return Some(Next::Control(c));
         }
         if let Ok(i) = self.priority.try_recv() {
             return Some(Next::Message(i, true));
         }
+        if bulk && let Ok(i) = self.bulk.try_recv() {
+            return Some(Next::Message(i, false));
+        }
+        None
+    }
+
+    /// The next input, waiting for one (until `until`, if given): controls
+    /// first, then the priority lane, then bulk (when `bulk` is open: while
+    /// too many samples wait for a failing store, telemetry stays with the
+    /// broker and events still come through). `None` once every sender is gone.
+    fn next(&mut self, rt: &tokio::runtime::Handle, bulk: bool, until: Option<Instant>) -> Option<Next> {
+        if let Some(n) = self.try_next(bulk) {
+            return Some(n);
+        }
         rt.block_on(async {
+            let deadline = async {
+                match until {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 Some(c) = self.control.recv() => Some(Next::Control(c)),
                 Some(i) = self.priority.recv() => Some(Next::Message(i, true)),
-                Some(i) = self.bulk.recv() => Some(Next::Message(i, false)),
+                Some(i) = self.bulk.recv(), if bulk => Some(Next::Message(i, false)),
+                () = deadline, if until.is_some() => Some(Next::Wake),
                 else => None,
             }
         })
@@ -762,10 +975,10 @@ struct Owned {
     desk: dispatch::Desk,
     ledger: crate::ledger::Ledger,
     courier: crate::workorders::Courier,
-    acker: Acker,
     influx: Option<InfluxSender>,
     shared: Shared,
     retention_ms: i64,
+    min_free: u64,
 }
 
 impl Owned {
@@ -778,10 +991,12 @@ impl Owned {
                 desk: self.desk,
                 ledger: self.ledger,
                 courier: self.courier,
-                acker: &self.acker,
                 influx: self.influx.as_ref(),
                 shared: &self.shared,
                 retention_ms: self.retention_ms,
+                batch: crate::batch::Batch::new(),
+                min_free: self.min_free,
+                disk_low: false,
             },
             rx,
         )
@@ -795,14 +1010,27 @@ struct Pipeline<'a> {
     desk: dispatch::Desk,
     ledger: crate::ledger::Ledger,
     courier: crate::workorders::Courier,
-    acker: &'a Acker,
     influx: Option<&'a InfluxSender>,
     shared: &'a Shared,
     retention_ms: i64,
+    /// The messages of the next commit: their acknowledgements, receive
+    /// times and time-series lines (the ledger stages what they wrote).
+    batch: crate::batch::Batch<Done, crate::influx::Line>,
+    /// The headroom kept for events (bytes).
+    min_free: u64,
+    /// Whether the data directory's disk is below that headroom.
+    disk_low: bool,
 }
 
+/// Samples waiting for a failing store beyond which the pipeline stops
+/// taking telemetry (the broker holds it); events, births and controls
+/// still come through.
+const MAX_STAGED: usize = 200_000;
+
 /// The pipeline: owns the store's write connection, the alerting engine,
-/// the dispatch desk and the record chain.
+/// the dispatch desk and the record chain. Messages are judged as they are
+/// taken and committed in batches ([`crate::batch`]); their
+/// acknowledgements go out after the commit.
 fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers) -> anyhow::Result<()> {
     let p_clock = p.shared.clock.clone();
     let mut last_log: HashMap<String, Instant> = HashMap::new();
@@ -815,54 +1043,61 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
     let mut effects = Vec::new();
     let mut outs = p.ledger.take_held();
     let mut stopping = false;
+    check_disk(&mut p);
     loop {
+        // Telemetry waits at the broker while the disk is low or too much
+        // waits for a failing store; events, births and controls do not.
+        let bulk = p.ledger.staged_samples() < MAX_STAGED && !p.disk_low;
+        p.shared.metrics.telemetry_held.set(i64::from(!bulk));
         let next = if stopping {
             // Stop: finish what is queued, controls and lanes alike.
             match rx.priority.try_recv().or_else(|_| rx.bulk.try_recv()) {
                 Ok(i) => Next::Message(i, false),
                 Err(_) => break,
             }
+        } else if let Some(n) = rx.try_next(bulk) {
+            n
         } else {
-            match rx.next(rt) {
+            // Nothing queued: the batch is complete.
+            flush(&mut p, clock, &mut effects, &mut outs, false);
+            p.shared.metrics.pipeline_lag_ms.set(0);
+            match rx.next(rt, bulk, p.batch.retry_at()) {
                 Some(n) => n,
                 None => break,
             }
         };
         match next {
+            Next::Wake => {}
             Next::Control(c) => {
                 clock = clock.max(now());
                 if let crate::alerts::Control::Sync(reply) = c {
                     // Everything already queued is judged and stored first.
-                    loop {
-                        let i = match rx.priority.try_recv() {
-                            Ok(i) => {
-                                p.shared.metrics.priority_queue_depth.dec();
-                                i
-                            }
-                            Err(_) => match rx.bulk.try_recv() {
-                                Ok(i) => i,
-                                Err(_) => break,
-                            },
-                        };
-                        p.shared.metrics.queue_depth.dec();
-                        clock = clock.max(handle(&mut p, i, &mut last_log, &mut effects, &mut outs, clock));
-                        let _ = settle(&mut p, clock, &mut effects, &mut outs, false);
+                    while let Some(i) = rx
+                        .priority
+                        .try_recv()
+                        .ok()
+                        .map(|i| (i, true))
+                        .or_else(|| rx.bulk.try_recv().ok().map(|i| (i, false)))
+                    {
+                        taken(&p.shared.metrics, i.1);
+                        clock = clock.max(handle(&mut p, i.0, &mut last_log, &mut effects, &mut outs, clock));
                     }
+                    flush(&mut p, clock, &mut effects, &mut outs, false);
                     let _ = reply.send(());
                     continue;
                 }
                 stopping |= control(&mut p, c, clock, &mut effects, &mut outs);
             }
             Next::Message(input, priority) => {
-                let m = &p.shared.metrics;
-                m.queue_depth.dec();
-                if priority {
-                    m.priority_queue_depth.dec();
-                }
-                clock = clock.max(handle(&mut p, input, &mut last_log, &mut effects, &mut outs, clock));
+                taken(&p.shared.metrics, priority);
+                let received = handle(&mut p, input, &mut last_log, &mut effects, &mut outs, clock);
+                clock = clock.max(received);
+                p.shared.metrics.pipeline_lag_ms.set((now() - received).max(0));
             }
         }
-        let _ = settle(&mut p, clock, &mut effects, &mut outs, false);
+        if p.batch.due(Instant::now()) {
+            flush(&mut p, clock, &mut effects, &mut outs, false);
+        }
         if last_save.elapsed() > SAVE_EVERY {
             last_save = Instant::now();
             crate::alerts::save_all(&mut p.store, &p.engine, &p.shared.metrics);
@@ -876,8 +1111,55 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
             }
         }
     }
-    // Deliveries in flight get a moment; what is left comes back as dead
-    // letters, recorded with the final commit and its signed checkpoint.
+    close_courier(&mut p, rt, &mut rx.control);
+    let _ = settle(&mut p, clock.max(now()), &mut effects, &mut outs, true);
+    crate::alerts::save_all(&mut p.store, &p.engine, &p.shared.metrics);
+    // Persist the whole registry on the way out: last-seen times survive a restart.
+    let reg = p
+        .shared
+        .registry
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let devices: Vec<_> = reg.iter().cloned().collect();
+    drop(reg);
+    p.store.transact(|tx| crate::store::write_devices(tx, &devices))?;
+    Ok(())
+}
+
+/// Measures the data directory's free space against the headroom kept for
+/// events; telemetry is held back below it.
+fn check_disk(p: &mut Pipeline<'_>) {
+    match crate::ready::disk_free(&p.shared.data_dir) {
+        Ok(free) => {
+            p.shared
+                .metrics
+                .disk_free_bytes
+                .set(i64::try_from(free).unwrap_or(i64::MAX));
+            let low = free < p.min_free;
+            if low != p.disk_low {
+                if low {
+                    tracing::warn!(
+                        free_mib = free >> 20,
+                        "disk headroom low: telemetry held back at the broker, events still stored"
+                    );
+                } else {
+                    tracing::info!(free_mib = free >> 20, "disk headroom back: telemetry taken again");
+                }
+            }
+            p.disk_low = low;
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot measure the data directory's free space"),
+    }
+}
+
+/// Deliveries in flight get a moment; what is left comes back as dead
+/// letters, recorded with the final commit and its signed checkpoint.
+fn close_courier(
+    p: &mut Pipeline<'_>,
+    rt: &tokio::runtime::Handle,
+    control: &mut mpsc::Receiver<crate::alerts::Control>,
+) {
+    let now = || p.shared.clock.now_ms();
     p.courier.close(Duration::from_secs(2));
     let until = Instant::now() + Duration::from_secs(3);
     while let Some(left) = until.checked_duration_since(Instant::now()) {
@@ -888,7 +1170,7 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
         } else {
             left
         };
-        match rt.block_on(async { tokio::time::timeout(wait, rx.control.recv()).await }) {
+        match rt.block_on(async { tokio::time::timeout(wait, control.recv()).await }) {
             Ok(Some(crate::alerts::Control::Delivered(o))) => {
                 let r = p.courier.outcome(now(), &o, &p.shared.metrics);
                 p.ledger.record(r);
@@ -898,18 +1180,28 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
             Ok(Some(_)) | Err(_) => {}
         }
     }
-    let _ = settle(&mut p, clock.max(now()), &mut effects, &mut outs, true);
-    crate::alerts::save_all(&mut p.store, &p.engine, &p.shared.metrics);
-    // Persist the whole registry on the way out: last-seen times survive a restart.
-    let reg = p
-        .shared
-        .registry
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    for d in reg.iter() {
-        p.store.save_device(d)?;
+}
+
+/// A message left its lane: the queue gauges follow.
+fn taken(m: &Metrics, priority: bool) {
+    m.queue_depth.dec();
+    if priority {
+        m.priority_queue_depth.dec();
     }
-    Ok(())
+}
+
+/// Commits the batch if a commit may be tried now (a failing store is tried
+/// again only after its back-off), whatever [`settle`] found.
+fn flush(
+    p: &mut Pipeline<'_>,
+    clock: i64,
+    effects: &mut Vec<alerting::Effect>,
+    outs: &mut Vec<dispatch::Out>,
+    force: bool,
+) {
+    if p.batch.may_try(Instant::now()) || force {
+        let _ = settle(p, clock, effects, outs, force);
+    }
 }
 
 /// Handles one control; whether it asks the pipeline to stop.
@@ -928,6 +1220,7 @@ fn control(
             let _ = reply.send(());
         }
         Control::Tick => {
+            check_disk(p);
             p.engine.tick(clock, effects);
             p.desk.tick(clock, outs);
         }
@@ -982,20 +1275,7 @@ fn settle(
         match e {
             Effect::WorkOrder(intent) => {
                 let series = match intent {
-                    alerting::WorkOrderIntent::Open { alert } => {
-                        let trigger = alert.fired_at.unwrap_or(alert.since).min(alert.since);
-                        p.store
-                            .recent(
-                                &alert.site,
-                                &alert.device,
-                                trigger - crate::workorders::EVIDENCE_BEFORE_MS,
-                                crate::workorders::EVIDENCE_SAMPLES,
-                            )
-                            .unwrap_or_else(|e| {
-                                tracing::warn!(error = %e, "no evidence series for a work order");
-                                Vec::new()
-                            })
-                    }
+                    alerting::WorkOrderIntent::Open { alert } => evidence(p, alert),
                     alerting::WorkOrderIntent::Close { .. } => Vec::new(),
                 };
                 p.desk.intent(clock, intent, series, outs);
@@ -1074,14 +1354,74 @@ fn settle(
         for r in p.courier.release(clock, m) {
             p.ledger.record(r);
         }
+        release(p);
+    } else {
+        failed(p);
     }
     effects.clear();
     outs.clear();
     stored
 }
 
-/// One message through ingest, registry, store and the alerting engine;
-/// returns its receive time.
+/// The samples before an alert that a work order carries as its evidence:
+/// stored ones and those of the batch not yet committed.
+fn evidence(p: &Pipeline<'_>, alert: &alerting::AlertView) -> Vec<dispatch::Sample> {
+    let trigger = alert.fired_at.unwrap_or(alert.since).min(alert.since);
+    p.ledger
+        .recent(
+            &p.store,
+            &alert.site,
+            &alert.device,
+            trigger - crate::workorders::EVIDENCE_BEFORE_MS,
+            crate::workorders::EVIDENCE_SAMPLES,
+        )
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no evidence series for a work order");
+            Vec::new()
+        })
+}
+
+/// The batch's commit failed: it stays, unacknowledged, and is tried again
+/// after a back-off; the disk is measured (a full one holds telemetry back).
+fn failed(p: &mut Pipeline<'_>) {
+    let wait = p.batch.failed(Instant::now());
+    let m = &p.shared.metrics;
+    m.store_errors.inc();
+    m.commit_failures.set(i64::from(p.batch.failures()));
+    tracing::warn!(
+        messages = p.batch.len(),
+        failures = p.batch.failures(),
+        retry_in = ?wait,
+        "the batch is not stored; its messages stay unacknowledged and are tried again"
+    );
+    check_disk(p);
+}
+
+/// The batch is committed: its acknowledgements go out (in the order the
+/// messages were taken; each connection's in arrival order), its lines go
+/// to the time-series copy, and its latency is measured.
+fn release(p: &mut Pipeline<'_>) {
+    let r = p.batch.committed();
+    let m = &p.shared.metrics;
+    m.commit_failures.set(0);
+    let now = p.shared.clock.now_ms();
+    for received in r.received {
+        #[allow(clippy::cast_precision_loss)]
+        m.pipeline_seconds.observe((now - received).max(0) as f64 / 1000.0);
+    }
+    for ack in r.acks {
+        ack.release();
+    }
+    if let Some(tx) = p.influx
+        && !r.lines.is_empty()
+        && tx.blocking_send(r.lines).is_err()
+    {
+        tracing::error!("the InfluxDB collector has stopped");
+    }
+}
+
+/// One message through ingest, registry and the alerting engine, staged for
+/// the batch's commit with its acknowledgement; returns its receive time.
 fn handle(
     p: &mut Pipeline<'_>,
     input: Input,
@@ -1091,20 +1431,17 @@ fn handle(
     clock: i64,
 ) -> i64 {
     let m = &p.shared.metrics;
-    let ack = |pb: Option<&Publish>| {
-        if let Some(pb) = pb {
-            p.acker.done(pb);
-        }
-    };
-    let (incoming, pb) = match input {
+    let (incoming, ack) = match input {
         Input::Polled(incoming) => (*incoming, None),
-        Input::Mqtt(pb) => match ingest(&pb.packet.topic, &pb.packet.payload, pb.received_ms) {
-            Ok(i) => (i, Some(pb)),
+        Input::Mqtt(pb) => match ingest(&pb.topic, &pb.payload, pb.received_ms) {
+            Ok(i) => (i, pb.ack),
             Err(r) => {
                 if let Some(rec) = note_rejected(&p.store, m, last_log, &r, &pb) {
                     p.ledger.record(rec);
                 }
-                ack(Some(&pb));
+                // Refused, and acknowledged with the batch: the record of
+                // the refusal (if any) is committed first.
+                p.batch.add(Instant::now(), pb.received_ms, pb.ack, []);
                 return pb.received_ms;
             }
         },
@@ -1130,31 +1467,12 @@ fn handle(
     if obs.skewed {
         m.skewed.inc();
     }
+    let received = incoming.received_ms;
     if obs.duplicate {
+        // Stored before (or in this batch): acknowledged with the batch.
         m.duplicates.inc();
-        ack(pb.as_ref());
-        return incoming.received_ms;
-    }
-    match p.store.insert(&incoming) {
-        Ok(n) => {
-            m.stored.inc_by(n as u64);
-            #[allow(clippy::cast_precision_loss)]
-            m.pipeline_seconds
-                .observe((p.shared.clock.now_ms() - incoming.received_ms).max(0) as f64 / 1000.0);
-            if let Some(tx) = p.influx {
-                let lines = crate::influx::lines(&incoming);
-                if !lines.is_empty() && tx.blocking_send(lines).is_err() {
-                    tracing::error!("the InfluxDB collector has stopped");
-                }
-            }
-            ack(pb.as_ref());
-        }
-        Err(e) => {
-            // Not acknowledged: the broker keeps it for the next session.
-            m.store_errors.inc();
-            tracing::error!(error = %e, topic = %incoming.topic, "could not store a message");
-            return incoming.received_ms;
-        }
+        p.batch.add(Instant::now(), received, ack, []);
+        return received;
     }
     judge(&mut p.engine, &incoming, obs, device.as_ref(), effects, clock);
     if obs.came_online {
@@ -1163,13 +1481,19 @@ fn handle(
         p.desk
             .device_seen(clock, t.site.as_str(), t.class.as_str(), t.device.as_str(), outs);
     }
-    let persist = obs.came_online || !matches!(incoming.message, protocol::Message::Data(_));
-    if let (true, Some(d)) = (persist, device)
-        && let Err(e) = p.store.save_device(&d)
-    {
-        tracing::error!(error = %e, "could not persist the registry");
+    let lines = if p.influx.is_some() {
+        crate::influx::lines(&incoming)
+    } else {
+        Vec::new()
+    };
+    // The registry's state goes with the samples: a device's last sequence
+    // number is durable exactly when the message that moved it is.
+    if let Some(d) = device {
+        p.ledger.stage_device(d);
     }
-    incoming.received_ms
+    p.ledger.stage(incoming);
+    p.batch.add(Instant::now(), received, ack, lines);
+    received
 }
 
 /// Feeds a stored message to the alerting engine, with what the registry
@@ -1218,7 +1542,7 @@ fn note_rejected(
     }
     tracing::warn!(topic = %r.topic, reason = r.reason, detail = %r.detail, "rejected input");
     last_log.insert(r.topic.clone(), Instant::now());
-    if let Err(e) = store.record_rejected(p.received_ms, r, &p.packet.payload) {
+    if let Err(e) = store.record_rejected(p.received_ms, r, &p.payload) {
         tracing::error!(error = %e, "could not record rejected input");
     }
     // fm/v1/{site}/{class}/{device}/{kind}, when the topic has that shape.
@@ -1235,7 +1559,7 @@ fn note_rejected(
         device,
         subject: String::new(),
         body: serde_json::json!({
-            "topic": r.topic, "reason": r.reason, "detail": r.detail, "bytes": p.packet.payload.len(),
+            "topic": r.topic, "reason": r.reason, "detail": r.detail, "bytes": p.payload.len(),
         })
         .to_string(),
     })
@@ -1389,6 +1713,7 @@ mod lanes {
                 )
             }
             Some(Next::Message(Input::Mqtt(_), _)) => "mqtt".into(),
+            Some(Next::Wake) => "wake".into(),
             None => "closed".into(),
         }
     }
@@ -1418,7 +1743,7 @@ mod lanes {
             priority,
             bulk,
         };
-        let order: Vec<String> = (0..6).map(|_| label(rx.next(rt.handle()))).collect();
+        let order: Vec<String> = (0..6).map(|_| label(rx.next(rt.handle(), true, None))).collect();
         assert_eq!(
             order,
             [
@@ -1431,6 +1756,35 @@ mod lanes {
             ]
         );
         drop((ctx, ptx, btx));
-        assert_eq!(label(rx.next(rt.handle())), "closed");
+        assert_eq!(label(rx.next(rt.handle(), true, None)), "closed");
+    }
+
+    /// While the bulk lane is closed (too many samples wait for a failing
+    /// store) events still come through, telemetry stays queued, and a
+    /// deadline wakes the pipeline to try the store again.
+    #[test]
+    fn a_closed_bulk_lane_lets_events_through_and_a_deadline_wakes() {
+        // A handle's block_on drives timers only on a multi-thread runtime
+        // (the gateway's own).
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (_ctx, control) = mpsc::channel(4);
+        let (ptx, priority) = mpsc::channel(4);
+        let (btx, bulk) = mpsc::channel(4);
+        btx.try_send(polled("data", 1)).unwrap_or_else(|_| panic!("bulk full"));
+        ptx.try_send(polled("event", 2))
+            .unwrap_or_else(|_| panic!("priority full"));
+        let mut rx = Receivers {
+            control,
+            priority,
+            bulk,
+        };
+        let soon = Some(std::time::Instant::now() + std::time::Duration::from_millis(20));
+        assert_eq!(label(rx.next(rt.handle(), false, soon)), "priority event seq Some(2)");
+        assert_eq!(label(rx.next(rt.handle(), false, soon)), "wake");
+        assert_eq!(label(rx.next(rt.handle(), true, None)), "bulk data seq Some(1)");
     }
 }

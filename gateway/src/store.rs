@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::ingest::Incoming;
-use crate::registry::{Device, DeviceKey};
+use crate::registry::Device;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +77,7 @@ pub struct Store {
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
+PRAGMA synchronous = FULL;
 CREATE TABLE IF NOT EXISTS samples (
     site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL,
     metric TEXT NOT NULL, port INTEGER NOT NULL DEFAULT 0,
@@ -160,57 +160,14 @@ impl Store {
         }
     }
 
-    /// Stores the samples of a `data` message (other kinds have none); returns
-    /// the number of values written.
+    /// Stores the samples of a `data` message (other kinds have none) in a
+    /// transaction of its own; returns the number of values written. The
+    /// pipeline writes its batches with [`write_samples`] instead.
     ///
     /// # Errors
     /// [`StoreError`]; nothing of the message is written then.
     pub fn insert(&mut self, incoming: &Incoming) -> Result<usize, StoreError> {
-        let Message::Data(data) = &incoming.message else {
-            return Ok(0);
-        };
-        let key = DeviceKey::of(incoming);
-        let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
-            path: self.path.clone(),
-            source: e,
-        })?;
-        let mut n = 0;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO samples (site, class, device, metric, port, ts, received, value, hist)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .map_err(|e| StoreError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-            let rows = data.m.iter().map(|r| (r.name.as_str(), 0u8, r.value)).chain(
-                data.ports
-                    .iter()
-                    .flat_map(|p| p.readings.iter().map(|r| (r.name.as_str(), p.port, r.value))),
-            );
-            for (metric, port, value) in rows {
-                stmt.execute(params![
-                    key.site,
-                    key.class,
-                    key.device,
-                    metric,
-                    port,
-                    data.ts.as_millis(),
-                    incoming.received_ms,
-                    value.to_number(),
-                    data.hist
-                ])
-                .map_err(|e| StoreError::Sqlite {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-                n += 1;
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(n)
+        self.transact(|tx| write_samples(tx, std::slice::from_ref(incoming)))
     }
 
     /// Reads a series, oldest first.
@@ -297,19 +254,8 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn save_device(&self, device: &Device) -> Result<(), StoreError> {
-        let state = serde_json::to_string(device).map_err(|source| StoreError::Corrupt {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.conn
-            .execute(
-                "INSERT INTO devices (site, class, device, state) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (site, class, device) DO UPDATE SET state = excluded.state",
-                params![device.key.site, device.key.class, device.key.device, state],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+    pub fn save_device(&mut self, device: &Device) -> Result<(), StoreError> {
+        self.transact(|tx| write_devices(tx, std::iter::once(device)))
     }
 
     /// Every persisted device, to restore the registry at start.
@@ -554,5 +500,67 @@ pub fn write_engine(
         "INSERT INTO engine_globals (id, state) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
         params![serde_json::to_string(globals).map_err(enc)?],
     )?;
+    Ok(())
+}
+
+/// Writes the samples of `data` messages (other kinds have none) inside the
+/// caller's transaction, through one cached prepared statement: the batch
+/// of a group commit. Returns the number of values written.
+///
+/// # Errors
+/// SQLite's; the caller's transaction is rolled back then.
+pub fn write_samples(tx: &rusqlite::Transaction<'_>, messages: &[Incoming]) -> rusqlite::Result<usize> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO samples (site, class, device, metric, port, ts, received, value, hist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut n = 0;
+    for incoming in messages {
+        let Message::Data(data) = &incoming.message else {
+            continue;
+        };
+        let t = &incoming.topic;
+        let rows = data.m.iter().map(|r| (r.name.as_str(), 0u8, r.value)).chain(
+            data.ports
+                .iter()
+                .flat_map(|p| p.readings.iter().map(|r| (r.name.as_str(), p.port, r.value))),
+        );
+        for (metric, port, value) in rows {
+            stmt.execute(params![
+                t.site.as_str(),
+                t.class.as_str(),
+                t.device.as_str(),
+                metric,
+                port,
+                data.ts.as_millis(),
+                incoming.received_ms,
+                value.to_number(),
+                data.hist
+            ])?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Writes devices' registry state inside the caller's transaction, so a
+/// device's last sequence number is durable exactly when the message that
+/// moved it is: a redelivery after a crash is then never taken for a
+/// duplicate of a message that was lost.
+///
+/// # Errors
+/// SQLite's (a state that does not serialise is reported as a conversion failure).
+pub fn write_devices<'d>(
+    tx: &rusqlite::Transaction<'_>,
+    devices: impl IntoIterator<Item = &'d Device>,
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO devices (site, class, device, state) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (site, class, device) DO UPDATE SET state = excluded.state",
+    )?;
+    for device in devices {
+        let state = serde_json::to_string(device).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        stmt.execute(params![device.key.site, device.key.class, device.key.device, state])?;
+    }
     Ok(())
 }

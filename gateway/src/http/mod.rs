@@ -86,9 +86,29 @@ pub fn router(shared: Shared) -> Router {
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/", get(|| async { axum::response::Html(CONSOLE) }))
         .merge(api)
         .with_state(shared)
+}
+
+/// Whether a message sent now would be judged and kept: 200, or 503 with
+/// the reasons (no auth: a load balancer or a probe asks).
+async fn readyz(State(shared): State<Shared>) -> Response {
+    let m = &shared.metrics;
+    let r = crate::ready::judge(&crate::ready::Inputs {
+        subscribed: m.mqtt_subscribed.get() == 1,
+        commit_failures: m.commit_failures.get(),
+        disk_free: crate::ready::disk_free(&shared.data_dir).ok(),
+        min_free: shared.min_free,
+        lag_ms: m.pipeline_lag_ms.get(),
+    });
+    let status = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(r)).into_response()
 }
 
 /// Finds the token's principal and hands it to the handler; 401 without a

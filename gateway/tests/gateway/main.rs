@@ -6,6 +6,8 @@
 mod alerts;
 mod broker;
 mod config;
+mod delivery;
+mod embedded_broker;
 mod http;
 mod influx;
 mod ingest;

@@ -92,3 +92,46 @@ fn restore_keeps_everything() {
     let copy = Registry::restore(r.iter().cloned());
     assert_eq!(copy, r);
 }
+
+/// The gateway takes births on its telemetry session and events on its
+/// alarm session, so a new session's event may overtake its birth: the
+/// session follows the newer `bdseq`, the late birth fills its place, and
+/// nothing is counted missing or dropped as a duplicate.
+#[test]
+fn a_new_session_whose_event_overtakes_its_birth_loses_nothing() {
+    let mut r = Registry::new();
+    r.observe(&birth(1, 0));
+    for seq in 1..=3 {
+        r.observe(&data(seq, i64::from(seq)));
+    }
+    let event = |seq: u32, bdseq: u32| {
+        msg(
+            "event",
+            &format!(r#"{{"v":1,"seq":{seq},"ts":10,"bdseq":{bdseq},"code":"trapped","active":true}}"#),
+            10,
+        )
+    };
+    // Session 2: its event (seq 2) and then its first sample (seq 1) come
+    // before its birth (seq 0).
+    let o = r.observe(&event(2, 2));
+    assert!(!o.duplicate);
+    let d = r.get(&key()).unwrap();
+    assert_eq!((d.bdseq, d.lost), (Some(2), 2), "seq 0 and 1 missing for now");
+    let late = msg("data", r#"{"v":1,"seq":1,"ts":11,"bdseq":2,"m":{"running":true}}"#, 11);
+    let o = r.observe(&late);
+    assert!(o.reordered && !o.duplicate);
+    let o = r.observe(&birth(2, 12));
+    assert!(o.came_online && !o.duplicate, "{o:?}");
+    let d = r.get(&key()).unwrap();
+    assert_eq!((d.bdseq, d.lost), (Some(2), 0), "{d:?}");
+    // The birth again (a redelivery) is a duplicate; a straggler of session 1
+    // moves nothing.
+    assert!(r.observe(&birth(2, 13)).duplicate);
+    let old = msg("data", r#"{"v":1,"seq":4,"ts":14,"bdseq":1,"m":{"running":true}}"#, 14);
+    let o = r.observe(&old);
+    assert!(!o.duplicate && o.lost == 0);
+    assert_eq!(r.get(&key()).unwrap().bdseq, Some(2));
+    // A node that starts counting again from 0 is seen at its birth.
+    assert!(r.observe(&birth(0, 20)).came_online);
+    assert_eq!(r.get(&key()).unwrap().bdseq, Some(0));
+}

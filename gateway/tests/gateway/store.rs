@@ -52,7 +52,7 @@ fn the_registry_survives_a_reopen() {
         .unwrap(),
     );
     {
-        let s = Store::open(dir.path()).unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
         for d in r.iter() {
             s.save_device(d).unwrap();
         }

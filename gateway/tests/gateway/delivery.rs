@@ -1,0 +1,277 @@
+//! Delivery, on real processes (CONTRACT §7): what a node was acknowledged
+//! survives anything that happens to the gateway afterwards.
+//!
+//! - SIGKILL at random points while nodes raise events one after another
+//!   (each `mosquitto_pub` returns on its PUBACK): after the restarts every
+//!   acknowledged event is an alert.
+//! - `/readyz` says why the gateway is not ready, and is 200 once it is.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::http::{get, try_publish};
+
+/// The binary on its embedded defaults with these ports and data directory.
+fn spawn_embedded(mqtt: u16, http: u16, data: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["run", "--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
+        .args(["--http-listen", &format!("127.0.0.1:{http}"), "--data-dir"])
+        .arg(data)
+        .env("GATEWAY_ADMIN_TOKEN", "t")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The binary on `config` (a file), admin token `t`.
+fn spawn(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("GATEWAY_ADMIN_TOKEN", "t")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (up to 30 s) until `/readyz` answers 200; its last answer.
+async fn ready(http: u16) -> (u16, String) {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = if tokio::net::TcpStream::connect(("127.0.0.1", http)).await.is_ok() {
+            tokio::time::timeout(Duration::from_secs(2), get(http, "/readyz", None))
+                .await
+                .unwrap_or((0, String::new()))
+        } else {
+            (0, String::new())
+        };
+        if answer.0 == 200 || Instant::now() > until {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The devices of every alert with `code`, across all states.
+async fn alerted(http: u16, code: &str) -> std::collections::BTreeSet<String> {
+    let (status, body) = get(http, &format!("/api/v1/alerts?code={code}&limit=100000"), Some("t")).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["device"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn fire_alarm(seq: u32) -> String {
+    format!(r#"{{"v":1,"seq":{seq},"ts":1763798400000,"code":"fire_alarm","active":true}}"#)
+}
+
+/// Twenty SIGKILLs at random points while pump rooms raise fire alarms one
+/// after another through a real Mosquitto: every alarm Mosquitto
+/// acknowledged to its node becomes an alert once the gateway is back,
+/// because the gateway acknowledges to Mosquitto only after the alert is
+/// committed (until then Mosquitto keeps it in the gateway's session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_points_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = testkit::Mosquitto::start(dir.path());
+    let http = testkit::free_port();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mqtt.broker]\nhost = \"127.0.0.1\"\nport = {}\n[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\n",
+            broker.port,
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn(&config);
+    assert_eq!(ready(http).await.0, 200);
+
+    // The nodes: one pump room after another raises its fire alarm, each
+    // publish returning on Mosquitto's PUBACK.
+    let port = broker.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let nodes = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let device = format!("P-{i:05}");
+                if try_publish(port, &format!("fm/v1/s/firepump/{device}/event"), &fire_alarm(1)).await {
+                    acked.push(device);
+                }
+                i += 1;
+            }
+            acked
+        })
+    };
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(rng.u64(50..400))).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        child = spawn(&config);
+        assert_eq!(ready(http).await.0, 200);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acked = nodes.await.unwrap();
+    assert!(acked.len() > 100, "too few events to mean anything: {}", acked.len());
+
+    // Everything acknowledged becomes an alert (Mosquitto redelivers what the
+    // gateway had not acknowledged when it died).
+    let until = Instant::now() + Duration::from_secs(30);
+    let missing = loop {
+        let seen = alerted(http, "fire_alarm").await;
+        let missing: Vec<&String> = acked.iter().filter(|d| !seen.contains(*d)).collect();
+        if missing.is_empty() || Instant::now() > until {
+            break missing.into_iter().cloned().collect::<Vec<_>>();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged fire alarms never became alerts after 20 kills: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+/// `/readyz` is 503 with a reason while the broker is away, and 200 once
+/// the gateway is subscribed again; `/healthz` stays liveness only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_why_while_the_broker_is_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = testkit::Mosquitto::start(dir.path());
+    let http = testkit::free_port();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mqtt.broker]\nhost = \"127.0.0.1\"\nport = {}\n[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\n",
+            broker.port,
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn(&config);
+    let (status, body) = ready(http).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, r#"{"ready":true,"reasons":[]}"#);
+    broker.stop();
+    let until = Instant::now() + Duration::from_secs(20);
+    let (status, body) = loop {
+        let a = get(http, "/readyz", None).await;
+        if a.0 != 200 || Instant::now() > until {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 503, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], false);
+    assert!(v["reasons"][0].as_str().unwrap().starts_with("mqtt:"), "{body}");
+    assert_eq!(get(http, "/healthz", None).await, (200, "ok".to_owned()));
+    broker.start_again();
+    assert_eq!(ready(http).await.0, 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Twenty starts of the gateway on its embedded broker, each with a node
+/// publishing a fire alarm at the first instant the MQTT port accepts it,
+/// and each start killed (SIGKILL) right after the node's PUBACK: every
+/// alarm is an alert after the restarts. The broker admits a node only once
+/// the gateway takes its messages, and its PUBACK waits for the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_publishing_the_instant_the_port_opens_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut devices = Vec::new();
+    for start in 0..20 {
+        let (mqtt, http) = (testkit::free_port(), testkit::free_port());
+        let mut child = spawn_embedded(mqtt, http, &data);
+        let device = format!("P-{start:02}");
+        let topic = format!("fm/v1/s/firepump/{device}/event");
+        let until = Instant::now() + Duration::from_secs(30);
+        while !try_publish(mqtt, &topic, &fire_alarm(1)).await {
+            assert!(Instant::now() < until, "start {start}: the broker never took the alarm");
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        devices.push(device);
+    }
+    let (mqtt, http) = (testkit::free_port(), testkit::free_port());
+    let mut child = spawn_embedded(mqtt, http, &data);
+    assert_eq!(ready(http).await.0, 200);
+    let seen = alerted(http, "fire_alarm").await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let missing: Vec<&String> = devices.iter().filter(|d| !seen.contains(*d)).collect();
+    assert!(missing.is_empty(), "acknowledged alarms lost: {missing:?}");
+}
+
+/// Twenty SIGKILLs at random points while nodes raise fire alarms one after
+/// another on the embedded broker: an alarm whose PUBACK the node received
+/// is an alert after the restarts (a node that got no PUBACK tries again
+/// later, as a node does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_on_the_embedded_broker_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mqtt, http) = (testkit::free_port(), testkit::free_port());
+    let mut child = spawn_embedded(mqtt, http, &data);
+    assert_eq!(ready(http).await.0, 200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let nodes = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let device = format!("P-{i:05}");
+                if try_publish(mqtt, &format!("fm/v1/s/firepump/{device}/event"), &fire_alarm(1)).await {
+                    acked.push(device);
+                    i += 1;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            acked
+        })
+    };
+    let mut rng = fastrand::Rng::with_seed(11);
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(rng.u64(50..400))).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        child = spawn_embedded(mqtt, http, &data);
+        assert_eq!(ready(http).await.0, 200);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acked = nodes.await.unwrap();
+    assert!(acked.len() > 100, "too few events to mean anything: {}", acked.len());
+    let seen = alerted(http, "fire_alarm").await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let missing: Vec<&String> = acked.iter().filter(|d| !seen.contains(*d)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged fire alarms never became alerts after 20 kills: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
