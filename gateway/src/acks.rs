@@ -4,7 +4,7 @@
 //! pipeline takes events before telemetry, so messages are stored out of
 //! their arrival order. MQTT 3.1.1 (§4.6) says a receiver MUST send its
 //! acknowledgements (`PUBACK`) in the order the messages (`PUBLISH`) came;
-//! some brokers (rumqttd, the embedded one) drop the connection on an
+//! some brokers (rumqttd, for one) drop the connection on an
 //! out-of-order acknowledgement.
 //! [`AckOrder`] holds back the acknowledgement of a stored message until
 //! every message that came before it is stored too.

@@ -997,6 +997,7 @@ impl Owned {
                 batch: crate::batch::Batch::new(),
                 min_free: self.min_free,
                 disk_low: false,
+                disk_checked: Instant::now(),
             },
             rx,
         )
@@ -1020,7 +1021,13 @@ struct Pipeline<'a> {
     min_free: u64,
     /// Whether the data directory's disk is below that headroom.
     disk_low: bool,
+    /// When it was last measured.
+    disk_checked: Instant,
 }
+
+/// How often the pipeline measures the disk's headroom at most (besides
+/// every tick and every failed commit): one `statvfs` per quarter second.
+const DISK_CHECK_EVERY: Duration = Duration::from_millis(250);
 
 /// Samples waiting for a failing store beyond which the pipeline stops
 /// taking telemetry (the broker holds it); events, births and controls
@@ -1045,23 +1052,19 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
     let mut stopping = false;
     check_disk(&mut p);
     loop {
-        // Telemetry waits at the broker while the disk is low or too much
-        // waits for a failing store; events, births and controls do not.
-        let bulk = p.ledger.staged_samples() < MAX_STAGED && !p.disk_low;
-        p.shared.metrics.telemetry_held.set(i64::from(!bulk));
         let next = if stopping {
             // Stop: finish what is queued, controls and lanes alike.
             match rx.priority.try_recv().or_else(|_| rx.bulk.try_recv()) {
                 Ok(i) => Next::Message(i, false),
                 Err(_) => break,
             }
-        } else if let Some(n) = rx.try_next(bulk) {
+        } else if let Some(n) = rx.try_next(takes_telemetry(&p)) {
             n
         } else {
             // Nothing queued: the batch is complete.
             flush(&mut p, clock, &mut effects, &mut outs, false);
             p.shared.metrics.pipeline_lag_ms.set(0);
-            match rx.next(rt, bulk, p.batch.retry_at()) {
+            match rx.next(rt, takes_telemetry(&p), p.batch.retry_at()) {
                 Some(n) => n,
                 None => break,
             }
@@ -1129,6 +1132,7 @@ fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers)
 /// Measures the data directory's free space against the headroom kept for
 /// events; telemetry is held back below it.
 fn check_disk(p: &mut Pipeline<'_>) {
+    p.disk_checked = Instant::now();
     match crate::ready::disk_free(&p.shared.data_dir) {
         Ok(free) => {
             p.shared
@@ -1182,6 +1186,15 @@ fn close_courier(
     }
 }
 
+/// Whether the pipeline takes telemetry now: it waits at the broker while
+/// the disk is below its headroom or too much waits for a failing store;
+/// events, births and controls never do.
+fn takes_telemetry(p: &Pipeline<'_>) -> bool {
+    let takes = p.ledger.staged_samples() < MAX_STAGED && !p.disk_low;
+    p.shared.metrics.telemetry_held.set(i64::from(!takes));
+    takes
+}
+
 /// A message left its lane: the queue gauges follow.
 fn taken(m: &Metrics, priority: bool) {
     m.queue_depth.dec();
@@ -1199,6 +1212,9 @@ fn flush(
     outs: &mut Vec<dispatch::Out>,
     force: bool,
 ) {
+    if p.disk_checked.elapsed() >= DISK_CHECK_EVERY {
+        check_disk(p);
+    }
     if p.batch.may_try(Instant::now()) || force {
         let _ = settle(p, clock, effects, outs, force);
     }

@@ -126,6 +126,7 @@ async fn sigkill_at_random_points_loses_no_acknowledged_event() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let acked = nodes.await.unwrap();
     assert!(acked.len() > 100, "too few events to mean anything: {}", acked.len());
+    eprintln!("{} fire alarms acknowledged across 20 kills", acked.len());
 
     // Everything acknowledged becomes an alert (Mosquitto redelivers what the
     // gateway had not acknowledged when it died).
@@ -263,6 +264,7 @@ async fn sigkill_on_the_embedded_broker_loses_no_acknowledged_event() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let acked = nodes.await.unwrap();
     assert!(acked.len() > 100, "too few events to mean anything: {}", acked.len());
+    eprintln!("{} fire alarms acknowledged across 20 kills", acked.len());
     let seen = alerted(http, "fire_alarm").await;
     child.kill().unwrap();
     child.wait().unwrap();
@@ -274,4 +276,177 @@ async fn sigkill_on_the_embedded_broker_loses_no_acknowledged_event() {
         acked.len(),
         &missing[..missing.len().min(10)]
     );
+}
+
+/// A tmpfs of `mib` MiB mounted on a new directory, unmounted on drop: a
+/// disk that really fills up. Needs root (as the tests run here and in CI).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mib: u32) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot mount a tmpfs (the tests run as root, as CI does)");
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes `filler` until the disk has at most `leave` bytes free.
+    fn fill(&self, filler: &str, leave: u64) {
+        use std::io::Write as _;
+        let free = gateway::ready::disk_free(self.path()).unwrap();
+        let mut f = std::fs::File::create(self.path().join(filler)).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        let mut left = free.saturating_sub(leave);
+        while left > 0 {
+            let n = usize::try_from(left.min(chunk.len() as u64)).unwrap();
+            if f.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            left -= n as u64;
+        }
+        let _ = f.sync_all();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// A QoS 1 publish with a real `mosquitto_pub` that is given `wait` to get
+/// its PUBACK: whether it did. The process is left to finish on its own.
+async fn publish_within(port: u16, topic: &str, payload: &str, wait: Duration) -> (bool, tokio::process::Child) {
+    let mut child = tokio::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let done = tokio::time::timeout(wait, child.wait()).await;
+    (matches!(done, Ok(Ok(s)) if s.success()), child)
+}
+
+/// The data directory on a small disk. Below the headroom, telemetry is
+/// held back (no PUBACK) while fire alarms are still stored and alerted,
+/// and `/readyz` says why; with the disk full even commits fail, are
+/// retried, and the alarm still shows as an alert; once space is back
+/// everything held is stored and acknowledged and the gateway is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_holds_telemetry_back_keeps_alarms_and_recovers() {
+    let disk = SmallDisk::mount(48);
+    let (mqtt, http) = (testkit::free_port(), testkit::free_port());
+    let config = disk.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mqtt]\nlisten = \"127.0.0.1:{mqtt}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+             [storage]\ndata_dir = \"{}\"\nmin_free_mb = 16\n",
+            disk.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn(&config);
+    assert_eq!(ready(http).await.0, 200);
+    let sample = |seq: u32| format!(r#"{{"v":1,"seq":{seq},"ts":1763798400000,"m":{{"network_pressure_mpa":0.35}}}}"#);
+    assert!(try_publish(mqtt, "fm/v1/s/firepump/P-1/data", &sample(1)).await);
+
+    // Below the headroom: 8 MiB left of the 16 kept.
+    disk.fill("filler-1", 8 << 20);
+    let until = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let (status, body) = get(http, "/readyz", None).await;
+        if status == 503 || Instant::now() > until {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(body.contains(r#""ready":false"#) && body.contains("disk: "), "{body}");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !get(http, "/metrics", Some("t"))
+        .await
+        .1
+        .contains("\nfm_pipeline_telemetry_held 1\n")
+    {
+        assert!(Instant::now() < until, "telemetry is not held back below the headroom");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (taken, held) = publish_within(mqtt, "fm/v1/s/firepump/P-1/data", &sample(2), Duration::from_secs(2)).await;
+    if taken {
+        let (_, m) = get(http, "/metrics", Some("t")).await;
+        panic!("telemetry was acknowledged below the disk headroom: {m}");
+    }
+    assert!(try_publish(mqtt, "fm/v1/s/firepump/P-2/event", &fire_alarm(1)).await);
+    assert!(alerted(http, "fire_alarm").await.contains("P-2"));
+
+    // Full: commits fail and are retried; the alarm is judged all the same.
+    disk.fill("filler-2", 0);
+    let (acked, alarm) = publish_within(
+        mqtt,
+        "fm/v1/s/firepump/P-3/event",
+        &fire_alarm(1),
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(!acked, "an alarm was acknowledged although the disk is full");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !alerted(http, "fire_alarm").await.contains("P-3") {
+        assert!(
+            Instant::now() < until,
+            "the alarm was not judged while the disk was full"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, body) = get(http, "/readyz", None).await;
+    assert!(body.contains("store: "), "{body}");
+    let (_, metrics) = get(http, "/metrics", Some("t")).await;
+    assert!(metrics.contains("\nfm_pipeline_telemetry_held 1\n"), "{metrics}");
+
+    // Space again: what was held is stored and acknowledged.
+    std::fs::remove_file(disk.path().join("filler-2")).unwrap();
+    std::fs::remove_file(disk.path().join("filler-1")).unwrap();
+    for (what, mut c) in [("the held sample", held), ("the alarm", alarm)] {
+        let s = tokio::time::timeout(Duration::from_secs(20), c.wait()).await;
+        assert!(
+            matches!(s, Ok(Ok(s)) if s.success()),
+            "{what} was never acknowledged: {s:?}"
+        );
+    }
+    assert_eq!(ready(http).await.0, 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The alarm stored while the disk was full is there after a kill.
+    let mut child = spawn(&config);
+    assert_eq!(ready(http).await.0, 200);
+    let seen = alerted(http, "fire_alarm").await;
+    assert!(seen.contains("P-2") && seen.contains("P-3"), "{seen:?}");
+    let (_, body) = get(
+        http,
+        "/api/v1/series?device=P-1&metric=network_pressure_mpa&from=0",
+        Some("t"),
+    )
+    .await;
+    assert_eq!(body.matches("\"ts\"").count(), 2, "both samples stored: {body}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
