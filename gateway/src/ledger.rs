@@ -42,6 +42,9 @@ pub struct Ledger {
     samples: Vec<Incoming>,
     /// Registry state moved by the batch, newest per device.
     devices: BTreeMap<DeviceKey, Device>,
+    /// Deliveries to keep in the outbox table, and ids to forget.
+    outbox_put: Vec<crate::workorders::Queued>,
+    outbox_done: Vec<String>,
 }
 
 /// The devices (engine position and snapshot) whose alerts an effect list
@@ -73,6 +76,8 @@ impl Ledger {
             held: Vec::new(),
             samples: Vec::new(),
             devices: BTreeMap::new(),
+            outbox_put: Vec::new(),
+            outbox_done: Vec::new(),
         }
     }
 
@@ -110,6 +115,16 @@ impl Ledger {
         if matches!(incoming.message, protocol::Message::Data(_)) {
             self.samples.push(incoming);
         }
+    }
+
+    /// Adds deliveries to keep in the outbox table with the next commit.
+    pub fn stage_outbox(&mut self, put: Vec<crate::workorders::Queued>) {
+        self.outbox_put.extend(put);
+    }
+
+    /// A delivery is finished: forgotten from the outbox table with the next commit.
+    pub fn outbox_done(&mut self, id: String) {
+        self.outbox_done.push(id);
     }
 
     /// Adds a device's registry state to the next commit.
@@ -171,6 +186,8 @@ impl Ledger {
             && self.alerts.is_empty()
             && self.samples.is_empty()
             && self.devices.is_empty()
+            && self.outbox_put.is_empty()
+            && self.outbox_done.is_empty()
     }
 
     /// Stores a step: `effects` of the engine and `outs` of the desk, with
@@ -237,9 +254,11 @@ impl Ledger {
         let alerts = &self.alerts;
         let samples = &self.samples;
         let registry = &self.devices;
+        let (put, done) = (&self.outbox_put, &self.outbox_done);
         let appended = store.transact(|tx| {
             let n = crate::store::write_samples(tx, samples)?;
             crate::store::write_devices(tx, registry.values())?;
+            crate::workorders::save_outbox(tx, put, done)?;
             crate::store::write_alerts(tx, alerts)?;
             crate::store::write_engine(tx, &devices, &engine.globals())?;
             crate::workorders::save(tx, now, &orders, desk_state.as_ref())?;
@@ -261,6 +280,8 @@ impl Ledger {
                 self.config = None;
                 self.samples.clear();
                 self.devices.clear();
+                self.outbox_put.clear();
+                self.outbox_done.clear();
                 m.unstored.set(0);
                 m.work_orders_open
                     .set(i64::try_from(desk.open().count()).unwrap_or(i64::MAX));

@@ -461,7 +461,8 @@ pub async fn run_with(
     let retention_ms = i64::from(config.storage.retention_days) * 86_400_000;
     let (influx_tx, influx_tasks) = start_influx(&config, &shared)?;
     let clients = Clients::new(&config)?;
-    let courier = start_courier(&config, &clients.notifier(), &control_tx)?;
+    let mut courier = start_courier(&config, &clients.notifier(), &control_tx)?;
+    courier.restore(crate::workorders::load_outbox(store.conn()).context("reading the notification outbox")?);
     let rx = Receivers {
         control: control_rx,
         priority: prio_rx,
@@ -1175,10 +1176,7 @@ fn close_courier(
             left
         };
         match rt.block_on(async { tokio::time::timeout(wait, control.recv()).await }) {
-            Ok(Some(crate::alerts::Control::Delivered(o))) => {
-                let r = p.courier.outcome(now(), &o, &p.shared.metrics);
-                p.ledger.record(r);
-            }
+            Ok(Some(crate::alerts::Control::Delivered(o))) => delivered(p, now(), &o),
             Ok(None) => break,
             Err(_) if idle => break,
             Ok(Some(_)) | Err(_) => {}
@@ -1193,6 +1191,18 @@ fn takes_telemetry(p: &Pipeline<'_>) -> bool {
     let takes = p.ledger.staged_samples() < MAX_STAGED && !p.disk_low;
     p.shared.metrics.telemetry_held.set(i64::from(!takes));
     takes
+}
+
+/// A delivery's outcome on one channel: its record, and the outbox row
+/// forgotten once its last channel has reported.
+fn delivered(p: &mut Pipeline<'_>, now: i64, o: &notify::Outcome) {
+    let (record, done) = p.courier.outcome(now, o, &p.shared.metrics);
+    if let Some(r) = record {
+        p.ledger.record(r);
+    }
+    if let Some(id) = done {
+        p.ledger.outbox_done(id);
+    }
 }
 
 /// A message left its lane: the queue gauges follow.
@@ -1241,10 +1251,7 @@ fn control(
             p.desk.tick(clock, outs);
         }
         Control::Uplink(up) => p.engine.uplink(clock, up, effects),
-        Control::Delivered(o) => {
-            let r = p.courier.outcome(clock, &o, &p.shared.metrics);
-            p.ledger.record(r);
-        }
+        Control::Delivered(o) => delivered(p, clock, &o),
         Control::Ack { id, by, reply } => {
             let answer = p.engine.ack(clock, id, &by, effects);
             // Stored before the answer: an acknowledged ack survives a crash.
@@ -1335,6 +1342,26 @@ fn settle(
             dispatch::Out::Tell(_) | dispatch::Out::Order { .. } => {}
         }
     }
+    // What the desk says to tell is decided now and kept in the outbox
+    // table with the change it is about; it is handed to the channels only
+    // once stored: a contractor is never sent an order the gateway could
+    // lose, and a kill after the commit does not lose the message.
+    for o in outs.iter() {
+        if let dispatch::Out::Tell(t) = o {
+            let order = outs
+                .iter()
+                .rev()
+                .find_map(|o| match o {
+                    dispatch::Out::Order { order, .. } if order.id == t.order => Some(&**order),
+                    _ => None,
+                })
+                .or_else(|| p.desk.order(t.order));
+            if let Some(r) = p.courier.tell(clock, t, order, m) {
+                p.ledger.record(r);
+            }
+        }
+    }
+    p.ledger.stage_outbox(p.courier.take_unwritten());
     let stored = p
         .ledger
         .commit(
@@ -1349,26 +1376,13 @@ fn settle(
             force,
         )
         .map_err(|e| e.to_string());
-    // Told only once stored: a contractor is never sent an order the
-    // gateway could lose. After a failed commit the tells wait with the
-    // changes they are about, and go with the next commit that stores them.
-    for o in outs.iter() {
-        if let dispatch::Out::Tell(t) = o {
-            let order = outs
-                .iter()
-                .rev()
-                .find_map(|o| match o {
-                    dispatch::Out::Order { order, .. } if order.id == t.order => Some(&**order),
-                    _ => None,
-                })
-                .or_else(|| p.desk.order(t.order))
-                .cloned();
-            p.courier.hold(t.clone(), order);
-        }
-    }
     if stored.is_ok() {
-        for r in p.courier.release(clock, m) {
+        let (records, done) = p.courier.release(clock, m);
+        for r in records {
             p.ledger.record(r);
+        }
+        for id in done {
+            p.ledger.outbox_done(id);
         }
         release(p);
     } else {

@@ -26,7 +26,53 @@ CREATE TABLE IF NOT EXISTS work_orders (
 CREATE INDEX IF NOT EXISTS work_orders_status ON work_orders (status, changed);
 CREATE INDEX IF NOT EXISTS work_orders_site ON work_orders (site, created);
 CREATE TABLE IF NOT EXISTS desk_state (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, at INTEGER NOT NULL, queued TEXT NOT NULL);
 ";
+
+/// A delivery kept in the store's `outbox` table from the commit that
+/// decided it until its last outcome, so a dispatch queued before a kill is
+/// sent after the restart (at least once: a receiver drops a repeat by the
+/// message id). The contact is kept by id, never with its secrets, and is
+/// looked up in the configuration when the delivery is sent.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Queued {
+    /// The contact id.
+    pub to: String,
+    /// The message.
+    pub msg: Message,
+    /// The subject of its records (`order:7`, `notification`).
+    pub subject: String,
+    /// When it was decided (ms).
+    pub at: i64,
+}
+
+/// Adds deliveries to the outbox table and forgets finished ones, in the
+/// caller's transaction.
+///
+/// # Errors
+/// SQLite's, or a delivery that does not encode.
+pub fn save_outbox(tx: &Transaction<'_>, put: &[Queued], done: &[String]) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached("INSERT OR REPLACE INTO outbox (id, at, queued) VALUES (?1, ?2, ?3)")?;
+    for q in put {
+        let text = serde_json::to_string(q).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        insert.execute(params![q.msg.id, q.at, text])?;
+    }
+    let mut delete = tx.prepare_cached("DELETE FROM outbox WHERE id = ?1")?;
+    for id in done {
+        delete.execute(params![id])?;
+    }
+    Ok(())
+}
+
+/// The deliveries left in the outbox table, oldest first.
+///
+/// # Errors
+/// SQLite's, or a row that does not parse.
+pub fn load_outbox(conn: &Connection) -> rusqlite::Result<Vec<Queued>> {
+    let mut stmt = conn.prepare("SELECT queued FROM outbox ORDER BY at, id")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    rows.map(|r| r.and_then(|t| parse(&t))).collect()
+}
 
 /// How far before its trigger an order's evidence reaches.
 pub const EVIDENCE_BEFORE_MS: i64 = 120_000;
@@ -252,6 +298,9 @@ struct InFlight {
     site: String,
     subject: String,
     at: i64,
+    /// A channel's attempt was cut off by shutdown: the delivery stays in
+    /// the outbox table for the next start.
+    interrupted: bool,
 }
 
 /// How long a delivery's context is kept for its outcomes: longer than the
@@ -260,11 +309,20 @@ const INFLIGHT_MS: i64 = 3_600_000;
 
 /// Hands what somebody must be told to the outbox, and turns outcomes into
 /// records and metrics. Never blocks: a full outbox is a dead letter at once.
+///
+/// A delivery is decided (rendered, given its id) before the commit that
+/// stores what it is about, written to the outbox table in that same
+/// commit, and handed to the notification task only after it: a contractor
+/// is never told of an order the gateway could lose, and an order stored is
+/// never left untold by a kill.
 pub struct Courier {
     outbox: Option<Outbox>,
     contacts: HashMap<String, Contact>,
     inflight: HashMap<String, InFlight>,
-    held: Vec<(Tell, Option<Order>)>,
+    /// Decided, waiting for the commit to be handed over.
+    staged: Vec<Queued>,
+    /// Of those, not yet given to the ledger to write.
+    unwritten: Vec<Queued>,
     seq: u64,
 }
 
@@ -277,7 +335,8 @@ impl Courier {
             outbox,
             contacts: contacts.iter().map(|c| (c.id.clone(), c.clone())).collect(),
             inflight: HashMap::new(),
-            held: Vec::new(),
+            staged: Vec::new(),
+            unwritten: Vec::new(),
             seq: 0,
         }
     }
@@ -324,10 +383,10 @@ impl Courier {
         body: serde_json::Value,
         m: &Metrics,
     ) -> Option<NewRecord> {
-        let Some(contact) = self.contacts.get(to).cloned() else {
+        if !self.contacts.contains_key(to) {
             return Some(Self::dead(now, site, subject_of, to, kind, "no such contact", m));
-        };
-        let Some(outbox) = &self.outbox else {
+        }
+        if self.outbox.is_none() {
             return Some(Self::dead(
                 now,
                 site,
@@ -337,49 +396,91 @@ impl Courier {
                 "no notification channel is running",
                 m,
             ));
-        };
-        self.seq += 1;
-        let id = format!("{subject_of}/{kind}/{to}/{now}-{}", self.seq);
-        let msg = Message {
-            id: id.clone(),
-            kind: kind.to_owned(),
-            site: site.to_owned(),
-            subject,
-            text,
-            body,
-        };
-        match outbox.submit(Delivery { to: contact, msg }) {
-            Ok(()) => {
-                self.inflight.insert(
-                    id,
-                    InFlight {
-                        site: site.to_owned(),
-                        subject: subject_of.to_owned(),
-                        at: now,
-                    },
-                );
-                m.notifications_queued.inc();
-                None
-            }
-            Err(e) => Some(Self::dead(now, site, subject_of, to, kind, &e.to_string(), m)),
         }
+        self.seq += 1;
+        let q = Queued {
+            to: to.to_owned(),
+            msg: Message {
+                id: format!("{subject_of}/{kind}/{to}/{now}-{}", self.seq),
+                kind: kind.to_owned(),
+                site: site.to_owned(),
+                subject,
+                text,
+                body,
+            },
+            subject: subject_of.to_owned(),
+            at: now,
+        };
+        self.unwritten.push(q.clone());
+        self.staged.push(q);
+        None
     }
 
-    /// Keeps what the desk said until the change it is about is stored.
-    pub fn hold(&mut self, t: Tell, order: Option<Order>) {
-        self.held.push((t, order));
+    /// Deliveries left in the outbox table by an earlier run: sent after
+    /// the first commit.
+    pub fn restore(&mut self, queued: Vec<Queued>) {
+        if !queued.is_empty() {
+            tracing::info!(
+                deliveries = queued.len(),
+                "notifications left by the last run are sent again"
+            );
+        }
+        self.staged.extend(queued);
     }
 
-    /// Sends everything held (the changes are stored); returns records of
-    /// what could not be queued.
-    pub fn release(&mut self, now: i64, m: &Metrics) -> Vec<NewRecord> {
-        let held = std::mem::take(&mut self.held);
-        held.iter()
-            .filter_map(|(t, order)| self.tell(now, t, order.as_ref(), m))
-            .collect()
+    /// The deliveries decided since the last call, for the ledger to write
+    /// with the next commit.
+    pub fn take_unwritten(&mut self) -> Vec<Queued> {
+        std::mem::take(&mut self.unwritten)
     }
 
-    /// Delivers what the desk said; returns records of what could not be queued.
+    /// Hands every decided delivery to the notification task (their commit
+    /// is done). Returns records of those the task would not take (full: a
+    /// dead letter) and the ids to forget; one the task refuses because it
+    /// is closing stays in the table for the next start.
+    pub fn release(&mut self, now: i64, m: &Metrics) -> (Vec<NewRecord>, Vec<String>) {
+        let mut records = Vec::new();
+        let mut done = Vec::new();
+        for q in std::mem::take(&mut self.staged) {
+            let (id, site, kind) = (q.msg.id.clone(), q.msg.site.clone(), q.msg.kind.clone());
+            let Some(contact) = self.contacts.get(&q.to).cloned() else {
+                records.push(Self::dead(now, &site, &q.subject, &q.to, &kind, "no such contact", m));
+                done.push(id);
+                continue;
+            };
+            let Some(outbox) = &self.outbox else {
+                continue;
+            };
+            match outbox.submit(Delivery {
+                to: contact,
+                msg: q.msg,
+            }) {
+                Ok(()) => {
+                    self.inflight.insert(
+                        id,
+                        InFlight {
+                            site,
+                            subject: q.subject,
+                            at: q.at,
+                            interrupted: false,
+                        },
+                    );
+                    m.notifications_queued.inc();
+                }
+                Err(notify::SubmitError::Closed(_)) => {
+                    tracing::info!(id, "notification kept for the next start: the outbox is closing");
+                }
+                Err(e @ notify::SubmitError::Full(_)) => {
+                    records.push(Self::dead(now, &site, &q.subject, &q.to, &kind, &e.to_string(), m));
+                    done.push(id);
+                }
+            }
+        }
+        (records, done)
+    }
+
+    /// Decides the delivery of what the desk said (sent after the commit);
+    /// returns a record when it cannot be sent at all.
     pub fn tell(&mut self, now: i64, t: &Tell, order: Option<&Order>, m: &Metrics) -> Option<NewRecord> {
         let site = order.map(|o| o.site.clone()).unwrap_or_default();
         let body = serde_json::json!({ "order": order });
@@ -446,14 +547,36 @@ impl Courier {
             .collect()
     }
 
-    /// The record of a delivery's outcome.
-    pub fn outcome(&mut self, now: i64, o: &notify::Outcome, m: &Metrics) -> NewRecord {
+    /// The record of a delivery's outcome on one channel (none when it was
+    /// cut off by shutdown: it is sent again after the restart), and the id
+    /// to forget from the outbox table once its last channel has reported
+    /// and none was cut off.
+    pub fn outcome(&mut self, now: i64, o: &notify::Outcome, m: &Metrics) -> (Option<NewRecord>, Option<String>) {
         self.inflight.retain(|_, f| now.saturating_sub(f.at) < INFLIGHT_MS);
-        let f = self.inflight.get(&o.id).cloned().unwrap_or(InFlight {
+        let interrupted = o.interrupted();
+        let kept = match self.inflight.get_mut(&o.id) {
+            Some(f) => {
+                f.interrupted |= interrupted;
+                f.interrupted
+            }
+            None => interrupted,
+        };
+        let done = (o.last && !kept).then(|| o.id.clone());
+        let f = if o.last {
+            self.inflight.remove(&o.id)
+        } else {
+            self.inflight.get(&o.id).cloned()
+        }
+        .unwrap_or(InFlight {
             site: String::new(),
             subject: String::new(),
             at: now,
+            interrupted,
         });
+        if interrupted {
+            tracing::info!(id = %o.id, to = %o.to, channel = o.channel, "notification cut off by shutdown: kept for the next start");
+            return (None, done);
+        }
         let (kind, error) = match &o.result {
             Ok(()) => ("notification_sent", None),
             Err(e) => {
@@ -468,7 +591,7 @@ impl Courier {
                 result: if error.is_none() { "delivered" } else { "dead_letter" }.to_owned(),
             })
             .inc();
-        NewRecord {
+        let record = NewRecord {
             at: now,
             kind: kind.into(),
             site: f.site,
@@ -480,6 +603,7 @@ impl Courier {
                 "attempts": o.attempts, "error": error,
             })
             .to_string(),
-        }
+        };
+        (Some(record), done)
     }
 }

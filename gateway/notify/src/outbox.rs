@@ -83,7 +83,24 @@ pub struct Outcome {
     /// `Ok` when delivered; `Err` is a dead letter carrying the last error
     /// (or `"shutdown: …"`, `"no channel reaches …"`).
     pub result: Result<(), String>,
+    /// Whether this is the delivery's last outcome (every channel that
+    /// reaches the contact has reported): a caller that keeps deliveries
+    /// on disk forgets one here.
+    pub last: bool,
 }
+
+impl Outcome {
+    /// Whether the delivery was cut off by shutdown (or the task's end)
+    /// rather than refused or given up on: a caller that keeps deliveries on
+    /// disk sends it again after its restart instead of recording a dead letter.
+    #[must_use]
+    pub fn interrupted(&self) -> bool {
+        matches!(&self.result, Err(e) if e.starts_with(SHUTDOWN))
+    }
+}
+
+/// How an interrupted delivery's error begins.
+const SHUTDOWN: &str = "shutdown: ";
 
 /// Why [`Outbox::submit`] did not take a delivery. Both give the delivery
 /// back (boxed, it is a few hundred bytes) so the caller can count it and
@@ -319,8 +336,11 @@ impl Worker {
 
     /// Starts one job per channel that reaches the contact.
     fn dispatch(&self, d: Delivery, jobs: &mut JoinSet<()>) {
-        let slot = Arc::new(Slot(Arc::clone(&self.core)));
         let reaching: Vec<Arc<dyn Channel>> = self.channels.iter().filter(|c| c.reaches(&d.to)).cloned().collect();
+        let slot = Arc::new(Slot {
+            core: Arc::clone(&self.core),
+            remaining: AtomicUsize::new(reaching.len()),
+        });
         if reaching.is_empty() {
             let names: Vec<&str> = self.channels.iter().map(|c| c.name()).collect();
             let reason = format!(
@@ -341,6 +361,7 @@ impl Worker {
                 channel: "none",
                 attempts: 0,
                 result: Err(reason),
+                last: true,
             });
             return;
         }
@@ -377,12 +398,16 @@ fn log_join(joined: Result<(), tokio::task::JoinError>) {
 }
 
 /// One accepted delivery's place in `pending`: released when the last of its
-/// jobs lets go, just before that job's outcome is sent.
-struct Slot(Arc<Core>);
+/// jobs lets go, just before that job's outcome is sent. `remaining` counts
+/// the jobs still to report, so exactly one outcome is marked the last.
+struct Slot {
+    core: Arc<Core>,
+    remaining: AtomicUsize,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.pending.fetch_sub(1, Ordering::AcqRel);
+        self.core.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -407,7 +432,10 @@ impl Report {
             return;
         }
         self.sent = true;
-        self.slot = None;
+        let last = self
+            .slot
+            .take()
+            .is_none_or(|s| s.remaining.fetch_sub(1, Ordering::AcqRel) == 1);
         let _ = self.outcomes.send(Outcome {
             id: std::mem::take(&mut self.id),
             to: std::mem::take(&mut self.to),
@@ -415,6 +443,7 @@ impl Report {
             channel: self.channel,
             attempts: self.attempts,
             result,
+            last,
         });
     }
 
@@ -435,8 +464,8 @@ impl Report {
     /// Cut off by shutdown while `doing`.
     fn shutdown(mut self, doing: &str) {
         let reason = match &self.last_error {
-            Some(last) => format!("shutdown: {doing} after {} attempts, last error: {last}", self.attempts),
-            None => format!("shutdown: {doing}"),
+            Some(last) => format!("{SHUTDOWN}{doing} after {} attempts, last error: {last}", self.attempts),
+            None => format!("{SHUTDOWN}{doing}"),
         };
         tracing::error!(id = %self.id, to = %self.to, kind = %self.kind, channel = self.channel,
             attempts = self.attempts, error = %reason, "notification dead letter");

@@ -32,6 +32,11 @@ struct Hooks {
 
 impl Hooks {
     async fn start() -> (Hooks, SocketAddr) {
+        Self::start_on(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    /// The receiver on `listener`.
+    fn start_on(listener: tokio::net::TcpListener) -> (Hooks, SocketAddr) {
         let hooks = Hooks::default();
         let h = hooks.clone();
         let app = axum::Router::new().route(
@@ -67,7 +72,6 @@ impl Hooks {
                 },
             ),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         (hooks, addr)
@@ -761,4 +765,81 @@ async fn deadlines_survive_a_restart_and_escalate_once() {
     crate::http::wait_for(http, "/metrics", |m| m.contains("fm_work_orders_open 1")).await;
     assert_eq!(records(http, "?kind=deadline_missed").await.len(), 1);
     gw.stop().await;
+}
+
+/// A dispatch queued for a contractor whose app is down when the gateway is
+/// killed is sent after the restart, once: the delivery is kept in the
+/// store's outbox from the commit that made the order until its outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_queued_before_a_kill_is_sent_after_the_restart_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mqtt, http) = (testkit::free_port(), testkit::free_port());
+    // The contractor's app: nothing listens there yet.
+    let app: SocketAddr = ([127, 0, 0, 1], testkit::free_port()).into();
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[notify]\nattempts = 1000\nfirst_retry = \"100ms\"\nmax_retry = \"100ms\"\n\
+             [[contacts]]\nid = \"acme\"\nwebhook = {{ url = \"http://{app}/hook/acme\", secret = \"acme-secret\" }}\n\
+             [dispatch]\nno_builtin_duties = true\n[[dispatch.assign]]\ncontractor = \"acme\"\n",
+            crate::http::base_config(mqtt, http, &dir.path().join("data"))
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("GATEWAY_ADMIN_TOKEN", "t")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        testkit::wait_port(http);
+        child
+    };
+    let mut child = spawn();
+    let mqtt_addr: SocketAddr = ([127, 0, 0, 1], mqtt).into();
+    let order = order_for(
+        mqtt_addr,
+        http,
+        "B-1",
+        r#"{"v":1,"seq":SEQ,"ts":1763798400000,"m":{"smoke":true}}"#,
+    )
+    .await;
+    // Tried and failed at least once (the app is down), then killed.
+    for _ in 0..200 {
+        let (_, m) = get(http, "/metrics", Some("t")).await;
+        if m.contains("fm_notifications_queued_total 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The app is up; the gateway restarts and sends what it had queued.
+    let (hooks, _) = Hooks::start_on(tokio::net::TcpListener::bind(app).await.unwrap());
+    let mut child = spawn();
+    let got = hooks.until("acme", "order_dispatched").await;
+    assert_eq!(got["body"]["order"]["id"], order["id"], "{got}");
+    let sent = records_until(http, "?kind=notification_sent", |r| !r.is_empty()).await;
+    assert_eq!(sent[0]["subject"], format!("order:{}", order["id"]));
+    // Once: nothing else arrives, and nothing is left to send.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dispatched = hooks
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["kind"] == "order_dispatched")
+        .count();
+    assert_eq!(dispatched, 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("data/gateway.sqlite")).unwrap();
+    let left: i64 = conn.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0, "the delivered message is forgotten from the outbox");
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{Channel, Contact, Delivery, Message, Outbox, RetryPolicy, SendError, SendFuture, SubmitError, Webhook};
+use notify::{
+    Channel, Contact, Delivery, Message, Outbox, Outcome, RetryPolicy, SendError, SendFuture, SubmitError, Webhook,
+};
 
 use crate::common::{DEADLINE, Hook, Step, fast_policy, message, next_outcome, outcomes, webhook_contact};
 
@@ -66,6 +68,12 @@ async fn one_outcome_per_channel_that_reaches_the_contact() {
     assert_eq!((all[0].channel, all[0].result.clone()), ("first", Ok(())));
     assert_eq!((all[1].channel, all[1].attempts), ("second", 1));
     assert_eq!(all[1].result, Err("rejected".into()));
+    assert_eq!(
+        all.iter().filter(|o| o.last).count(),
+        1,
+        "exactly one outcome of the delivery is its last: {all:?}"
+    );
+    assert!(!all.iter().any(Outcome::interrupted));
     until_pending_zero(&outbox).await;
     assert!(rx.try_recv().is_err(), "no outcome for the webhook that does not reach");
 }
@@ -162,6 +170,7 @@ async fn close_cuts_off_what_is_unfinished_after_the_grace() {
         "{:?}",
         all[0]
     );
+    assert!(all.iter().all(|o| o.interrupted() && o.last), "{all:?}");
     assert_eq!(all[1].id, "m-2-waiting");
     assert_eq!(all[1].attempts, 0);
     assert!(
