@@ -255,8 +255,8 @@ impl Ledger {
         let samples = &self.samples;
         let registry = &self.devices;
         let (put, done) = (&self.outbox_put, &self.outbox_done);
-        let appended = store.transact(|tx| {
-            let n = crate::store::write_samples(tx, samples)?;
+        let appended = store.transact_series(|tx, series| {
+            let n = crate::store::write_samples(tx, series, samples)?;
             crate::store::write_devices(tx, registry.values())?;
             crate::workorders::save_outbox(tx, put, done)?;
             crate::store::write_alerts(tx, alerts)?;

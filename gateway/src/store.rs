@@ -73,18 +73,66 @@ pub struct SeriesQuery {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    series: Series,
+}
+
+/// The ids of the series (site, class, device, metric, port) known to this
+/// connection, so a sample is written as one integer-keyed row: the text of
+/// its series is stored once, in `series`, not in every row (the write path
+/// spent most of its time comparing and copying those strings).
+#[derive(Debug, Default)]
+pub struct Series {
+    ids: std::collections::HashMap<String, i64>,
+    /// Ids given out in the transaction under way: forgotten if it rolls back.
+    fresh: Vec<String>,
+    /// The lookup key, built in place (no allocation for a known series).
+    key: String,
+}
+
+impl Series {
+    /// The id of a series, inserted (in the caller's transaction) if new.
+    fn id(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        site: &str,
+        class: &str,
+        device: &str,
+        metric: &str,
+        port: u8,
+    ) -> rusqlite::Result<i64> {
+        use std::fmt::Write as _;
+        self.key.clear();
+        let _ = write!(self.key, "{site}/{class}/{device}/{metric}/{port}");
+        if let Some(id) = self.ids.get(self.key.as_str()) {
+            return Ok(*id);
+        }
+        let id = tx
+            .prepare_cached(
+                "INSERT INTO series (site, class, device, metric, port) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (site, class, device, metric, port) DO UPDATE SET port = excluded.port
+                 RETURNING id",
+            )?
+            .query_row(params![site, class, device, metric, port], |r| r.get(0))?;
+        self.ids.insert(self.key.clone(), id);
+        self.fresh.push(self.key.clone());
+        Ok(id)
+    }
 }
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
-CREATE TABLE IF NOT EXISTS samples (
-    site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY, site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL,
     metric TEXT NOT NULL, port INTEGER NOT NULL DEFAULT 0,
-    ts INTEGER NOT NULL, received INTEGER NOT NULL, value REAL NOT NULL, hist INTEGER NOT NULL
+    UNIQUE (site, class, device, metric, port)
 );
-CREATE INDEX IF NOT EXISTS samples_series ON samples (device, metric, port, ts);
-CREATE INDEX IF NOT EXISTS samples_received ON samples (received);
+CREATE INDEX IF NOT EXISTS series_device ON series (device, metric, port);
+CREATE TABLE IF NOT EXISTS points (
+    series INTEGER NOT NULL, ts INTEGER NOT NULL, received INTEGER NOT NULL, value REAL NOT NULL, hist INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS points_series ON points (series, ts);
+CREATE INDEX IF NOT EXISTS points_received ON points (received);
 CREATE TABLE IF NOT EXISTS rejected (
     received INTEGER NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, payload BLOB NOT NULL
 );
@@ -105,6 +153,19 @@ CREATE TABLE IF NOT EXISTS engine_devices (
     PRIMARY KEY (site, class, device)
 );
 CREATE TABLE IF NOT EXISTS engine_globals (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
+";
+
+/// A store written before the `series`/`points` layout keeps its samples
+/// in one wide table: moved over once, in one transaction, at the first open.
+const MIGRATE_SAMPLES: &str = "
+BEGIN;
+INSERT OR IGNORE INTO series (site, class, device, metric, port)
+    SELECT DISTINCT site, class, device, metric, port FROM samples;
+INSERT INTO points (series, ts, received, value, hist)
+    SELECT s.id, x.ts, x.received, x.value, x.hist
+    FROM samples x JOIN series s USING (site, class, device, metric, port) ORDER BY x.rowid;
+DROP TABLE samples;
+COMMIT;
 ";
 
 /// An alert query of the HTTP API.
@@ -144,7 +205,21 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.execute_batch(crate::supervision::SCHEMA).map_err(err)?;
         conn.execute_batch(crate::workorders::SCHEMA).map_err(err)?;
-        Ok(Store { conn, path })
+        let old: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'samples')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if old {
+            conn.execute_batch(MIGRATE_SAMPLES).map_err(err)?;
+        }
+        Ok(Store {
+            conn,
+            path,
+            series: Series::default(),
+        })
     }
 
     /// Names this database in an error of a query run by another module.
@@ -167,7 +242,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`]; nothing of the message is written then.
     pub fn insert(&mut self, incoming: &Incoming) -> Result<usize, StoreError> {
-        self.transact(|tx| write_samples(tx, std::slice::from_ref(incoming)))
+        self.transact_series(|tx, series| write_samples(tx, series, std::slice::from_ref(incoming)))
     }
 
     /// Reads a series, oldest first.
@@ -178,10 +253,10 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT ts, received, value, hist FROM samples
-                 WHERE device = ?1 AND metric = ?2 AND port = ?3 AND ts >= ?4 AND ts < ?5
-                   AND (?6 IS NULL OR site = ?6)
-                 ORDER BY ts DESC, received DESC LIMIT ?7",
+                "SELECT p.ts, p.received, p.value, p.hist FROM points p JOIN series s ON p.series = s.id
+                 WHERE s.device = ?1 AND s.metric = ?2 AND s.port = ?3 AND p.ts >= ?4 AND p.ts < ?5
+                   AND (?6 IS NULL OR s.site = ?6)
+                 ORDER BY p.ts DESC, p.received DESC LIMIT ?7",
             )
             .map_err(|e| self.err(e))?;
         let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
@@ -246,7 +321,7 @@ impl Store {
     /// [`StoreError`].
     pub fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {
         self.conn
-            .execute("DELETE FROM samples WHERE received < ?1", params![before_ms])
+            .execute("DELETE FROM points WHERE received < ?1", params![before_ms])
             .map_err(|e| self.err(e))
     }
 
@@ -307,6 +382,35 @@ impl Store {
         Ok(out)
     }
 
+    /// Runs `f` in one transaction with the series ids, committed if it
+    /// succeeds; a series first written by a transaction that rolls back is
+    /// forgotten with it.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing of it is written then.
+    pub fn transact_series<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &mut Series) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let series = &mut self.series;
+        series.fresh.clear();
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            let out = f(&tx, series)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        if result.is_err() {
+            for key in series.fresh.drain(..) {
+                series.ids.remove(&key);
+            }
+        }
+        result.map_err(|source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
     /// The connection, for the readers of other modules (records, orders).
     #[must_use]
     pub fn conn(&self) -> &Connection {
@@ -336,8 +440,9 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT metric, port, received, value FROM samples
-                 WHERE site = ?1 AND device = ?2 AND received >= ?3 ORDER BY received DESC, rowid DESC LIMIT ?4",
+                "SELECT s.metric, s.port, p.received, p.value FROM points p JOIN series s ON p.series = s.id
+                 WHERE p.received >= ?3 AND s.site = ?1 AND s.device = ?2
+                 ORDER BY p.received DESC, p.rowid DESC LIMIT ?4",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -422,7 +527,7 @@ impl Store {
     /// [`StoreError`].
     pub fn sample_count(&self) -> Result<u64, StoreError> {
         self.conn
-            .query_row("SELECT COUNT(*) FROM samples", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT COUNT(*) FROM points", [], |r| r.get::<_, i64>(0))
             .optional()
             .map(|n| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
             .map_err(|e| self.err(e))
@@ -509,11 +614,13 @@ pub fn write_engine(
 ///
 /// # Errors
 /// SQLite's; the caller's transaction is rolled back then.
-pub fn write_samples(tx: &rusqlite::Transaction<'_>, messages: &[Incoming]) -> rusqlite::Result<usize> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO samples (site, class, device, metric, port, ts, received, value, hist)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
+pub fn write_samples(
+    tx: &rusqlite::Transaction<'_>,
+    series: &mut Series,
+    messages: &[Incoming],
+) -> rusqlite::Result<usize> {
+    let mut stmt =
+        tx.prepare_cached("INSERT INTO points (series, ts, received, value, hist) VALUES (?1, ?2, ?3, ?4, ?5)")?;
     let mut n = 0;
     for incoming in messages {
         let Message::Data(data) = &incoming.message else {
@@ -526,12 +633,9 @@ pub fn write_samples(tx: &rusqlite::Transaction<'_>, messages: &[Incoming]) -> r
                 .flat_map(|p| p.readings.iter().map(|r| (r.name.as_str(), p.port, r.value))),
         );
         for (metric, port, value) in rows {
+            let id = series.id(tx, t.site.as_str(), t.class.as_str(), t.device.as_str(), metric, port)?;
             stmt.execute(params![
-                t.site.as_str(),
-                t.class.as_str(),
-                t.device.as_str(),
-                metric,
-                port,
+                id,
                 data.ts.as_millis(),
                 incoming.received_ms,
                 value.to_number(),

@@ -60,3 +60,40 @@ fn the_registry_survives_a_reopen() {
     let s = Store::open(dir.path()).unwrap();
     assert_eq!(Registry::restore(s.load_devices().unwrap()), r);
 }
+
+/// A data directory written before samples were split into `series` and
+/// `points` is moved over at the first open, every sample kept.
+#[test]
+fn samples_of_the_old_wide_table_are_moved_over() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.path().join("gateway.sqlite")).unwrap();
+        c.execute_batch(
+            "CREATE TABLE samples (site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL,
+                 metric TEXT NOT NULL, port INTEGER NOT NULL DEFAULT 0, ts INTEGER NOT NULL,
+                 received INTEGER NOT NULL, value REAL NOT NULL, hist INTEGER NOT NULL);
+             INSERT INTO samples VALUES ('s', 'charger', 'B-1', 'temp_c', 2, 1000, 1001, 41.5, 0);
+             INSERT INTO samples VALUES ('s', 'charger', 'B-1', 'temp_c', 2, 2000, 2001, 42.5, 0);
+             INSERT INTO samples VALUES ('s', 'charger', 'B-1', 'smoke', 0, 2000, 2001, 0, 0);",
+        )
+        .unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.sample_count().unwrap(), 3);
+    let points = s
+        .series(&SeriesQuery {
+            site: None,
+            device: "B-1".into(),
+            metric: "temp_c".into(),
+            port: Some(2),
+            from: 0,
+            to: i64::MAX,
+            limit: 10,
+        })
+        .unwrap();
+    let values: Vec<f64> = points.iter().map(|p| p.value).collect();
+    assert_eq!(values, [41.5, 42.5]);
+    drop(s);
+    // Opened again: nothing moved twice.
+    assert_eq!(Store::open(dir.path()).unwrap().sample_count().unwrap(), 3);
+}
