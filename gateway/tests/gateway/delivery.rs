@@ -11,8 +11,26 @@ use std::time::{Duration, Instant};
 
 use crate::http::{get, try_publish};
 
+/// A gateway process, killed (SIGKILL) when dropped, so a failing test
+/// leaves no gateway behind.
+struct Gw(Child);
+
+impl Gw {
+    /// SIGKILL, and reaped.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// The binary on its embedded defaults with these ports and data directory.
-fn spawn_embedded(mqtt: u16, http: u16, data: &std::path::Path) -> Child {
+fn spawn_embedded(mqtt: u16, http: u16, data: &std::path::Path) -> Gw {
     Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["run", "--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
         .args(["--http-listen", &format!("127.0.0.1:{http}"), "--data-dir"])
@@ -22,11 +40,12 @@ fn spawn_embedded(mqtt: u16, http: u16, data: &std::path::Path) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Gw)
         .unwrap()
 }
 
 /// The binary on `config` (a file), admin token `t`.
-fn spawn(config: &std::path::Path) -> Child {
+fn spawn(config: &std::path::Path) -> Gw {
     Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["run", "--config"])
         .arg(config)
@@ -35,6 +54,7 @@ fn spawn(config: &std::path::Path) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Gw)
         .unwrap()
 }
 
@@ -118,8 +138,7 @@ async fn sigkill_at_random_points_loses_no_acknowledged_event() {
     let mut rng = fastrand::Rng::with_seed(7);
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(rng.u64(50..400))).await;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
         child = spawn(&config);
         assert_eq!(ready(http).await.0, 200);
     }
@@ -139,8 +158,7 @@ async fn sigkill_at_random_points_loses_no_acknowledged_event() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     assert!(
         missing.is_empty(),
         "{} of {} acknowledged fire alarms never became alerts after 20 kills: {:?}",
@@ -187,8 +205,7 @@ async fn readyz_says_why_while_the_broker_is_away() {
     assert_eq!(get(http, "/healthz", None).await, (200, "ok".to_owned()));
     broker.start_again();
     assert_eq!(ready(http).await.0, 200);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 }
 
 /// Twenty starts of the gateway on its embedded broker, each with a node
@@ -210,16 +227,14 @@ async fn a_node_publishing_the_instant_the_port_opens_loses_nothing() {
         while !try_publish(mqtt, &topic, &fire_alarm(1)).await {
             assert!(Instant::now() < until, "start {start}: the broker never took the alarm");
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
         devices.push(device);
     }
     let (mqtt, http) = (testkit::free_port(), testkit::free_port());
     let mut child = spawn_embedded(mqtt, http, &data);
     assert_eq!(ready(http).await.0, 200);
     let seen = alerted(http, "fire_alarm").await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     let missing: Vec<&String> = devices.iter().filter(|d| !seen.contains(*d)).collect();
     assert!(missing.is_empty(), "acknowledged alarms lost: {missing:?}");
 }
@@ -256,8 +271,7 @@ async fn sigkill_on_the_embedded_broker_loses_no_acknowledged_event() {
     let mut rng = fastrand::Rng::with_seed(11);
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(rng.u64(50..400))).await;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
         child = spawn_embedded(mqtt, http, &data);
         assert_eq!(ready(http).await.0, 200);
     }
@@ -266,8 +280,7 @@ async fn sigkill_on_the_embedded_broker_loses_no_acknowledged_event() {
     assert!(acked.len() > 100, "too few events to mean anything: {}", acked.len());
     eprintln!("{} fire alarms acknowledged across 20 kills", acked.len());
     let seen = alerted(http, "fire_alarm").await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     let missing: Vec<&String> = acked.iter().filter(|d| !seen.contains(*d)).collect();
     assert!(
         missing.is_empty(),
@@ -433,8 +446,7 @@ async fn a_full_disk_holds_telemetry_back_keeps_alarms_and_recovers() {
         );
     }
     assert_eq!(ready(http).await.0, 200);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     // The alarm stored while the disk was full is there after a kill.
     let mut child = spawn(&config);
     assert_eq!(ready(http).await.0, 200);
@@ -447,6 +459,5 @@ async fn a_full_disk_holds_telemetry_back_keeps_alarms_and_recovers() {
     )
     .await;
     assert_eq!(body.matches("\"ts\"").count(), 2, "both samples stored: {body}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 }
