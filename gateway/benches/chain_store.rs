@@ -6,8 +6,8 @@
 //! `cargo bench -p gateway --bench chain_store`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use gateway::ops::supervision::Chain;
 use gateway::store::Store;
-use gateway::supervision::Chain;
 use records::{NewRecord, Signer};
 
 fn record(i: u64) -> NewRecord {
@@ -69,7 +69,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(100_000));
     g.bench_function("100k records from SQLite, 100 checkpoints", |b| {
         b.iter(|| {
-            let v = gateway::supervision::verify(store.conn(), Some(&key)).expect("verify");
+            let v = gateway::ops::supervision::verify(store.conn(), Some(&key)).expect("verify");
             assert!(v.ok && v.count == 100_000);
         });
     });

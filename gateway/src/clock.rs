@@ -1,6 +1,6 @@
 //! Whose time the gateway judges by. In service it is the system clock; the
 //! HIL simulation runs the whole gateway on a [`ManualClock`] it advances
-//! itself (with ticks sent through [`crate::service::Running::tick`]), so a
+//! itself (with ticks sent through [`crate::app::run::Running::tick`]), so a
 //! day of a compound runs in seconds with the same pipeline, rules, work
 //! orders and records as in service.
 //!
@@ -40,7 +40,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        crate::service::now_ms()
+        crate::app::run::now_ms()
     }
 
     fn sleep_until(&self, ms: i64) -> Sleep {

@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use sim::device::{Action, DeviceSpec, SimDevice};
 use sim::uplink::Uplink;
 
-use crate::config::Config;
+use crate::app::config::Config;
 
 /// The demo compound's site id.
 pub const SITE: &str = "demo-garden";
@@ -187,7 +187,7 @@ pub async fn compound_task(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let host = mqtt.ip().to_string();
-    let epoch = crate::service::now_ms();
+    let epoch = crate::app::run::now_ms();
     let mut members = Vec::new();
     for (spec, plugs) in compound() {
         let mut dev = SimDevice::new(spec, epoch);
@@ -302,11 +302,11 @@ pub async fn run(
     seed: u64,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let contractor = crate::service::random_token();
-    let auditor = crate::service::random_token();
+    let contractor = crate::app::run::random_token();
+    let auditor = crate::app::run::random_token();
     let config = config(base, &contractor, &auditor)?;
     let (mqtt, http) = (config.mqtt.listen, config.http.listen);
-    let gw = crate::service::start(config, admin_token.clone(), crate::service::Options::default()).await?;
+    let gw = crate::app::run::start(config, admin_token.clone(), crate::app::shared::Options::default()).await?;
     if !gw.subscribed(Duration::from_secs(10)).await {
         tracing::warn!("the gateway has not subscribed at its broker yet: early births may be lost");
     }

@@ -1,25 +1,33 @@
-//! The facility-safety gateway: ingest from MQTT, judge, store, serve.
+//! The facility-safety gateway: ingest from MQTT and Modbus, judge, store,
+//! dispatch, serve.
 //!
-//! Pure cores (`ingest`, `registry`) at the centre; I/O at the edges (`store`,
-//! `service`): the binary in `main.rs` only parses the command line.
+//! ```text
+//! ingest (mqtt, embedded broker, modbus) ─► lanes ─► pipeline ─► store (one commit per batch) ─► acks
+//!                                                       │
+//!                                                       └─► ops (alerts, work orders, records) ─► api
+//! ```
+//!
+//! - [`ingest`]: how messages arrive and are acknowledged; [`broker`]: the
+//!   embedded MQTT broker whose PUBACK waits for the commit.
+//! - [`pipeline`]: the thread that judges and commits; [`store`]: SQLite,
+//!   the ledger of one commit, the InfluxDB copy.
+//! - [`ops`]: the edges of the pure crates (`alerting`, `dispatch`,
+//!   `notify`, `records`); [`registry`]: sessions and health of devices.
+//! - [`api`]: HTTP; [`app`]: command line, configuration, wiring; [`ready`],
+//!   [`metrics`], [`clock`].
+//!
+//! The binary in `main.rs` only parses the command line.
 
-pub mod acks;
-pub mod alerts;
-pub mod batch;
+pub mod api;
+pub mod app;
 pub mod broker;
-pub mod cli;
 pub mod clock;
-pub mod config;
 pub mod demo;
-pub mod http;
-pub mod influx;
 pub mod ingest;
-pub mod ledger;
 pub mod metrics;
 pub mod modbus;
+pub mod ops;
+pub mod pipeline;
 pub mod ready;
 pub mod registry;
-pub mod service;
 pub mod store;
-pub mod supervision;
-pub mod workorders;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use gateway::cli::{Cli, Command};
+use gateway::app::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match gateway::config::Config::load(&config) {
+        Command::Check { config } => match gateway::app::config::Config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());
                 ExitCode::SUCCESS
@@ -22,7 +22,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Records { command } => gateway::cli::records(command),
+        Command::Records { command } => gateway::app::cli::records(command),
         Command::Demo(args) => {
             let token = admin_token();
             let Some(runtime) = runtime() else {
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
             let Some(runtime) = runtime() else {
                 return ExitCode::FAILURE;
             };
-            match runtime.block_on(gateway::service::run(config, token, shutdown_signal())) {
+            match runtime.block_on(gateway::app::run::run(config, token, shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
@@ -83,7 +83,7 @@ fn admin_token() -> String {
     {
         return t;
     }
-    let token = gateway::service::random_token();
+    let token = gateway::app::run::random_token();
     println!("admin token (set GATEWAY_ADMIN_TOKEN to choose one): {token}");
     token
 }

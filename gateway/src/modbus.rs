@@ -26,7 +26,7 @@
 //! real time: they are about the peer answering, which no clock of ours
 //! speeds up. Each poller publishes when it is next due in a [`Schedule`],
 //! after its poll's messages are in the pipeline's lanes, which is what lets
-//! [`crate::service::Running::sync`] wait for every poll due at the clock's
+//! [`crate::app::run::Running::sync`] wait for every poll due at the clock's
 //! now before its lane barrier.
 
 use std::net::SocketAddr;
@@ -685,7 +685,7 @@ impl Batch {
 }
 
 /// When each configured Modbus device is next polled, in the gateway clock's
-/// milliseconds: the barrier [`crate::service::Running::sync`] waits on, so
+/// milliseconds: the barrier [`crate::app::run::Running::sync`] waits on, so
 /// that on virtual time every poll due at the clock's now has landed in the
 /// pipeline before the caller looks.
 #[derive(Debug)]

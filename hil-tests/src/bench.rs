@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use gateway::clock::ManualClock;
 use gateway::metrics::KindLabel;
-use gateway::service::{Options, Running};
+use gateway::app::run::Running;
+use gateway::app::shared::Options;
 use sim::device::SimDevice;
 use sim::modbus::{LinkControl, RtuBus, SharedResponder, TcpSlave};
 use sim::uplink::{LinkStats, Uplink};
@@ -304,7 +305,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
     let start_ms = if virtual_time {
         scenario.start_ms
     } else {
-        gateway::service::now_ms()
+        gateway::app::run::now_ms()
     };
     let mut benches = Vec::new();
     for decl in &scenario.devices {
@@ -318,7 +319,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
     }
     let modbus = modbus_side(&mut benches, dir.path()).await?;
     let text = gateway_config(scenario, &mqtt, http, &data, &modbus.config);
-    let config = gateway::config::Config::parse(&scenario.file, &text)
+    let config = gateway::app::config::Config::parse(&scenario.file, &text)
         .map_err(|e| anyhow::anyhow!("the gateway refused the scenario's configuration: {e}"))?;
     let clock = ManualClock::new(start_ms);
     let gw_options = if virtual_time {
@@ -330,7 +331,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
         Options::default()
     };
     let token = options.token.clone().unwrap_or_else(|| "hil".into());
-    let gw = gateway::service::start(config, token, gw_options).await?;
+    let gw = gateway::app::run::start(config, token, gw_options).await?;
     // (The embedded broker is up once the gateway has subscribed at it:
     // `connect_all` waits for that.)
     let mut events = gw.shared.alerts.events.subscribe();
@@ -383,7 +384,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
     }
     drop(modbus.ptys);
     result?;
-    journal.records = gateway::cli::verify_data_dir(&data).ok().map(|v| (v.ok, v.count));
+    journal.records = gateway::app::cli::verify_data_dir(&data).ok().map(|v| (v.ok, v.count));
     Ok(journal)
 }
 
@@ -459,7 +460,7 @@ struct Runner<'a> {
 impl Runner<'_> {
     async fn run(
         &mut self,
-        events: &mut tokio::sync::broadcast::Receiver<gateway::alerts::StreamEvent>,
+        events: &mut tokio::sync::broadcast::Receiver<gateway::ops::alerts::StreamEvent>,
     ) -> anyhow::Result<()> {
         let total = u64::try_from(self.scenario.duration.as_millis()).unwrap_or(u64::MAX);
         let watched = self.watched();
@@ -743,7 +744,7 @@ impl Runner<'_> {
         Ok(())
     }
 
-    fn drain(&mut self, events: &mut tokio::sync::broadcast::Receiver<gateway::alerts::StreamEvent>) {
+    fn drain(&mut self, events: &mut tokio::sync::broadcast::Receiver<gateway::ops::alerts::StreamEvent>) {
         use tokio::sync::broadcast::error::TryRecvError;
         loop {
             match events.try_recv() {

@@ -528,7 +528,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
 fn check_gateway(cx: &Ctx<'_>, text: &str) -> Result<(), ScenarioError> {
     let at = cx.key_line(1, "gateway");
     let full = format!("{BENCH_SECTIONS}{text}");
-    gateway::config::Config::parse(cx.file, &full).map(drop).map_err(|e| {
+    gateway::app::config::Config::parse(cx.file, &full).map(drop).map_err(|e| {
         let line = e.line.map(|l| at + l.saturating_sub(BENCH_SECTIONS.lines().count()));
         ScenarioError {
             file: cx.file.to_owned(),

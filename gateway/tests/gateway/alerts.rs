@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use gateway::config::Config;
+use gateway::app::config::Config;
 
 use crate::http::{free_addr, publish};
 
@@ -137,11 +137,11 @@ async fn alerts_fire_are_acknowledged_stream_and_resolve_then_survive_a_restart(
     assert_eq!(after, [("over_current", "firing"), ("smoke", "resolved")]);
     gw.stop().await;
     let store = gateway::store::Store::open(dir.path()).unwrap();
-    let all = gateway::supervision::RecordQuery {
+    let all = gateway::ops::supervision::RecordQuery {
         limit: usize::MAX,
         ..Default::default()
     };
-    let kinds: Vec<String> = gateway::supervision::list(store.conn(), &all)
+    let kinds: Vec<String> = gateway::ops::supervision::list(store.conn(), &all)
         .unwrap()
         .into_iter()
         .map(|e| e.kind)
@@ -166,13 +166,13 @@ async fn alerts_fire_are_acknowledged_stream_and_resolve_then_survive_a_restart(
     .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{kinds:?}");
     // And the chain they are in verifies, signed at the shutdowns.
-    let v = gateway::supervision::verify(store.conn(), None).unwrap();
+    let v = gateway::ops::supervision::verify(store.conn(), None).unwrap();
     assert!(v.ok && v.checkpoints >= 2, "{v:?}");
 }
 
 #[test]
 fn events_births_and_acks_take_the_priority_lane_telemetry_and_wills_the_bulk_one() {
-    use gateway::service::priority_lane;
+    use gateway::ingest::lanes::priority_lane;
     for kind in ["event", "birth", "ack"] {
         assert!(priority_lane(kind), "{kind}");
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gateway::config::{BrokerConfig, Config};
+use gateway::app::config::{BrokerConfig, Config};
 use testkit::{Mosquitto, free_port};
 
 async fn publish_until_accepted(port: u16, topic: &str, payload: &str) {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use gateway::config::Config;
+use gateway::app::config::Config;
 
 fn err(text: &str) -> String {
     Config::parse(Path::new("site.toml"), text).unwrap_err().to_string()

@@ -95,11 +95,11 @@ pub(crate) struct Running {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-/// Starts `gateway::service::run` and waits until its HTTP API listens.
-pub(crate) async fn start(config: gateway::config::Config) -> Running {
+/// Starts `gateway::app::run::run` and waits until its HTTP API listens.
+pub(crate) async fn start(config: gateway::app::config::Config) -> Running {
     let http = config.http.listen.port();
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(gateway::service::run(config, "t".into(), async {
+    let task = tokio::spawn(gateway::app::run::run(config, "t".into(), async {
         let _ = stop_rx.await;
     }));
     for _ in 0..400 {

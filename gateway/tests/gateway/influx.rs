@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use gateway::config::Config;
-use gateway::influx::{Line, Spool, lines};
+use gateway::app::config::Config;
 use gateway::ingest::ingest;
+use gateway::store::influx::{Line, Spool, lines};
 use testkit::{VictoriaMetrics, free_port};
 
 #[test]
@@ -105,7 +105,7 @@ flush_ms = 100
     let config = Config::parse(std::path::Path::new("t.toml"), &cfg).unwrap();
     let gw = crate::http::start(config).await;
     testkit::wait_port(mqtt);
-    let base = gateway::service::now_ms() - 60_000;
+    let base = gateway::app::run::now_ms() - 60_000;
     // The gateway subscribes once connected to its own broker: repeat the first until stored.
     for _ in 0..100 {
         publish(mqtt, 1, base + 1).await;

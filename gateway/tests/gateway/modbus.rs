@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use gateway::config::Config;
+use gateway::app::config::Config;
 use gateway::modbus::{DeviceConfig, plan};
 use protocol::modbus::Table;
 use protocol::{DeviceClass, Metric, PortMetric, Timestamp, Value};

@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use firmware::firepump::FirepumpConfig;
 use firmware::registers::RegisterImage;
 use gateway::clock::ManualClock;
-use gateway::config::Config;
-use gateway::service::{Options, Running};
+use gateway::app::config::Config;
+use gateway::app::run::Running;
+use gateway::app::shared::Options;
 use protocol::modbus::Point;
 use protocol::{DeviceClass, Format, Metric};
 use sim::modbus::{FirepumpSlave, LinkControl, RigSlave, SharedResponder, TcpSlave};
@@ -63,7 +64,7 @@ impl Bench {
             clock: Arc::new(clock.clone()),
             ticker: false,
         };
-        let gw = gateway::service::start(cfg, "t".into(), options).await.unwrap();
+        let gw = gateway::app::run::start(cfg, "t".into(), options).await.unwrap();
         Bench {
             pump,
             control,

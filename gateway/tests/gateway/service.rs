@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use gateway::config::Config;
+use gateway::app::config::Config;
 
 use crate::http::{free_addr, publish};
 

@@ -1,7 +1,7 @@
 //! An outside broker that only speaks TLS: the gateway connects with the CA
 //! it is given, and refuses a broker it cannot verify.
 
-use gateway::config::{BrokerConfig, Config};
+use gateway::app::config::{BrokerConfig, Config};
 use testkit::{Mosquitto, Tls, free_port};
 
 fn config(data: std::path::PathBuf, port: u16, ca: std::path::PathBuf) -> Config {

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use gateway::app::shared::Options;
 use gateway::clock::ManualClock;
-use gateway::service::Options;
 
 use crate::http::{free_addr, get, publish};
 
@@ -22,13 +22,13 @@ async fn a_trapped_passenger_is_an_order_and_an_escalation_on_virtual_time() {
         "{}[[contacts]]\nid = \"acme\"\nmqtt = true\n[[contacts]]\nid = \"city\"\nmqtt = true\n[[dispatch.assign]]\ncontractor = \"acme\"\nbackup = \"city\"\n",
         crate::http::base_config(mqtt.port(), http.port(), dir.path())
     );
-    let cfg = gateway::config::Config::parse(std::path::Path::new("virtual.toml"), &text).unwrap();
+    let cfg = gateway::app::config::Config::parse(std::path::Path::new("virtual.toml"), &text).unwrap();
     let clock = ManualClock::new(T0);
     let options = Options {
         clock: std::sync::Arc::new(clock.clone()),
         ticker: false,
     };
-    let gw = gateway::service::start(cfg, "t".into(), options).await.unwrap();
+    let gw = gateway::app::run::start(cfg, "t".into(), options).await.unwrap();
     testkit::wait_port(mqtt.port());
     let http = http.port();
 

@@ -236,7 +236,7 @@ async fn an_alert_becomes_an_order_stepped_by_its_contractor_escalated_recorded_
     let (hooks, hook_addr) = Hooks::start().await;
     let (mqtt, http) = (free_addr(), free_addr());
     let text = config(mqtt.port(), http.port(), dir.path(), hook_addr);
-    let cfg = gateway::config::Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
+    let cfg = gateway::app::config::Config::parse(std::path::Path::new("test.toml"), &text).unwrap();
     let gw = crate::http::start(cfg).await;
     testkit::wait_port(mqtt.port());
     let http = http.port();
@@ -626,7 +626,7 @@ async fn duties_are_preventive_orders_and_maintenance_silences_dispatch() {
         "{}[[dispatch.assign]]\ncontractor = \"acme\"\n[[contacts]]\nid = \"acme\"\nmqtt = true\n",
         crate::http::base_config(mqtt.port(), http.port(), dir.path())
     );
-    let cfg = gateway::config::Config::parse(std::path::Path::new("duties.toml"), &text).unwrap();
+    let cfg = gateway::app::config::Config::parse(std::path::Path::new("duties.toml"), &text).unwrap();
     let gw = crate::http::start(cfg).await;
     testkit::wait_port(mqtt.port());
     let http = http.port();
@@ -705,7 +705,7 @@ async fn a_configuration_change_is_a_record_with_its_diff() {
             crate::http::base_config(mqtt.port(), http.port(), &dir.path().join("data"))
         );
         std::fs::write(&path, &text).unwrap();
-        let cfg = gateway::config::Config::load(&path).unwrap();
+        let cfg = gateway::app::config::Config::load(&path).unwrap();
         (cfg, http.port())
     };
     let sla = "[[dispatch.sla]]\nclass = \"elevator\"\nrespond = \"5m\"\n";
@@ -736,7 +736,7 @@ async fn deadlines_survive_a_restart_and_escalate_once() {
     let (hooks, hook_addr) = Hooks::start().await;
     let cfg_for = |mqtt: SocketAddr, http: SocketAddr| {
         let text = config(mqtt.port(), http.port(), dir.path(), hook_addr);
-        gateway::config::Config::parse(std::path::Path::new("test.toml"), &text).unwrap()
+        gateway::app::config::Config::parse(std::path::Path::new("test.toml"), &text).unwrap()
     };
     let (mqtt, http) = (free_addr(), free_addr());
     let gw = crate::http::start(cfg_for(mqtt, http)).await;

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use firmware::elevator::ElevatorConfig as NodeElevatorConfig;
 use firmware::hal::Millis;
+use gateway::app::run::Running;
+use gateway::app::shared::Options;
 use gateway::clock::ManualClock;
-use gateway::service::{Options, Running};
 use protocol::{DeviceClass, Format};
 use sim::physics::elevator::{Door, ElevatorConfig, ElevatorFault, ElevatorSim};
 use sim::rig;
@@ -86,13 +87,13 @@ async fn a_trapped_passenger_becomes_a_dispatched_order_within_its_sla() {
          [[dispatch.assign]]\nsite = \"lakeside\"\nclass = \"elevator\"\ncontractor = \"acme\"\nbackup = \"city\"\n",
         dir.path().display()
     );
-    let cfg = gateway::config::Config::parse(std::path::Path::new("bench.toml"), &text).unwrap();
+    let cfg = gateway::app::config::Config::parse(std::path::Path::new("bench.toml"), &text).unwrap();
     let clock = ManualClock::new(T0);
     let options = Options {
         clock: std::sync::Arc::new(clock.clone()),
         ticker: false,
     };
-    let gw = gateway::service::start(cfg, "t".into(), options).await.unwrap();
+    let gw = gateway::app::run::start(cfg, "t".into(), options).await.unwrap();
     testkit::wait_port(mqtt);
 
     let mut bench_rig = rig::elevator(

@@ -326,7 +326,7 @@ struct Compound {
     standby_link: Arc<LinkControl>,
     tcp: TcpSlave,
     bus: RtuBus,
-    gw: gateway::service::Running,
+    gw: gateway::app::run::Running,
     clock: gateway::clock::ManualClock,
     seconds: i64,
     http: u16,
@@ -367,13 +367,13 @@ impl Compound {
             data = dir.path().join("data").display(),
             tcp = tcp.addr(),
         );
-        let cfg = gateway::config::Config::parse(Path::new("modbus-bench.toml"), &text).unwrap();
+        let cfg = gateway::app::config::Config::parse(Path::new("modbus-bench.toml"), &text).unwrap();
         let clock = gateway::clock::ManualClock::new(T0);
-        let options = gateway::service::Options {
+        let options = gateway::app::shared::Options {
             clock: Arc::new(clock.clone()),
             ticker: false,
         };
-        let gw = gateway::service::start(cfg, "t".into(), options).await.unwrap();
+        let gw = gateway::app::run::start(cfg, "t".into(), options).await.unwrap();
         testkit::wait_port(mqtt);
         until_subscribed(&gw, mqtt).await;
         Compound {
@@ -464,7 +464,7 @@ impl Compound {
 /// virtual time runs: the broker may start listening after the gateway's
 /// first connection attempt, and 30 virtual seconds without it would be an
 /// `uplink_lost`.
-async fn until_subscribed(gw: &gateway::service::Running, mqtt: u16) {
+async fn until_subscribed(gw: &gateway::app::run::Running, mqtt: u16) {
     let refused = || {
         gateway::ingest::REASONS
             .iter()

@@ -20,9 +20,9 @@ use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::alerts::Refusal;
+use crate::app::shared::Shared;
+use crate::ops::alerts::Refusal;
 use crate::registry::{Registry, Status};
-use crate::service::Shared;
 use crate::store::{Point, SeriesQuery, Store};
 use auth::{Principal, Role};
 
@@ -151,12 +151,12 @@ pub(crate) async fn read<T: Send + 'static>(
 pub(crate) async fn contractor_devices(shared: &Shared, who: &Principal) -> Result<Vec<(String, String)>, ApiError> {
     let c = who.contractor.clone().unwrap_or_default();
     read(shared, move |s| {
-        let q = crate::workorders::OrderQuery {
+        let q = crate::ops::workorders::OrderQuery {
             contractor: Some(c),
             limit: 100_000,
             ..Default::default()
         };
-        crate::workorders::query(s.conn(), &q)
+        crate::ops::workorders::query(s.conn(), &q)
             .map(|os| os.into_iter().map(|o| (o.site, o.device)).collect())
             .map_err(|e| s.sql_error(e))
     })
@@ -477,7 +477,7 @@ async fn ack(
             "`by` is at most 64 bytes",
         ));
     }
-    let answer = ask(&shared, |reply| crate::alerts::Control::Ack { id, by, reply }).await?;
+    let answer = ask(&shared, |reply| crate::ops::alerts::Control::Ack { id, by, reply }).await?;
     match answer {
         Ok(view) => Ok(Json(view)),
         Err(Refusal::Refused(e @ alerting::AckError::Unknown(_))) => {
@@ -497,7 +497,7 @@ async fn ack(
 /// 503 when the pipeline does not take it or does not answer in time.
 pub(crate) async fn ask<T>(
     shared: &Shared,
-    control: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> crate::alerts::Control,
+    control: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> crate::ops::alerts::Control,
 ) -> Result<T, ApiError> {
     let busy = || {
         ApiError::new(
@@ -528,7 +528,7 @@ async fn events(
     let stream = futures_util::stream::unfold(state, |(mut rx, metrics, mut closing, who)| async move {
         use tokio::sync::broadcast::error::RecvError;
         // A contractor sees its own work orders; others what is in scope.
-        let sees = |e: &crate::alerts::Streamed| match who.role {
+        let sees = |e: &crate::ops::alerts::Streamed| match who.role {
             Role::Admin => true,
             Role::Contractor => who.contractor.as_ref().is_some_and(|c| e.contractors.contains(c)),
             _ => e.site.as_ref().is_none_or(|s| who.sees_site(s)),

@@ -11,9 +11,9 @@ use serde_json::json;
 
 use super::auth::{Principal, Role};
 use super::{ApiError, not_stored, parse_time, read};
-use crate::alerts::{Control, Refusal};
-use crate::service::Shared;
-use crate::workorders::OrderQuery;
+use crate::app::shared::Shared;
+use crate::ops::alerts::{Control, Refusal};
+use crate::ops::workorders::OrderQuery;
 
 /// Most orders one request returns.
 pub(super) const MAX_ORDERS: usize = 5000;
@@ -89,7 +89,7 @@ pub(super) async fn list(
     who.require(&[Role::Engineer, Role::Contractor, Role::Auditor], "read work orders")?;
     let q = scoped(&who, p)?;
     let orders = read(&shared, move |s| {
-        crate::workorders::query(s.conn(), &q).map_err(|e| s.sql_error(e))
+        crate::ops::workorders::query(s.conn(), &q).map_err(|e| s.sql_error(e))
     })
     .await?;
     Ok(Json(json!({ "work_orders": orders })))
@@ -102,7 +102,7 @@ fn order_id(id: &str) -> Result<u64, ApiError> {
 /// The order, if the principal may see it: 404 unknown, 403 somebody else's.
 async fn visible(shared: &Shared, who: &Principal, id: u64) -> Result<dispatch::Order, ApiError> {
     let order = read(shared, move |s| {
-        crate::workorders::get(s.conn(), id).map_err(|e| s.sql_error(e))
+        crate::ops::workorders::get(s.conn(), id).map_err(|e| s.sql_error(e))
     })
     .await?
     .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no work order {id}")))?;
@@ -227,7 +227,7 @@ pub(super) async fn report(
     let s2 = site.clone();
     let m2 = month.clone();
     let (fired, orders) = read(&shared, move |s| {
-        crate::workorders::for_report(s.conn(), &s2, &m2).map_err(|e| s.sql_error(e))
+        crate::ops::workorders::for_report(s.conn(), &s2, &m2).map_err(|e| s.sql_error(e))
     })
     .await?;
     let r = dispatch::MonthlyReport::compute(&site, month, now, &fired, &orders);

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::ApiError;
-use crate::config::TokenConfig;
+use crate::app::config::TokenConfig;
 
 /// The roles of the contract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]

@@ -7,6 +7,9 @@
 //! transaction. `redb` is a fine key-value store but would need every query
 //! written by hand. Bundled, so no system library is needed.
 
+pub mod influx;
+pub mod ledger;
+
 use std::path::{Path, PathBuf};
 
 use protocol::Message;
@@ -203,8 +206,8 @@ impl Store {
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        conn.execute_batch(crate::supervision::SCHEMA).map_err(err)?;
-        conn.execute_batch(crate::workorders::SCHEMA).map_err(err)?;
+        conn.execute_batch(crate::ops::supervision::SCHEMA).map_err(err)?;
+        conn.execute_batch(crate::ops::workorders::SCHEMA).map_err(err)?;
         let old: bool = conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'samples')",

@@ -19,12 +19,12 @@ use alerting::{Effect, Engine};
 use dispatch::{Desk, Order, Out};
 use records::NewRecord;
 
-use crate::alerts::Hub;
 use crate::ingest::Incoming;
 use crate::metrics::{ChangeLabel, Metrics};
+use crate::ops::alerts::Hub;
+use crate::ops::supervision::Chain;
 use crate::registry::{Device, DeviceKey};
 use crate::store::{EngineDevice, Store, StoreError};
-use crate::supervision::Chain;
 
 /// Records kept for a failing store before the oldest are dropped.
 pub const MAX_UNSTORED: usize = 100_000;
@@ -43,7 +43,7 @@ pub struct Ledger {
     /// Registry state moved by the batch, newest per device.
     devices: BTreeMap<DeviceKey, Device>,
     /// Deliveries to keep in the outbox table, and ids to forget.
-    outbox_put: Vec<crate::workorders::Queued>,
+    outbox_put: Vec<crate::ops::workorders::Queued>,
     outbox_done: Vec<String>,
 }
 
@@ -118,7 +118,7 @@ impl Ledger {
     }
 
     /// Adds deliveries to keep in the outbox table with the next commit.
-    pub fn stage_outbox(&mut self, put: Vec<crate::workorders::Queued>) {
+    pub fn stage_outbox(&mut self, put: Vec<crate::ops::workorders::Queued>) {
         self.outbox_put.extend(put);
     }
 
@@ -214,8 +214,8 @@ impl Ledger {
             // Most telemetry changes nothing: no transaction, nothing to publish.
             return Ok(());
         }
-        let mut recs = crate::supervision::of_effects(effects);
-        recs.extend(crate::workorders::records_of(outs, now));
+        let mut recs = crate::ops::supervision::of_effects(effects);
+        recs.extend(crate::ops::workorders::records_of(outs, now));
         self.records.extend(recs);
         let mut new_orders = false;
         for o in outs {
@@ -242,7 +242,7 @@ impl Ledger {
             );
         }
         if self.is_empty() && !force && !self.chain.checkpoint_due(now) {
-            crate::alerts::publish(hub, m, effects, outs, &[]);
+            crate::ops::alerts::publish(hub, m, effects, outs, &[]);
             return Ok(());
         }
         let devices = touched(engine, &self.alerts);
@@ -258,12 +258,12 @@ impl Ledger {
         let appended = store.transact_series(|tx, series| {
             let n = crate::store::write_samples(tx, series, samples)?;
             crate::store::write_devices(tx, registry.values())?;
-            crate::workorders::save_outbox(tx, put, done)?;
+            crate::ops::workorders::save_outbox(tx, put, done)?;
             crate::store::write_alerts(tx, alerts)?;
             crate::store::write_engine(tx, &devices, &engine.globals())?;
-            crate::workorders::save(tx, now, &orders, desk_state.as_ref())?;
+            crate::ops::workorders::save(tx, now, &orders, desk_state.as_ref())?;
             if let Some(text) = &config {
-                crate::supervision::save_config(tx, text)?;
+                crate::ops::supervision::save_config(tx, text)?;
             }
             Ok((n, chain.append(tx, now, records, force)?))
         });
@@ -285,7 +285,7 @@ impl Ledger {
                 m.unstored.set(0);
                 m.work_orders_open
                     .set(i64::try_from(desk.open().count()).unwrap_or(i64::MAX));
-                crate::alerts::publish(hub, m, effects, outs, &a.entries);
+                crate::ops::alerts::publish(hub, m, effects, outs, &a.entries);
                 Ok(())
             }
             Err(e) => {
@@ -295,7 +295,7 @@ impl Ledger {
                 tracing::error!(error = %e, records = self.records.len(), "could not store; kept for the next commit");
                 // Still published: the open alerts and the stream are live
                 // views; the store catches up with the next commit.
-                crate::alerts::publish(hub, m, effects, outs, &[]);
+                crate::ops::alerts::publish(hub, m, effects, outs, &[]);
                 Err(e)
             }
         }

@@ -18,6 +18,9 @@
 //! it answers which packet ids to acknowledge now.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use rumqttc::{AsyncClient, QoS};
 
 /// A message to acknowledge once it is done, tied to the connection it came
 /// on: after a reconnection the broker sends unacknowledged messages again,
@@ -80,6 +83,63 @@ impl AckOrder {
     #[must_use]
     pub fn waiting(&self) -> usize {
         self.pending.len()
+    }
+}
+
+/// The acknowledgement of one message, sent once its batch is committed.
+pub(crate) enum Done {
+    /// A PUBACK to the broker the gateway is a client of, in arrival order.
+    Client {
+        acker: Acker,
+        ticket: crate::ingest::acks::Ticket,
+        qos: QoS,
+    },
+    /// A PUBACK from the embedded broker to the node itself.
+    Node(crate::broker::Ack),
+}
+
+impl Done {
+    /// Sends the acknowledgement (and those it held back).
+    pub(crate) fn release(self) {
+        match self {
+            Done::Client { acker, ticket, qos } => acker.done(ticket, qos),
+            Done::Node(ack) => ack.done(),
+        }
+    }
+}
+
+/// The broker connection's acknowledgements: sent in arrival order, each
+/// once its message (and every one before it) is done.
+#[derive(Clone)]
+pub(crate) struct Acker {
+    pub(crate) client: AsyncClient,
+    pub(crate) order: Arc<Mutex<crate::ingest::acks::AckOrder>>,
+}
+
+impl Acker {
+    pub(crate) fn order(&self) -> std::sync::MutexGuard<'_, crate::ingest::acks::AckOrder> {
+        self.order.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes a place in the order for a message that needs acknowledging.
+    pub(crate) fn received(&self, p: &rumqttc::Publish) -> Option<Done> {
+        (p.qos != QoS::AtMostOnce).then(|| Done::Client {
+            acker: self.clone(),
+            ticket: self.order().received(p.pkid),
+            qos: p.qos,
+        })
+    }
+
+    /// The message is done: acknowledges what may be acknowledged now.
+    pub(crate) fn done(&self, ticket: crate::ingest::acks::Ticket, qos: QoS) {
+        let ids = self.order().done(ticket);
+        for pkid in ids {
+            let mut ack = rumqttc::Publish::new("", qos, Vec::new());
+            ack.pkid = pkid;
+            if let Err(e) = self.client.try_ack(&ack) {
+                tracing::warn!(error = %e, "could not acknowledge a message; the broker will send it again");
+            }
+        }
     }
 }
 

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 
 use super::auth::{Principal, Role};
 use super::{ApiError, parse_time, read};
-use crate::service::Shared;
-use crate::supervision::RecordQuery;
+use crate::app::shared::Shared;
+use crate::ops::supervision::RecordQuery;
 
 /// Most records one list request returns (page with `after`).
 pub(super) const MAX_RECORDS: usize = 10_000;
@@ -65,7 +65,7 @@ pub(super) async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let q = query(&who, &p, p.limit.unwrap_or(1000).min(MAX_RECORDS))?;
     let list = read(&shared, move |s| {
-        crate::supervision::list(s.conn(), &q).map_err(|e| s.sql_error(e))
+        crate::ops::supervision::list(s.conn(), &q).map_err(|e| s.sql_error(e))
     })
     .await?;
     let next = list.last().map(|e| e.seq);
@@ -127,7 +127,9 @@ pub(super) async fn export(
         let mut w = ChunkWriter { buf: Vec::new(), tx };
         let result = crate::store::Store::open(&dir)
             .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|s| crate::supervision::export(&s, &q, Some(&key), csv, &mut w).map_err(std::io::Error::other))
+            .and_then(|s| {
+                crate::ops::supervision::export(&s, &q, Some(&key), csv, &mut w).map_err(std::io::Error::other)
+            })
             .and_then(|()| w.flush());
         if let Err(e) = result {
             tracing::error!(error = %e, "record export failed");
@@ -164,7 +166,7 @@ pub(super) async fn verify(
     who.require(&[Role::Engineer, Role::Auditor], "verify the record chain")?;
     let key = shared.records_key.to_string();
     let v = read(&shared, move |s| {
-        crate::supervision::verify(s.conn(), Some(&key)).map_err(|e| s.sql_error(e))
+        crate::ops::supervision::verify(s.conn(), Some(&key)).map_err(|e| s.sql_error(e))
     })
     .await?;
     if !v.ok {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::app::config::Config;
 
 /// The facility-safety gateway.
 #[derive(Debug, Parser)]
@@ -158,7 +158,7 @@ pub fn records(cmd: RecordsCommand) -> std::process::ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let q = crate::supervision::RecordQuery {
+            let q = crate::ops::supervision::RecordQuery {
                 device,
                 sites: site.map(|s| vec![s]),
                 from,
@@ -207,12 +207,12 @@ fn verify_dir(dir: &std::path::Path, key: Option<&str>) -> Result<records::Verif
             .transpose()
             .map_err(|e| e.to_string())?
     };
-    crate::supervision::verify(store.conn(), key.as_deref()).map_err(|e| e.to_string())
+    crate::ops::supervision::verify(store.conn(), key.as_deref()).map_err(|e| e.to_string())
 }
 
 fn export_dir(
     dir: &std::path::Path,
-    q: &crate::supervision::RecordQuery,
+    q: &crate::ops::supervision::RecordQuery,
     csv: bool,
     out: Option<&std::path::Path>,
 ) -> Result<(), String> {
@@ -228,12 +228,12 @@ fn export_dir(
     if let Some(path) = out {
         let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut w = std::io::BufWriter::new(f);
-        crate::supervision::export(&store, q, key.as_deref(), csv, &mut w)?;
+        crate::ops::supervision::export(&store, q, key.as_deref(), csv, &mut w)?;
         w.flush().map_err(|e| format!("{}: {e}", path.display()))
     } else {
         let stdout = std::io::stdout();
         let mut w = std::io::BufWriter::new(stdout.lock());
-        crate::supervision::export(&store, q, key.as_deref(), csv, &mut w)?;
+        crate::ops::supervision::export(&store, q, key.as_deref(), csv, &mut w)?;
         w.flush().map_err(|e| e.to_string())
     }
 }
@@ -297,8 +297,8 @@ impl RunArgs {
     /// The configuration: the file (or defaults) with command-line overrides.
     ///
     /// # Errors
-    /// The file's [`crate::config::ConfigError`].
-    pub fn config(&self) -> Result<Config, crate::config::ConfigError> {
+    /// The file's [`crate::app::config::ConfigError`].
+    pub fn config(&self) -> Result<Config, crate::app::config::ConfigError> {
         let mut config = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),

@@ -22,7 +22,7 @@ pub struct Config {
     /// Devices polled over Modbus TCP.
     pub modbus: ModbusConfig,
     /// An InfluxDB 2 (or compatible) server to copy telemetry to, for Grafana.
-    pub influx: Option<crate::influx::InfluxConfig>,
+    pub influx: Option<crate::store::influx::InfluxConfig>,
     /// Rule packs, overrides, maintenance windows, buildings, timings (see docs/rules.md).
     pub alerting: alerting::AlertingConfig,
     /// Work orders: assignments, deadlines, periodic duties (see docs/workorders.md).
@@ -137,7 +137,7 @@ pub struct TokenConfig {
     /// The token itself (at least 16 characters).
     pub token: String,
     /// `admin`, `engineer`, `contractor` or `auditor`.
-    pub role: crate::http::auth::Role,
+    pub role: crate::api::auth::Role,
     /// Engineers and auditors: the compounds in scope (all if absent).
     #[serde(default)]
     pub sites: Option<Vec<String>>,
@@ -451,7 +451,7 @@ impl Config {
                     "is the same as another token's".into(),
                 ));
             }
-            let contractor = t.role == crate::http::auth::Role::Contractor;
+            let contractor = t.role == crate::api::auth::Role::Contractor;
             if contractor != t.contractor.is_some() {
                 return Err((
                     format!("http.tokens[{i}].contractor"),

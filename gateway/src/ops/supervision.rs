@@ -429,7 +429,7 @@ pub fn of_effects(effects: &[alerting::Effect]) -> Vec<NewRecord> {
                 let at = a.resolved_at.or(a.acked_at).or(a.fired_at).unwrap_or(a.since);
                 (
                     at,
-                    format!("alert_{}", crate::alerts::change_name(c.change)),
+                    format!("alert_{}", crate::ops::alerts::change_name(c.change)),
                     a.site.clone(),
                     a.class.clone(),
                     a.device.clone(),
@@ -478,14 +478,14 @@ pub fn export(
     let checkpoints = if csv {
         Vec::new()
     } else {
-        crate::supervision::checkpoints(conn).map_err(|e| e.to_string())?
+        crate::ops::supervision::checkpoints(conn).map_err(|e| e.to_string())?
     };
     let meta = records::ExportMeta {
-        exported_at: crate::service::now_ms(),
+        exported_at: crate::app::run::now_ms(),
         public_key: key.map(str::to_owned),
         filter: q.filter(),
     };
-    crate::supervision::scan(conn, q, |rows| {
+    crate::ops::supervision::scan(conn, q, |rows| {
         if csv {
             records::write_csv(&mut *w, rows)
         } else {

@@ -253,7 +253,7 @@ pub fn for_report(
 pub fn records_of(outs: &[Out], now: i64) -> Vec<NewRecord> {
     let mut recs = Vec::new();
     for o in outs {
-        let parts: crate::supervision::Parts = match o {
+        let parts: crate::ops::supervision::Parts = match o {
             Out::Order { change, order } => (
                 now,
                 change.record_kind(order).to_owned(),
@@ -285,7 +285,7 @@ pub fn records_of(outs: &[Out], now: i64) -> Vec<NewRecord> {
             ),
             Out::Tell(_) => continue,
         };
-        recs.extend(crate::supervision::record(parts));
+        recs.extend(crate::ops::supervision::record(parts));
     }
     recs
 }

@@ -1,0 +1,100 @@
+//! The embedded broker ([`crate::broker`]) wired to the lanes: a node's
+//! publish goes straight in, with its PUBACK owed until the commit.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::app::shared::Shared;
+use crate::ingest::acks::Done;
+use crate::ingest::lanes::{Input, Lanes, Publish, priority_lane};
+
+/// The lane of a node's publish on the embedded broker: the gateway takes
+/// every topic of the node-to-gateway shape (`fm/v1/{site}/{class}/{device}/{kind}`,
+/// a bad kind included, so it is refused and counted); commands and the
+/// gateway's own notifications are only routed to their subscribers.
+pub(crate) fn node_lane(topic: &str) -> crate::broker::Lane {
+    use crate::broker::Lane;
+    let mut parts = topic.split('/');
+    let shape = parts.next() == Some("fm") && parts.next() == Some("v1");
+    let rest: Vec<&str> = parts.collect();
+    match (shape, rest.as_slice()) {
+        (true, [_, _, _, "cmd"]) | (false, _) => Lane::None,
+        (true, [_, _, _, kind]) if priority_lane(kind) => Lane::Priority,
+        (true, [_, _, _, _]) => Lane::Bulk,
+        (true, _) => Lane::None,
+    }
+}
+
+/// The embedded broker on `listener`, its nodes' publishes forwarded into
+/// the lanes (the broker hands them over with their PUBACK still owed), and
+/// the gateway's own publishing client of it (notifications). The gateway
+/// is subscribed from the first instant: nothing a node sends can miss it.
+pub(crate) async fn start_embedded(
+    listener: tokio::net::TcpListener,
+    mut client_loop: rumqttc::EventLoop,
+    lanes: &Lanes,
+    control: &mpsc::Sender<crate::ops::alerts::Control>,
+    shared: &Shared,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let (ptx, prx) = mpsc::channel(64);
+    let (btx, brx) = mpsc::channel(64);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (broker, served) = crate::broker::Broker::start(
+        listener,
+        crate::broker::Settings::default(),
+        crate::broker::Ingress {
+            priority: ptx,
+            bulk: btx,
+            lane: node_lane,
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    );
+    shared.metrics.mqtt_subscribed.set(1);
+    let _ = control.send(crate::ops::alerts::Control::Uplink(true)).await;
+    tracing::info!("embedded MQTT broker serving; a node's PUBACK waits for the gateway's commit");
+    let forward = |mut rx: mpsc::Receiver<crate::broker::Inbound>, kind_of: &'static str| {
+        let lanes = lanes.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            while let Some(i) = rx.recv().await {
+                let msg = Publish {
+                    topic: i.topic,
+                    payload: i.payload,
+                    received_ms: shared.clock.now_ms(),
+                    ack: i.ack.map(Done::Node),
+                };
+                if !lanes.send(kind_of, Input::Mqtt(msg), &shared.metrics).await {
+                    break;
+                }
+            }
+        })
+    };
+    let publisher = tokio::spawn(async move {
+        // Keeps the notification client connected; it subscribes to nothing.
+        loop {
+            if let Err(e) = client_loop.poll().await {
+                tracing::debug!(error = %e, "notification client of the embedded broker: reconnecting");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    let stats = {
+        let metrics = shared.metrics.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                metrics.broker.copy(broker.stats());
+            }
+        })
+    };
+    let closer = tokio::spawn(async move {
+        // Ends with the others (aborted at shutdown): the broker stops too.
+        let _stop = stop;
+        let _ = served.await;
+    });
+    vec![forward(prx, "event"), forward(brx, "data"), publisher, stats, closer]
+}

@@ -1,0 +1,58 @@
+//! The controls the HTTP side, the ticker and the broker side send the
+//! pipeline: time passing, the broker coming and going, an alert's
+//! acknowledgement and a work order's step (answered once stored), a
+//! delivery's outcome.
+
+use crate::pipeline::settle::{delivered, settle};
+use crate::pipeline::{Pipeline, check_disk};
+
+/// Handles one control; whether it asks the pipeline to stop.
+pub(crate) fn control(
+    p: &mut Pipeline<'_>,
+    c: crate::ops::alerts::Control,
+    clock: i64,
+    effects: &mut Vec<alerting::Effect>,
+    outs: &mut Vec<dispatch::Out>,
+) -> bool {
+    use crate::ops::alerts::{Control, Refusal};
+    match c {
+        Control::Stop => return true,
+        // Taken by the pipeline's loop, which owns the lanes.
+        Control::Sync(reply) => {
+            let _ = reply.send(());
+        }
+        Control::Tick => {
+            check_disk(p);
+            p.engine.tick(clock, effects);
+            p.desk.tick(clock, outs);
+        }
+        Control::Uplink(up) => p.engine.uplink(clock, up, effects),
+        Control::Delivered(o) => delivered(p, clock, &o),
+        Control::Ack { id, by, reply } => {
+            let answer = p.engine.ack(clock, id, &by, effects);
+            // Stored before the answer: an acknowledged ack survives a crash.
+            let stored = settle(p, clock, effects, outs, false);
+            let _ = reply.send(match (answer, stored) {
+                (Err(e), _) => Err(Refusal::Refused(e)),
+                (Ok(_), Err(e)) => Err(Refusal::NotStored(e)),
+                (Ok(v), Ok(())) => Ok(v),
+            });
+        }
+        Control::Step {
+            id,
+            step,
+            by,
+            note,
+            reply,
+        } => {
+            let answer = p.desk.step(clock, id, step, &by, note, outs);
+            let stored = settle(p, clock, effects, outs, false);
+            let _ = reply.send(match (answer, stored) {
+                (Err(e), _) => Err(Refusal::Refused(e)),
+                (Ok(_), Err(e)) => Err(Refusal::NotStored(e)),
+                (Ok(o), Ok(())) => Ok(o),
+            });
+        }
+    }
+    false
+}

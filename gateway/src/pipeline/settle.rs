@@ -1,0 +1,190 @@
+//! What follows from a batch's judgements, and its commit: work orders
+//! from intents (with their evidence), duties, notifications, maintenance
+//! windows, the deliveries decided, then one transaction; after it the
+//! acknowledgements, the stream and the deliveries go out, or after a
+//! failure everything waits for the retry.
+
+use std::time::Instant;
+
+use crate::pipeline::{Pipeline, check_disk};
+
+/// A delivery's outcome on one channel: its record, and the outbox row
+/// forgotten once its last channel has reported.
+pub(crate) fn delivered(p: &mut Pipeline<'_>, now: i64, o: &notify::Outcome) {
+    let (record, done) = p.courier.outcome(now, o, &p.shared.metrics);
+    if let Some(r) = record {
+        p.ledger.record(r);
+    }
+    if let Some(id) = done {
+        p.ledger.outbox_done(id);
+    }
+}
+
+/// What follows from a step's effects, stored in one transaction: work
+/// orders from intents (with the store's evidence), duties fulfilled by
+/// self-tests, notifications to the managers, maintenance windows, then the
+/// commit and what the desk says to tell. `force` signs a checkpoint.
+pub(crate) fn settle(
+    p: &mut Pipeline<'_>,
+    clock: i64,
+    effects: &mut Vec<alerting::Effect>,
+    outs: &mut Vec<dispatch::Out>,
+    force: bool,
+) -> Result<(), String> {
+    use alerting::Effect;
+    let m = &p.shared.metrics;
+    for e in effects.iter() {
+        match e {
+            Effect::WorkOrder(intent) => {
+                let series = match intent {
+                    alerting::WorkOrderIntent::Open { alert } => evidence(p, alert),
+                    alerting::WorkOrderIntent::Close { .. } => Vec::new(),
+                };
+                p.desk.intent(clock, intent, series, outs);
+            }
+            Effect::Record(r) if r.kind == "self_test" => {
+                let ok = r.detail.iter().any(|(k, v)| k == "ok" && v == "true");
+                p.desk.self_test(clock, &r.site, &r.class, &r.device, ok, outs);
+            }
+            Effect::Notify(n) => {
+                let managers = p.desk.policy().managers(&n.site);
+                for r in p.courier.notification(n, &managers, m) {
+                    p.ledger.record(r);
+                }
+            }
+            _ => {}
+        }
+    }
+    for o in outs.iter() {
+        match o {
+            dispatch::Out::Maintenance {
+                site,
+                class,
+                device,
+                order,
+                active,
+            } => {
+                let reason = format!("order:{order}");
+                if *active {
+                    p.engine.add_window(alerting::Window {
+                        site: Some(site.clone()),
+                        class: protocol::DeviceClass::from_name(class),
+                        device: Some(device.clone()),
+                        from: clock,
+                        to: i64::MAX,
+                        reason,
+                    });
+                } else {
+                    p.engine.end_window(&reason, clock);
+                }
+            }
+            dispatch::Out::Tell(_) | dispatch::Out::Order { .. } => {}
+        }
+    }
+    // What the desk says to tell is decided now and kept in the outbox
+    // table with the change it is about; it is handed to the channels only
+    // once stored: a contractor is never sent an order the gateway could
+    // lose, and a kill after the commit does not lose the message.
+    for o in outs.iter() {
+        if let dispatch::Out::Tell(t) = o {
+            let order = outs
+                .iter()
+                .rev()
+                .find_map(|o| match o {
+                    dispatch::Out::Order { order, .. } if order.id == t.order => Some(&**order),
+                    _ => None,
+                })
+                .or_else(|| p.desk.order(t.order));
+            if let Some(r) = p.courier.tell(clock, t, order, m) {
+                p.ledger.record(r);
+            }
+        }
+    }
+    p.ledger.stage_outbox(p.courier.take_unwritten());
+    let stored = p
+        .ledger
+        .commit(
+            &mut p.store,
+            &p.engine,
+            &p.desk,
+            &p.shared.alerts,
+            m,
+            clock,
+            effects,
+            outs,
+            force,
+        )
+        .map_err(|e| e.to_string());
+    if stored.is_ok() {
+        let (records, done) = p.courier.release(clock, m);
+        for r in records {
+            p.ledger.record(r);
+        }
+        for id in done {
+            p.ledger.outbox_done(id);
+        }
+        release(p);
+    } else {
+        failed(p);
+    }
+    effects.clear();
+    outs.clear();
+    stored
+}
+
+/// The samples before an alert that a work order carries as its evidence:
+/// stored ones and those of the batch not yet committed.
+pub(crate) fn evidence(p: &Pipeline<'_>, alert: &alerting::AlertView) -> Vec<dispatch::Sample> {
+    let trigger = alert.fired_at.unwrap_or(alert.since).min(alert.since);
+    p.ledger
+        .recent(
+            &p.store,
+            &alert.site,
+            &alert.device,
+            trigger - crate::ops::workorders::EVIDENCE_BEFORE_MS,
+            crate::ops::workorders::EVIDENCE_SAMPLES,
+        )
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no evidence series for a work order");
+            Vec::new()
+        })
+}
+
+/// The batch's commit failed: it stays, unacknowledged, and is tried again
+/// after a back-off; the disk is measured (a full one holds telemetry back).
+pub(crate) fn failed(p: &mut Pipeline<'_>) {
+    let wait = p.batch.failed(Instant::now());
+    let m = &p.shared.metrics;
+    m.store_errors.inc();
+    m.commit_failures.set(i64::from(p.batch.failures()));
+    tracing::warn!(
+        messages = p.batch.len(),
+        failures = p.batch.failures(),
+        retry_in = ?wait,
+        "the batch is not stored; its messages stay unacknowledged and are tried again"
+    );
+    check_disk(p);
+}
+
+/// The batch is committed: its acknowledgements go out (in the order the
+/// messages were taken; each connection's in arrival order), its lines go
+/// to the time-series copy, and its latency is measured.
+pub(crate) fn release(p: &mut Pipeline<'_>) {
+    let r = p.batch.committed();
+    let m = &p.shared.metrics;
+    m.commit_failures.set(0);
+    let now = p.shared.clock.now_ms();
+    for received in r.received {
+        #[allow(clippy::cast_precision_loss)]
+        m.pipeline_seconds.observe((now - received).max(0) as f64 / 1000.0);
+    }
+    for ack in r.acks {
+        ack.release();
+    }
+    if let Some(tx) = p.influx
+        && !r.lines.is_empty()
+        && tx.blocking_send(r.lines).is_err()
+    {
+        tracing::error!("the InfluxDB collector has stopped");
+    }
+}
