@@ -22,7 +22,6 @@ pub mod api;
 pub mod app;
 pub mod broker;
 pub mod clock;
-pub mod demo;
 pub mod ingest;
 pub mod metrics;
 pub mod modbus;

@@ -23,10 +23,6 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (embedded broker and store without a config).
     Run(RunArgs),
-    /// The service on embedded defaults with a simulated compound (lifts,
-    /// a fire pump room, charging bays through the real firmware) that has
-    /// faults now and then: alerts, work orders and records within a minute.
-    Demo(DemoArgs),
     /// Validate a configuration file; exit 2 naming file, line and field on error.
     Check {
         /// The configuration file.
@@ -238,36 +234,6 @@ fn export_dir(
     }
 }
 
-/// Options of `gateway demo`.
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    /// Where it listens and stores.
-    #[command(flatten)]
-    pub places: Places,
-    /// A fault about this often, on average.
-    #[arg(long, default_value = "45s", value_parser = humantime::parse_duration)]
-    pub fault_every: std::time::Duration,
-    /// When the first fault happens (smoke in a charging bay).
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
-    pub first_fault: std::time::Duration,
-    /// No faults: a quiet compound.
-    #[arg(long)]
-    pub no_faults: bool,
-    /// Seed of the traffic and of which device a fault befalls.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-}
-
-impl DemoArgs {
-    /// The embedded defaults with the command line's overrides.
-    #[must_use]
-    pub fn base(&self) -> Config {
-        let mut config = Config::default();
-        self.places.apply(&mut config);
-        config
-    }
-}
-
 /// Options of `gateway run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -279,7 +245,7 @@ pub struct RunArgs {
     pub places: Places,
 }
 
-/// The addresses and the data directory, shared by `run` and `demo`.
+/// The addresses and the data directory, shared by `run` and `gateway-demo`.
 #[derive(Debug, clap::Args)]
 pub struct Places {
     /// Embedded broker address (default 127.0.0.1:1883).
@@ -321,4 +287,40 @@ impl Places {
             config.storage.data_dir.clone_from(d);
         }
     }
+}
+
+/// `GATEWAY_ADMIN_TOKEN`, or a new random token printed once.
+#[must_use]
+pub fn admin_token() -> String {
+    if let Ok(t) = std::env::var("GATEWAY_ADMIN_TOKEN")
+        && !t.is_empty()
+    {
+        return t;
+    }
+    let token = crate::app::run::random_token();
+    println!("admin token (set GATEWAY_ADMIN_TOKEN to choose one): {token}");
+    token
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested");
 }

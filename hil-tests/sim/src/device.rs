@@ -3,7 +3,7 @@
 //! (what a scenario file or the demo declares) and driven by [`Action`]s
 //! (a passenger boarding, a fault injected, a battery plugged in).
 //!
-//! The scenario runner and `gateway demo` both build their compounds from
+//! The scenario runner and `gateway-demo` both build their compounds from
 //! these, so a fault behaves the same in a lab's CI run and on a newcomer's
 //! console.
 

@@ -365,3 +365,48 @@ impl PtyPair {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
+
+/// An HTTP/1.1 answer read to its end, as status code and body (a chunked
+/// body, such as a streamed export, joined): the API is plain JSON over
+/// HTTP, so a socket and a request line are all a test needs.
+#[must_use]
+pub fn parse_response(raw: &[u8]) -> (u16, String) {
+    let out = String::from_utf8_lossy(raw).into_owned();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    if !chunked {
+        return (status, body.to_owned());
+    }
+    let mut rest = body;
+    let mut joined = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        joined.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    (status, joined)
+}
+
+/// `GET path` on 127.0.0.1:`port` (blocking), with a bearer token if given:
+/// status code and body.
+///
+/// # Panics
+/// If nothing listens on the port.
+pub fn http_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").as_bytes())
+        .expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    parse_response(&raw)
+}

@@ -1,4 +1,4 @@
-//! `gateway demo`: the gateway on its embedded defaults with a simulated
+//! `gateway-demo`: the gateway on its embedded defaults with a simulated
 //! compound around it, so a newcomer sees alerts, work orders and
 //! supervision records within a minute, without a single real device.
 //!
@@ -9,6 +9,9 @@
 //! broker exactly as a board would. Faults happen now and then (the first
 //! after 15 s: smoke in a bay, which the node cuts at once and the gateway
 //! dispatches at once), each cleared after a while, as a technician would.
+//!
+//! A crate of its own, so the production `gateway` binary links neither the
+//! simulation nor the firmware.
 //!
 //! ```text
 //! sim devices ──MQTT──▶ embedded broker ──▶ gateway ──▶ console :8080
@@ -21,7 +24,7 @@ use anyhow::Context as _;
 use sim::device::{Action, DeviceSpec, SimDevice};
 use sim::uplink::Uplink;
 
-use crate::app::config::Config;
+use gateway::app::config::Config;
 
 /// The demo compound's site id.
 pub const SITE: &str = "demo-garden";
@@ -187,7 +190,7 @@ pub async fn compound_task(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let host = mqtt.ip().to_string();
-    let epoch = crate::app::run::now_ms();
+    let epoch = gateway::app::run::now_ms();
     let mut members = Vec::new();
     for (spec, plugs) in compound() {
         let mut dev = SimDevice::new(spec, epoch);
@@ -288,7 +291,7 @@ fn befall(members: &mut [Member], mishap: &Mishap, rng: &mut fastrand::Rng) -> O
     }
 }
 
-/// `gateway demo`: the gateway on `base` (embedded broker, store, HTTP)
+/// The demo: the gateway on `base` (embedded broker, store, HTTP)
 /// with the demo's contacts and tokens, and the simulated compound around
 /// it, until `shutdown`. Prints the console's address and the tokens.
 ///
@@ -302,17 +305,17 @@ pub async fn run(
     seed: u64,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let contractor = crate::app::run::random_token();
-    let auditor = crate::app::run::random_token();
+    let contractor = gateway::app::run::random_token();
+    let auditor = gateway::app::run::random_token();
     let config = config(base, &contractor, &auditor)?;
     let (mqtt, http) = (config.mqtt.listen, config.http.listen);
-    let gw = crate::app::run::start(config, admin_token.clone(), crate::app::shared::Options::default()).await?;
+    let gw = gateway::app::run::start(config, admin_token.clone(), gateway::app::shared::Options::default()).await?;
     if !gw.subscribed(Duration::from_secs(10)).await {
         tracing::warn!("the gateway has not subscribed at its broker yet: early births may be lost");
     }
     let console = format!("http://{http}/");
     println!();
-    println!("  gateway demo: a simulated compound ({SITE}) through the real firmware");
+    println!("  gateway-demo: a simulated compound ({SITE}) through the real firmware");
     println!("  console      {console}   (signed in as admin: {console}#token={admin_token})");
     println!("  admin token  {admin_token}");
     println!("  contractor   {contractor}   (demo-lifts: its own work orders only)");

@@ -1,0 +1,154 @@
+//! `gateway-demo` as a newcomer runs it: the console and tokens printed, a
+//! compound reporting through the real firmware, the first fault an alert
+//! and an order, the console in a real browser, SIGTERM ends it.
+
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
+
+// Tests panic on purpose when something is off; unwrapping is the assertion.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use testkit::free_port;
+
+/// The demo binary on these ports and data directory, admin token `t`; its
+/// stdout piped.
+fn demo(args: &[&str], mqtt: u16, http: u16, data: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_gateway-demo"))
+        .args(args)
+        .args([
+            "--mqtt-listen",
+            &format!("127.0.0.1:{mqtt}"),
+            "--http-listen",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("GATEWAY_ADMIN_TOKEN", "t")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn get(http: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let (path, token) = (path.to_owned(), token.map(str::to_owned));
+    tokio::task::spawn_blocking(move || testkit::http_get(http, &path, token.as_deref()))
+        .await
+        .unwrap()
+}
+
+async fn body(http: u16, path: &str) -> String {
+    get(http, path, Some("t")).await.1
+}
+
+/// The console as headless Chromium renders it after a few seconds of its
+/// own (virtual) time, signed in with `token` through the link's fragment.
+fn browse(http: u16, token: &str) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=4000",
+            "--dump-dom",
+        ])
+        .arg(format!("http://127.0.0.1:{http}/#token={token}"))
+        .stderr(Stdio::null())
+        .output()
+        .expect("chromium is not installed: run scripts/install-test-deps.sh");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_is_a_compound_with_faults_alerts_orders_and_records() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (mqtt, http) = (free_port(), free_port());
+    let mut child = demo(&["--first-fault", "1s", "--fault-every", "1h"], mqtt, http, dir.path());
+    // What a newcomer reads: the console and the tokens.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("faults ") {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{printed}");
+        printed.push_str(&line);
+    }
+    assert!(
+        printed.contains(&format!("console      http://127.0.0.1:{http}/")),
+        "{printed}"
+    );
+    assert!(printed.contains("admin token  t"), "{printed}");
+    let contractor = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("contractor"))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    // The compound reports through the real firmware: six devices online.
+    let mut devices = String::new();
+    for _ in 0..200 {
+        devices = body(http, "/api/v1/devices").await;
+        if ["B1-EL-1", "B1-EL-2", "B2-EL-1", "FP-1", "BAY-1", "BAY-2"]
+            .iter()
+            .all(|d| devices.contains(d))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(devices.contains("BAY-2") && devices.contains("B2-EL-1"), "{devices}");
+    // The first fault, smoke in a bay, is an alert and an order at once.
+    let mut orders = String::new();
+    for _ in 0..300 {
+        orders = body(http, "/api/v1/work-orders?kind=corrective").await;
+        if orders.contains("\"code\":\"smoke\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        orders.contains("\"code\":\"smoke\"") && orders.contains("demo-bays"),
+        "{orders}"
+    );
+    let verify = body(http, "/api/v1/records/verify").await;
+    assert!(verify.contains("\"ok\":true"), "{verify}");
+    // The console the demo points at is served, without a token.
+    let (status, page) = get(http, "/", None).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("facility-safety console") && page.contains("/api/v1/alerts"),
+        "{page}"
+    );
+    // The printed contractor token works, within its scope.
+    let (status, _) = get(http, "/api/v1/work-orders", Some(&contractor)).await;
+    assert_eq!(status, 200);
+    // And in a real browser, the console signs in from the link's fragment
+    // and shows each token what it may see.
+    let admin = browse(http, "t");
+    assert!(admin.contains("B1-EL-1") && admin.contains("demo-bays"), "{admin}");
+    assert!(admin.contains("chain verifies: "), "{admin}");
+    let theirs = browse(http, &contractor);
+    assert!(
+        theirs.contains("demo-lifts") && !theirs.contains("demo-bays"),
+        "{theirs}"
+    );
+    assert!(
+        theirs.contains("outside this token"),
+        "the records are not a contractor's: {theirs}"
+    );
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    for _ in 0..200 {
+        if let Some(s) = child.try_wait().unwrap() {
+            assert_eq!(s.code(), Some(0));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    panic!("the demo did not stop within 10 s of SIGTERM");
+}
