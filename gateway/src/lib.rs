@@ -24,7 +24,6 @@ pub mod broker;
 pub mod clock;
 pub mod ingest;
 pub mod metrics;
-pub mod modbus;
 pub mod ops;
 pub mod pipeline;
 pub mod ready;

@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use gateway::clock::ManualClock;
-use gateway::metrics::KindLabel;
 use gateway::app::run::Running;
 use gateway::app::shared::Options;
+use gateway::clock::ManualClock;
+use gateway::metrics::KindLabel;
 use sim::device::SimDevice;
 use sim::modbus::{LinkControl, RtuBus, SharedResponder, TcpSlave};
 use sim::uplink::{LinkStats, Uplink};
@@ -272,6 +272,7 @@ fn modbus_fault(c: &LinkControl, a: &LinkAction, undo: bool) {
         (LinkAction::Delay { .. }, true) => c.set_delay_ms(0),
         (LinkAction::Restore, _) => {
             c.set_mute(false);
+            c.set_refuse(None);
             c.set_delay_ms(0);
         }
         _ => {}
@@ -677,6 +678,11 @@ impl Runner<'_> {
                 drop(dev);
                 if let Err(e) = result {
                     self.journal.notes.push(format!("line {}: {e}", step.line));
+                }
+            }
+            Happening::Refuse { exception } => {
+                if let Some(c) = self.bench(step.device.as_ref()).and_then(|b| b.control.as_ref()) {
+                    c.set_refuse((!undo).then_some(*exception));
                 }
             }
             Happening::Link(LinkAction::BrokerRestart) => {

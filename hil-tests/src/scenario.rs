@@ -126,6 +126,14 @@ pub enum Happening {
     Device(Action),
     /// A fault on a device's link, or on a bus, or on the broker.
     Link(LinkAction),
+    /// The device's Modbus slave answers every request with this Modbus
+    /// exception (`do = "refuse"`, `exception` default 4, server device
+    /// failure): it is there and refuses, unlike a muted one. Undone by
+    /// `for` or `restore`.
+    Refuse {
+        /// The exception code (1–255).
+        exception: u8,
+    },
 }
 
 /// A fault on a link (undone after `for`, when given).
@@ -528,15 +536,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
 fn check_gateway(cx: &Ctx<'_>, text: &str) -> Result<(), ScenarioError> {
     let at = cx.key_line(1, "gateway");
     let full = format!("{BENCH_SECTIONS}{text}");
-    gateway::app::config::Config::parse(cx.file, &full).map(drop).map_err(|e| {
-        let line = e.line.map(|l| at + l.saturating_sub(BENCH_SECTIONS.lines().count()));
-        ScenarioError {
-            file: cx.file.to_owned(),
-            line: line.or(Some(at)),
-            field: Some(format!("gateway.{}", e.field.unwrap_or_default())),
-            message: e.message,
-        }
-    })
+    gateway::app::config::Config::parse(cx.file, &full)
+        .map(drop)
+        .map_err(|e| {
+            let line = e.line.map(|l| at + l.saturating_sub(BENCH_SECTIONS.lines().count()));
+            ScenarioError {
+                file: cx.file.to_owned(),
+                line: line.or(Some(at)),
+                field: Some(format!("gateway.{}", e.field.unwrap_or_default())),
+                message: e.message,
+            }
+        })
 }
 
 /// The sections the bench writes itself, before the scenario's own.
@@ -742,7 +752,9 @@ fn step(
             format!("no device hangs on bus `{b}`"),
         ));
     }
-    let what = if LINK_ACTIONS.contains(&what_name.as_str()) {
+    let what = if what_name == "refuse" {
+        refuse_step(cx, line, &field, table, decl, bus.as_deref())?
+    } else if LINK_ACTIONS.contains(&what_name.as_str()) {
         link_step(cx, line, &field, table, &what_name, decl, bus.as_deref())?
     } else {
         let d = decl.ok_or_else(|| {
@@ -777,6 +789,56 @@ fn step(
         lasts,
         what,
         line,
+    })
+}
+
+/// `do = "refuse"`: one Modbus device's slave answers only exceptions.
+fn refuse_step(
+    cx: &Ctx<'_>,
+    line: usize,
+    field: &str,
+    table: toml::Table,
+    decl: Option<&DeviceDecl>,
+    bus: Option<&str>,
+) -> Result<Happening, ScenarioError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawRefuse {
+        #[serde(rename = "do")]
+        _do: String,
+        #[serde(default = "server_device_failure")]
+        exception: u8,
+    }
+    fn server_device_failure() -> u8 {
+        4
+    }
+    if bus.is_some() {
+        return Err(cx.err(
+            Some(cx.key_line(line, "bus")),
+            format!("{field}.bus"),
+            "`refuse` concerns one device's slave, not a bus",
+        ));
+    }
+    let Some(d) = decl else {
+        return Err(cx.err(Some(line), format!("{field}.device"), "`refuse` needs a `device`"));
+    };
+    if d.link == LinkKind::Mqtt {
+        return Err(cx.err(
+            Some(line),
+            format!("{field}.do"),
+            "`refuse` does not apply to a mqtt link",
+        ));
+    }
+    let raw: RawRefuse = cx.typed(table, line, field)?;
+    if raw.exception == 0 {
+        return Err(cx.err(
+            Some(cx.key_line(line, "exception")),
+            format!("{field}.exception"),
+            "a Modbus exception code is 1 to 255",
+        ));
+    }
+    Ok(Happening::Refuse {
+        exception: raw.exception,
     })
 }
 

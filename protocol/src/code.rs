@@ -88,6 +88,10 @@ wire_names! {
         /// Every device of a compound went silent together: its network or
         /// power is gone, one alert stands for all of them.
         SiteUnreachable = 99 => "site_unreachable",
+        /// A polled Modbus slave answers every read with an exception, poll
+        /// after poll: it is reachable (not `offline`) but gives no value, a
+        /// fault of the device, not of its line (`bus_down`).
+        ModbusException = 100 => "modbus_exception",
     }
 }
 
@@ -204,6 +208,7 @@ impl EventCode {
             EventCode::UplinkLost => "网关与消息服务器断开",
             EventCode::BusDown => "总线故障",
             EventCode::SiteUnreachable => "小区失联",
+            EventCode::ModbusException => "从站拒绝应答",
         }
     }
 

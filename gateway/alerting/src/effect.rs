@@ -92,21 +92,27 @@ pub struct AlertView {
     pub sources: Vec<String>,
     /// The building, for grouping.
     pub building: Option<String>,
-    /// The values of its device (and port) when it fired: the evidence.
+    /// The values of its device (and port) when it fired, and the detail of
+    /// the node's event that fired it (a Modbus exception): the evidence.
     pub evidence: Vec<Evidence>,
 }
 
-/// One value of the evidence.
+/// One value of the evidence: a metric of the device, or a field of the
+/// detail of the node's event that fired the alert.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {
-    /// The metric.
+    /// The metric (or the detail's field: `exception`, `function`, ...).
     pub metric: String,
     /// The port, for port metrics.
     pub port: Option<u8>,
-    /// The value.
+    /// The value (flags 0 or 1; 0 for a text).
     pub value: f64,
     /// When it was received.
     pub at: i64,
+    /// A detail field that is text (a Modbus exception's name,
+    /// `IllegalDataAddress`); metrics never have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// What happened to an alert.

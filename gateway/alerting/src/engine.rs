@@ -367,6 +367,17 @@ pub struct Engine {
     pub(crate) buildings: HashMap<(String, String), u16>,
     pub(crate) building_names: Vec<Arc<str>>,
     scratch: Vec<Sources>,
+    /// The live event being observed that raises a code, with its detail as
+    /// evidence for the alert it fires; only set within one `observe`.
+    raised: Option<Raised>,
+}
+
+/// A code a node's event raises now, and that event's detail.
+struct Raised {
+    device: u32,
+    code: Arc<str>,
+    port: u8,
+    detail: Vec<Evidence>,
 }
 
 /// Passes the device key hash through: it is a `SipHash` already.
@@ -427,6 +438,7 @@ impl Engine {
             buildings: HashMap::new(),
             building_names: Vec::new(),
             scratch: Vec::new(),
+            raised: None,
         }
     }
 
@@ -609,6 +621,7 @@ impl Engine {
             },
         };
         self.eval(d, now, sample, out);
+        self.raised = None;
         self.flush(now, out);
     }
 
@@ -664,25 +677,7 @@ impl Engine {
                 }
                 Some(true)
             }
-            Message::Event(e) => {
-                dev.dead = false;
-                dev.fresh_at = now;
-                let code = e.code.as_str();
-                if e.code.known().is_some_and(|c| !c.is_state()) {
-                    out.push(Effect::Record(event_record(dev, e, now, code)));
-                    return None;
-                }
-                let port = e.port().unwrap_or(0);
-                let held = dev.node.iter().position(|(c, p)| &**c == code && *p == port);
-                match (e.active, held) {
-                    (true, None) => dev.node.push((code.into(), port)),
-                    (false, Some(i)) => {
-                        dev.node.remove(i);
-                    }
-                    _ => {}
-                }
-                Some(false)
-            }
+            Message::Event(e) => self.take_event(d, e, now, out),
             Message::Birth(b) => {
                 dev.dead = false;
                 dev.fresh_at = now;
@@ -719,6 +714,38 @@ impl Engine {
             }
             Message::Cmd(_) | Message::Ack(_) => None,
         }
+    }
+
+    /// A live event: a code the node raises or clears (held in `node`), or
+    /// a record for a one-shot code. A raising event's detail is kept for
+    /// the evidence of the alert it fires.
+    fn take_event(&mut self, d: u32, e: &protocol::Event, now: i64, out: &mut Vec<Effect>) -> Option<bool> {
+        let dev = &mut self.devices[d as usize];
+        dev.dead = false;
+        dev.fresh_at = now;
+        let code = e.code.as_str();
+        if e.code.known().is_some_and(|c| !c.is_state()) {
+            out.push(Effect::Record(event_record(dev, e, now, code)));
+            return None;
+        }
+        let port = e.port().unwrap_or(0);
+        let held = dev.node.iter().position(|(c, p)| &**c == code && *p == port);
+        match (e.active, held) {
+            (true, None) => dev.node.push((code.into(), port)),
+            (false, Some(i)) => {
+                dev.node.remove(i);
+            }
+            _ => {}
+        }
+        if e.active {
+            self.raised = Some(Raised {
+                device: d,
+                code: code.into(),
+                port,
+                detail: detail_evidence(e, port, now),
+            });
+        }
+        Some(false)
     }
 
     /// Whether the device is silent on the gateway's clock: `Some(true)`
@@ -876,7 +903,14 @@ impl Engine {
                 offline_changed = true;
             }
             if change == Change::Fired {
-                let evidence = evidence(dev, a.port, &self.slots);
+                let mut evidence = evidence(dev, a.port, &self.slots);
+                if let Some(r) = &self.raised
+                    && r.device == d
+                    && r.code == a.code
+                    && r.port == a.port
+                {
+                    evidence.extend(r.detail.iter().cloned());
+                }
                 dev.alerts[i].evidence = evidence;
             }
             self.after_change(d, i, change, now, out);
@@ -1398,6 +1432,7 @@ fn evidence(dev: &Device, port: u8, slots: &BTreeMap<DeviceClass, ClassSlots>) -
             port: None,
             value: x.v,
             at: x.at,
+            text: None,
         })
         .collect();
     if let Some(p) = usize::from(port).checked_sub(1).and_then(|p| dev.ports.get(p)) {
@@ -1411,10 +1446,33 @@ fn evidence(dev: &Device, port: u8, slots: &BTreeMap<DeviceClass, ClassSlots>) -
                     port: Some(port),
                     value: x.v,
                     at: x.at,
+                    text: None,
                 }),
         );
     }
     v
+}
+
+/// An event's detail as evidence, `port` left out (the alert has it).
+fn detail_evidence(e: &protocol::Event, port: u8, now: i64) -> Vec<Evidence> {
+    e.detail
+        .iter()
+        .filter(|(k, _)| *k != "port")
+        .map(|(k, v)| {
+            let (value, text) = match v {
+                Scalar::Bool(b) => (f64::from(u8::from(*b)), None),
+                Scalar::Number(n) => (*n, None),
+                Scalar::Text(t) => (0.0, Some(t.to_string())),
+            };
+            Evidence {
+                metric: k.to_owned(),
+                port: (port > 0).then_some(port),
+                value,
+                at: now,
+                text,
+            }
+        })
+        .collect()
 }
 
 fn event_record(dev: &Device, e: &protocol::Event, now: i64, kind: &str) -> Record {

@@ -151,7 +151,7 @@ pub struct TokenConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ModbusConfig {
     /// The devices, each `[[modbus.devices]]`.
-    pub devices: Vec<crate::modbus::DeviceConfig>,
+    pub devices: Vec<crate::ingest::modbus::DeviceConfig>,
 }
 
 /// The MQTT side: an embedded broker by default, or an outside one.

@@ -286,7 +286,7 @@ pub(crate) fn shared_state(
         records_key: signer.public_key_hex().into(),
         alerts: crate::ops::alerts::Hub::new(control.clone()),
         clock: options.clock.clone(),
-        polls: Arc::new(crate::modbus::Schedule::new(
+        polls: Arc::new(crate::ingest::modbus::Schedule::new(
             config.modbus.devices.iter().map(|d| d.device.clone()).collect(),
             options.clock.now_ms(),
         )),
@@ -507,7 +507,7 @@ pub(crate) fn start_influx(
 pub(crate) fn start_pollers(config: &Config, pipeline_tx: &Lanes, shared: &Shared) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let schedule = &shared.polls;
-    let forward = |rx: mpsc::Receiver<crate::modbus::Batch>, slots: Vec<usize>| {
+    let forward = |rx: mpsc::Receiver<crate::ingest::modbus::Batch>, slots: Vec<usize>| {
         let lanes = pipeline_tx.clone();
         let metrics = shared.metrics.clone();
         let schedule = schedule.clone();
@@ -530,7 +530,7 @@ pub(crate) fn start_pollers(config: &Config, pipeline_tx: &Lanes, shared: &Share
             }
         })
     };
-    let mut buses: Vec<(crate::modbus::SerialConfig, Vec<_>)> = Vec::new();
+    let mut buses: Vec<(crate::ingest::modbus::SerialConfig, Vec<_>)> = Vec::new();
     for (slot, device) in config.modbus.devices.iter().cloned().enumerate() {
         // Validated at load: the map resolves.
         let Ok(points) = device.points() else {
@@ -546,7 +546,7 @@ pub(crate) fn start_pollers(config: &Config, pipeline_tx: &Lanes, shared: &Share
         }
         let (ptx, prx) = mpsc::channel(64);
         tracing::info!(device = %device.device, "polling over Modbus TCP");
-        tasks.push(tokio::spawn(crate::modbus::poll_device(
+        tasks.push(tokio::spawn(crate::ingest::modbus::poll_device(
             device,
             points,
             slot,
@@ -560,7 +560,7 @@ pub(crate) fn start_pollers(config: &Config, pipeline_tx: &Lanes, shared: &Share
         let (ptx, prx) = mpsc::channel(64);
         tracing::info!(path = %serial.path, devices = devices.len(), "polling a Modbus RTU bus");
         let slots = devices.iter().map(|(_, _, slot)| *slot).collect();
-        tasks.push(tokio::spawn(crate::modbus::poll_bus(
+        tasks.push(tokio::spawn(crate::ingest::modbus::poll_bus(
             serial,
             devices,
             shared.clock.clone(),

@@ -26,7 +26,7 @@ pub struct Shared {
     pub clock: crate::clock::SharedClock,
     /// When each Modbus device is next polled: the first half of
     /// [`Running::sync`]'s barrier.
-    pub polls: Arc<crate::modbus::Schedule>,
+    pub polls: Arc<crate::ingest::modbus::Schedule>,
     /// The disk headroom kept for events (bytes), judged by `/readyz`.
     pub min_free: u64,
 }

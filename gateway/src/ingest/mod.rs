@@ -1,6 +1,6 @@
 //! Ingest: how messages reach the pipeline. MQTT from an outside broker
 //! (two sessions, [`mqtt`]) or from the gateway's own embedded broker
-//! ([`embedded`]), Modbus polling (`crate::modbus`), the lanes into the
+//! ([`embedded`]), Modbus polling ([`modbus`]), the lanes into the
 //! pipeline ([`lanes`]), acknowledgements held until the commit ([`acks`]),
 //! and the pure decoding of a publish ([`decode`]).
 
@@ -8,6 +8,7 @@ pub mod acks;
 pub mod decode;
 pub mod embedded;
 pub mod lanes;
+pub mod modbus;
 pub mod mqtt;
 
 pub use decode::{Incoming, REASONS, Rejected, ingest};

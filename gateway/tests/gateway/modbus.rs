@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use gateway::app::config::Config;
-use gateway::modbus::{DeviceConfig, plan};
+use gateway::ingest::modbus::{DeviceConfig, plan};
 use protocol::modbus::Table;
 use protocol::{DeviceClass, Metric, PortMetric, Timestamp, Value};
 
@@ -86,7 +86,7 @@ fn long_runs_are_split_at_the_modbus_limit() {
 fn answers_become_a_data_message_with_scaling_and_ports() {
     let points = device(DeviceClass::Charger, 1).points().unwrap();
     let reqs = plan(&points);
-    let mut sample = gateway::modbus::Sample::default();
+    let mut sample = gateway::ingest::modbus::Sample::default();
     sample.answer(&points, &reqs[0], &[1]); // smoke
     sample.answer(&points, &reqs[1], &[2281, 0xFF9C, 35]); // 228.1 V, -10.0 °C, 3.5 mA
     sample.answer(&points, &reqs[2], &[1, 1825, 83, 380, 0, 2400, 0, 5400]);
@@ -403,5 +403,69 @@ metric = "network_pressure_mpa"
         metrics.contains("fm_modbus_requests_total{device=\"LATE\",outcome=\"timeout\"} 1"),
         "{metrics}"
     );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_slave_refusing_every_read_is_reachable_but_not_up() {
+    let port = testkit::free_port();
+    // pymodbus answers exception 02 for every address it does not list.
+    let _peer = pymodbus_slave(port, r#"{"input": {"3": 280}}"#);
+    let dir = tempfile::tempdir().unwrap();
+    let http = testkit::free_port();
+    let register = |address: u16, metric: &str| {
+        format!(
+            "[[modbus.devices.registers]]\ntable = \"input\"\naddress = {address}\ntype = \"u16\"\nmetric = \"{metric}\"\n"
+        )
+    };
+    let device = |name: &str| {
+        format!(
+            "[[modbus.devices]]\nsite = \"lakeside\"\ndevice = \"{name}\"\nclass = \"firepump\"\n\
+             address = \"127.0.0.1:{port}\"\ninterval_ms = 200\ntimeout_ms = 300\n"
+        )
+    };
+    let cfg = crate::http::base_config(testkit::free_port(), http, &dir.path().join("data"))
+        + &device("REFUSED")
+        + &register(40, "not_there")
+        + &device("PARTIAL")
+        + &register(3, "network_pressure_raw")
+        + &register(40, "not_there");
+    let config = Config::parse(std::path::Path::new("refused.toml"), &cfg).unwrap();
+    let gw = crate::http::start(config).await;
+    let path = "/api/v1/alerts?code=modbus_exception&state=firing";
+    let body = crate::http::wait_for(http, path, |b| b.contains("REFUSED")).await;
+    let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let list = alerts["alerts"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "only the slave refusing every read: {body}");
+    let alert = &list[0];
+    assert_eq!(alert["device"], "REFUSED", "{body}");
+    let exception = alert["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["metric"] == "exception")
+        .map(|e| e["text"].clone());
+    assert_eq!(exception, Some("IllegalDataAddress".into()), "{body}");
+
+    let devices: serde_json::Value = serde_json::from_str(&get(http, "/api/v1/devices").await).unwrap();
+    for name in ["REFUSED", "PARTIAL"] {
+        let d = devices["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device"] == name)
+            .unwrap();
+        assert_eq!(d["status"], "online", "it answers: {d}");
+    }
+    let offline = get(http, "/api/v1/alerts?code=offline").await;
+    assert!(offline.contains("\"alerts\":[]"), "{offline}");
+    let metrics = get(http, "/metrics").await;
+    for needle in [
+        "fm_modbus_up{device=\"REFUSED\"} 0",
+        "fm_modbus_up{device=\"PARTIAL\"} 1",
+        "fm_modbus_requests_total{device=\"PARTIAL\",outcome=\"exception\"}",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
     gw.stop().await;
 }

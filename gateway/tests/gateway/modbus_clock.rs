@@ -2,16 +2,18 @@
 //! simulated fire pump node (the firmware's own Modbus slave over TCP) once
 //! per virtual second, stamps what it reads with virtual times, and backs
 //! its breaker off in virtual seconds; `sync()` is the barrier that makes
-//! "move the clock, sync" see the polls the move made due.
+//! "move the clock, sync" see the polls the move made due. A slave that
+//! answers only exceptions is reachable but not up: `modbus_exception`, not
+//! `offline`.
 
 use std::sync::{Arc, Mutex};
 
 use firmware::firepump::FirepumpConfig;
 use firmware::registers::RegisterImage;
-use gateway::clock::ManualClock;
 use gateway::app::config::Config;
 use gateway::app::run::Running;
 use gateway::app::shared::Options;
+use gateway::clock::ManualClock;
 use protocol::modbus::Point;
 use protocol::{DeviceClass, Format, Metric};
 use sim::modbus::{FirepumpSlave, LinkControl, RigSlave, SharedResponder, TcpSlave};
@@ -37,6 +39,11 @@ struct Bench {
 
 impl Bench {
     async fn start() -> Bench {
+        Bench::start_with("").await
+    }
+
+    /// With `extra` appended to the device's configuration (a vendor map).
+    async fn start_with(extra: &str) -> Bench {
         let mut r = rig::firepump(
             FireWaterSim::new(FireWaterConfig::default(), 3),
             FirepumpConfig::default(),
@@ -55,7 +62,7 @@ impl Bench {
         let text = base_config(mqtt.port(), http.port(), dir.path())
             + &format!(
                 "[[modbus.devices]]\nsite = \"lakeside\"\ndevice = \"FP-1\"\nclass = \"firepump\"\naddress = \"{}\"\n\
-                 interval_ms = 1000\ntimeout_ms = 300\n",
+                 interval_ms = 1000\ntimeout_ms = 300\n{extra}",
                 link.addr()
             );
         let cfg = Config::parse(std::path::Path::new("modbus-clock.toml"), &text).unwrap();
@@ -107,6 +114,18 @@ impl Bench {
             .unwrap()
     }
 
+    /// The alerts of FP-1 with `code` in `state` (`firing`, `resolved`, ...).
+    async fn alerts(&self, code: &str, state: &str) -> Vec<serde_json::Value> {
+        let a = self
+            .json(&format!("/api/v1/alerts?device=FP-1&code={code}&state={state}"))
+            .await;
+        a["alerts"].as_array().unwrap().clone()
+    }
+
+    async fn metrics(&self) -> String {
+        get(self.http, "/metrics", Some("t")).await.1
+    }
+
     async fn stop(self) {
         self.gw.stop().await.unwrap();
         drop(self.dir);
@@ -117,7 +136,7 @@ impl Bench {
 fn requests_per_poll() -> u64 {
     let text = "[[modbus.devices]]\nsite = \"s\"\ndevice = \"D\"\nclass = \"firepump\"\naddress = \"127.0.0.1:502\"\n";
     let c = Config::parse(std::path::Path::new("p.toml"), text).unwrap();
-    gateway::modbus::plan(&c.modbus.devices[0].points().unwrap()).len() as u64
+    gateway::ingest::modbus::plan(&c.modbus.devices[0].points().unwrap()).len() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,4 +242,129 @@ async fn a_manual_clocks_sleep_ends_when_the_clock_is_moved_past_it_not_before()
     tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
         .await
         .expect("the sleep ended when the clock got there");
+}
+
+/// Checks FP-1 is reachable and judged so: online, never offline, no
+/// `bus_down`, and `fm_modbus_up` as `up`.
+async fn reachable(b: &Bench, up: u8) {
+    let d = b.device().await;
+    assert_eq!(d["status"], "online", "{d}");
+    for code in ["offline", "bus_down"] {
+        let any = b.json(&format!("/api/v1/alerts?code={code}")).await;
+        assert_eq!(any["alerts"].as_array().unwrap().len(), 0, "{any}");
+    }
+    let metrics = b.metrics().await;
+    let needle = format!("fm_modbus_up{{device=\"FP-1\"}} {up}");
+    assert!(metrics.contains(&needle), "missing {needle} in\n{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_answering_only_exceptions_is_not_up_and_raises_modbus_exception_until_it_reads_again() {
+    let mut b = Bench::start().await;
+    b.gw.sync().await.unwrap();
+    reachable(&b, 1).await;
+    // Illegal data address (02) to every request, from the poll at 1 s on.
+    b.control.set_refuse(Some(2));
+    b.second().await;
+    b.second().await;
+    assert!(
+        b.alerts("modbus_exception", "firing").await.is_empty(),
+        "two polls are not a fault"
+    );
+    reachable(&b, 1).await;
+    b.second().await;
+    // The third refused poll (3 s): not up, the device's own fault, with the
+    // last exception (the poll's last read) as its evidence.
+    let firing = b.alerts("modbus_exception", "firing").await;
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    let alert = &firing[0];
+    assert_eq!(alert["fired_at"].as_i64(), Some(T0 + 3_000), "{alert}");
+    assert_eq!(alert["severity"], "major", "{alert}");
+    assert_eq!(alert["class"], "firepump", "{alert}");
+    let evidence = alert["evidence"].as_array().unwrap();
+    let field = |name: &str| evidence.iter().find(|e| e["metric"] == name).cloned();
+    assert_eq!(
+        field("exception").map(|e| e["text"].clone()),
+        Some("IllegalDataAddress".into()),
+        "{alert}"
+    );
+    let last = {
+        let text =
+            "[[modbus.devices]]\nsite = \"s\"\ndevice = \"D\"\nclass = \"firepump\"\naddress = \"127.0.0.1:502\"\n";
+        let c = Config::parse(std::path::Path::new("p.toml"), text).unwrap();
+        gateway::ingest::modbus::plan(&c.modbus.devices[0].points().unwrap())
+            .pop()
+            .unwrap()
+    };
+    assert_eq!(
+        field("function").map(|e| e["value"].as_f64()),
+        Some(Some(f64::from(last.table.read_function()))),
+        "{alert}"
+    );
+    assert_eq!(
+        field("address").map(|e| e["value"].as_f64()),
+        Some(Some(f64::from(last.address))),
+        "{alert}"
+    );
+    reachable(&b, 0).await;
+
+    // It stays refusing for longer than the offline window (3 × 1 s): every
+    // poll is still an answer, so no breaker, no death, no `offline`.
+    let served = b.control.served();
+    for _ in 0..10 {
+        b.second().await;
+    }
+    assert_eq!(
+        b.control.served() - served,
+        10 * requests_per_poll(),
+        "polled every second"
+    );
+    reachable(&b, 0).await;
+    assert_eq!(b.alerts("modbus_exception", "firing").await.len(), 1, "one alert");
+    let metrics = b.metrics().await;
+    assert!(
+        metrics.contains("fm_modbus_requests_total{device=\"FP-1\",outcome=\"exception\"}"),
+        "{metrics}"
+    );
+
+    // Values again: resolved at the next poll (14 s), up again.
+    b.control.set_refuse(None);
+    b.second().await;
+    assert!(b.alerts("modbus_exception", "firing").await.is_empty());
+    let resolved = b.alerts("modbus_exception", "resolved").await;
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert_eq!(resolved[0]["resolved_at"].as_i64(), Some(T0 + 14_000), "{resolved:?}");
+    reachable(&b, 1).await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_refusing_some_reads_stays_up_without_an_alert() {
+    // A vendor map one of whose reads the node does not have: the firmware
+    // answers it with an illegal data address, the other read with values.
+    let mut b = Bench::start_with(
+        "[[modbus.devices.registers]]\ntable = \"input\"\naddress = 3\ntype = \"u16\"\nscale = 0.001\n\
+         metric = \"network_pressure_mpa\"\n\
+         [[modbus.devices.registers]]\ntable = \"input\"\naddress = 40\ntype = \"u16\"\nmetric = \"not_there\"\n",
+    )
+    .await;
+    b.gw.sync().await.unwrap();
+    for _ in 0..5 {
+        b.second().await;
+    }
+    let metrics = b.metrics().await;
+    for outcome in ["ok", "exception"] {
+        let needle = format!("fm_modbus_requests_total{{device=\"FP-1\",outcome=\"{outcome}\"}} 6");
+        assert!(metrics.contains(&needle), "missing {needle} in\n{metrics}");
+    }
+    assert!(b.alerts("modbus_exception", "firing").await.is_empty());
+    assert!(b.alerts("modbus_exception", "resolved").await.is_empty());
+    reachable(&b, 1).await;
+    let series = b
+        .json(&format!(
+            "/api/v1/series?device=FP-1&metric=network_pressure_mpa&from={T0}"
+        ))
+        .await;
+    assert_eq!(series["points"].as_array().unwrap().len(), 6, "{series}");
+    b.stop().await;
 }

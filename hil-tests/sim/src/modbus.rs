@@ -12,9 +12,10 @@
 //!
 //! Every slave comes with a [`LinkControl`], the fault-injection handle of
 //! its link: mute it and it stops answering (to the master, a slave timeout;
-//! every slave of a bus muted, a dead bus), delay it and it answers late. Its
-//! counters say what the link did, so a test can tell "the master never
-//! asked" from "the slave did not answer".
+//! every slave of a bus muted, a dead bus), delay it and it answers late,
+//! make it refuse and it answers every request with a Modbus exception (a
+//! device that is there and says no). Its counters say what the link did, so
+//! a test can tell "the master never asked" from "the slave did not answer".
 //!
 //! Time: the node's image is read at the rig's virtual now, whatever the
 //! wall clock says; the link itself (delays, the RTU line's silence) is real
@@ -27,7 +28,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -150,6 +151,8 @@ const _: () = {
 #[derive(Debug, Default)]
 pub struct LinkControl {
     mute: AtomicBool,
+    /// The exception every request is answered with; 0: none.
+    refuse: AtomicU8,
     delay_ms: AtomicU64,
     served: AtomicU64,
     dropped: AtomicU64,
@@ -173,6 +176,21 @@ impl LinkControl {
     #[must_use]
     pub fn muted(&self) -> bool {
         self.mute.load(Ordering::SeqCst)
+    }
+
+    /// Has the slave answer every request with the Modbus exception `code`
+    /// (`Some(4)`: server device failure, a controller whose board failed;
+    /// `Some(6)`: busy), or serve again (`None`). To the master the slave is
+    /// there and refusing, not a timeout. As with a mute, the request is not
+    /// handed to the node, so a refusing node performs no written command.
+    pub fn set_refuse(&self, code: Option<u8>) {
+        self.refuse.store(code.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    /// The exception the slave answers every request with, if it refuses.
+    #[must_use]
+    pub fn refusing(&self) -> Option<u8> {
+        Some(self.refuse.load(Ordering::SeqCst)).filter(|c| *c != 0)
     }
 
     /// Answers `ms` of real time late (0: at once), to try the master's
@@ -220,7 +238,10 @@ async fn answer(
         return true;
     }
     let mut response = [0u8; MAX_ADU_LEN];
-    let len = lock(slave).respond(transport, frame, &mut response);
+    let len = match control.refusing() {
+        Some(code) => exception_response(transport, frame, code, &mut response),
+        None => lock(slave).respond(transport, frame, &mut response),
+    };
     if len == 0 {
         return true;
     }
@@ -233,6 +254,50 @@ async fn answer(
     }
     control.served.fetch_add(1, Ordering::SeqCst);
     true
+}
+
+/// The exception response `code` to one request frame, as a slave that
+/// refuses everything sends it (the function with its high bit set, then the
+/// code); 0 for a frame a slave would not answer (too short, a broken CRC, a
+/// broadcast).
+fn exception_response(transport: Transport, frame: &[u8], code: u8, response: &mut [u8; MAX_ADU_LEN]) -> usize {
+    match transport {
+        Transport::Tcp => {
+            // MBAP: transaction, protocol, length, unit; then the function.
+            let [t0, t1, p0, p1, _, _, unit, function, ..] = *frame else {
+                return 0;
+            };
+            response[..9].copy_from_slice(&[t0, t1, p0, p1, 0, 3, unit, function | 0x80, code]);
+            9
+        }
+        Transport::Rtu => {
+            let Some((body, crc)) = frame.split_last_chunk::<2>() else {
+                return 0;
+            };
+            let [unit, function, ..] = *body else {
+                return 0;
+            };
+            if unit == 0 || crc16(body).to_le_bytes() != *crc {
+                return 0;
+            }
+            response[..3].copy_from_slice(&[unit, function | 0x80, code]);
+            let crc = crc16(&response[..3]).to_le_bytes();
+            response[3..5].copy_from_slice(&crc);
+            5
+        }
+    }
+}
+
+/// The Modbus RTU CRC (polynomial 0xA001, reflected, from 0xFFFF).
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc = 0xFFFF_u16;
+    for b in bytes {
+        crc ^= u16::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xA001 } else { crc >> 1 };
+        }
+    }
+    crc
 }
 
 /// Aborts a link's task when its handle goes, so a test that fails midway

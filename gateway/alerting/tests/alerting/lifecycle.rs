@@ -323,6 +323,89 @@ fn a_dead_bus_is_one_root_alert_and_its_slaves_are_suppressed() {
 }
 
 #[test]
+fn a_modbus_slave_refusing_every_read_is_its_own_fault_never_offline_nor_a_bus_down() {
+    // What the poller sends for a slave whose every read is refused: the
+    // `modbus_exception` event with the last exception, then a `data` with
+    // no value at every poll (it answers). Its neighbour on the same Modbus
+    // TCP endpoint goes silent: that one is offline, the line is not down.
+    let mut e = engine();
+    let mut out = Vec::new();
+    let bus = "tcp:10.0.0.21:502";
+    for id in ["M1", "M2"] {
+        e.attach(pump(id), bus, 0);
+    }
+    let birth = r#"{"v":1,"seq":0,"ts":0,"bdseq":1,"fw":"modbus","model":"modbus-tcp","cfg":"","interval_s":1}"#;
+    let birth = protocol::decode(protocol::Kind::Birth, birth.as_bytes()).unwrap();
+    let event = |active: bool, detail: &str| {
+        let text = format!(r#"{{"v":1,"seq":2,"ts":0,"code":"modbus_exception","active":{active},"detail":{detail}}}"#);
+        protocol::decode(protocol::Kind::Event, text.as_bytes()).unwrap()
+    };
+    let empty = data(r#"{"v":1,"seq":3,"ts":0}"#);
+    let values = data(r#"{"v":1,"seq":3,"ts":0,"m":{"pump_fault":false}}"#);
+    for id in ["M1", "M2"] {
+        e.observe(0, pump(id), Input::Message(&birth), &mut out);
+    }
+    let raised = event(true, r#"{"exception":"IllegalDataAddress","function":4,"address":3}"#);
+    e.observe(3000, pump("M1"), Input::Message(&raised), &mut out);
+    for t in (3..60).map(|s| s * 1000) {
+        e.observe(t, pump("M1"), Input::Message(&empty), &mut out);
+        if t < 10_000 {
+            e.observe(t, pump("M2"), Input::Message(&values), &mut out);
+        }
+        e.tick(t, &mut out);
+    }
+    let fired: Vec<_> = out
+        .iter()
+        .filter_map(|x| match x {
+            Effect::Alert(c) if c.change == Change::Fired => Some(&c.alert),
+            _ => None,
+        })
+        .collect();
+    let codes: Vec<_> = fired.iter().map(|a| (a.device.as_str(), a.code.as_str())).collect();
+    assert_eq!(codes, [("M1", "modbus_exception"), ("M2", "offline")], "no bus_down");
+    let refusing = fired[0];
+    assert_eq!(refusing.severity, protocol::Severity::Major);
+    assert_eq!(refusing.fired_at, Some(3000));
+    assert_eq!(refusing.sources, ["node"]);
+    let detail: Vec<_> = refusing
+        .evidence
+        .iter()
+        .map(|v| (v.metric.as_str(), v.value, v.text.as_deref()))
+        .collect();
+    assert_eq!(
+        detail,
+        [
+            ("exception", 0.0, Some("IllegalDataAddress")),
+            ("function", 4.0, None),
+            ("address", 3.0, None)
+        ],
+        "no value was read, so the exception is the whole evidence"
+    );
+    // Notified after its group wait, with a work order, as an offline device is.
+    assert!(notified(&out).contains(&("M1".to_owned(), "modbus_exception".to_owned())));
+    let opened = |out: &[Effect], code: &str| {
+        out.iter().any(|x| {
+            matches!(x, Effect::WorkOrder(WorkOrderIntent::Open { alert }) if alert.device == "M1" && alert.code == code)
+        })
+    };
+    assert!(opened(&out, "modbus_exception"));
+
+    // Values again: the poller clears it.
+    out.clear();
+    e.observe(60_000, pump("M1"), Input::Message(&event(false, "{}")), &mut out);
+    e.observe(60_000, pump("M1"), Input::Message(&values), &mut out);
+    assert!(out.iter().any(|x| matches!(x, Effect::Alert(c)
+        if c.change == Change::Resolved && c.alert.code == "modbus_exception")));
+    assert!(
+        out.iter()
+            .any(|x| matches!(x, Effect::WorkOrder(WorkOrderIntent::Close { alert })
+        if alert.code == "modbus_exception"))
+    );
+    let open: Vec<_> = e.alerts().into_iter().map(|a| (a.device, a.code)).collect();
+    assert_eq!(open, [("M2".to_owned(), "offline".to_owned())]);
+}
+
+#[test]
 fn an_offline_device_suppresses_its_own_waiting_alerts() {
     let mut e = engine();
     let mut out = Vec::new();

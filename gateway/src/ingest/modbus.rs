@@ -17,6 +17,27 @@
 //! breaker opening is a `death` of that session, so the registry and the
 //! offline rules treat a Modbus device like any node.
 //!
+//! # A slave that only refuses
+//!
+//! An exception is an answer (tokio-modbus's `Result<Result<T,
+//! ExceptionCode>, Error>`): the slave is there and says no. It never counts
+//! towards the breaker, so such a slave is never `offline` and never part of
+//! a `bus_down`. But a slave whose every read is refused, [`REFUSING_AFTER`]
+//! polls in a row, gives the gateway nothing: it is not up
+//! (`fm_modbus_up` 0), and the poller raises the device's own fault,
+//! `modbus_exception`, as an `event` of the session, with the last exception
+//! in its detail. The first poll that reads a value again clears it. Some
+//! reads refused and others answered is a map that does not fit the
+//! device, not a device fault: counted (`exception`), logged, still up.
+//!
+//! ```text
+//!            every read refused × REFUSING_AFTER
+//!   up ─────────────────────────────────────────► refusing (up 0, event active)
+//!    ▲                                                 │
+//!    └──────────── a poll that reads a value ◄─────────┘ (event cleared)
+//!   a timeout or a broken link: neither; the breaker judges those
+//! ```
+//!
 //! # Whose time
 //!
 //! Polls are due, and samples, births and deaths are stamped, in the
@@ -35,7 +56,10 @@ use std::time::Duration;
 
 use protocol::metric::{Metric, PortMetric, Value};
 use protocol::modbus::{DataType, Point, Register, Table, WordOrder, map_for};
-use protocol::{Birth, Data, Death, DeviceClass, DeviceId, Message, Named, PortReadings, SiteId, Timestamp, Topic, V1};
+use protocol::{
+    Birth, Data, Death, Detail, DeviceClass, DeviceId, Event, EventCode, Message, Named, PortReadings, Scalar, SiteId,
+    Timestamp, Topic, V1,
+};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use tokio_modbus::client::{Context, Reader};
@@ -53,6 +77,16 @@ pub const MAX_BITS: u16 = 2000;
 pub const BREAKER_AFTER: u32 = 3;
 /// Longest back-off of an open breaker.
 pub const MAX_BACKOFF: Duration = Duration::from_mins(1);
+/// Polls in a row with every read refused before the slave is judged to be
+/// refusing (`modbus_exception`). The breaker's patience for timeouts: a
+/// slave busy for a poll or two (`ServerDeviceBusy`, `Acknowledge`, a node
+/// just booted with no sample yet) is not a fault, three polls in a row
+/// is, and both faults of a slave are then judged on the same time scale
+/// (3 s at the default 1 s interval, as a dead slave's breaker opens).
+pub const REFUSING_AFTER: u32 = BREAKER_AFTER;
+/// How often a slave that keeps refusing some reads (and answering others)
+/// is logged again, in the gateway clock's milliseconds.
+const PARTIAL_LOG_EVERY_MS: i64 = 3_600_000;
 
 /// One polled device, as configured.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -498,7 +532,81 @@ impl Outcome {
     }
 }
 
-async fn read(ctx: &mut Context, req: &Request, timeout: Duration) -> (Outcome, Option<Vec<u16>>) {
+/// What one read got.
+enum Reply {
+    /// The registers (or bits, as 0/1).
+    Words(Vec<u16>),
+    /// An exception: the slave is there and refused.
+    Refused(ExceptionCode),
+    /// A timeout or a transport failure.
+    Failed(Outcome),
+}
+
+impl Reply {
+    const fn outcome(&self) -> Outcome {
+        match self {
+            Reply::Words(_) => Outcome::Ok,
+            Reply::Refused(_) => Outcome::Exception,
+            Reply::Failed(o) => *o,
+        }
+    }
+}
+
+/// An exception answer, and the read it refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The exception.
+    pub exception: ExceptionCode,
+    /// The read's function code (1 coils, 2 discrete inputs, 3 holding, 4 input registers).
+    pub function: u8,
+    /// The read's first address (PDU, 0-based).
+    pub address: u16,
+}
+
+/// What the reads of one poll that reached its end got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Answers {
+    /// Reads answered with values.
+    pub ok: u32,
+    /// Reads answered with an exception.
+    pub refused: u32,
+    /// The last exception.
+    pub last: Option<Refusal>,
+}
+
+impl Answers {
+    /// Every read was refused: the slave answers and gives no value.
+    #[must_use]
+    pub const fn all_refused(&self) -> bool {
+        self.ok == 0 && self.refused > 0
+    }
+
+    /// Some reads were refused, others answered.
+    #[must_use]
+    pub const fn partly_refused(&self) -> bool {
+        self.ok > 0 && self.refused > 0
+    }
+}
+
+/// The name of a Modbus exception, as tokio-modbus spells it (the alert's
+/// detail, the logs).
+#[must_use]
+pub fn exception_name(code: ExceptionCode) -> String {
+    match code {
+        ExceptionCode::IllegalFunction => "IllegalFunction".into(),
+        ExceptionCode::IllegalDataAddress => "IllegalDataAddress".into(),
+        ExceptionCode::IllegalDataValue => "IllegalDataValue".into(),
+        ExceptionCode::ServerDeviceFailure => "ServerDeviceFailure".into(),
+        ExceptionCode::Acknowledge => "Acknowledge".into(),
+        ExceptionCode::ServerDeviceBusy => "ServerDeviceBusy".into(),
+        ExceptionCode::MemoryParityError => "MemoryParityError".into(),
+        ExceptionCode::GatewayPathUnavailable => "GatewayPathUnavailable".into(),
+        ExceptionCode::GatewayTargetDevice => "GatewayTargetDevice".into(),
+        ExceptionCode::Custom(c) => format!("Exception{c:02X}"),
+    }
+}
+
+async fn read(ctx: &mut Context, req: &Request, timeout: Duration) -> Reply {
     let bits = |r: Result<Result<Vec<bool>, ExceptionCode>, tokio_modbus::Error>| {
         r.map(|x| x.map(|b| b.into_iter().map(u16::from).collect::<Vec<_>>()))
     };
@@ -511,10 +619,10 @@ async fn read(ctx: &mut Context, req: &Request, timeout: Duration) -> (Outcome, 
         }
     };
     match tokio::time::timeout(timeout, fut).await {
-        Ok(Ok(Ok(words))) => (Outcome::Ok, Some(words)),
-        Ok(Ok(Err(_exception))) => (Outcome::Exception, None),
-        Ok(Err(_)) => (Outcome::Transport, None),
-        Err(_) => (Outcome::Timeout, None),
+        Ok(Ok(Ok(words))) => Reply::Words(words),
+        Ok(Ok(Err(exception))) => Reply::Refused(exception),
+        Ok(Err(_)) => Reply::Failed(Outcome::Transport),
+        Err(_) => Reply::Failed(Outcome::Timeout),
     }
 }
 
@@ -529,8 +637,20 @@ pub struct Poller {
     interval: Duration,
     bdseq: u32,
     seq: u32,
+    /// Transport failures in a row (the breaker).
     failures: u32,
+    /// A session is open (a `birth` sent, no `death` since).
     up: bool,
+    /// Polls in a row with every read refused.
+    refused: u32,
+    /// Polls in a row with some reads refused and others answered.
+    partial: u32,
+    /// Whether `modbus_exception` stands raised for this slave; `None` until
+    /// the first verdict, since the alerting state restored at start may
+    /// hold it from before a restart.
+    refusing: Option<bool>,
+    /// When partly refused reads were last logged (gateway ms).
+    partial_logged: Option<i64>,
     clock: SharedClock,
     slot: usize,
     /// When this slave is next due, in the gateway clock's milliseconds.
@@ -558,6 +678,10 @@ impl Poller {
             seq: 0,
             failures: 0,
             up: false,
+            refused: 0,
+            partial: 0,
+            refusing: None,
+            partial_logged: None,
             clock,
             slot,
             next_ms,
@@ -581,9 +705,9 @@ impl Poller {
         // The poll's moment on the gateway's clock: its stamps and its next due time.
         let now = self.clock.now_ms();
         let mut sample = Sample::default();
-        let failed = match ctx {
+        let answers = match ctx {
             Some(c) => {
-                !read_all(
+                read_all(
                     c,
                     &self.requests,
                     &self.points,
@@ -594,9 +718,10 @@ impl Poller {
                 )
                 .await
             }
-            None => true,
+            None => None,
         };
-        let out = self.after(sample, failed, metrics, now);
+        let failed = answers.is_none();
+        let out = self.after(sample, answers, metrics, now);
         metrics.modbus_poll_seconds.observe(started.elapsed().as_secs_f64());
         let wait = if self.failures >= BREAKER_AFTER {
             let exp = (self.failures - BREAKER_AFTER).min(10);
@@ -610,9 +735,10 @@ impl Poller {
     }
 
     /// The session side of a poll: birth on the first success, death when the
-    /// breaker opens, data otherwise.
-    fn after(&mut self, sample: Sample, failed: bool, metrics: &Metrics, now: i64) -> Vec<Incoming> {
-        let now = Timestamp::from_millis(now);
+    /// breaker opens, `modbus_exception` raised or cleared, data otherwise.
+    /// `answers` is `None` for a poll cut short by a transport failure.
+    fn after(&mut self, sample: Sample, answers: Option<Answers>, metrics: &Metrics, now_ms: i64) -> Vec<Incoming> {
+        let now = Timestamp::from_millis(now_ms);
         let label = ModbusLabel {
             device: self.config.device.clone(),
         };
@@ -623,10 +749,13 @@ impl Poller {
             received_ms: now.as_millis(),
         };
         let mut out = Vec::new();
-        if failed {
+        let Some(answers) = answers else {
             self.failures += 1;
             if self.up && self.failures >= BREAKER_AFTER {
                 self.up = false;
+                // A new session counts its refusals afresh; a raised
+                // `modbus_exception` stays until a value is read.
+                self.refused = 0;
                 metrics.modbus_up.get_or_create(&label).set(0);
                 out.push(wrap(Message::Death(Death {
                     v: V1,
@@ -634,13 +763,16 @@ impl Poller {
                 })));
             }
             return out;
-        }
+        };
         self.failures = 0;
         if !self.up {
             self.up = true;
             self.bdseq = self.bdseq.wrapping_add(1);
             self.seq = 0;
-            metrics.modbus_up.get_or_create(&label).set(1);
+            metrics
+                .modbus_up
+                .get_or_create(&label)
+                .set(i64::from(self.refusing != Some(true)));
             out.push(wrap(Message::Birth(synthetic_birth(
                 now,
                 self.bdseq,
@@ -648,11 +780,102 @@ impl Poller {
                 self.config.ports,
             ))));
         }
+        if let Some(refusing) = self.judge_refusals(&answers, now_ms) {
+            metrics.modbus_up.get_or_create(&label).set(i64::from(!refusing));
+            self.seq = self.seq.wrapping_add(1);
+            out.push(wrap(Message::Event(refusal_event(
+                refusing,
+                answers.last.filter(|_| refusing),
+                self.seq,
+                self.bdseq,
+                now,
+            ))));
+        }
+        // Also while refusing: an answer is a sign of life, so the device
+        // stays online (never `offline`, never part of a `bus_down`).
         self.seq = self.seq.wrapping_add(1);
         let mut data = sample.finish(&self.points, self.seq, now);
         data.bdseq = Some(self.bdseq);
         out.push(wrap(Message::Data(data)));
         out
+    }
+
+    /// Counts a poll that reached its end: `Some(true)` when the slave is now
+    /// judged refusing (every read refused, [`REFUSING_AFTER`] polls in a
+    /// row), `Some(false)` when a poll read a value again (or for the first
+    /// time since the start), `None` when nothing changes.
+    fn judge_refusals(&mut self, answers: &Answers, now_ms: i64) -> Option<bool> {
+        let device = &self.config.device;
+        let last = answers.last.map(|r| exception_name(r.exception)).unwrap_or_default();
+        let (function, address) = answers.last.map_or((0, 0), |r| (r.function, r.address));
+        if answers.all_refused() {
+            self.refused = self.refused.saturating_add(1);
+            if self.refused < REFUSING_AFTER || self.refusing == Some(true) {
+                return None;
+            }
+            tracing::warn!(
+                device = %device,
+                polls = self.refused,
+                exception = %last,
+                function,
+                address,
+                "the Modbus slave answers every read with an exception: not up, modbus_exception raised"
+            );
+            self.refusing = Some(true);
+            return Some(true);
+        }
+        self.refused = 0;
+        // Logged once it persists as long as a refusal must (one of our
+        // nodes refuses its registers until its first sample, not its bits),
+        // then at most hourly.
+        self.partial = if answers.partly_refused() {
+            self.partial.saturating_add(1)
+        } else {
+            0
+        };
+        if self.partial >= REFUSING_AFTER && self.partial_logged.is_none_or(|t| now_ms - t >= PARTIAL_LOG_EVERY_MS) {
+            self.partial_logged = Some(now_ms);
+            tracing::warn!(
+                device = %device,
+                refused = answers.refused,
+                answered = answers.ok,
+                exception = %last,
+                function,
+                address,
+                "the Modbus slave refuses some reads (does the register map fit the device?); it stays up"
+            );
+        }
+        if answers.ok == 0 || self.refusing == Some(false) {
+            return None;
+        }
+        if self.refusing == Some(true) {
+            tracing::info!(device = %device, "the Modbus slave answers with values again: modbus_exception cleared");
+        }
+        self.refusing = Some(false);
+        Some(false)
+    }
+}
+
+/// The `event` that raises (with the last exception in its detail) or clears
+/// `modbus_exception`.
+fn refusal_event(active: bool, last: Option<Refusal>, seq: u32, bdseq: u32, now: Timestamp) -> Event {
+    let mut detail = Detail::new();
+    if let Some(r) = last {
+        if let Ok(name) = protocol::readings::Text::try_from(exception_name(r.exception).as_str()) {
+            let _ = detail.set("exception", Scalar::Text(name));
+        }
+        let _ = detail.set("function", f64::from(r.function));
+        let _ = detail.set("address", f64::from(r.address));
+    }
+    Event {
+        v: V1,
+        seq,
+        ts: now,
+        hist: false,
+        bdseq: Some(bdseq),
+        code: Named::Known(EventCode::ModbusException),
+        active,
+        detail,
     }
 }
 
@@ -865,7 +1088,8 @@ fn synthetic_birth(now: Timestamp, bdseq: u32, interval: Duration, ports: u8) ->
     }
 }
 
-/// Runs every request of one poll; `false` at the first transport failure.
+/// Runs every request of one poll: what they got, or `None` at the first
+/// transport failure.
 async fn read_all(
     ctx: &mut Context,
     requests: &[Request],
@@ -874,19 +1098,30 @@ async fn read_all(
     timeout: Duration,
     device: &str,
     metrics: &Metrics,
-) -> bool {
+) -> Option<Answers> {
+    let mut answers = Answers::default();
     for req in requests {
-        let (outcome, words) = read(ctx, req, timeout).await;
+        let reply = read(ctx, req, timeout).await;
         let label = crate::metrics::ModbusOutcomeLabel {
             device: device.to_owned(),
-            outcome: outcome.as_str().into(),
+            outcome: reply.outcome().as_str().into(),
         };
         metrics.modbus_requests.get_or_create(&label).inc();
-        match (outcome, words) {
-            (Outcome::Ok, Some(w)) => sample.answer(points, req, &w),
-            (Outcome::Exception, _) => {}
-            _ => return false,
+        match reply {
+            Reply::Words(w) => {
+                answers.ok += 1;
+                sample.answer(points, req, &w);
+            }
+            Reply::Refused(exception) => {
+                answers.refused += 1;
+                answers.last = Some(Refusal {
+                    exception,
+                    function: req.table.read_function(),
+                    address: req.address,
+                });
+            }
+            Reply::Failed(_) => return None,
         }
     }
-    true
+    Some(answers)
 }
