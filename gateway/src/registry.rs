@@ -95,6 +95,11 @@ pub struct Device {
     pub duplicates: u64,
     /// Messages that arrived late but filled their gap.
     pub reordered: u64,
+    /// The current session was started by a message that overtook its
+    /// birth (the birth, when it comes, fills its place instead of starting
+    /// the session again).
+    #[serde(default)]
+    pub awaiting_birth: bool,
 }
 
 /// What observing one message found.
@@ -175,6 +180,7 @@ impl Registry {
             lost: 0,
             duplicates: 0,
             reordered: 0,
+            awaiting_birth: false,
         });
         let mut obs = Observation {
             came_online: d.died || d.last_seq.is_none() && d.bdseq.is_none(),
@@ -187,11 +193,15 @@ impl Registry {
                 d.model = Some(b.model.to_string());
                 d.cfg = Some(b.cfg.to_string());
                 d.interval_s = b.interval_s.max(1);
-                if d.bdseq == Some(b.bdseq) && !b.hist {
-                    // Its session was started by a message that overtook it
-                    // (or it is a redelivery: then a duplicate).
+                if d.awaiting_birth && d.bdseq == Some(b.bdseq) && !b.hist {
+                    // Its session was started by a message that overtook it.
                     track_seq(d, b.seq, &mut obs);
+                    d.awaiting_birth = false;
                 } else {
+                    // A new session (a node that counts its sessions from 1
+                    // again after a reboot, or a poller after the gateway's
+                    // restart, reuses a bdseq: a birth always starts one).
+                    d.awaiting_birth = false;
                     d.bdseq = Some(b.bdseq);
                     d.last_seq = Some(b.seq);
                     d.seen = 0;
@@ -219,6 +229,7 @@ impl Registry {
                     d.last_seq = Some(seq);
                     d.seen = 0;
                     d.lost += u64::from(seq.min(64));
+                    d.awaiting_birth = true;
                     adopted = true;
                 }
                 let same_session = header.bdseq.is_none_or(|b| Some(b) == d.bdseq);
