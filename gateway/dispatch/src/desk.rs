@@ -16,7 +16,7 @@
 //! - periodic duties are preventive orders due one period after the last
 //!   completion; a missed one is a supervision warning (`duty_missed`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use alerting::{AlertView, WorkOrderIntent};
 use serde::{Deserialize, Serialize};
@@ -167,6 +167,19 @@ pub struct Desk {
     policy: Policy,
     orders: BTreeMap<u64, Order>,
     state: DeskState,
+    /// The open corrective order of each (site, device, code): an alert
+    /// joins it without a scan of every open order (a compound-wide storm
+    /// of 10,000 alarms made that quadratic).
+    corrective: HashMap<(String, String, String), u64>,
+    /// When the remembered dispatched alerts were last pruned.
+    pruned_at: i64,
+}
+
+/// How often the remembered dispatched alerts are pruned at most.
+const PRUNE_EVERY_MS: i64 = 60_000;
+
+fn corrective_key(o: &Order) -> Option<(String, String, String)> {
+    (o.kind == Kind::Corrective).then(|| (o.site.clone(), o.device.clone(), o.code.clone()))
 }
 
 fn code_label(code: &str) -> String {
@@ -197,6 +210,8 @@ impl Desk {
                 next_id: 1,
                 ..DeskState::default()
             },
+            corrective: HashMap::new(),
+            pruned_at: i64::MIN,
         }
     }
 
@@ -211,6 +226,11 @@ impl Desk {
             .into_iter()
             .filter(|o| !o.status.is_closed())
             .map(|o| (o.id, o))
+            .collect();
+        self.corrective = self
+            .orders
+            .values()
+            .filter_map(|o| Some((corrective_key(o)?, o.id)))
             .collect();
     }
 
@@ -299,9 +319,12 @@ impl Desk {
     }
 
     fn open_for(&mut self, now: i64, alert: &AlertView, series: Vec<Sample>, out: &mut Vec<Out>) {
-        self.state
-            .dispatched
-            .retain(|_, at| now.saturating_sub(*at) < REMEMBER_ALERTS_MS);
+        if now.saturating_sub(self.pruned_at) >= PRUNE_EVERY_MS {
+            self.pruned_at = now;
+            self.state
+                .dispatched
+                .retain(|_, at| now.saturating_sub(*at) < REMEMBER_ALERTS_MS);
+        }
         if self.state.dispatched.contains_key(&alert.id) {
             return;
         }
@@ -310,9 +333,8 @@ impl Desk {
             return;
         }
         self.state.dispatched.insert(alert.id, now);
-        if let Some(order) = self.orders.values_mut().find(|o| {
-            o.kind == Kind::Corrective && o.site == alert.site && o.device == alert.device && o.code == alert.code
-        }) {
+        let key = (alert.site.clone(), alert.device.clone(), alert.code.clone());
+        if let Some(order) = self.corrective.get(&key).and_then(|id| self.orders.get_mut(id)) {
             order.alerts.push(alert.id);
             order.alert_resolved_at = None;
             Self::emit(out, OrderChange::Joined { alert: alert.id }, order);
@@ -348,6 +370,7 @@ impl Desk {
         if let Some(c) = &order.contractor {
             Self::tell(out, c, "order_dispatched", &order, "新工单 New work order");
         }
+        self.corrective.insert(key, id);
         self.orders.insert(id, order);
     }
 
@@ -376,6 +399,9 @@ impl Desk {
         }
         if order.status.is_closed() {
             self.orders.remove(&id);
+            if let Some(key) = corrective_key(&order) {
+                self.corrective.remove(&key);
+            }
             if maintenance && was == Status::Arrived {
                 out.push(Self::maintenance(&order, false));
             }

@@ -44,14 +44,28 @@ pub(crate) fn handle(
             kind: incoming.topic.kind.to_string(),
         })
         .inc();
-    let (obs, device) = {
+    // A device's registry state is written with the batch when the message
+    // changes its session or presence; a sample only marks it dirty, and
+    // dirty devices are written every few seconds (DEVICES_EVERY), not once
+    // per sample (with a thousand devices that was a row per message).
+    let persist = obs_persists(&incoming);
+    let (obs, died, device) = {
         let mut reg = p
             .shared
             .registry
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let obs = reg.observe(&incoming);
-        (obs, reg.get(&crate::registry::DeviceKey::of(&incoming)).cloned())
+        let key = crate::registry::DeviceKey::of(&incoming);
+        let d = reg.get(&key);
+        let died = d.is_some_and(|d| d.died);
+        let device = if persist || obs.came_online {
+            d.cloned()
+        } else {
+            p.dirty.insert(key);
+            None
+        };
+        (obs, died, device)
     };
     m.lost.inc_by(u64::from(obs.lost));
     if obs.reordered {
@@ -67,7 +81,7 @@ pub(crate) fn handle(
         p.batch.add(Instant::now(), received, ack, []);
         return received;
     }
-    judge(&mut p.engine, &incoming, obs, device.as_ref(), effects, clock);
+    judge(&mut p.engine, &incoming, obs, died, effects, clock);
     if obs.came_online {
         // Its periodic duties begin (no-op when they run already).
         let t = &incoming.topic;
@@ -79,8 +93,6 @@ pub(crate) fn handle(
     } else {
         Vec::new()
     };
-    // The registry's state goes with the samples: a device's last sequence
-    // number is durable exactly when the message that moved it is.
     if let Some(d) = device {
         p.ledger.stage_device(d);
     }
@@ -89,13 +101,19 @@ pub(crate) fn handle(
     received
 }
 
+/// Whether a message changes what the registry must keep at once: a birth,
+/// a death, an event or an ack (sessions and presence), not a sample.
+fn obs_persists(incoming: &crate::ingest::Incoming) -> bool {
+    !matches!(incoming.message, protocol::Message::Data(_))
+}
+
 /// Feeds a stored message to the alerting engine, with what the registry
 /// found: a gap before it, a will that is stale (ignored).
 pub(crate) fn judge(
     engine: &mut alerting::Engine,
     incoming: &crate::ingest::Incoming,
     obs: crate::registry::Observation,
-    device: Option<&crate::registry::Device>,
+    died: bool,
     effects: &mut Vec<alerting::Effect>,
     clock: i64,
 ) {
@@ -109,7 +127,7 @@ pub(crate) fn judge(
         engine.observe(now, d, alerting::Input::Gap, effects);
     }
     // A will of an older session: the node is already back.
-    if matches!(incoming.message, protocol::Message::Death(_)) && !device.is_some_and(|d| d.died) {
+    if matches!(incoming.message, protocol::Message::Death(_)) && !died {
         return;
     }
     engine.observe(now, d, alerting::Input::Message(&incoming.message), effects);

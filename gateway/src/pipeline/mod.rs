@@ -60,6 +60,8 @@ impl Owned {
                 batch: crate::pipeline::batch::Batch::new(),
                 min_free: self.min_free,
                 disk_low: false,
+                dirty: std::collections::HashSet::new(),
+                devices_saved: Instant::now(),
                 disk_checked: Instant::now(),
             },
             rx,
@@ -80,6 +82,11 @@ pub(crate) struct Pipeline<'a> {
     /// The messages of the next commit: their acknowledgements, receive
     /// times and time-series lines (the ledger stages what they wrote).
     pub(crate) batch: crate::pipeline::batch::Batch<Done, crate::store::influx::Line>,
+    /// Devices whose registry state moved with samples since they were
+    /// last written.
+    pub(crate) dirty: std::collections::HashSet<crate::registry::DeviceKey>,
+    /// When the dirty devices were last written.
+    pub(crate) devices_saved: Instant,
     /// The headroom kept for events (bytes).
     pub(crate) min_free: u64,
     /// Whether the data directory's disk is below that headroom.
@@ -91,6 +98,12 @@ pub(crate) struct Pipeline<'a> {
 /// How often the pipeline measures the disk's headroom at most (besides
 /// every tick and every failed commit): one `statvfs` per quarter second.
 pub(crate) const DISK_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// How often the registry state that samples moved (last sequence number,
+/// last seen) is written: a kill loses at most this much of it, which after
+/// the restart reads as a gap in that device's count, never as data lost
+/// or a message taken for a duplicate.
+pub(crate) const DEVICES_EVERY: Duration = Duration::from_secs(5);
 
 /// Samples waiting for a failing store beyond which the pipeline stops
 /// taking telemetry (the broker holds it); events, births and controls
@@ -274,6 +287,19 @@ pub(crate) fn flush(
 ) {
     if p.disk_checked.elapsed() >= DISK_CHECK_EVERY {
         check_disk(p);
+    }
+    if p.devices_saved.elapsed() >= DEVICES_EVERY && !p.dirty.is_empty() {
+        p.devices_saved = Instant::now();
+        let reg = p
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let devices: Vec<_> = p.dirty.drain().filter_map(|k| reg.get(&k).cloned()).collect();
+        drop(reg);
+        for d in devices {
+            p.ledger.stage_device(d);
+        }
     }
     if p.batch.may_try(Instant::now()) || force {
         let _ = settle(p, clock, effects, outs, force);
