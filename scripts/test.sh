@@ -18,6 +18,12 @@ cargo clippy --workspace --exclude board-stm32f4 --all-targets --locked -- -D wa
 step "tests (cargo nextest)"
 cargo nextest run --workspace --exclude board-stm32f4 --locked --profile ci
 
+step "the end-to-end bench, smoke (seconds): loadgen against a bare subscriber, the gateway behind Mosquitto and on its embedded broker"
+# The full run is scripts/bench-e2e.sh (release builds, Node-RED, 5 runs):
+# docs/performance.md. This one exits non-zero if a sample, an alarm, an
+# alert or a work order of the storm is lost.
+cargo run --locked -q -p loadgen -- all --smoke --plain --gateway-bin target/debug/gateway
+
 step "the HIL scenario library (virtual time; JUnit in target/hil-junit.xml)"
 # Every scenario of hil-tests/scenarios through the real firmware, real
 # links (the embedded broker, Mosquitto, Modbus TCP and RTU over pty pairs)
