@@ -58,6 +58,44 @@ fn spawn(config: &std::path::Path) -> Gw {
         .unwrap()
 }
 
+/// A configuration file in `dir` for the gateway behind the broker on
+/// `port`, HTTP on `http`, data in `dir/data`.
+fn behind(port: u16, http: u16, dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mqtt.broker]\nhost = \"127.0.0.1\"\nport = {port}\n[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Nodes raising fire alarms one after another on the broker at `port`,
+/// pump room `P-{i}` each (a publish that gets no PUBACK is tried again for
+/// the same room), until `stop`: the rooms whose alarm was acknowledged.
+fn raise_alarms(
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut i = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let device = format!("P-{i:05}");
+            if try_publish(port, &format!("fm/v1/s/firepump/{device}/event"), &fire_alarm(1)).await {
+                acked.push(device);
+                i += 1;
+            } else {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        acked
+    })
+}
+
 /// Waits (up to 30 s) until `/readyz` answers 200; its last answer.
 async fn ready(http: u16) -> (u16, String) {
     let until = Instant::now() + Duration::from_secs(30);
@@ -103,16 +141,7 @@ async fn sigkill_at_random_points_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let broker = testkit::Mosquitto::start(dir.path());
     let http = testkit::free_port();
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mqtt.broker]\nhost = \"127.0.0.1\"\nport = {}\n[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\n",
-            broker.port,
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let config = behind(broker.port, http, dir.path());
     let mut child = spawn(&config);
     assert_eq!(ready(http).await.0, 200);
 
@@ -120,21 +149,7 @@ async fn sigkill_at_random_points_loses_no_acknowledged_event() {
     // publish returning on Mosquitto's PUBACK.
     let port = broker.port;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let nodes = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut i = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let device = format!("P-{i:05}");
-                if try_publish(port, &format!("fm/v1/s/firepump/{device}/event"), &fire_alarm(1)).await {
-                    acked.push(device);
-                }
-                i += 1;
-            }
-            acked
-        })
-    };
+    let nodes = raise_alarms(port, stop.clone());
     let mut rng = fastrand::Rng::with_seed(7);
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(rng.u64(50..400))).await;
@@ -175,16 +190,7 @@ async fn readyz_says_why_while_the_broker_is_away() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = testkit::Mosquitto::start(dir.path());
     let http = testkit::free_port();
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mqtt.broker]\nhost = \"127.0.0.1\"\nport = {}\n[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\n",
-            broker.port,
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let config = behind(broker.port, http, dir.path());
     let mut child = spawn(&config);
     let (status, body) = ready(http).await;
     assert_eq!(status, 200, "{body}");
@@ -251,23 +257,7 @@ async fn sigkill_on_the_embedded_broker_loses_no_acknowledged_event() {
     let mut child = spawn_embedded(mqtt, http, &data);
     assert_eq!(ready(http).await.0, 200);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let nodes = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut i = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let device = format!("P-{i:05}");
-                if try_publish(mqtt, &format!("fm/v1/s/firepump/{device}/event"), &fire_alarm(1)).await {
-                    acked.push(device);
-                    i += 1;
-                } else {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-            acked
-        })
-    };
+    let nodes = raise_alarms(mqtt, stop.clone());
     let mut rng = fastrand::Rng::with_seed(11);
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(rng.u64(50..400))).await;

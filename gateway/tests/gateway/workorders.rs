@@ -492,16 +492,23 @@ fn spawn_gateway(dir: &std::path::Path, mqtt: u16, http: u16) -> std::process::C
         crate::http::base_config(mqtt, http, &dir.join("data"))
     );
     std::fs::write(&cfg, text).unwrap();
+    let child = run_config(&cfg, http);
+    testkit::wait_port(mqtt);
+    child
+}
+
+/// The binary on the configuration file `cfg`, admin token `t`, once its
+/// HTTP port `http` listens.
+fn run_config(cfg: &std::path::Path, http: u16) -> std::process::Child {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["run", "--config"])
-        .arg(&cfg)
+        .arg(cfg)
         .env("GATEWAY_ADMIN_TOKEN", "t")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     testkit::wait_port(http);
-    testkit::wait_port(mqtt);
     child
 }
 
@@ -787,18 +794,7 @@ async fn a_dispatch_queued_before_a_kill_is_sent_after_the_restart_once() {
         ),
     )
     .unwrap();
-    let spawn = || {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .env("GATEWAY_ADMIN_TOKEN", "t")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        testkit::wait_port(http);
-        child
-    };
+    let spawn = || run_config(&cfg, http);
     let mut child = spawn();
     let mqtt_addr: SocketAddr = ([127, 0, 0, 1], mqtt).into();
     let order = order_for(
