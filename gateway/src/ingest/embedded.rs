@@ -55,7 +55,7 @@ pub(crate) async fn start_embedded(
     shared.metrics.mqtt_subscribed.set(1);
     let _ = control.send(crate::ops::alerts::Control::Uplink(true)).await;
     tracing::info!("embedded MQTT broker serving; a node's PUBACK waits for the gateway's commit");
-    let forward = |mut rx: mpsc::Receiver<crate::broker::Inbound>, kind_of: &'static str| {
+    let forward = |mut rx: mpsc::Receiver<crate::broker::Inbound>, priority: bool| {
         let lanes = lanes.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -66,7 +66,7 @@ pub(crate) async fn start_embedded(
                     received_ms: shared.clock.now_ms(),
                     ack: i.ack.map(Done::Node),
                 };
-                if !lanes.send(kind_of, Input::Mqtt(msg), &shared.metrics).await {
+                if !lanes.send_to(priority, Input::Mqtt(msg), &shared.metrics).await {
                     break;
                 }
             }
@@ -96,5 +96,5 @@ pub(crate) async fn start_embedded(
         let _stop = stop;
         let _ = served.await;
     });
-    vec![forward(prx, "event"), forward(brx, "data"), publisher, stats, closer]
+    vec![forward(prx, true), forward(brx, false), publisher, stats, closer]
 }

@@ -58,9 +58,15 @@ pub(crate) struct Lanes {
 }
 
 impl Lanes {
+    /// Into the lane of a message `kind`; whether the pipeline still takes input.
     pub(crate) async fn send(&self, kind: &str, input: Input, m: &Metrics) -> bool {
+        self.send_to(priority_lane(kind), input, m).await
+    }
+
+    /// Into the priority lane or the bulk lane; waits for room (back-pressure).
+    pub(crate) async fn send_to(&self, priority: bool, input: Input, m: &Metrics) -> bool {
         m.queue_depth.inc();
-        if priority_lane(kind) {
+        if priority {
             m.priority_queue_depth.inc();
             self.priority.send(input).await.is_ok()
         } else {
