@@ -29,12 +29,11 @@ impl Drop for Gw {
     }
 }
 
-/// The binary on its embedded defaults with these ports and data directory.
-fn spawn_embedded(mqtt: u16, http: u16, data: &std::path::Path) -> Gw {
+/// `gateway run` with `args`, admin token `t`, quiet.
+fn run(args: &[&std::ffi::OsStr]) -> Gw {
     Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["run", "--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
-        .args(["--http-listen", &format!("127.0.0.1:{http}"), "--data-dir"])
-        .arg(data)
+        .arg("run")
+        .args(args)
         .env("GATEWAY_ADMIN_TOKEN", "t")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -44,18 +43,22 @@ fn spawn_embedded(mqtt: u16, http: u16, data: &std::path::Path) -> Gw {
         .unwrap()
 }
 
-/// The binary on `config` (a file), admin token `t`.
+/// The binary on its embedded defaults with these ports and data directory.
+fn spawn_embedded(mqtt: u16, http: u16, data: &std::path::Path) -> Gw {
+    let (mqtt, http) = (format!("127.0.0.1:{mqtt}"), format!("127.0.0.1:{http}"));
+    run(&[
+        "--mqtt-listen".as_ref(),
+        mqtt.as_ref(),
+        "--http-listen".as_ref(),
+        http.as_ref(),
+        "--data-dir".as_ref(),
+        data.as_os_str(),
+    ])
+}
+
+/// The binary on `config` (a file).
 fn spawn(config: &std::path::Path) -> Gw {
-    Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("GATEWAY_ADMIN_TOKEN", "t")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Gw)
-        .unwrap()
+    run(&["--config".as_ref(), config.as_os_str()])
 }
 
 /// A configuration file in `dir` for the gateway behind the broker on
@@ -330,22 +333,7 @@ impl Drop for SmallDisk {
 /// A QoS 1 publish with a real `mosquitto_pub` that is given `wait` to get
 /// its PUBACK: whether it did. The process is left to finish on its own.
 async fn publish_within(port: u16, topic: &str, payload: &str, wait: Duration) -> (bool, tokio::process::Child) {
-    let mut child = tokio::process::Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-m",
-            payload,
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = crate::http::mosquitto_pub(port, topic, payload).spawn().unwrap();
     let done = tokio::time::timeout(wait, child.wait()).await;
     (matches!(done, Ok(Ok(s)) if s.success()), child)
 }

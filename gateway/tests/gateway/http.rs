@@ -11,23 +11,30 @@ pub(crate) fn free_addr() -> std::net::SocketAddr {
         .unwrap()
 }
 
+/// A real `mosquitto_pub` of one QoS 1 message to the broker on `port`
+/// (its errors to /dev/null), ready to run.
+pub(crate) fn mosquitto_pub(port: u16, topic: &str, payload: &str) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new("mosquitto_pub");
+    c.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-q",
+        "1",
+        "-t",
+        topic,
+        "-m",
+        payload,
+    ])
+    .stderr(std::process::Stdio::null());
+    c
+}
+
 /// Publishes one QoS 1 message with a real `mosquitto_pub`; whether the
 /// broker took it.
 pub(crate) async fn try_publish(port: u16, topic: &str, payload: &str) -> bool {
-    tokio::process::Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-m",
-            payload,
-        ])
-        .stderr(std::process::Stdio::null())
+    mosquitto_pub(port, topic, payload)
         .status()
         .await
         .expect("mosquitto_pub is not installed: run scripts/install-test-deps.sh")
