@@ -256,7 +256,7 @@ pub fn ingested(gw: &Running, kinds: &[&str]) -> u64 {
         .iter()
         .map(|k| {
             gw.shared
-                .metrics
+                .metrics()
                 .ingested
                 .get_or_create(&KindLabel { kind: (*k).into() })
                 .get()
@@ -335,7 +335,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
     let gw = gateway::app::run::start(config, token, gw_options).await?;
     // (The embedded broker is up once the gateway has subscribed at it:
     // `connect_all` waits for that.)
-    let mut events = gw.shared.alerts.events.subscribe();
+    let mut events = gw.shared.alerts().events.subscribe();
     let mut journal = Journal {
         start_ms,
         buses: modbus.names.clone(),
@@ -366,14 +366,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
         }
     }
     journal.ingested = ingested(&gw, NODE_KINDS);
-    journal.registry = gw
-        .shared
-        .registry
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .iter()
-        .cloned()
-        .collect();
+    journal.registry = gw.shared.registry().snapshot();
     drop(benches);
     gw.stop().await?;
     drop(mqtt);
@@ -550,7 +543,7 @@ impl Runner<'_> {
         let up = self.broker_up();
         let until = Instant::now() + Duration::from_secs(20);
         loop {
-            let gateway = (self.gw.shared.metrics.mqtt_subscribed.get() == 1) == up;
+            let gateway = (self.gw.shared.metrics().mqtt_subscribed.get() == 1) == up;
             let nodes = self
                 .benches
                 .iter()

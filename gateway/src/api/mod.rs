@@ -95,12 +95,12 @@ pub fn router(shared: Shared) -> Router {
 /// Whether a message sent now would be judged and kept: 200, or 503 with
 /// the reasons (no auth: a load balancer or a probe asks).
 async fn readyz(State(shared): State<Shared>) -> Response {
-    let m = &shared.metrics;
+    let m = &shared.metrics();
     let r = crate::ready::judge(&crate::ready::Inputs {
         subscribed: m.mqtt_subscribed.get() == 1,
         commit_failures: m.commit_failures.get(),
-        disk_free: crate::ready::disk_free(&shared.data_dir).ok(),
-        min_free: shared.min_free,
+        disk_free: crate::ready::disk_free(shared.data_dir()).ok(),
+        min_free: shared.min_free(),
         lag_ms: m.pipeline_lag_ms.get(),
     });
     let status = if r.ready {
@@ -126,7 +126,7 @@ async fn auth(State(shared): State<Shared>, headers: HeaderMap, mut req: Request
         )
         .into_response();
     };
-    match shared.tokens.find(token) {
+    match shared.tokens().find(token) {
         Some(p) => {
             req.extensions_mut().insert(p);
             next.run(req).await
@@ -140,7 +140,7 @@ pub(crate) async fn read<T: Send + 'static>(
     shared: &Shared,
     f: impl FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let dir = shared.data_dir.clone();
+    let dir = shared.data_dir().to_owned();
     tokio::task::spawn_blocking(move || Store::open(&dir).and_then(|s| f(&s)))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
@@ -166,7 +166,7 @@ pub(crate) async fn contractor_devices(shared: &Shared, who: &Principal) -> Resu
 async fn metrics(State(shared): State<Shared>, Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
     who.require(&[Role::Engineer], "read metrics")?;
     let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &shared.metrics.register())
+    prometheus_client::encoding::text::encode(&mut text, &shared.metrics().register())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok((
         [(
@@ -205,12 +205,9 @@ async fn devices(
     } else {
         None
     };
-    let now = shared.clock.now_ms();
-    let reg = shared
-        .registry
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let list: Vec<DeviceView> = reg
+    let now = shared.clock().now_ms();
+    let devices = shared.registry().snapshot();
+    let list: Vec<DeviceView> = devices
         .iter()
         .filter(|d| match &theirs {
             Some(t) => t.iter().any(|(s, dev)| *s == d.key.site && *dev == d.key.device),
@@ -335,12 +332,12 @@ async fn series_site(
     let site = match site {
         Some(s) => s,
         None => shared
-            .registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .find(|d| d.key.device == device && who.sees_site(&d.key.site))
-            .map(|d| d.key.site.clone())
+            .registry()
+            .with(|r| {
+                r.iter()
+                    .find(|d| d.key.device == device && who.sees_site(&d.key.site))
+                    .map(|d| d.key.site.clone())
+            })
             .ok_or_else(outside)?,
     };
     who.require_site(&site)?;
@@ -404,7 +401,7 @@ async fn alerts(
     let mut list: Vec<alerting::AlertView> = if state.as_deref() == Some("resolved") {
         Vec::new()
     } else {
-        let mut open: Vec<_> = shared.alerts.open_alerts().into_iter().filter(keep).collect();
+        let mut open: Vec<_> = shared.alerts().open_alerts().into_iter().filter(keep).collect();
         open.reverse();
         open.truncate(limit);
         open
@@ -462,7 +459,7 @@ async fn ack(
             )
         })?
     };
-    if let Some(a) = shared.alerts.open_alerts().into_iter().find(|a| a.id == id) {
+    if let Some(a) = shared.alerts().open_alerts().into_iter().find(|a| a.id == id) {
         who.require_site(&a.site)?;
     }
     // The admin may name who acknowledged; everybody else is who they are.
@@ -507,7 +504,7 @@ pub(crate) async fn ask<T>(
         )
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
-    shared.alerts.control.send(control(reply)).await.map_err(|_| busy())?;
+    shared.alerts().control.send(control(reply)).await.map_err(|_| busy())?;
     match tokio::time::timeout(std::time::Duration::from_secs(10), answer).await {
         Ok(Ok(t)) => Ok(t),
         _ => Err(busy()),
@@ -521,9 +518,9 @@ async fn events(
     State(shared): State<Shared>,
     Extension(who): Extension<Principal>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
-    let rx = shared.alerts.events.subscribe();
-    let metrics = shared.metrics.clone();
-    let closing = shared.alerts.closing.subscribe();
+    let rx = shared.alerts().events.subscribe();
+    let metrics = shared.metrics().clone();
+    let closing = shared.alerts().closing.subscribe();
     let state = (rx, metrics, closing, who);
     let stream = futures_util::stream::unfold(state, |(mut rx, metrics, mut closing, who)| async move {
         use tokio::sync::broadcast::error::RecvError;

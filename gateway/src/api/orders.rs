@@ -223,7 +223,7 @@ pub(super) async fn report(
         Some("csv") => true,
         Some(f) => return Err(bad(format!("`format` is json or csv, not `{f}`"))),
     };
-    let now = shared.clock.now_ms();
+    let now = shared.clock().now_ms();
     let s2 = site.clone();
     let m2 = month.clone();
     let (fired, orders) = read(&shared, move |s| {

@@ -119,8 +119,8 @@ pub(super) async fn export(
             ));
         }
     };
-    let dir = shared.data_dir.clone();
-    let key = shared.records_key.to_string();
+    let dir = shared.data_dir().to_owned();
+    let key = shared.records_key().to_string();
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
         let err_tx = tx.clone();
@@ -164,7 +164,7 @@ pub(super) async fn verify(
     Extension(who): Extension<Principal>,
 ) -> Result<Json<records::Verification>, ApiError> {
     who.require(&[Role::Engineer, Role::Auditor], "verify the record chain")?;
-    let key = shared.records_key.to_string();
+    let key = shared.records_key().to_string();
     let v = read(&shared, move |s| {
         crate::ops::supervision::verify(s.conn(), Some(&key)).map_err(|e| s.sql_error(e))
     })

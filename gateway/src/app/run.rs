@@ -14,7 +14,7 @@
 //! The pipeline itself is `crate::pipeline`; delivery and readiness are
 //! described in `docs/reliability.md`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -68,13 +68,13 @@ impl Running {
     /// 30 s of real time (its name is in the error).
     pub async fn sync(&self) -> anyhow::Result<()> {
         self.shared
-            .polls
-            .settled(&*self.shared.clock, SYNC_POLLS_LIMIT)
+            .polls()
+            .settled(&**self.shared.clock(), SYNC_POLLS_LIMIT)
             .await
             .map_err(|device| {
                 anyhow::anyhow!(
                     "the Modbus poll of {device} due at {} ms has not landed after {SYNC_POLLS_LIMIT:?}",
-                    self.shared.clock.now_ms()
+                    self.shared.clock().now_ms()
                 )
             })?;
         let (reply, done) = tokio::sync::oneshot::channel();
@@ -90,7 +90,7 @@ impl Running {
     /// birth. Whether it did.
     pub async fn subscribed(&self, max: Duration) -> bool {
         let until = Instant::now() + max;
-        while self.shared.metrics.mqtt_subscribed.get() == 0 {
+        while self.shared.metrics().mqtt_subscribed.get() == 0 {
             if Instant::now() >= until {
                 return false;
             }
@@ -220,7 +220,7 @@ pub async fn run_with(
         influx: influx_tx,
         shared: shared.clone(),
         retention_ms,
-        min_free: shared.min_free,
+        min_free: shared.min_free(),
     };
     let rt = tokio::runtime::Handle::current();
     let pipeline = std::thread::Builder::new()
@@ -234,7 +234,7 @@ pub async fn run_with(
     let pollers = start_pollers(&config, &pipeline_tx, &shared);
     drop(pipeline_tx);
     let app = crate::api::router(shared.clone());
-    let hub = shared.alerts.clone();
+    let hub = shared.alerts().clone();
     axum::serve(http, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -278,20 +278,20 @@ pub(crate) fn shared_state(
     signer: &records::Signer,
     control: &mpsc::Sender<crate::ops::alerts::Control>,
 ) -> anyhow::Result<Shared> {
-    Ok(Shared {
-        registry: Arc::new(Mutex::new(Registry::restore(store.load_devices()?))),
+    Ok(Shared::new(crate::app::shared::Parts {
+        registry: Registry::restore(store.load_devices()?),
         metrics: Metrics::default(),
         data_dir: config.storage.data_dir.clone(),
         tokens: crate::api::auth::Tokens::new(admin_token.into(), &config.http.tokens),
         records_key: signer.public_key_hex().into(),
         alerts: crate::ops::alerts::Hub::new(control.clone()),
         clock: options.clock.clone(),
-        polls: Arc::new(crate::ingest::modbus::Schedule::new(
+        polls: crate::ingest::modbus::Schedule::new(
             config.modbus.devices.iter().map(|d| d.device.clone()).collect(),
             options.clock.now_ms(),
-        )),
+        ),
         min_free: config.storage.min_free_mb.saturating_mul(1 << 20),
-    })
+    }))
 }
 
 /// Lets the engine's time pass, once a second.
@@ -317,7 +317,7 @@ pub(crate) fn start_engine(config: &Config, store: &mut Store, shared: &Shared) 
     engine.set_windows(built.windows);
     engine.set_buildings(built.buildings);
     engine.restore(store.load_engine().context("restoring the alerting state")?);
-    let now = shared.clock.now_ms();
+    let now = shared.clock().now_ms();
     // The gateway itself was away, and has no broker yet.
     engine.resume(now);
     engine.uplink(now, false, &mut Vec::new());
@@ -336,9 +336,9 @@ pub(crate) fn start_engine(config: &Config, store: &mut Store, shared: &Shared) 
             (None, None) => {}
         }
     }
-    shared.alerts.reset(engine.alerts());
+    shared.alerts().reset(engine.alerts());
     shared
-        .metrics
+        .metrics()
         .alerts_open
         .set(i64::try_from(engine.alerts().len()).unwrap_or(i64::MAX));
     tracing::info!(open = engine.alerts().len(), "alerting state restored");
@@ -382,7 +382,7 @@ pub(crate) fn start_desk(
         .context("opening the record chain")?;
     tracing::info!(records = chain.tail().seq, key = %chain.public_key(), "record chain opened");
     let mut ledger = crate::store::ledger::Ledger::new(chain);
-    let now = shared.clock.now_ms();
+    let now = shared.clock().now_ms();
     let (path, text) = config
         .source
         .as_ref()
@@ -394,13 +394,11 @@ pub(crate) fn start_desk(
         tracing::info!(kind = %r.kind, "configuration change recorded");
         ledger.config(r, audited);
     }
-    let known: Vec<(String, String, String)> = shared
-        .registry
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .iter()
-        .map(|d| (d.key.site.clone(), d.key.class.clone(), d.key.device.clone()))
-        .collect();
+    let known: Vec<(String, String, String)> = shared.registry().with(|r| {
+        r.iter()
+            .map(|d| (d.key.site.clone(), d.key.class.clone(), d.key.device.clone()))
+            .collect()
+    });
     let mut outs = Vec::new();
     for (site, class, device) in known {
         desk.device_seen(now, &site, &class, &device, &mut outs);
@@ -489,12 +487,12 @@ pub(crate) fn start_influx(
         ic.clone(),
         spool.clone(),
         irx,
-        shared.metrics.clone(),
+        shared.metrics().clone(),
     ));
     let shipper = tokio::spawn(crate::store::influx::ship(
         ic.clone(),
         spool,
-        shared.metrics.clone(),
+        shared.metrics().clone(),
         stop_rx,
     ));
     tracing::info!(url = %ic.url, bucket = %ic.bucket, "copying telemetry to InfluxDB");
@@ -506,10 +504,10 @@ pub(crate) fn start_influx(
 /// device's slot in [`Shared::polls`] is its index in the configuration.
 pub(crate) fn start_pollers(config: &Config, pipeline_tx: &Lanes, shared: &Shared) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
-    let schedule = &shared.polls;
+    let schedule = shared.polls();
     let forward = |rx: mpsc::Receiver<crate::ingest::modbus::Batch>, slots: Vec<usize>| {
         let lanes = pipeline_tx.clone();
-        let metrics = shared.metrics.clone();
+        let metrics = shared.metrics().clone();
         let schedule = schedule.clone();
         let mut rx = rx;
         tokio::spawn(async move {
@@ -550,9 +548,9 @@ pub(crate) fn start_pollers(config: &Config, pipeline_tx: &Lanes, shared: &Share
             device,
             points,
             slot,
-            shared.clock.clone(),
+            shared.clock().clone(),
             ptx,
-            shared.metrics.clone(),
+            shared.metrics().clone(),
         )));
         tasks.push(forward(prx, vec![slot]));
     }
@@ -563,9 +561,9 @@ pub(crate) fn start_pollers(config: &Config, pipeline_tx: &Lanes, shared: &Share
         tasks.push(tokio::spawn(crate::ingest::modbus::poll_bus(
             serial,
             devices,
-            shared.clock.clone(),
+            shared.clock().clone(),
             ptx,
-            shared.metrics.clone(),
+            shared.metrics().clone(),
         )));
         tasks.push(forward(prx, slots));
     }

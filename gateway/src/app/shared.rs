@@ -2,16 +2,56 @@
 //! gateway is run (whose clock, whether it ticks itself).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
-/// What the HTTP side shares with the pipeline.
+/// The device registry as the parts share it: the pipeline moves it, HTTP
+/// and the simulation's bench read it. The lock is held only inside these
+/// methods, never across an await or by a caller.
+#[derive(Clone, Default)]
+pub struct Devices(Arc<Mutex<Registry>>);
+
+impl Devices {
+    /// The registry as restored from the store.
+    #[must_use]
+    pub fn new(registry: Registry) -> Devices {
+        Devices(Arc::new(Mutex::new(registry)))
+    }
+
+    /// Runs `f` on the registry under its lock, held for `f` only.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A copy of every device, in the registry's order.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<crate::registry::Device> {
+        self.with(|r| r.iter().cloned().collect())
+    }
+}
+
+/// What the HTTP side, the ingest tasks and the pipeline share: handles,
+/// each with its own methods, read through accessors (nothing reaches in to
+/// replace one).
 #[derive(Clone)]
 pub struct Shared {
-    /// The device registry, updated by the pipeline.
-    pub registry: Arc<Mutex<Registry>>,
+    registry: Devices,
+    metrics: Metrics,
+    data_dir: PathBuf,
+    tokens: crate::api::auth::Tokens,
+    records_key: Arc<str>,
+    alerts: crate::ops::alerts::Hub,
+    clock: crate::clock::SharedClock,
+    polls: Arc<crate::ingest::modbus::Schedule>,
+    min_free: u64,
+}
+
+/// What [`Shared`] is made of (the wiring builds it once, at start).
+pub struct Parts {
+    /// The device registry, restored.
+    pub registry: Registry,
     /// The metrics.
     pub metrics: Metrics,
     /// The data directory (HTTP opens its own read connection).
@@ -24,11 +64,83 @@ pub struct Shared {
     pub alerts: crate::ops::alerts::Hub,
     /// Whose time the gateway judges by (the system's, or virtual time).
     pub clock: crate::clock::SharedClock,
-    /// When each Modbus device is next polled: the first half of
-    /// [`Running::sync`]'s barrier.
-    pub polls: Arc<crate::ingest::modbus::Schedule>,
-    /// The disk headroom kept for events (bytes), judged by `/readyz`.
+    /// When each Modbus device is next polled.
+    pub polls: crate::ingest::modbus::Schedule,
+    /// The disk headroom kept for events (bytes).
     pub min_free: u64,
+}
+
+impl Shared {
+    /// The shared handles of a starting gateway.
+    #[must_use]
+    pub fn new(p: Parts) -> Shared {
+        Shared {
+            registry: Devices::new(p.registry),
+            metrics: p.metrics,
+            data_dir: p.data_dir,
+            tokens: p.tokens,
+            records_key: p.records_key,
+            alerts: p.alerts,
+            clock: p.clock,
+            polls: Arc::new(p.polls),
+            min_free: p.min_free,
+        }
+    }
+
+    /// The device registry.
+    #[must_use]
+    pub fn registry(&self) -> &Devices {
+        &self.registry
+    }
+
+    /// The metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The data directory (HTTP opens its own read connection there).
+    #[must_use]
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// The bearer tokens.
+    #[must_use]
+    pub fn tokens(&self) -> &crate::api::auth::Tokens {
+        &self.tokens
+    }
+
+    /// The public key of the record chain's checkpoints (hex).
+    #[must_use]
+    pub fn records_key(&self) -> &str {
+        &self.records_key
+    }
+
+    /// Open alerts, the event stream, and the way to the engine.
+    #[must_use]
+    pub fn alerts(&self) -> &crate::ops::alerts::Hub {
+        &self.alerts
+    }
+
+    /// Whose time the gateway judges by.
+    #[must_use]
+    pub fn clock(&self) -> &crate::clock::SharedClock {
+        &self.clock
+    }
+
+    /// When each Modbus device is next polled: the first half of
+    /// [`crate::app::run::Running::sync`]'s barrier.
+    #[must_use]
+    pub fn polls(&self) -> &Arc<crate::ingest::modbus::Schedule> {
+        &self.polls
+    }
+
+    /// The disk headroom kept for events (bytes), judged by `/readyz`.
+    #[must_use]
+    pub fn min_free(&self) -> u64 {
+        self.min_free
+    }
 }
 
 /// How to run the gateway: whose clock, and whether it ticks itself.

@@ -52,7 +52,7 @@ pub(crate) async fn start_embedded(
             let _ = stopped.await;
         },
     );
-    shared.metrics.mqtt_subscribed.set(1);
+    shared.metrics().mqtt_subscribed.set(1);
     let _ = control.send(crate::ops::alerts::Control::Uplink(true)).await;
     tracing::info!("embedded MQTT broker serving; a node's PUBACK waits for the gateway's commit");
     let forward = |mut rx: mpsc::Receiver<crate::broker::Inbound>, priority: bool| {
@@ -63,10 +63,10 @@ pub(crate) async fn start_embedded(
                 let msg = Publish {
                     topic: i.topic,
                     payload: i.payload,
-                    received_ms: shared.clock.now_ms(),
+                    received_ms: shared.clock().now_ms(),
                     ack: i.ack.map(Done::Node),
                 };
-                if !lanes.send_to(priority, Input::Mqtt(msg), &shared.metrics).await {
+                if !lanes.send_to(priority, Input::Mqtt(msg), shared.metrics()).await {
                     break;
                 }
             }
@@ -82,7 +82,7 @@ pub(crate) async fn start_embedded(
         }
     });
     let stats = {
-        let metrics = shared.metrics.clone();
+        let metrics = shared.metrics().clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             loop {

@@ -182,7 +182,7 @@ pub(crate) async fn mqtt_task(
     shared: Shared,
 ) {
     use std::sync::atomic::Ordering;
-    let metrics = shared.metrics.clone();
+    let metrics = shared.metrics().clone();
     let mark = |up: bool| {
         let mask = if up {
             subscribed.fetch_or(bit, Ordering::SeqCst) | bit
@@ -213,7 +213,7 @@ pub(crate) async fn mqtt_task(
                     ack: acker.received(&p),
                     topic: p.topic,
                     payload: p.payload,
-                    received_ms: shared.clock.now_ms(),
+                    received_ms: shared.clock().now_ms(),
                 };
                 if !lanes.send(&kind, Input::Mqtt(msg), &metrics).await {
                     break;

@@ -23,7 +23,7 @@ pub(crate) fn handle(
     outs: &mut Vec<dispatch::Out>,
     clock: i64,
 ) -> i64 {
-    let m = &p.shared.metrics;
+    let m = &p.shared.metrics();
     let (incoming, ack) = match input {
         Input::Polled(incoming) => (*incoming, None),
         Input::Mqtt(pb) => match ingest(&pb.topic, &pb.payload, pb.received_ms) {
@@ -49,24 +49,20 @@ pub(crate) fn handle(
     // dirty devices are written every few seconds (DEVICES_EVERY), not once
     // per sample (with a thousand devices that was a row per message).
     let persist = obs_persists(&incoming);
-    let (obs, died, device) = {
-        let mut reg = p
-            .shared
-            .registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (obs, died, device, dirty) = p.shared.registry().with(|reg| {
         let obs = reg.observe(&incoming);
         let key = crate::registry::DeviceKey::of(&incoming);
         let d = reg.get(&key);
         let died = d.is_some_and(|d| d.died);
-        let device = if persist || obs.came_online {
-            d.cloned()
+        if persist || obs.came_online {
+            (obs, died, d.cloned(), None)
         } else {
-            p.dirty.insert(key);
-            None
-        };
-        (obs, died, device)
-    };
+            (obs, died, None, Some(key))
+        }
+    });
+    if let Some(key) = dirty {
+        p.dirty.insert(key);
+    }
     m.lost.inc_by(u64::from(obs.lost));
     if obs.reordered {
         m.reordered.inc();

@@ -115,7 +115,7 @@ pub(crate) const MAX_STAGED: usize = 200_000;
 /// taken and committed in batches ([`crate::batch`]); their
 /// acknowledgements go out after the commit.
 pub(crate) fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx: Receivers) -> anyhow::Result<()> {
-    let p_clock = p.shared.clock.clone();
+    let p_clock = p.shared.clock().clone();
     let mut last_log: HashMap<String, Instant> = HashMap::new();
     let mut last_prune = Instant::now();
     let mut last_save = Instant::now();
@@ -139,7 +139,7 @@ pub(crate) fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx:
         } else {
             // Nothing queued: the batch is complete.
             flush(&mut p, clock, &mut effects, &mut outs, false);
-            p.shared.metrics.pipeline_lag_ms.set(0);
+            p.shared.metrics().pipeline_lag_ms.set(0);
             match rx.next(rt, takes_telemetry(&p), p.batch.retry_at()) {
                 Some(n) => n,
                 None => break,
@@ -158,7 +158,7 @@ pub(crate) fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx:
                         .map(|i| (i, true))
                         .or_else(|| rx.bulk.try_recv().ok().map(|i| (i, false)))
                     {
-                        taken(&p.shared.metrics, i.1);
+                        taken(p.shared.metrics(), i.1);
                         clock = clock.max(handle(&mut p, i.0, &mut last_log, &mut effects, &mut outs, clock));
                     }
                     flush(&mut p, clock, &mut effects, &mut outs, false);
@@ -168,10 +168,10 @@ pub(crate) fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx:
                 stopping |= control(&mut p, c, clock, &mut effects, &mut outs);
             }
             Next::Message(input, priority) => {
-                taken(&p.shared.metrics, priority);
+                taken(p.shared.metrics(), priority);
                 let received = handle(&mut p, input, &mut last_log, &mut effects, &mut outs, clock);
                 clock = clock.max(received);
-                p.shared.metrics.pipeline_lag_ms.set((now() - received).max(0));
+                p.shared.metrics().pipeline_lag_ms.set((now() - received).max(0));
             }
         }
         if p.batch.due(Instant::now()) {
@@ -179,7 +179,7 @@ pub(crate) fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx:
         }
         if last_save.elapsed() > SAVE_EVERY {
             last_save = Instant::now();
-            crate::ops::alerts::save_all(&mut p.store, &p.engine, &p.shared.metrics);
+            crate::ops::alerts::save_all(&mut p.store, &p.engine, p.shared.metrics());
         }
         if last_prune.elapsed() > Duration::from_hours(1) {
             last_prune = Instant::now();
@@ -192,15 +192,9 @@ pub(crate) fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx:
     }
     close_courier(&mut p, rt, &mut rx.control);
     let _ = settle(&mut p, clock.max(now()), &mut effects, &mut outs, true);
-    crate::ops::alerts::save_all(&mut p.store, &p.engine, &p.shared.metrics);
+    crate::ops::alerts::save_all(&mut p.store, &p.engine, p.shared.metrics());
     // Persist the whole registry on the way out: last-seen times survive a restart.
-    let reg = p
-        .shared
-        .registry
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let devices: Vec<_> = reg.iter().cloned().collect();
-    drop(reg);
+    let devices = p.shared.registry().snapshot();
     p.store.transact(|tx| crate::store::write_devices(tx, &devices))?;
     Ok(())
 }
@@ -209,10 +203,10 @@ pub(crate) fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx:
 /// events; telemetry is held back below it.
 pub(crate) fn check_disk(p: &mut Pipeline<'_>) {
     p.disk_checked = Instant::now();
-    match crate::ready::disk_free(&p.shared.data_dir) {
+    match crate::ready::disk_free(p.shared.data_dir()) {
         Ok(free) => {
             p.shared
-                .metrics
+                .metrics()
                 .disk_free_bytes
                 .set(i64::try_from(free).unwrap_or(i64::MAX));
             let low = free < p.min_free;
@@ -239,7 +233,7 @@ pub(crate) fn close_courier(
     rt: &tokio::runtime::Handle,
     control: &mut mpsc::Receiver<crate::ops::alerts::Control>,
 ) {
-    let now = || p.shared.clock.now_ms();
+    let now = || p.shared.clock().now_ms();
     p.courier.close(Duration::from_secs(2));
     let until = Instant::now() + Duration::from_secs(3);
     while let Some(left) = until.checked_duration_since(Instant::now()) {
@@ -264,7 +258,7 @@ pub(crate) fn close_courier(
 /// events, births and controls never do.
 pub(crate) fn takes_telemetry(p: &Pipeline<'_>) -> bool {
     let takes = p.ledger.staged_samples() < MAX_STAGED && !p.disk_low;
-    p.shared.metrics.telemetry_held.set(i64::from(!takes));
+    p.shared.metrics().telemetry_held.set(i64::from(!takes));
     takes
 }
 
@@ -290,13 +284,11 @@ pub(crate) fn flush(
     }
     if p.devices_saved.elapsed() >= DEVICES_EVERY && !p.dirty.is_empty() {
         p.devices_saved = Instant::now();
-        let reg = p
+        let dirty: Vec<_> = p.dirty.drain().collect();
+        let devices: Vec<_> = p
             .shared
-            .registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let devices: Vec<_> = p.dirty.drain().filter_map(|k| reg.get(&k).cloned()).collect();
-        drop(reg);
+            .registry()
+            .with(|reg| dirty.iter().filter_map(|k| reg.get(k).cloned()).collect());
         for d in devices {
             p.ledger.stage_device(d);
         }

@@ -11,7 +11,7 @@ use crate::pipeline::{Pipeline, check_disk};
 /// A delivery's outcome on one channel: its record, and the outbox row
 /// forgotten once its last channel has reported.
 pub(crate) fn delivered(p: &mut Pipeline<'_>, now: i64, o: &notify::Outcome) {
-    let (record, done) = p.courier.outcome(now, o, &p.shared.metrics);
+    let (record, done) = p.courier.outcome(now, o, p.shared.metrics());
     if let Some(r) = record {
         p.ledger.record(r);
     }
@@ -32,7 +32,7 @@ pub(crate) fn settle(
     force: bool,
 ) -> Result<(), String> {
     use alerting::Effect;
-    let m = &p.shared.metrics;
+    let m = &p.shared.metrics();
     for e in effects.iter() {
         match e {
             Effect::WorkOrder(intent) => {
@@ -107,7 +107,7 @@ pub(crate) fn settle(
             &mut p.store,
             &p.engine,
             &p.desk,
-            &p.shared.alerts,
+            p.shared.alerts(),
             m,
             clock,
             effects,
@@ -154,7 +154,7 @@ pub(crate) fn evidence(p: &Pipeline<'_>, alert: &alerting::AlertView) -> Vec<dis
 /// after a back-off; the disk is measured (a full one holds telemetry back).
 pub(crate) fn failed(p: &mut Pipeline<'_>) {
     let wait = p.batch.failed(Instant::now());
-    let m = &p.shared.metrics;
+    let m = &p.shared.metrics();
     m.store_errors.inc();
     m.commit_failures.set(i64::from(p.batch.failures()));
     tracing::warn!(
@@ -171,9 +171,9 @@ pub(crate) fn failed(p: &mut Pipeline<'_>) {
 /// to the time-series copy, and its latency is measured.
 pub(crate) fn release(p: &mut Pipeline<'_>) {
     let r = p.batch.committed();
-    let m = &p.shared.metrics;
+    let m = &p.shared.metrics();
     m.commit_failures.set(0);
-    let now = p.shared.clock.now_ms();
+    let now = p.shared.clock().now_ms();
     for received in r.received {
         #[allow(clippy::cast_precision_loss)]
         m.pipeline_seconds.observe((now - received).max(0) as f64 / 1000.0);

@@ -470,7 +470,7 @@ async fn until_subscribed(gw: &gateway::app::run::Running, mqtt: u16) {
             .iter()
             .map(|r| {
                 let label = gateway::metrics::ReasonLabel { reason: (*r).into() };
-                gw.shared.metrics.rejected.get_or_create(&label).get()
+                gw.shared.metrics().rejected.get_or_create(&label).get()
             })
             .sum::<u64>()
     };
