@@ -163,6 +163,12 @@ impl Registry {
 
     /// Observes one message; returns what it revealed about the stream.
     pub fn observe(&mut self, incoming: &Incoming) -> Observation {
+        self.observe_device(incoming).0
+    }
+
+    /// [`Registry::observe`], and the device after it (the pipeline's hot
+    /// path: one key and one lookup per message, not two).
+    pub fn observe_device(&mut self, incoming: &Incoming) -> (Observation, &Device) {
         let key = DeviceKey::of(incoming);
         let now = incoming.received_ms;
         let d = self.devices.entry(key.clone()).or_insert_with(|| Device {
@@ -215,7 +221,7 @@ impl Registry {
                     d.died = true;
                 }
                 d.last_seen_ms = now;
-                return Observation::default();
+                return (Observation::default(), d);
             }
             _ => {
                 let mut adopted = false;
@@ -248,7 +254,7 @@ impl Registry {
             obs.skewed = skew.abs() > MAX_SKEW_MS;
         }
         d.last_seen_ms = now;
-        obs
+        (obs, d)
     }
 
     /// Devices of one class.

@@ -50,14 +50,11 @@ pub(crate) fn handle(
     // per sample (with a thousand devices that was a row per message).
     let persist = obs_persists(&incoming);
     let (obs, died, device, dirty) = p.shared.registry().with(|reg| {
-        let obs = reg.observe(&incoming);
-        let key = crate::registry::DeviceKey::of(&incoming);
-        let d = reg.get(&key);
-        let died = d.is_some_and(|d| d.died);
+        let (obs, d) = reg.observe_device(&incoming);
         if persist || obs.came_online {
-            (obs, died, d.cloned(), None)
+            (obs, d.died, Some(d.clone()), None)
         } else {
-            (obs, died, None, Some(key))
+            (obs, d.died, None, Some(d.key.clone()))
         }
     });
     if let Some(key) = dirty {

@@ -154,17 +154,14 @@ impl Ledger {
             let protocol::Message::Data(data) = &i.message else {
                 continue;
             };
-            let rows = data.m.iter().map(|r| (r.name.as_str(), None, r.value)).chain(
-                data.ports
-                    .iter()
-                    .flat_map(|p| p.readings.iter().map(|r| (r.name.as_str(), Some(p.port), r.value))),
+            out.extend(
+                crate::store::values(data).map(|(metric, port, value)| dispatch::Sample {
+                    metric: metric.to_owned(),
+                    port: (port > 0).then_some(port),
+                    at: i.received_ms,
+                    value: value.to_number(),
+                }),
             );
-            out.extend(rows.map(|(metric, port, value)| dispatch::Sample {
-                metric: metric.to_owned(),
-                port: port.filter(|p| *p > 0),
-                at: i.received_ms,
-                value: value.to_number(),
-            }));
         }
         let cut = out.len().saturating_sub(limit);
         out.drain(..cut);

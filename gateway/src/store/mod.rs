@@ -611,6 +611,16 @@ pub fn write_engine(
     Ok(())
 }
 
+/// The values of a `data` message, one stored row each: (metric, port,
+/// value), port 0 for the device's own metrics.
+pub fn values(data: &protocol::Data) -> impl Iterator<Item = (&str, u8, protocol::Value)> + '_ {
+    data.m.iter().map(|r| (r.name.as_str(), 0u8, r.value)).chain(
+        data.ports
+            .iter()
+            .flat_map(|p| p.readings.iter().map(|r| (r.name.as_str(), p.port, r.value))),
+    )
+}
+
 /// Writes the samples of `data` messages (other kinds have none) inside the
 /// caller's transaction, through one cached prepared statement: the batch
 /// of a group commit. Returns the number of values written.
@@ -630,12 +640,7 @@ pub fn write_samples(
             continue;
         };
         let t = &incoming.topic;
-        let rows = data.m.iter().map(|r| (r.name.as_str(), 0u8, r.value)).chain(
-            data.ports
-                .iter()
-                .flat_map(|p| p.readings.iter().map(|r| (r.name.as_str(), p.port, r.value))),
-        );
-        for (metric, port, value) in rows {
+        for (metric, port, value) in values(data) {
             let id = series.id(tx, t.site.as_str(), t.class.as_str(), t.device.as_str(), metric, port)?;
             stmt.execute(params![
                 id,
