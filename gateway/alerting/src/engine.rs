@@ -30,6 +30,7 @@ use crate::effect::{
 use crate::instance::{Ctx, Inst, Val};
 use crate::rule::Judge;
 use crate::ruleset::{Profile, RuleSet};
+use crate::store::{Arena, Id, Index};
 
 /// Timings of judgement around the rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,16 +229,80 @@ impl<T> Slim<T> {
     }
 }
 
+/// A boxed slice, empty without allocating: one pointer chase to the
+/// elements where [`Slim`] takes two, for the alerts, which a message reads
+/// whenever its device has any (a pending alert, say); it costs 16 bytes.
+pub(crate) struct Flat<T>(Option<Box<[T]>>);
+
+impl<T> Default for Flat<T> {
+    fn default() -> Self {
+        Flat(None)
+    }
+}
+
+impl<T> std::ops::Deref for Flat<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl<T> std::ops::DerefMut for Flat<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.0.as_deref_mut().unwrap_or_default()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Flat<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a mut Flat<T> {
+    type Item = &'a mut T;
+    type IntoIter = std::slice::IterMut<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter_mut()
+    }
+}
+
+impl<T> From<Vec<T>> for Flat<T> {
+    fn from(v: Vec<T>) -> Self {
+        Flat((!v.is_empty()).then(|| v.into_boxed_slice()))
+    }
+}
+
+impl<T> Flat<T> {
+    pub(crate) fn push(&mut self, x: T) {
+        let mut v = self.0.take().map(Vec::from).unwrap_or_default();
+        // Exactly one more: the slice must not carry spare room.
+        v.reserve_exact(1);
+        v.push(x);
+        *self = Flat::from(v);
+    }
+
+    pub(crate) fn retain(&mut self, f: impl FnMut(&T) -> bool) {
+        if let Some(b) = self.0.take() {
+            let mut v = Vec::from(b);
+            v.retain(f);
+            *self = Flat::from(v);
+        }
+    }
+}
+
+/// What every message reads besides its values and rule instances, which
+/// live in the class's [`Arena`] at `slot`.
 pub(crate) struct Device {
     /// Interned: one allocation per compound, shared (and cached) by all its devices.
     pub(crate) site: Arc<str>,
-    /// A keyed hash of (site, class, id), compared before the strings.
-    pub(crate) key: u64,
     /// `None` for root-cause pseudo-devices.
     pub(crate) class: Option<DeviceClass>,
-    pub(crate) id: Box<str>,
-    /// The next device with the same key hash (`NONE`: none).
-    pub(crate) next_same: u32,
+    pub(crate) id: Id,
+    /// Where its values and instances are in its class's arena.
+    pub(crate) slot: u32,
     pub(crate) root: Option<Root>,
     pub(crate) profile: Arc<Profile>,
     /// Index into the engine's building names.
@@ -250,12 +315,10 @@ pub(crate) struct Device {
     /// Last live observation (not `hist`).
     pub(crate) fresh_at: i64,
     pub(crate) dead: bool,
-    pub(crate) values: Box<[Val]>,
     pub(crate) ports: Slim<Port>,
-    pub(crate) inst: Box<[Inst]>,
     /// Codes the node (or, for pseudo-devices, the topology) holds raised.
     pub(crate) node: Slim<(Arc<str>, u8)>,
-    pub(crate) alerts: Slim<Alert>,
+    pub(crate) alerts: Flat<Alert>,
     pub(crate) busy: bool,
 }
 
@@ -294,8 +357,6 @@ pub(crate) struct ClassSlots {
 }
 
 const NO_SLOT: u16 = u16::MAX;
-/// No next device in a key-hash chain.
-const NONE: u32 = u32::MAX;
 
 impl ClassSlots {
     fn new(s: &crate::rule::Slots) -> ClassSlots {
@@ -347,12 +408,14 @@ pub struct Engine {
     pub(crate) profiles: HashMap<(DeviceClass, Vec<u16>), Arc<Profile>>,
     pub(crate) empty: Arc<Profile>,
     pub(crate) devices: Vec<Device>,
-    /// Device index by key hash (collisions chain through `next_same`).
-    pub(crate) by_key: HashMap<u64, u32, BuildHasherDefault<KeyHasher>>,
+    /// Values and rule instances, per class (by [`DeviceClass::id`]).
+    pub(crate) arenas: Vec<Arena>,
+    /// Device and arena slot by key hash.
+    pub(crate) index: Index,
     /// `SipHash` keys, random per engine: device ids come from the network, so
     /// the lookup must not be open to chosen collisions.
     pub(crate) hasher: RandomState,
-    pub(crate) episodes: HashMap<u64, u32>,
+    pub(crate) episodes: HashMap<u64, u32, BuildHasherDefault<Sequential>>,
     pub(crate) next_episode: u64,
     pub(crate) uplink_down_since: Option<i64>,
     /// When the broker came back, for the wills it sends as it starts.
@@ -366,7 +429,7 @@ pub struct Engine {
     pub(crate) windows: Vec<Window>,
     pub(crate) buildings: HashMap<(String, String), u16>,
     pub(crate) building_names: Vec<Arc<str>>,
-    scratch: Vec<Sources>,
+    scratch: Gathered,
     /// The live event being observed that raises a code, with its detail as
     /// evidence for the alert it fires; only set within one `observe`.
     raised: Option<Raised>,
@@ -380,21 +443,24 @@ struct Raised {
     detail: Vec<Evidence>,
 }
 
-/// Passes the device key hash through: it is a `SipHash` already.
+/// Hashes the engine's own episode numbers: they come from its counter,
+/// not from the network, so nobody can choose them to collide, and a
+/// multiplication spreads them as well as `SipHash` at a fraction of the cost
+/// (one insert and one removal per pending alert).
 #[derive(Default)]
-pub(crate) struct KeyHasher(u64);
+pub(crate) struct Sequential(u64);
 
-impl Hasher for KeyHasher {
+impl Hasher for Sequential {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
+            self.write_u64(self.0 ^ u64::from(*b));
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
@@ -405,10 +471,25 @@ impl Engine {
     /// An engine with no devices yet.
     #[must_use]
     pub fn new(rules: RuleSet, settings: Settings) -> Engine {
-        let slots = rules
+        let slots: BTreeMap<DeviceClass, ClassSlots> = rules
             .packs()
             .iter()
             .filter_map(|p| rules.slots(p.class).map(|s| (p.class, ClassSlots::new(s))))
+            .collect();
+        let classes = DeviceClass::ALL
+            .iter()
+            .map(|c| usize::from(c.id()) + 1)
+            .max()
+            .unwrap_or(0);
+        let arenas = (0..classes)
+            .map(|i| {
+                let values = u8::try_from(i)
+                    .ok()
+                    .and_then(DeviceClass::from_id)
+                    .and_then(|c| slots.get(&c))
+                    .map_or(0, |s| s.dev_names.len());
+                Arena::new(values)
+            })
             .collect();
         Engine {
             empty: Arc::new(Profile {
@@ -423,9 +504,10 @@ impl Engine {
             slots,
             profiles: HashMap::new(),
             devices: Vec::new(),
-            by_key: HashMap::default(),
+            arenas,
+            index: Index::default(),
             hasher: RandomState::new(),
-            episodes: HashMap::new(),
+            episodes: HashMap::default(),
             next_episode: 1,
             uplink_down_since: None,
             uplink_up_since: i64::MIN,
@@ -437,7 +519,7 @@ impl Engine {
             windows: Vec::new(),
             buildings: HashMap::new(),
             building_names: Vec::new(),
-            scratch: Vec::new(),
+            scratch: Gathered::default(),
             raised: None,
         }
     }
@@ -492,7 +574,10 @@ impl Engine {
             }
         }
         for dev in &mut self.devices {
-            dev.building = self.buildings.get(&(dev.site.to_string(), dev.id.to_string())).copied();
+            dev.building = self
+                .buildings
+                .get(&(String::from(&*dev.site), dev.id.as_str().to_owned()))
+                .copied();
         }
     }
 
@@ -511,16 +596,19 @@ impl Engine {
     }
 
     pub(crate) fn find(&self, site: &str, class: Option<DeviceClass>, id: &str) -> Option<u32> {
-        let key = self.key(site, class, id);
-        let mut at = self.by_key.get(&key).copied();
-        while let Some(i) = at {
-            let d = &self.devices[i as usize];
-            if d.key == key && d.class == class && &*d.id == id && &*d.site == site {
-                return Some(i);
+        self.locate(self.key(site, class, id), site, class, id).map(|(d, _)| d)
+    }
+
+    /// The device with this key hash and key, and its arena slot.
+    fn locate(&self, key: u64, site: &str, class: Option<DeviceClass>, id: &str) -> Option<(u32, u32)> {
+        let arena = class.and_then(|c| self.arenas.get(usize::from(c.id())));
+        self.index.find(key, |d, slot| {
+            if let Some(a) = arena {
+                std::hint::black_box(a.touch(slot));
             }
-            at = (d.next_same != NONE).then_some(d.next_same);
-        }
-        None
+            let dev = &self.devices[d as usize];
+            dev.class == class && dev.id.is(id) && &*dev.site == site
+        })
     }
 
     pub(crate) fn insert(
@@ -531,30 +619,30 @@ impl Engine {
         root: Option<Root>,
         now: i64,
     ) -> u32 {
-        if let Some(i) = self.find(site, class, id) {
+        let key = self.key(site, class, id);
+        if let Some((i, _)) = self.locate(key, site, class, id) {
             return i;
         }
         let profile = match class {
             Some(c) if root.is_none() => self.profile_for(site, c, id),
             _ => self.empty.clone(),
         };
-        let n_values = class.and_then(|c| self.slots.get(&c)).map_or(0, |s| s.dev_names.len());
         let idx = u32::try_from(self.devices.len()).unwrap_or(u32::MAX);
-        let key = self.key(site, class, id);
-        let next_same = self.by_key.insert(key, idx).unwrap_or(NONE);
+        let slot = class
+            .and_then(|c| self.arenas.get_mut(usize::from(c.id())))
+            .map_or(0, |a| a.push(profile.device.len()));
+        self.index.insert(key, idx, slot);
         let site_name = match self.sites.get_key_value(site) {
             Some((k, _)) => k.clone(),
             None => Arc::from(site),
         };
         self.devices.push(Device {
             site: site_name.clone(),
-            key,
             class,
-            id: id.into(),
-            next_same,
+            id: Id::new(id),
+            slot,
             root,
             building: self.buildings.get(&(site.to_owned(), id.to_owned())).copied(),
-            inst: vec![Inst::default(); profile.device.len()].into_boxed_slice(),
             profile,
             bus: None,
             interval_ms: crate::DEFAULT_INTERVAL_S * 1000,
@@ -562,10 +650,9 @@ impl Engine {
             judged_from: now,
             fresh_at: now,
             dead: false,
-            values: vec![Val::default(); n_values].into_boxed_slice(),
             ports: Slim::default(),
             node: Slim::default(),
-            alerts: Slim::default(),
+            alerts: Flat::default(),
             busy: false,
         });
         let s = self.sites.entry(site_name).or_default();
@@ -608,7 +695,7 @@ impl Engine {
         let sample = match input {
             Input::Gap => {
                 let dev = &mut self.devices[d as usize];
-                dev.inst.iter_mut().for_each(|i| i.streak = 0);
+                state_mut(&mut self.arenas, dev).1.iter_mut().for_each(|i| i.streak = 0);
                 dev.ports
                     .iter_mut()
                     .flat_map(|p| p.inst.iter_mut())
@@ -659,9 +746,10 @@ impl Engine {
                 dev.dead = false;
                 dev.fresh_at = now;
                 if let Some(s) = slots {
+                    let (values, _) = state_mut(&mut self.arenas, dev);
                     for r in data.m.iter() {
-                        if let Some(i) = s.dev(&r.name) {
-                            dev.values[i].set(r.value.to_number(), now);
+                        if let Some(v) = s.dev(&r.name).and_then(|i| values.get_mut(i)) {
+                            v.set(r.value.to_number(), now);
                         }
                     }
                     for p in &data.ports {
@@ -688,10 +776,11 @@ impl Engine {
                         ("floors", b.floors.map(f64::from)),
                         ("ports", b.ports.map(f64::from)),
                     ];
+                    let (values, _) = state_mut(&mut self.arenas, dev);
                     for (name, v) in facts {
-                        if let (Some(v), Some(i)) = (v, s.dev_by_name(name)) {
-                            dev.values[i].set(v, now);
-                            dev.values[i].at = i64::MAX;
+                        if let (Some(v), Some(x)) = (v, s.dev_by_name(name).and_then(|i| values.get_mut(i))) {
+                            x.set(v, now);
+                            x.at = i64::MAX;
                         }
                     }
                     if let Some(n) = b.ports {
@@ -776,15 +865,15 @@ impl Engine {
         // Step every instance; most samples change nothing, and then there
         // is no alert to open or resolve: the sources need not be gathered.
         let quiet = {
+            let dev = &mut self.devices[d as usize];
+            let (values, inst) = state_mut(&mut self.arenas, dev);
             let Device {
                 profile,
-                values,
-                inst,
                 ports,
                 dead,
                 interval_ms,
                 ..
-            } = &mut self.devices[d as usize];
+            } = dev;
             let stale = stale_ms_of(profile, *interval_ms);
             let values: &[Val] = values;
             // Steps rules over their instances; whether all stayed inactive.
@@ -817,19 +906,19 @@ impl Engine {
             if !dev.alerts.is_empty() {
                 dev.alerts.retain(|a| !a.forgettable(now, flap));
             }
-            dev.busy = dev.inst.iter().any(Inst::busy)
+            dev.busy = state(&self.arenas, dev).1.iter().any(Inst::busy)
                 || dev.ports.iter().any(|p| p.inst.iter().any(Inst::busy))
                 || !dev.alerts.is_empty();
             return;
         }
-        let mut sources = std::mem::take(&mut self.scratch);
-        sources.clear();
+        let mut gathered = std::mem::take(&mut self.scratch);
+        gathered.reset();
         {
             let dev = &self.devices[d as usize];
             let profile = &dev.profile;
             let gone = offline == Some(true) || (dev.bus.is_none() && uplink_down);
             let stale_data = if gone { DataState::Stale } else { DataState::NoData };
-            for (rule, inst) in profile.device.iter().zip(dev.inst.iter()) {
+            for (rule, inst) in profile.device.iter().zip(state(&self.arenas, dev).1) {
                 let data = if matches!(rule.judge, Judge::Offline { .. }) {
                     if offline.is_none() {
                         DataState::Stale
@@ -841,13 +930,13 @@ impl Engine {
                 } else {
                     stale_data
                 };
-                add_source(&mut sources, rule, inst, 0, data);
+                add_source(&mut gathered, rule, inst, 0, data);
             }
             for (p, port) in dev.ports.iter().enumerate() {
                 let n = u8::try_from(p + 1).unwrap_or(u8::MAX);
                 for (rule, inst) in profile.port.iter().zip(port.inst.iter()) {
                     let data = if inst.known { DataState::Fresh } else { stale_data };
-                    add_source(&mut sources, rule, inst, n, data);
+                    add_source(&mut gathered, rule, inst, n, data);
                 }
             }
             for (code, port) in &dev.node {
@@ -857,7 +946,7 @@ impl Engine {
                     .copied()
                     .or_else(|| EventCode::from_name(code).map(EventCode::severity))
                     .unwrap_or(Severity::Major);
-                let s = entry(&mut sources, code, *port, severity);
+                let s = gathered.entry(code, *port, severity);
                 s.firing = true;
                 s.since = s.since.min(now);
                 s.dispatch |= severity != Severity::Info;
@@ -869,13 +958,13 @@ impl Engine {
         let mut offline_changed = false;
         // Alerts whose code no source mentions any more: every source is clear.
         for a in &self.devices[d as usize].alerts {
-            if a.open() && !sources.iter().any(|s| s.code == a.code && s.port == a.port) {
+            if a.open() && !gathered.list.iter().any(|s| s.code == a.code && s.port == a.port) {
                 let mut none = Sources::none(a.code.clone(), a.port, a.severity);
                 none.data = a.data;
-                sources.push(none);
+                gathered.list.push(none);
             }
         }
-        for s in &sources {
+        for s in &gathered.list {
             let dev = &mut self.devices[d as usize];
             let i = match dev.alerts.iter().position(|a| a.code == s.code && a.port == s.port) {
                 Some(i) => i,
@@ -903,7 +992,7 @@ impl Engine {
                 offline_changed = true;
             }
             if change == Change::Fired {
-                let mut evidence = evidence(dev, a.port, &self.slots);
+                let mut evidence = evidence(dev, state(&self.arenas, dev).0, a.port, &self.slots);
                 if let Some(r) = &self.raised
                     && r.device == d
                     && r.code == a.code
@@ -915,11 +1004,11 @@ impl Engine {
             }
             self.after_change(d, i, change, now, out);
         }
-        self.scratch = sources;
+        self.scratch = gathered;
         self.release_all(d, now, out);
         let dev = &mut self.devices[d as usize];
         dev.alerts.retain(|a| !a.forgettable(now, flap));
-        dev.busy = dev.inst.iter().any(Inst::busy)
+        dev.busy = state(&self.arenas, dev).1.iter().any(Inst::busy)
             || dev.ports.iter().any(|p| p.inst.iter().any(Inst::busy))
             || dev.alerts.iter().any(|a| a.open() || !a.starts.is_empty());
         if offline_changed {
@@ -952,7 +1041,7 @@ impl Engine {
 
     fn group_key(&self, d: u32) -> (String, Option<String>) {
         let dev = &self.devices[d as usize];
-        (dev.site.to_string(), self.building_name(dev))
+        (String::from(&*dev.site), self.building_name(dev))
     }
 
     /// What suppresses a device's alert now: the nearest failed parent.
@@ -990,7 +1079,7 @@ impl Engine {
         let dev = &self.devices[d as usize];
         self.windows
             .iter()
-            .any(|w| w.covers(&dev.site, dev.class, &dev.id, now))
+            .any(|w| w.covers(&dev.site, dev.class, dev.id.as_str(), now))
     }
 
     /// Queues every firing alert of a device that may now be notified; an
@@ -999,13 +1088,13 @@ impl Engine {
     fn release_all(&mut self, d: u32, now: i64, out: &mut Vec<Effect>) {
         let n = self.devices[d as usize].alerts.len();
         for i in 0..n {
-            let (code, ready) = {
+            let code = {
                 let a = &self.devices[d as usize].alerts[i];
-                (a.code.clone(), a.firing() && !a.notified && !a.queued)
+                if !(a.firing() && !a.notified && !a.queued) {
+                    continue;
+                }
+                a.code.clone()
             };
-            if !ready {
-                continue;
-            }
             let maintenance = self.in_maintenance(d, now);
             let inhibited = self.inhibitor(d, &code);
             let dev = &self.devices[d as usize];
@@ -1315,7 +1404,7 @@ impl Engine {
         let inst = self
             .devices
             .iter()
-            .map(|d| d.inst.len() + d.ports.iter().map(|p| p.inst.len()).sum::<usize>())
+            .map(|d| state(&self.arenas, d).1.len() + d.ports.iter().map(|p| p.inst.len()).sum::<usize>())
             .sum();
         (self.devices.len(), inst)
     }
@@ -1331,10 +1420,10 @@ impl Engine {
         let a = &dev.alerts[i];
         AlertView {
             id: a.episode,
-            site: dev.site.to_string(),
+            site: String::from(&*dev.site),
             class: dev.class.map_or("gateway", DeviceClass::as_str).to_owned(),
-            device: dev.id.to_string(),
-            code: a.code.to_string(),
+            device: dev.id.as_str().to_owned(),
+            code: String::from(&*a.code),
             port: (a.port > 0).then_some(a.port),
             severity: a.severity,
             state: a.api_state(),
@@ -1347,10 +1436,26 @@ impl Engine {
             data: a.data,
             inhibited_by: a.inhibited_by.clone(),
             maintenance: a.maintenance,
-            sources: a.sources.iter().map(ToString::to_string).collect(),
+            sources: a.sources.iter().map(|s| String::from(&**s)).collect(),
             building: self.building_name(dev),
             evidence: a.evidence.clone(),
         }
+    }
+}
+
+/// A device's values and its profile's rule instances.
+pub(crate) fn state<'a>(arenas: &'a [Arena], dev: &Device) -> (&'a [Val], &'a [Inst]) {
+    match dev.class.and_then(|c| arenas.get(usize::from(c.id()))) {
+        Some(a) => (a.values(dev.slot), a.rules(dev.slot, dev.profile.device.len())),
+        None => (&[], &[]),
+    }
+}
+
+/// The same, to change.
+pub(crate) fn state_mut<'a>(arenas: &'a mut [Arena], dev: &Device) -> (&'a mut [Val], &'a mut [Inst]) {
+    match dev.class.and_then(|c| arenas.get_mut(usize::from(c.id()))) {
+        Some(a) => a.state_mut(dev.slot, dev.profile.device.len()),
+        None => (&mut [], &mut []),
     }
 }
 
@@ -1378,19 +1483,43 @@ fn ensure_port<'a>(dev: &'a mut Device, port: u8, s: &ClassSlots) -> Option<&'a 
     dev.ports.get_mut(usize::from(port) - 1)
 }
 
-fn entry<'a>(sources: &'a mut Vec<Sources>, code: &Arc<str>, port: u8, severity: Severity) -> &'a mut Sources {
-    let i = sources
-        .iter()
-        .position(|s| s.code == *code && s.port == port)
-        .unwrap_or_else(|| {
-            sources.push(Sources::none(code.clone(), port, severity));
-            sources.len() - 1
-        });
-    &mut sources[i]
+/// The verdicts gathered for one device's judgement, kept from one to the
+/// next with the room of their name lists: a device with a pending alert
+/// would otherwise allocate and free a list per source on every sample.
+#[derive(Default)]
+struct Gathered {
+    list: Vec<Sources>,
+    spare: Vec<Vec<Arc<str>>>,
 }
 
-fn add_source(sources: &mut Vec<Sources>, rule: &crate::rule::Compiled, inst: &Inst, port: u8, data: DataState) {
-    let s = entry(sources, &rule.code, port, rule.severity);
+impl Gathered {
+    fn reset(&mut self) {
+        for s in self.list.drain(..) {
+            let mut names = s.names;
+            if names.capacity() > 0 {
+                names.clear();
+                self.spare.push(names);
+            }
+        }
+    }
+
+    fn entry(&mut self, code: &Arc<str>, port: u8, severity: Severity) -> &mut Sources {
+        let i = self
+            .list
+            .iter()
+            .position(|s| s.code == *code && s.port == port)
+            .unwrap_or_else(|| {
+                let mut s = Sources::none(code.clone(), port, severity);
+                s.names = self.spare.pop().unwrap_or_default();
+                self.list.push(s);
+                self.list.len() - 1
+            });
+        &mut self.list[i]
+    }
+}
+
+fn add_source(sources: &mut Gathered, rule: &crate::rule::Compiled, inst: &Inst, port: u8, data: DataState) {
+    let s = sources.entry(&rule.code, port, rule.severity);
     match inst.phase {
         crate::instance::Phase::Firing => {
             s.firing = true;
@@ -1418,14 +1547,14 @@ fn add_source(sources: &mut Vec<Sources>, rule: &crate::rule::Compiled, inst: &I
     }
 }
 
-fn evidence(dev: &Device, port: u8, slots: &BTreeMap<DeviceClass, ClassSlots>) -> Vec<Evidence> {
+fn evidence(dev: &Device, values: &[Val], port: u8, slots: &BTreeMap<DeviceClass, ClassSlots>) -> Vec<Evidence> {
     let Some(s) = dev.class.and_then(|c| slots.get(&c)) else {
         return Vec::new();
     };
     let mut v: Vec<Evidence> = s
         .dev_names
         .iter()
-        .zip(&dev.values)
+        .zip(values)
         .filter(|(_, x)| !x.v.is_nan())
         .map(|(n, x)| Evidence {
             metric: n.clone(),
@@ -1478,9 +1607,9 @@ fn detail_evidence(e: &protocol::Event, port: u8, now: i64) -> Vec<Evidence> {
 fn event_record(dev: &Device, e: &protocol::Event, now: i64, kind: &str) -> Record {
     Record {
         at: now,
-        site: dev.site.to_string(),
+        site: String::from(&*dev.site),
         class: dev.class.map_or("gateway", DeviceClass::as_str).to_owned(),
-        device: dev.id.to_string(),
+        device: dev.id.as_str().to_owned(),
         kind: kind.to_owned(),
         code: e.code.as_str().to_owned(),
         active: e.active,
@@ -1507,12 +1636,105 @@ mod size {
     #[test]
     fn the_hot_records_stay_small() {
         for (name, size, most) in [
-            ("Device", size_of::<super::Device>(), 152),
+            ("Device", size_of::<super::Device>(), 128),
             ("Inst", size_of::<super::Inst>(), 32),
             ("Val", size_of::<super::Val>(), 24),
             ("Port", size_of::<super::Port>(), 32),
         ] {
             assert!(size <= most, "{name} is {size} bytes, at most {most}");
         }
+    }
+}
+
+#[cfg(test)]
+mod flat {
+    use super::Flat;
+
+    #[test]
+    fn a_flat_list_holds_exactly_its_elements() {
+        let mut f: Flat<u32> = Flat::default();
+        assert!(f.is_empty() && f.0.is_none());
+        f.retain(|_| true);
+        assert!(f.0.is_none());
+        for x in 1..=5 {
+            f.push(x);
+            assert_eq!(f.0.as_ref().map(|b| b.len()), Some(x as usize));
+        }
+        assert_eq!(&*f, &[1, 2, 3, 4, 5]);
+        f[1] = 20;
+        f.retain(|x| x % 2 == 0 || *x == 5);
+        assert_eq!(&*f, &[20, 4, 5]);
+        assert_eq!((&f).into_iter().sum::<u32>(), 29);
+        f.retain(|_| false);
+        assert!(f.is_empty() && f.0.is_none(), "an emptied list frees its slice");
+        assert!(Flat::<u32>::from(Vec::new()).0.is_none());
+    }
+}
+
+#[cfg(test)]
+mod arena {
+    use protocol::{DeviceClass, Kind};
+
+    use super::{DeviceRef, Engine, Input, Settings};
+    use crate::instance::Phase;
+    use crate::{Override, RuleSet};
+
+    fn dev(id: &str) -> DeviceRef<'_> {
+        DeviceRef {
+            site: "s",
+            class: DeviceClass::Firepump,
+            device: id,
+        }
+    }
+
+    fn sample(e: &mut Engine, now: i64, id: &str, pressure: f64) {
+        let text = format!(r#"{{"v":1,"seq":1,"ts":0,"m":{{"network_pressure_mpa":{pressure},"auto_mode":false}}}}"#);
+        let m = protocol::decode(Kind::Data, text.as_bytes()).unwrap_or_else(|err| panic!("{err}"));
+        e.observe(now, dev(id), Input::Message(&m), &mut Vec::new());
+    }
+
+    /// Devices of one class whose profiles differ in size share its arena:
+    /// each keeps its own values and instances, and a snapshot puts them
+    /// back where they were.
+    #[test]
+    fn devices_with_fewer_rules_keep_their_own_state() {
+        let fewer = Override {
+            device: Some("P-2".into()),
+            disable: vec!["firepump.not_in_auto".into(), "firepump.low_tank_level".into()],
+            ..Override::default()
+        };
+        let rules =
+            RuleSet::new(crate::ruleset::builtin_packs(), &[], vec![fewer]).unwrap_or_else(|err| panic!("{err}"));
+        let full = rules.profile(DeviceClass::Firepump, &[]).device.len();
+        let mut e = Engine::new(rules.clone(), Settings::default());
+        let ids = ["P-1", "P-2", "P-3", "a device id longer than the inline room"];
+        for now in [1_000, 61_000] {
+            for (i, id) in ids.iter().enumerate() {
+                sample(&mut e, now, id, 0.01 * f64::from(u8::try_from(i).unwrap_or(0) + 1));
+            }
+        }
+        assert_eq!(e.size(), (4, 4 * full - 2));
+        for (i, id) in ids.iter().enumerate() {
+            let s = e
+                .device_snapshot("s", Some(DeviceClass::Firepump), id)
+                .unwrap_or_else(|| panic!("{id}"));
+            let p = s
+                .values
+                .iter()
+                .find(|(n, _)| n == "network_pressure_mpa")
+                .map(|(_, v)| v.v);
+            assert_eq!(p, Some(0.01 * f64::from(u8::try_from(i).unwrap_or(0) + 1)), "{id}");
+            let want = if *id == "P-2" { full - 2 } else { full };
+            assert_eq!(s.rules.len(), want, "{id}");
+            assert_eq!(s.rules.iter().any(|r| r.rule == "firepump.not_in_auto"), *id != "P-2");
+            let low = s.rules.iter().find(|r| r.rule == "firepump.low_pressure");
+            assert!(low.is_some_and(|r| r.inst.phase != Phase::Inactive), "{id}: {low:?}");
+        }
+        let snap = e.snapshot();
+        let mut back = Engine::new(rules, Settings::default());
+        back.restore(snap.clone());
+        assert_eq!(back.snapshot(), snap);
+        assert_eq!(back.alerts(), e.alerts());
+        assert_eq!(back.size(), e.size());
     }
 }

@@ -37,6 +37,7 @@ pub mod rule;
 pub mod ruleset;
 pub mod series;
 pub mod snapshot;
+mod store;
 
 pub use config::AlertingConfig;
 pub use effect::{AlertChange, AlertView, Change, DataState, Effect, Notification, Record, State, WorkOrderIntent};

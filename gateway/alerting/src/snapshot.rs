@@ -18,7 +18,7 @@ use protocol::DeviceClass;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{Alert, Lifecycle};
-use crate::engine::{Engine, Group, Queued, Root};
+use crate::engine::{Engine, Group, Queued, Root, state, state_mut};
 use crate::instance::{Inst, Val};
 
 /// What kind of root cause a pseudo-device stands for.
@@ -171,7 +171,7 @@ impl Engine {
     pub fn globals(&self) -> Globals {
         let key = |d: u32| {
             let dev = &self.devices[d as usize];
-            (dev.site.to_string(), dev.class, dev.id.to_string())
+            (String::from(&*dev.site), dev.class, dev.id.as_str().to_owned())
         };
         Globals {
             next_episode: self.next_episode,
@@ -234,11 +234,12 @@ impl Engine {
         let dev = self.devices.get(i)?;
         let slots = dev.class.and_then(|c| self.slots.get(&c));
         let (dev_names, port_names) = slots.map_or((&[][..], &[][..]), |s| (&s.dev_names[..], &s.port_names[..]));
+        let (values, insts) = state(&self.arenas, dev);
         let mut rules: Vec<RuleState> = dev
             .profile
             .device
             .iter()
-            .zip(&dev.inst)
+            .zip(insts)
             .map(|(r, inst)| RuleState {
                 rule: r.id.to_string(),
                 fingerprint: r.fingerprint,
@@ -256,9 +257,9 @@ impl Engine {
             }));
         }
         Some(DeviceSnapshot {
-            site: dev.site.to_string(),
+            site: String::from(&*dev.site),
             class: dev.class,
-            device: dev.id.to_string(),
+            device: dev.id.as_str().to_owned(),
             root: dev.root.map(RootKind::from),
             bus: dev
                 .bus
@@ -269,7 +270,7 @@ impl Engine {
             judged_from: dev.judged_from,
             fresh_at: dev.fresh_at,
             dead: dev.dead,
-            values: named(dev_names, &dev.values),
+            values: named(dev_names, values),
             ports: dev.ports.iter().map(|p| named(port_names, &p.values)).collect(),
             rules,
             node: dev.node.iter().map(|(c, p)| (c.to_string(), *p)).collect(),
@@ -282,7 +283,8 @@ impl Engine {
     /// dropped; everything else continues exactly where it was.
     pub fn restore(&mut self, snapshot: Snapshot) {
         self.devices.clear();
-        self.by_key.clear();
+        self.index.clear();
+        self.arenas.iter_mut().for_each(crate::store::Arena::clear);
         self.episodes.clear();
         self.buses.clear();
         self.sites.clear();
@@ -366,9 +368,11 @@ impl Engine {
         dev.fresh_at = s.fresh_at;
         dev.dead = s.dead;
         if let Some(slots) = &slots {
+            let (values, _) = state_mut(&mut self.arenas, dev);
             for (name, v) in &s.values {
-                if let Some(i) = slots.dev_names.iter().position(|n| n == name) {
-                    dev.values[i] = *v;
+                let i = slots.dev_names.iter().position(|n| n == name);
+                if let Some(x) = i.and_then(|i| values.get_mut(i)) {
+                    *x = *v;
                 }
             }
             for (p, values) in s.ports.iter().enumerate() {
@@ -390,12 +394,12 @@ impl Engine {
         let profile = dev.profile.clone();
         for r in s.rules {
             let (rules, insts) = if r.port == 0 {
-                (&profile.device, &mut dev.inst)
+                (&profile.device, state_mut(&mut self.arenas, dev).1)
             } else {
                 let Some(port) = dev.ports.get_mut(usize::from(r.port) - 1) else {
                     continue;
                 };
-                (&profile.port, &mut port.inst)
+                (&profile.port, &mut *port.inst)
             };
             if let Some(i) = rules
                 .iter()
@@ -417,7 +421,7 @@ impl Engine {
             }
             self.next_episode = self.next_episode.max(a.episode + 1);
         }
-        dev.busy = dev.inst.iter().any(Inst::busy)
+        dev.busy = state(&self.arenas, dev).1.iter().any(Inst::busy)
             || dev.ports.iter().any(|p| p.inst.iter().any(Inst::busy))
             || dev.alerts.iter().any(|a| a.open() || !a.starts.is_empty());
     }
