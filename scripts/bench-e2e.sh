@@ -8,6 +8,8 @@
 #   scripts/bench-e2e.sh --runs 1 --messages 50000
 #   scripts/bench-e2e.sh --smoke                       # seconds; non-zero exit on loss
 #   scripts/bench-e2e.sh --json target/bench-e2e.json --plot target/bench-e2e.svg
+# The InfluxDB sink against VictoriaMetrics alone is its own command:
+#   target/release/loadgen sink --gateway-bin target/release/gateway --messages 1000000
 # Needs mosquitto and mosquitto-clients (scripts/install-test-deps.sh) and,
 # for Node-RED, Node.js 18+ with npm. See docs/performance.md.
 set -euo pipefail

@@ -23,6 +23,8 @@ step "the end-to-end bench, smoke (seconds): loadgen against a bare subscriber, 
 # docs/performance.md. This one exits non-zero if a sample, an alarm, an
 # alert or a work order of the storm is lost.
 cargo run --locked -q -p loadgen -- all --smoke --plain --gateway-bin target/debug/gateway
+# The InfluxDB sink (VictoriaMetrics): a spooled burst drains, nothing lost.
+cargo run --locked -q -p loadgen -- sink --smoke --plain --gateway-bin target/debug/gateway
 
 step "the HIL scenario library (virtual time; JUnit in target/hil-junit.xml)"
 # Every scenario of hil-tests/scenarios through the real firmware, real

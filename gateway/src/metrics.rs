@@ -136,6 +136,10 @@ pub struct Metrics {
     pub unstored_dropped: Counter,
     /// Transactions committed by the pipeline (one per batch).
     pub commits: Counter,
+    /// Inbox compaction steps (samples moved into `points`, a range of series each).
+    pub compactions: Counter,
+    /// How long a compaction step took inside its commit.
+    pub compaction_seconds: Histogram,
     /// Commits that failed in a row (0 while the store takes writes).
     pub commit_failures: Gauge,
     /// How long the message taken last had waited since its receipt, ms (0 when idle).
@@ -272,6 +276,8 @@ impl Default for Metrics {
             unstored: Gauge::default(),
             unstored_dropped: Counter::default(),
             commits: Counter::default(),
+            compactions: Counter::default(),
+            compaction_seconds: poll_buckets(),
             commit_failures: Gauge::default(),
             pipeline_lag_ms: Gauge::default(),
             disk_free_bytes: Gauge::default(),
@@ -387,6 +393,16 @@ impl Metrics {
             "store_commits",
             "Transactions committed (one per batch)",
             self.commits.clone(),
+        );
+        r.register(
+            "store_compaction_steps",
+            "Inbox compaction steps: samples of a range of series moved, sorted, into points",
+            self.compactions.clone(),
+        );
+        r.register(
+            "store_compaction_step_seconds",
+            "How long a compaction step took inside its commit",
+            self.compaction_seconds.clone(),
         );
         r.register(
             "store_commit_failures",

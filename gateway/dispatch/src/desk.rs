@@ -16,7 +16,7 @@
 //! - periodic duties are preventive orders due one period after the last
 //!   completion; a missed one is a supervision warning (`duty_missed`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use alerting::{AlertView, WorkOrderIntent};
 use serde::{Deserialize, Serialize};
@@ -161,12 +161,44 @@ pub struct DeskState {
     pub duties: BTreeMap<String, DutyState>,
 }
 
+/// What of the [`DeskState`] changed since the last [`Desk::take_changes`]:
+/// the store writes these rows, not the whole state. (Writing the whole
+/// state with every commit that opened an order made a storm of 10,000
+/// alarms quadratic: each commit serialised every duty and every
+/// remembered alert id of the compound.)
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateChanges {
+    /// Duty keys added, changed or removed (look each up in `duties`).
+    pub duties: BTreeSet<String>,
+    /// Alert ids remembered or forgotten (look each up in `dispatched`).
+    pub dispatched: BTreeSet<u64>,
+    /// `next_id` moved.
+    pub next_id: bool,
+}
+
+impl StateChanges {
+    /// Whether nothing changed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.duties.is_empty() && self.dispatched.is_empty() && !self.next_id
+    }
+
+    /// Adds `other` (changes of a later step, kept while a commit fails).
+    pub fn merge(&mut self, other: StateChanges) {
+        self.duties.extend(other.duties);
+        self.dispatched.extend(other.dispatched);
+        self.next_id |= other.next_id;
+    }
+}
+
 /// The desk.
 #[derive(Clone, Debug)]
 pub struct Desk {
     policy: Policy,
     orders: BTreeMap<u64, Order>,
     state: DeskState,
+    /// What of `state` changed since it was last taken.
+    changes: StateChanges,
     /// The open corrective order of each (site, device, code): an alert
     /// joins it without a scan of every open order (a compound-wide storm
     /// of 10,000 alarms made that quadratic).
@@ -210,6 +242,7 @@ impl Desk {
                 next_id: 1,
                 ..DeskState::default()
             },
+            changes: StateChanges::default(),
             corrective: HashMap::new(),
             pruned_at: i64::MIN,
         }
@@ -251,6 +284,12 @@ impl Desk {
         &self.state
     }
 
+    /// What of [`Desk::state`] changed since the last call (the rows a
+    /// store must write with the step's orders).
+    pub fn take_changes(&mut self) -> StateChanges {
+        std::mem::take(&mut self.changes)
+    }
+
     /// The open orders, by id.
     pub fn open(&self) -> impl Iterator<Item = &Order> {
         self.orders.values()
@@ -265,6 +304,7 @@ impl Desk {
     fn new_id(&mut self) -> u64 {
         let id = self.state.next_id.max(1);
         self.state.next_id = id + 1;
+        self.changes.next_id = true;
         id
     }
 
@@ -321,9 +361,14 @@ impl Desk {
     fn open_for(&mut self, now: i64, alert: &AlertView, series: Vec<Sample>, out: &mut Vec<Out>) {
         if now.saturating_sub(self.pruned_at) >= PRUNE_EVERY_MS {
             self.pruned_at = now;
-            self.state
-                .dispatched
-                .retain(|_, at| now.saturating_sub(*at) < REMEMBER_ALERTS_MS);
+            let forgotten = &mut self.changes.dispatched;
+            self.state.dispatched.retain(|id, at| {
+                let keep = now.saturating_sub(*at) < REMEMBER_ALERTS_MS;
+                if !keep {
+                    forgotten.insert(*id);
+                }
+                keep
+            });
         }
         if self.state.dispatched.contains_key(&alert.id) {
             return;
@@ -333,6 +378,7 @@ impl Desk {
             return;
         }
         self.state.dispatched.insert(alert.id, now);
+        self.changes.dispatched.insert(alert.id);
         let key = (alert.site.clone(), alert.device.clone(), alert.code.clone());
         if let Some(order) = self.corrective.get(&key).and_then(|id| self.orders.get_mut(id)) {
             order.alerts.push(alert.id);
@@ -478,6 +524,7 @@ impl Desk {
             }
             let due = now + d.every;
             let order = self.preventive(now, site, class, device, &d.duty, due, out);
+            self.changes.duties.insert(key.clone());
             self.state.duties.insert(
                 key,
                 DutyState {
@@ -541,6 +588,7 @@ impl Desk {
                 self.preventive(now, &d.site, &d.class, &d.device, &d.duty, due, out),
             )
         });
+        self.changes.duties.insert(key.clone());
         match next {
             Some((due, id)) => {
                 self.state.duties.insert(

@@ -18,7 +18,7 @@ pub mod order;
 pub mod policy;
 pub mod report;
 
-pub use desk::{Desk, DeskState, DutyState, OrderChange, Out, Tell};
+pub use desk::{Desk, DeskState, DutyState, OrderChange, Out, StateChanges, Tell};
 pub use order::{
     Action, Actor, Deadline, Deadlines, Escalation, Evidence, Kind, Order, Sample, Status, StepError, StepKind,
 };

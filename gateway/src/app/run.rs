@@ -461,9 +461,6 @@ pub fn random_token() -> String {
     })
 }
 
-/// Where the pipeline hands InfluxDB its lines.
-pub(crate) type InfluxSender = mpsc::Sender<Vec<crate::store::influx::Line>>;
-
 /// The running InfluxDB sink: its collector, its shipper, and the shipper's stop signal.
 pub(crate) type InfluxTasks = (
     tokio::task::JoinHandle<()>,
@@ -475,7 +472,7 @@ pub(crate) type InfluxTasks = (
 pub(crate) fn start_influx(
     config: &Config,
     shared: &Shared,
-) -> anyhow::Result<(Option<InfluxSender>, Option<InfluxTasks>)> {
+) -> anyhow::Result<(Option<crate::pipeline::InfluxSender>, Option<InfluxTasks>)> {
     let Some(ic) = &config.influx else {
         return Ok((None, None));
     };

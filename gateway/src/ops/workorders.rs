@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use dispatch::{DeskState, Order, Out, Tell};
+use dispatch::{DeskState, Order, Out, StateChanges, Tell};
 use notify::{Contact, Delivery, Message, Outbox};
 use records::NewRecord;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -25,7 +25,11 @@ CREATE TABLE IF NOT EXISTS work_orders (
 );
 CREATE INDEX IF NOT EXISTS work_orders_status ON work_orders (status, changed);
 CREATE INDEX IF NOT EXISTS work_orders_site ON work_orders (site, created);
+-- Before the desk's state was kept row by row: one JSON document, moved over at the first load.
 CREATE TABLE IF NOT EXISTS desk_state (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS desk_meta (id INTEGER PRIMARY KEY CHECK (id = 1), next_id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS desk_duties (key TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS desk_dispatched (alert INTEGER PRIMARY KEY, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, at INTEGER NOT NULL, queued TEXT NOT NULL);
 ";
 
@@ -83,7 +87,13 @@ pub const EVIDENCE_SAMPLES: usize = 400;
 ///
 /// # Errors
 /// SQLite's, or an order that does not encode.
-pub fn save(tx: &Transaction<'_>, now: i64, orders: &[Order], desk: Option<&DeskState>) -> rusqlite::Result<()> {
+pub fn save(
+    tx: &Transaction<'_>,
+    now: i64,
+    orders: &[Order],
+    desk: &DeskState,
+    changes: &StateChanges,
+) -> rusqlite::Result<()> {
     let enc = |e: serde_json::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
     let mut stmt = tx.prepare_cached(
         "INSERT INTO work_orders (id, kind, site, class, device, code, status, contractor, primary_contractor,
@@ -113,13 +123,54 @@ pub fn save(tx: &Transaction<'_>, now: i64, orders: &[Order], desk: Option<&Desk
             serde_json::to_string(o).map_err(enc)?
         ])?;
     }
-    if let Some(d) = desk {
-        tx.execute(
-            "INSERT INTO desk_state (id, state) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-            params![serde_json::to_string(d).map_err(enc)?],
-        )?;
+    save_state(tx, desk, changes)
+}
+
+/// Writes the rows of the desk's state that `changes` names: a duty or a
+/// remembered alert as it is now, or its deletion if it is gone.
+fn save_state(tx: &Transaction<'_>, desk: &DeskState, changes: &StateChanges) -> rusqlite::Result<()> {
+    let enc = |e: serde_json::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+    if changes.next_id {
+        tx.prepare_cached(
+            "INSERT INTO desk_meta (id, next_id) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET next_id = excluded.next_id",
+        )?
+        .execute(params![i64::try_from(desk.next_id).unwrap_or(i64::MAX)])?;
+    }
+    for key in &changes.duties {
+        match desk.duties.get(key) {
+            Some(d) => tx
+                .prepare_cached(
+                    "INSERT INTO desk_duties (key, state) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET state = excluded.state",
+                )?
+                .execute(params![key, serde_json::to_string(d).map_err(enc)?])?,
+            None => tx
+                .prepare_cached("DELETE FROM desk_duties WHERE key = ?1")?
+                .execute(params![key])?,
+        };
+    }
+    for id in &changes.dispatched {
+        let alert = i64::try_from(*id).unwrap_or(i64::MAX);
+        match desk.dispatched.get(id) {
+            Some(at) => tx
+                .prepare_cached(
+                    "INSERT INTO desk_dispatched (alert, at) VALUES (?1, ?2) ON CONFLICT (alert) DO UPDATE SET at = excluded.at",
+                )?
+                .execute(params![alert, at])?,
+            None => tx
+                .prepare_cached("DELETE FROM desk_dispatched WHERE alert = ?1")?
+                .execute(params![alert])?,
+        };
     }
     Ok(())
+}
+
+/// Every row of a whole state, for the move from the one-document layout.
+fn all_rows(desk: &DeskState) -> StateChanges {
+    StateChanges {
+        duties: desk.duties.keys().cloned().collect(),
+        dispatched: desk.dispatched.keys().copied().collect(),
+        next_id: true,
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
@@ -132,10 +183,37 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
 /// # Errors
 /// SQLite's, or a row that does not parse.
 pub fn load(conn: &Connection) -> rusqlite::Result<(DeskState, Vec<Order>)> {
-    let state: Option<String> = conn
+    let old: Option<String> = conn
         .query_row("SELECT state FROM desk_state WHERE id = 1", [], |r| r.get(0))
         .optional()?;
-    let state = state.map(|s| parse(&s)).transpose()?.unwrap_or_default();
+    if let Some(text) = old {
+        // The one-document layout: moved into rows once, in one transaction.
+        let state: DeskState = parse(&text)?;
+        let tx = conn.unchecked_transaction()?;
+        save_state(&tx, &state, &all_rows(&state))?;
+        tx.execute("DELETE FROM desk_state", [])?;
+        tx.commit()?;
+    }
+    let mut state = DeskState {
+        next_id: conn
+            .query_row("SELECT next_id FROM desk_meta WHERE id = 1", [], |r| r.get::<_, i64>(0))
+            .optional()?
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0),
+        ..DeskState::default()
+    };
+    let mut stmt = conn.prepare("SELECT key, state FROM desk_duties")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        let (key, text) = row?;
+        state.duties.insert(key, parse(&text)?);
+    }
+    let mut stmt = conn.prepare("SELECT alert, at FROM desk_dispatched")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
+        let (alert, at) = row?;
+        if let Ok(alert) = u64::try_from(alert) {
+            state.dispatched.insert(alert, at);
+        }
+    }
     let mut stmt =
         conn.prepare("SELECT view FROM work_orders WHERE status NOT IN ('completed', 'false_alarm') ORDER BY id")?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;

@@ -9,8 +9,10 @@
 //! survives a power cut); one per batch shares it. A batch closes when the
 //! lanes are empty (the usual case: no waiting at all), when it holds
 //! [`MAX_MESSAGES`], or [`WINDOW`] after its first message, whichever comes
-//! first, so a fire alarm taken into a batch waits at most a few
-//! milliseconds plus one commit.
+//! first. A batch holding an event, a birth or a death (the priority lane)
+//! closes as soon as no more of those wait, without waiting for telemetry to
+//! fill it: a fire alarm taken into a batch waits for the messages already in
+//! it and one commit, never for the window.
 //!
 //! ```text
 //! lanes ──► judge, stage ──► batch ──(empty lanes | 1024 | 5 ms)──► COMMIT ──► PUBACKs, stream, InfluxDB
@@ -39,6 +41,8 @@ pub struct Batch<A, L> {
     received: Vec<i64>,
     lines: Vec<L>,
     started: Option<Instant>,
+    /// It holds a message of the priority lane.
+    urgent: bool,
     failures: u32,
     retry_at: Option<Instant>,
 }
@@ -50,6 +54,7 @@ impl<A, L> Default for Batch<A, L> {
             received: Vec::new(),
             lines: Vec::new(),
             started: None,
+            urgent: false,
             failures: 0,
             retry_at: None,
         }
@@ -75,13 +80,17 @@ impl<A, L> Batch<A, L> {
     }
 
     /// A message taken into the batch at `now`, received at `received_ms`,
-    /// with its acknowledgement (none for QoS 0 and polled messages) and its
-    /// time-series lines.
-    pub fn add(&mut self, now: Instant, received_ms: i64, ack: Option<A>, lines: impl IntoIterator<Item = L>) {
+    /// with its acknowledgement (none for QoS 0 and polled messages).
+    pub fn add(&mut self, now: Instant, received_ms: i64, ack: Option<A>) {
         self.started.get_or_insert(now);
         self.received.push(received_ms);
         self.acks.extend(ack);
-        self.lines.extend(lines);
+    }
+
+    /// The time-series copy of what the batch holds, released with it: the
+    /// pipeline writes a message's lines here as it takes the message.
+    pub fn lines_mut(&mut self) -> &mut Vec<L> {
+        &mut self.lines
     }
 
     /// Messages waiting.
@@ -96,12 +105,28 @@ impl<A, L> Batch<A, L> {
         self.received.is_empty()
     }
 
-    /// Whether the batch should be committed now although more messages are
-    /// queued: it is full or has been open for [`WINDOW`], and a failed
-    /// store is not being waited out.
+    /// The message just added came by the priority lane (an event, a
+    /// birth, a death): the batch closes once no more of those wait.
+    pub fn mark_urgent(&mut self) {
+        self.urgent = true;
+    }
+
+    /// Whether it holds a message of the priority lane (its commit should
+    /// be as short as it can be: no inbox compaction in it).
     #[must_use]
-    pub fn due(&self, now: Instant) -> bool {
-        let closed = self.len() >= MAX_MESSAGES || self.started.is_some_and(|s| now.duration_since(s) >= WINDOW);
+    pub fn is_urgent(&self) -> bool {
+        self.urgent
+    }
+
+    /// Whether the batch should be committed now although more messages are
+    /// queued: it is full, or has been open for [`WINDOW`], or holds a
+    /// priority message and no other waits (`priority_waiting`), and a
+    /// failed store is not being waited out.
+    #[must_use]
+    pub fn due(&self, now: Instant, priority_waiting: bool) -> bool {
+        let closed = self.len() >= MAX_MESSAGES
+            || self.started.is_some_and(|s| now.duration_since(s) >= WINDOW)
+            || (self.urgent && !priority_waiting);
         closed && self.may_try(now)
     }
 
@@ -126,6 +151,7 @@ impl<A, L> Batch<A, L> {
     /// The commit succeeded: everything waiting is released and the batch starts empty.
     pub fn committed(&mut self) -> Released<A, L> {
         self.started = None;
+        self.urgent = false;
         self.failures = 0;
         self.retry_at = None;
         Released {
@@ -157,44 +183,70 @@ mod tests {
     fn a_batch_closes_when_full_or_after_its_window() {
         let t0 = Instant::now();
         let mut b: Batch<u16, ()> = Batch::new();
-        assert!(!b.due(t0), "an empty batch is never due");
-        b.add(t0, 0, Some(1), []);
-        assert!(!b.due(t0 + ms(4)));
-        assert!(b.due(t0 + WINDOW));
+        assert!(!b.due(t0, false), "an empty batch is never due");
+        b.add(t0, 0, Some(1));
+        assert!(!b.due(t0 + ms(4), false));
+        assert!(b.due(t0 + WINDOW, false));
         let mut full: Batch<u16, ()> = Batch::new();
         for i in 0..MAX_MESSAGES {
-            full.add(t0, 0, None, []);
-            assert_eq!(full.due(t0), i + 1 == MAX_MESSAGES);
+            full.add(t0, 0, None);
+            assert_eq!(full.due(t0, false), i + 1 == MAX_MESSAGES);
         }
+    }
+
+    #[test]
+    fn an_alarm_closes_its_batch_once_no_other_waits() {
+        let t0 = Instant::now();
+        let mut b: Batch<u16, ()> = Batch::new();
+        b.add(t0, 0, None);
+        b.add(t0, 0, Some(1));
+        b.mark_urgent();
+        assert!(!b.due(t0, true), "more events wait: they join this commit");
+        assert!(
+            b.due(t0, false),
+            "no other event waits: commit now, not after the window"
+        );
+        let _ = b.committed();
+        b.add(t0, 0, None);
+        assert!(!b.due(t0, false), "the next batch is plain telemetry again");
+        // A failing store is still waited out.
+        b.mark_urgent();
+        let _ = b.failed(t0);
+        assert!(!b.due(t0, false));
     }
 
     #[test]
     fn a_commit_releases_acks_in_the_order_taken_and_empties_the_batch() {
         let t0 = Instant::now();
         let mut b: Batch<u16, &str> = Batch::new();
-        b.add(t0, 10, Some(7), ["a"]);
-        b.add(t0, 11, None, []);
-        b.add(t0, 12, Some(3), ["b", "c"]);
+        b.add(t0, 10, Some(7));
+        b.lines_mut().push("a");
+        b.add(t0, 11, None);
+        b.add(t0, 12, Some(3));
+        b.lines_mut().extend(["b", "c"]);
         let r = b.committed();
         assert_eq!(r.acks, vec![7, 3]);
         assert_eq!(r.received, vec![10, 11, 12]);
         assert_eq!(r.lines, vec!["a", "b", "c"]);
         assert!(b.is_empty());
-        assert!(!b.due(t0 + ms(100)));
+        assert!(!b.due(t0 + ms(100), false));
     }
 
     #[test]
     fn a_failed_commit_keeps_everything_and_backs_off_doubling_to_a_bound() {
         let t0 = Instant::now();
         let mut b: Batch<u16, ()> = Batch::new();
-        b.add(t0, 0, Some(1), []);
+        b.add(t0, 0, Some(1));
         let waits: Vec<Duration> = (0..10).map(|_| b.failed(t0)).collect();
         assert_eq!(&waits[..4], &[ms(50), ms(100), ms(200), ms(400)]);
         assert_eq!(waits[9], MAX_RETRY);
         assert_eq!(b.failures(), 10);
         assert!(!b.may_try(t0 + ms(4999)));
         assert!(b.may_try(t0 + MAX_RETRY));
-        assert!(!b.due(t0 + ms(10)), "a full or old batch still waits out the back-off");
+        assert!(
+            !b.due(t0 + ms(10), false),
+            "a full or old batch still waits out the back-off"
+        );
         let r = b.committed();
         assert_eq!(r.acks, vec![1], "nothing was lost by the failures");
         assert_eq!(b.failures(), 0);

@@ -34,7 +34,7 @@ pub(crate) fn handle(
                 }
                 // Refused, and acknowledged with the batch: the record of
                 // the refusal (if any) is committed first.
-                p.batch.add(Instant::now(), pb.received_ms, pb.ack, []);
+                p.batch.add(Instant::now(), pb.received_ms, pb.ack);
                 return pb.received_ms;
             }
         },
@@ -71,7 +71,7 @@ pub(crate) fn handle(
     if obs.duplicate {
         // Stored before (or in this batch): acknowledged with the batch.
         m.duplicates.inc();
-        p.batch.add(Instant::now(), received, ack, []);
+        p.batch.add(Instant::now(), received, ack);
         return received;
     }
     judge(&mut p.engine, &incoming, obs, died, effects, clock);
@@ -81,16 +81,14 @@ pub(crate) fn handle(
         p.desk
             .device_seen(clock, t.site.as_str(), t.class.as_str(), t.device.as_str(), outs);
     }
-    let lines = if p.influx.is_some() {
-        crate::store::influx::lines(&incoming)
-    } else {
-        Vec::new()
-    };
+    if p.influx.is_some() {
+        crate::store::influx::encode(&incoming, p.batch.lines_mut());
+    }
     if let Some(d) = device {
         p.ledger.stage_device(d);
     }
     p.ledger.stage(incoming);
-    p.batch.add(Instant::now(), received, ack, lines);
+    p.batch.add(Instant::now(), received, ack);
     received
 }
 

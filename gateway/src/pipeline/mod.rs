@@ -26,7 +26,7 @@ use handle::handle;
 use settle::{delivered, settle};
 
 /// Where the pipeline hands InfluxDB its lines.
-pub(crate) type InfluxSender = mpsc::Sender<Vec<crate::store::influx::Line>>;
+pub(crate) type InfluxSender = mpsc::Sender<Vec<u8>>;
 
 /// How often the whole alerting state is saved besides the changes.
 pub(crate) const SAVE_EVERY: Duration = Duration::from_mins(5);
@@ -81,7 +81,7 @@ pub(crate) struct Pipeline<'a> {
     pub(crate) retention_ms: i64,
     /// The messages of the next commit: their acknowledgements, receive
     /// times and time-series lines (the ledger stages what they wrote).
-    pub(crate) batch: crate::pipeline::batch::Batch<Done, crate::store::influx::Line>,
+    pub(crate) batch: crate::pipeline::batch::Batch<Done, u8>,
     /// Devices whose registry state moved with samples since they were
     /// last written.
     pub(crate) dirty: std::collections::HashSet<crate::registry::DeviceKey>,
@@ -170,11 +170,14 @@ pub(crate) fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx:
             Next::Message(input, priority) => {
                 taken(p.shared.metrics(), priority);
                 let received = handle(&mut p, input, &mut last_log, &mut effects, &mut outs, clock);
+                if priority {
+                    p.batch.mark_urgent();
+                }
                 clock = clock.max(received);
                 p.shared.metrics().pipeline_lag_ms.set((now() - received).max(0));
             }
         }
-        if p.batch.due(Instant::now()) {
+        if p.batch.due(Instant::now(), !rx.priority.is_empty()) {
             flush(&mut p, clock, &mut effects, &mut outs, false);
         }
         if last_save.elapsed() > SAVE_EVERY {

@@ -101,6 +101,9 @@ pub(crate) fn settle(
         }
     }
     p.ledger.stage_outbox(p.courier.take_unwritten());
+    p.ledger.stage_desk(p.desk.take_changes());
+    // An alarm's commit carries no compaction: that waits for a batch of telemetry.
+    p.ledger.allow_compaction(!p.batch.is_urgent());
     let stored = p
         .ledger
         .commit(

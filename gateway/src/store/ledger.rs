@@ -34,7 +34,10 @@ pub struct Ledger {
     chain: Chain,
     records: Vec<NewRecord>,
     orders: BTreeMap<u64, Order>,
-    desk: bool,
+    /// What of the desk's state waits to be written.
+    desk: dispatch::StateChanges,
+    /// Whether the next commit may compact the inbox.
+    may_compact: bool,
     alerts: Vec<Effect>,
     config: Option<String>,
     held: Vec<Out>,
@@ -70,7 +73,8 @@ impl Ledger {
             chain,
             records: Vec::new(),
             orders: BTreeMap::new(),
-            desk: false,
+            desk: dispatch::StateChanges::default(),
+            may_compact: true,
             alerts: Vec::new(),
             config: None,
             held: Vec::new(),
@@ -115,6 +119,17 @@ impl Ledger {
         if matches!(incoming.message, protocol::Message::Data(_)) {
             self.samples.push(incoming);
         }
+    }
+
+    /// Whether the next commit may compact the inbox (not one carrying an
+    /// alarm: it should be over as soon as it can).
+    pub fn allow_compaction(&mut self, may: bool) {
+        self.may_compact = may;
+    }
+
+    /// Adds what of the desk's state changed to the next commit.
+    pub fn stage_desk(&mut self, changes: dispatch::StateChanges) {
+        self.desk.merge(changes);
     }
 
     /// Adds deliveries to keep in the outbox table with the next commit.
@@ -179,7 +194,7 @@ impl Ledger {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
             && self.orders.is_empty()
-            && !self.desk
+            && self.desk.is_empty()
             && self.alerts.is_empty()
             && self.samples.is_empty()
             && self.devices.is_empty()
@@ -214,7 +229,6 @@ impl Ledger {
         let mut recs = crate::ops::supervision::of_effects(effects);
         recs.extend(crate::ops::workorders::records_of(outs, now));
         self.records.extend(recs);
-        let mut new_orders = false;
         for o in outs {
             if let Out::Order { change, order } = o {
                 m.work_order_changes
@@ -223,10 +237,8 @@ impl Ledger {
                     })
                     .inc();
                 self.orders.insert(order.id, (**order).clone());
-                new_orders = true;
             }
         }
-        self.desk |= new_orders;
         self.alerts
             .extend(effects.iter().filter(|e| matches!(e, Effect::Alert(_))).cloned());
         if self.records.len() > MAX_UNSTORED {
@@ -246,19 +258,26 @@ impl Ledger {
         let orders: Vec<Order> = self.orders.values().cloned().collect();
         let records = self.records.clone();
         let config = self.config.clone();
-        let desk_state = self.desk.then(|| desk.state().clone());
+        let (desk_state, desk_changes) = (desk.state(), &self.desk);
         let chain = &self.chain;
         let alerts = &self.alerts;
         let samples = &self.samples;
         let registry = &self.devices;
         let (put, done) = (&self.outbox_put, &self.outbox_done);
+        let mut compacted = None;
+        let may_compact = self.may_compact;
         let appended = store.transact_series(|tx, series| {
             let n = crate::store::write_samples(tx, series, samples)?;
+            if may_compact && series.inbox.due(now) {
+                let t = std::time::Instant::now();
+                let rows = crate::store::compact_step(tx, series)?;
+                compacted = Some((rows, t));
+            }
             crate::store::write_devices(tx, registry.values())?;
             crate::ops::workorders::save_outbox(tx, put, done)?;
             crate::store::write_alerts(tx, alerts)?;
             crate::store::write_engine(tx, &devices, &engine.globals())?;
-            crate::ops::workorders::save(tx, now, &orders, desk_state.as_ref())?;
+            crate::ops::workorders::save(tx, now, &orders, desk_state, desk_changes)?;
             if let Some(text) = &config {
                 crate::ops::supervision::save_config(tx, text)?;
             }
@@ -268,12 +287,17 @@ impl Ledger {
             Ok((n, a)) => {
                 m.commits.inc();
                 m.stored.inc_by(n as u64);
+                if let Some((rows, t)) = compacted {
+                    m.compactions.inc();
+                    m.compaction_seconds.observe(t.elapsed().as_secs_f64());
+                    tracing::debug!(rows, took = ?t.elapsed(), "inbox compaction step");
+                }
                 self.chain.adopt(&a);
                 m.records.inc_by(a.entries.len() as u64);
                 self.records.clear();
                 self.orders.clear();
                 self.alerts.clear();
-                self.desk = false;
+                self.desk = dispatch::StateChanges::default();
                 self.config = None;
                 self.samples.clear();
                 self.devices.clear();

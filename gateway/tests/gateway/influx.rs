@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use gateway::app::config::Config;
 use gateway::ingest::ingest;
-use gateway::store::influx::{Line, Spool, lines};
+use gateway::store::influx::{Spool, lines};
 use testkit::{VictoriaMetrics, free_port};
 
 #[test]
 fn line_protocol_layout() {
     let p = r#"{"v":1,"seq":1,"ts":1763798400000,"hist":true,"m":{"smoke":false,"leakage_ma":3.5},"ports":[{"port":4,"temp_c":41}]}"#;
     let inc = ingest("fm/v1/lakeside/charger/BAY-07/data", p.as_bytes(), 0).unwrap();
-    let got: Vec<String> = lines(&inc).into_iter().map(|l| l.0).collect();
+    let got = lines(&inc);
     assert_eq!(
         got,
         [
@@ -29,10 +29,21 @@ fn line_protocol_layout() {
 fn the_spool_keeps_order_across_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let s = Spool::open(dir.path()).unwrap();
-    s.append(&[Line("a 1".into())]).unwrap();
-    s.append(&[Line("b 2".into())]).unwrap();
+    s.append(b"a x=1.0 1\n").unwrap();
+    s.append(b"b x=2.0 2\n").unwrap();
     let s = Spool::open(dir.path()).unwrap();
     assert_eq!(s.len().unwrap(), 2);
+    // A reopened spool numbers after what it found: the next file is the newest.
+    s.append(b"c x=3.0 3\n").unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| std::path::Path::new(n).extension().is_some_and(|x| x == "lp"))
+        .collect();
+    names.sort();
+    let newest = std::fs::read_to_string(dir.path().join(names.last().unwrap())).unwrap();
+    assert_eq!(names.len(), 3);
+    assert_eq!(newest, "c x=3.0 3\n");
 }
 
 async fn http(port: u16, path: &str, token: Option<&str>) -> String {

@@ -37,6 +37,27 @@ async fn get_inner(port: u16, path: &str, token: Option<&str>) -> Result<(u16, S
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// `POST path` of `body` (line protocol) on 127.0.0.1:`port`: the status and
+/// the body (at most 60 s), on a connection of its own.
+pub(crate) async fn post(port: u16, path: &str, body: &[u8]) -> Result<(u16, String)> {
+    tokio::time::timeout(Duration::from_mins(1), async {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(body).await?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await?;
+        let end = find(&raw, b"\r\n\r\n").context("no end of the response headers")?;
+        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+        Ok((status(&head)?, String::from_utf8_lossy(&raw[end + 4..]).into_owned()))
+    })
+    .await
+    .with_context(|| format!("POST {path} timed out"))?
+}
+
 fn request(port: u16, path: &str, token: Option<&str>) -> String {
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))

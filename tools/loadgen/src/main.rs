@@ -13,6 +13,7 @@ mod load;
 mod mqtt;
 mod proc;
 mod report;
+mod sink;
 mod sut;
 
 use std::io::IsTerminal as _;
@@ -56,6 +57,20 @@ enum Cmd {
         /// Devices raising the alarm together.
         #[arg(long, default_value_t = 10_000)]
         events: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The InfluxDB sink: the gateway drains a spooled burst into VictoriaMetrics, beside
+    /// what VictoriaMetrics takes alone from the same batches.
+    Sink {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Points per write (the gateway's `batch_points`, and this tool's batches).
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        /// Writes in flight (the gateway's `concurrency`, and this tool's connections).
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
         #[command(flatten)]
         common: Common,
     },
@@ -149,6 +164,7 @@ struct Plan {
     qos: Vec<u8>,
     spec: Option<Spec>,
     storm: Option<usize>,
+    sink: Option<sink::SinkSpec>,
     common: Common,
 }
 
@@ -171,6 +187,26 @@ fn plan(cmd: Cmd) -> Plan {
             qos: load.qos.clone().unwrap_or_else(|| vec![1]),
             spec: Some(spec(&load, &common)),
             storm: None,
+            sink: None,
+            common,
+        },
+        Cmd::Sink {
+            load,
+            batch,
+            concurrency,
+            common,
+        } => Plan {
+            targets: vec![Target::GatewayEmbedded],
+            qos: vec![1],
+            spec: Some(Spec {
+                events: 0,
+                ..spec(&load, &common)
+            }),
+            storm: None,
+            sink: Some(sink::SinkSpec {
+                batch: batch.clamp(1, 100_000),
+                concurrency: concurrency.clamp(1, 64),
+            }),
             common,
         },
         Cmd::Storm { target, events, common } => Plan {
@@ -178,6 +214,7 @@ fn plan(cmd: Cmd) -> Plan {
             qos: vec![1],
             spec: None,
             storm: Some(if common.smoke { 200 } else { events.max(1) }),
+            sink: None,
             common,
         },
         Cmd::All {
@@ -205,6 +242,7 @@ fn plan(cmd: Cmd) -> Plan {
                 .unwrap_or_else(|| if common.smoke { vec![1] } else { vec![0, 1] }),
             spec: Some(spec(&load, &common)),
             storm: (!no_storm).then_some(if common.smoke { 200 } else { storm_events.max(1) }),
+            sink: None,
             common,
         },
     }
@@ -264,6 +302,7 @@ async fn execute(plan: &Plan) -> Result<bool> {
     let programs = Programs {
         gateway: c.gateway_bin.clone(),
         node_red: c.node_red.clone(),
+        gateway_config: String::new(),
     };
     let tmp = tempfile::Builder::new()
         .prefix("loadgen-")
@@ -275,6 +314,9 @@ async fn execute(plan: &Plan) -> Result<bool> {
     let mut errors: Vec<String> = Vec::new();
     let mut checks = Checks::default();
 
+    if let (Some(spec), Some(sink)) = (&plan.spec, plan.sink) {
+        return execute_sink(plan, spec, sink, &programs, &dir, runs).await;
+    }
     if let Some(spec) = &plan.spec {
         eprintln!(
             "loadgen: {} devices, {} samples per run ({}; {} bytes each, {}), {} alarms, {} connections, {} run(s)",
@@ -407,6 +449,67 @@ async fn execute(plan: &Plan) -> Result<bool> {
         return Ok(ok);
     }
     Ok(errors.is_empty())
+}
+
+/// The sink bench: its runs, its table, and in a smoke run its checks.
+async fn execute_sink(
+    plan: &Plan,
+    spec: &Spec,
+    sink: sink::SinkSpec,
+    programs: &Programs,
+    dir: &std::path::Path,
+    runs: usize,
+) -> Result<bool> {
+    let c = &plan.common;
+    eprintln!(
+        "loadgen sink: {} devices, {} samples per run at QoS 1, batches of {}, {} in flight, {} run(s)",
+        spec.devices, spec.messages, sink.batch, sink.concurrency, runs
+    );
+    let mut results = Vec::new();
+    let mut checks = Checks::default();
+    for run in 0..runs {
+        let label = format!("sink run {}/{runs}", run + 1);
+        let bar = new_bar(c.plain, spec.messages, label.clone());
+        let r = sink::run(
+            &dir.join(format!("sink-run{}", run + 1)),
+            programs,
+            spec,
+            sink,
+            run,
+            &bar,
+        )
+        .await;
+        bar.finish_and_clear();
+        match r {
+            Ok(r) => {
+                eprintln!(
+                    "{label}: ingest {:.0} msg/s while spooling; {} points drained at {} points/s; the server alone {:.0} points/s",
+                    r.ingest_msg_s,
+                    r.points,
+                    r.drain_points_s.map_or_else(|| "—".into(), |d| format!("{d:.0}")),
+                    r.alone_points_s
+                );
+                checks.check(
+                    format!(
+                        "{label}: {} of {} points written, {} lost",
+                        r.points, spec.messages, r.lost
+                    ),
+                    r.points >= spec.messages && r.lost == 0,
+                );
+                results.push(r);
+            }
+            Err(e) => {
+                eprintln!("{label}: error: {e:#}");
+                checks.check(format!("{label}: ran"), false);
+            }
+        }
+    }
+    println!("{}", report::sink_table(&results, !c.smoke));
+    let (line, ok) = checks.summary();
+    if c.smoke {
+        println!("{line}");
+    }
+    Ok(ok)
 }
 
 fn sorted(v: &[f64]) -> Vec<f64> {

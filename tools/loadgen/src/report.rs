@@ -100,6 +100,59 @@ fn groups(runs: &[RunResult]) -> BTreeMap<Key, Vec<&RunResult>> {
     g
 }
 
+/// The sink bench's table: ingest while spooling, the drain into the
+/// server, the server alone, and (with `judge`) the goal.
+pub(crate) fn sink_table(runs: &[crate::sink::SinkResult], judge: bool) -> String {
+    let mut out = String::new();
+    if runs.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "InfluxDB sink into VictoriaMetrics (min / median / max over {} run{})",
+        runs.len(),
+        if runs.len() == 1 { "" } else { "s" }
+    );
+    let spread = |v: Vec<f64>| Spread::of(v).map_or_else(|| "—".into(), |s| s.show(0));
+    let ratio = Spread::of(
+        runs.iter()
+            .filter_map(|r| r.drain_points_s.map(|d| d / r.alone_points_s.max(1e-9))),
+    );
+    let rows = [
+        (
+            "gateway ingest while spooling (msg/s)",
+            spread(runs.iter().map(|r| r.ingest_msg_s).collect()),
+        ),
+        (
+            "gateway spool → server (points/s)",
+            spread(runs.iter().filter_map(|r| r.drain_points_s).collect()),
+        ),
+        (
+            "the server alone, same batches (points/s)",
+            spread(runs.iter().map(|r| r.alone_points_s).collect()),
+        ),
+        (
+            "ratio drain / alone",
+            ratio.map_or_else(
+                || "—".into(),
+                |s| format!("{} / {} / {}", num(s.min, 2), num(s.median, 2), num(s.max, 2)),
+            ),
+        ),
+    ];
+    for (name, v) in rows {
+        let _ = writeln!(out, "{name:<44} {v:>31}");
+    }
+    if judge && let Some(r) = ratio {
+        let _ = writeln!(
+            out,
+            "goal (issue 13): the sink delivers ≥ 0.85 of what the server takes alone: {} (median {:.2})",
+            if r.median >= 0.85 { "met" } else { "NOT met" },
+            r.median
+        );
+    }
+    out
+}
+
 /// The latencies of a group, pooled and sorted.
 fn pooled(rs: &[&RunResult]) -> Vec<f64> {
     let mut l: Vec<f64> = rs.iter().flat_map(|r| r.latencies_ms.iter().copied()).collect();

@@ -69,6 +69,8 @@ pub(crate) struct Programs {
     pub(crate) gateway: PathBuf,
     /// The npm prefix Node-RED is installed in (`DIR/node_modules/node-red`).
     pub(crate) node_red: PathBuf,
+    /// TOML appended to the gateway's configuration (the sink bench's `[influx]`).
+    pub(crate) gateway_config: String,
 }
 
 /// Messages consumed so far, by kind, and when that was known.
@@ -197,7 +199,7 @@ impl Sut {
                 (p, port, 0, Some(counts))
             }
             Target::GatewayMosquitto | Target::GatewayEmbedded => {
-                let (p, mqtt, http) = start_gateway(dir, &programs.gateway, broker_port, &token).await?;
+                let (p, mqtt, http) = start_gateway(dir, programs, broker_port, &token).await?;
                 (p, mqtt, http, None)
             }
             Target::NodeRed => {
@@ -471,7 +473,13 @@ async fn start_bare(dir: &Path, port: u16, qos: u8, seen: Arc<Seen>) -> Result<(
 
 /// The gateway on an outside broker (`broker_port`) or its embedded one,
 /// with its own data directory and admin token; ready on `/readyz`.
-async fn start_gateway(dir: &Path, bin: &Path, broker_port: Option<u16>, token: &str) -> Result<(Proc, u16, u16)> {
+async fn start_gateway(
+    dir: &Path,
+    programs: &Programs,
+    broker_port: Option<u16>,
+    token: &str,
+) -> Result<(Proc, u16, u16)> {
+    let bin = &programs.gateway;
     if !bin.exists() {
         bail!(
             "no gateway binary at {} (cargo build -p gateway --release --bin gateway, or --gateway-bin)",
@@ -494,8 +502,9 @@ async fn start_gateway(dir: &Path, bin: &Path, broker_port: Option<u16>, token: 
     std::fs::write(
         &conf,
         format!(
-            "{mqtt_section}\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n[storage]\ndata_dir = \"{}\"\n",
-            data.display()
+            "{mqtt_section}\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n[storage]\ndata_dir = \"{}\"\n\n{}",
+            data.display(),
+            programs.gateway_config
         ),
     )?;
     let mut cmd = Command::new(bin);

@@ -164,3 +164,74 @@ fn a_passing_self_test_fulfils_the_weekly_duty_and_a_failing_one_does_not() {
     d.self_test(T0, "lakeside", "elevator", "EL-9", true, &mut out);
     assert!(out.is_empty());
 }
+
+/// Applies what changed to a copy of the state, as the gateway's store does
+/// with its rows.
+fn apply(mirror: &mut dispatch::DeskState, d: &mut Desk) {
+    let c = d.take_changes();
+    let s = d.state();
+    for k in c.duties {
+        match s.duties.get(&k) {
+            Some(v) => mirror.duties.insert(k, v.clone()),
+            None => mirror.duties.remove(&k),
+        };
+    }
+    for id in c.dispatched {
+        match s.dispatched.get(&id) {
+            Some(at) => mirror.dispatched.insert(id, *at),
+            None => mirror.dispatched.remove(&id),
+        };
+    }
+    if c.next_id {
+        mirror.next_id = s.next_id;
+    }
+    assert!(d.take_changes().is_empty(), "taken once");
+}
+
+/// The changes a desk reports rebuild its whole state, step by step: duties
+/// begun, done and rescheduled, alerts remembered and, a week on, forgotten.
+#[test]
+fn the_reported_changes_rebuild_the_state() {
+    let mut d = desk();
+    let mut mirror = d.state().clone();
+    let mut out = Vec::new();
+    d.device_seen(T0, "lakeside", "elevator", "EL-3", &mut out);
+    d.device_seen(T0, "lakeside", "firepump", "FP-1", &mut out);
+    apply(&mut mirror, &mut d);
+    assert_eq!(&mirror, d.state());
+    assert_eq!(mirror.duties.len(), 2);
+
+    d.intent(
+        T0 + 1000,
+        &crate::support::open(&crate::support::alert(41, "elevator", "EL-3", "trapped", T0)),
+        Vec::new(),
+        &mut out,
+    );
+    apply(&mut mirror, &mut d);
+    assert_eq!(&mirror, d.state());
+    assert!(mirror.dispatched.contains_key(&41));
+
+    d.step(T0 + DAY, 1, StepKind::Arrive, &acme(), None, &mut out)
+        .expect("arrive");
+    d.step(T0 + DAY + 1000, 1, StepKind::Complete, &acme(), None, &mut out)
+        .expect("complete");
+    apply(&mut mirror, &mut d);
+    assert_eq!(&mirror, d.state());
+
+    // Eight days on, a new alert prunes the remembered one.
+    d.intent(
+        T0 + 8 * DAY,
+        &crate::support::open(&crate::support::alert(
+            42,
+            "firepump",
+            "FP-1",
+            "pump_fault",
+            T0 + 8 * DAY,
+        )),
+        Vec::new(),
+        &mut out,
+    );
+    apply(&mut mirror, &mut d);
+    assert_eq!(&mirror, d.state());
+    assert!(!mirror.dispatched.contains_key(&41) && mirror.dispatched.contains_key(&42));
+}
