@@ -31,7 +31,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let token = gateway::app::cli::admin_token();
+            let token = match gateway::app::cli::admin_token() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let Some(runtime) = runtime() else {
                 return ExitCode::FAILURE;
             };

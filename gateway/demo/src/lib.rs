@@ -305,8 +305,8 @@ pub async fn run(
     seed: u64,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let contractor = gateway::app::run::random_token();
-    let auditor = gateway::app::run::random_token();
+    let contractor = gateway::app::run::random_token()?;
+    let auditor = gateway::app::run::random_token()?;
     let config = config(base, &contractor, &auditor)?;
     let (mqtt, http) = (config.mqtt.listen, config.http.listen);
     let gw = gateway::app::run::start(config, admin_token.clone(), gateway::app::shared::Options::default()).await?;

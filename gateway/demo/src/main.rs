@@ -45,7 +45,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = DemoArgs::parse();
-    let token = gateway::app::cli::admin_token();
+    let token = match gateway::app::cli::admin_token() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

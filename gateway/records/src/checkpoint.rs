@@ -207,6 +207,29 @@ impl Signer {
         }
     }
 
+    /// A short keyed fingerprint of `data` (16 hex characters): the same
+    /// value gives the same fingerprint on this gateway, so a record can show
+    /// that a secret changed without showing the secret, and nobody without
+    /// the key can test guesses against it (a plain hash of a short password
+    /// could be). The key is derived one way from the signing key, under a
+    /// `context` (what is fingerprinted), so it reveals nothing of it.
+    #[must_use]
+    pub fn fingerprint(&self, context: &str, data: &[u8]) -> String {
+        use hmac::Mac as _;
+        use sha2::Digest as _;
+        let mut derive = sha2::Sha256::new();
+        derive.update(b"fm-records fingerprint v1\0");
+        derive.update(self.key.to_bytes());
+        derive.update(context.as_bytes());
+        let key = derive.finalize();
+        let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key) else {
+            // HMAC takes a key of any length: not reached.
+            return String::new();
+        };
+        mac.update(data);
+        hex::encode(&mac.finalize().into_bytes()[..8])
+    }
+
     /// The public key, lowercase hex (32 bytes): what the bureau is given to
     /// check checkpoints with.
     pub fn public_key_hex(&self) -> String {

@@ -290,16 +290,18 @@ impl Places {
 }
 
 /// `GATEWAY_ADMIN_TOKEN`, or a new random token printed once.
-#[must_use]
-pub fn admin_token() -> String {
+///
+/// # Errors
+/// When no token is given and the OS has no randomness for one.
+pub fn admin_token() -> anyhow::Result<String> {
     if let Ok(t) = std::env::var("GATEWAY_ADMIN_TOKEN")
         && !t.is_empty()
     {
-        return t;
+        return Ok(t);
     }
-    let token = crate::app::run::random_token();
+    let token = crate::app::run::random_token()?;
     println!("admin token (set GATEWAY_ADMIN_TOKEN to choose one): {token}");
-    token
+    Ok(token)
 }
 
 /// Ctrl-C or SIGTERM.

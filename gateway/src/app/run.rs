@@ -177,6 +177,8 @@ pub async fn run_with(
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let key_path = config.records.key_path(&config.storage.data_dir);
     let signer = crate::ops::supervision::signer(&key_path).context("the record chain's signing key")?;
+    warn_if_shared(&config.storage.data_dir, "the data directory", 0o700);
+    warn_if_shared(&key_path, "the record chain's signing key", 0o600);
     let shared = shared_state(&config, &mut store, admin_token, &options, &signer, &control_tx)?;
     let mut engine = start_engine(&config, &mut store, &shared)?;
     let (desk, ledger) = start_desk(&config, &store, &mut engine, signer, &shared)?;
@@ -307,6 +309,28 @@ pub(crate) async fn ticker(control: mpsc::Sender<crate::ops::alerts::Control>) {
     }
 }
 
+/// Checked at every start: the data directory and the signing key are the
+/// gateway user's alone (the gateway creates them so: 0700 and 0600). One
+/// that others can read or write is logged as an error, with the command
+/// that fixes it; the gateway still starts (a safety system that refused to
+/// run over a file mode would be the worse failure).
+pub(crate) fn warn_if_shared(path: &std::path::Path, what: &str, mode: u32) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let others = meta.permissions().mode() & 0o077;
+    if others != 0 {
+        tracing::error!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            fix = format!("chmod {mode:o} {}", path.display()),
+            "{what} is open to other users"
+        );
+    }
+    others != 0
+}
+
 /// The alerting engine from the configuration, restored from the store.
 pub(crate) fn start_engine(config: &Config, store: &mut Store, shared: &Shared) -> anyhow::Result<alerting::Engine> {
     let built = config
@@ -387,10 +411,11 @@ pub(crate) fn start_desk(
         .source
         .as_ref()
         .map_or((None, ""), |(p, t)| (Some(p.as_path()), t.as_str()));
-    let audited = crate::ops::supervision::audited_config(path, text);
-    if let Some(r) =
-        crate::ops::supervision::config_change(store.conn(), now, &audited).context("reading the last configuration")?
-    {
+    let fingerprint = |v: &str| ledger.chain().fingerprint(v);
+    let audited = crate::ops::supervision::audited_config(path, text, fingerprint);
+    let change = crate::ops::supervision::config_change(store.conn(), now, &audited, fingerprint)
+        .context("reading the last configuration")?;
+    if let Some(r) = change {
         tracing::info!(kind = %r.kind, "configuration change recorded");
         ledger.config(r, audited);
     }
@@ -441,24 +466,21 @@ pub(crate) fn start_courier(
     Ok(crate::ops::workorders::Courier::new(Some(outbox), &config.contacts))
 }
 
-/// A random 32-hex-digit token from the OS's randomness (`/dev/urandom`), or
-/// the clock and process id where that is missing.
-#[must_use]
-pub fn random_token() -> String {
-    use std::io::Read;
+/// A random 32-hex-digit token (128 bits) from the OS's generator (`getrandom`).
+///
+/// # Errors
+/// When the OS has no randomness to give: the caller then has no token,
+/// rather than a guessable one.
+pub fn random_token() -> anyhow::Result<String> {
     let mut bytes = [0u8; 16];
-    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if from_os.is_err() {
-        let seed = now_ms().to_le_bytes();
-        let pid = std::process::id().to_le_bytes();
-        bytes[..8].copy_from_slice(&seed);
-        bytes[8..12].copy_from_slice(&pid);
-    }
-    bytes.iter().fold(String::with_capacity(32), |mut s, b| {
+    // The OS's generator, or no token at all: a token guessed from the
+    // clock and the process id would be a door anyone could open.
+    getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS for a token: {e}"))?;
+    Ok(bytes.iter().fold(String::with_capacity(32), |mut s, b| {
         use std::fmt::Write as _;
         let _ = write!(s, "{b:02x}");
         s
-    })
+    }))
 }
 
 /// The running InfluxDB sink: its collector, its shipper, and the shipper's stop signal.
@@ -565,4 +587,16 @@ pub(crate) fn start_pollers(config: &Config, pipeline_tx: &Lanes, shared: &Share
         tasks.push(forward(prx, slots));
     }
     tasks
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_are_128_random_bits_in_hex() {
+        let a = super::random_token().unwrap();
+        let b = super::random_token().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
 }

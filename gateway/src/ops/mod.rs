@@ -5,5 +5,6 @@
 //! meet SQLite and sockets.
 
 pub mod alerts;
+pub mod redact;
 pub mod supervision;
 pub mod workorders;

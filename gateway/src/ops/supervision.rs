@@ -86,6 +86,13 @@ impl Chain {
         &self.tail
     }
 
+    /// A keyed fingerprint of a secret value (`records::Signer::fingerprint`
+    /// under the context `config`): what a redacted field shows.
+    #[must_use]
+    pub fn fingerprint(&self, value: &str) -> String {
+        self.signer.fingerprint("config", value.as_bytes())
+    }
+
     /// The public key checkpoints are signed with.
     #[must_use]
     pub fn public_key(&self) -> String {
@@ -322,14 +329,16 @@ pub fn verify(conn: &Connection, trusted_key: Option<&str>) -> rusqlite::Result<
     Ok(v.finish())
 }
 
-/// The audited text of the configuration: the file as written, then the
-/// built-in rule packs, so a change of either (an edit, an upgrade that
-/// changes a pack) is a `config_changed` record with its diff.
+/// The audited text of the configuration: the file as written with its
+/// secrets redacted ([`crate::ops::redact`], `fingerprint` keyed by the
+/// chain), then the built-in rule packs, so a change of either (an edit, an
+/// upgrade that changes a pack) is a `config_changed` record with its diff.
 #[must_use]
-pub fn audited_config(path: Option<&Path>, text: &str) -> String {
+pub fn audited_config(path: Option<&Path>, text: &str, fingerprint: impl Fn(&str) -> String) -> String {
     let mut out = format!(
-        "# configuration: {}\n{text}",
-        path.map_or_else(|| "(embedded defaults)".to_owned(), |p| p.display().to_string())
+        "# configuration: {}\n{}",
+        path.map_or_else(|| "(embedded defaults)".to_owned(), |p| p.display().to_string()),
+        crate::ops::redact::redact(text, fingerprint)
     );
     if !out.ends_with('\n') {
         out.push('\n');
@@ -345,11 +354,18 @@ pub fn audited_config(path: Option<&Path>, text: &str) -> String {
 ///
 /// # Errors
 /// SQLite's.
-pub fn config_change(conn: &Connection, now: i64, audited: &str) -> rusqlite::Result<Option<NewRecord>> {
+pub fn config_change(
+    conn: &Connection,
+    now: i64,
+    audited: &str,
+    fingerprint: impl Fn(&str) -> String,
+) -> rusqlite::Result<Option<NewRecord>> {
     let before: Option<String> = conn
         .query_row("SELECT text FROM config_state WHERE id = 1", [], |r| r.get(0))
         .optional()?;
-    let before = before.unwrap_or_default();
+    // A text remembered before secrets were redacted is redacted too, so
+    // the diff's old side never brings a secret into a new record.
+    let before = crate::ops::redact::redact(&before.unwrap_or_default(), fingerprint);
     if before == audited {
         return Ok(None);
     }

@@ -10,6 +10,7 @@
 pub mod influx;
 pub mod ledger;
 
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use protocol::Message;
@@ -292,7 +293,13 @@ impl Store {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(data_dir).map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        // Readable by the gateway's user only: the database holds the
+        // registry, every order and record, and the notification outbox.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;

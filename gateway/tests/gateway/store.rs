@@ -327,3 +327,16 @@ fn the_desk_state_moves_from_one_document_to_rows() {
     let (state, _) = gateway::ops::workorders::load(s.conn()).unwrap();
     assert_eq!(state, now);
 }
+
+/// The data directory the store creates is the gateway user's alone.
+#[test]
+fn the_data_directory_is_created_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("a").join("data");
+    drop(Store::open(&data).unwrap());
+    for d in [dir.path().join("a"), data] {
+        let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", d.display());
+    }
+}

@@ -735,6 +735,77 @@ async fn a_configuration_change_is_a_record_with_its_diff() {
     gw.stop().await;
 }
 
+/// Secrets never reach the record chain: the configuration's records show a
+/// token as `<redacted FINGERPRINT>`, the same while it is unchanged and a
+/// new one when it changes; an export of the chain holds no secret. A store
+/// that remembered the text with its secrets (before redaction existed)
+/// gets a diff whose old side is redacted too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_configuration_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let (mqtt, http) = (free_addr(), free_addr());
+    let write = |token: &str| {
+        let text = format!(
+            "{}[[http.tokens]]\nname = \"zhang\"\ntoken = \"{token}\"\nrole = \"engineer\"\nsites = [\"lakeside\"]\n",
+            crate::http::base_config(mqtt.port(), http.port(), &dir.path().join("data"))
+        );
+        std::fs::write(&path, &text).unwrap();
+        gateway::app::config::Config::load(&path).unwrap()
+    };
+    let first = "first-secret-0123456789";
+    let second = "second-secret-0123456789";
+    // An older store remembered the text as written, secrets and all.
+    let data = dir.path().join("data");
+    {
+        let store = gateway::store::Store::open(&data).unwrap();
+        store
+            .conn()
+            .execute(
+                "INSERT INTO config_state (id, text) VALUES (1, ?1)",
+                [format!("# configuration: old\ntoken = \"{first}\"\n")],
+            )
+            .unwrap();
+    }
+    for token in [first, first, second] {
+        crate::http::start(write(token)).await.stop().await;
+    }
+    let gw = crate::http::start(write(second)).await;
+    let changes = records(http.port(), "?subject=config").await;
+    let bodies: Vec<String> = changes.iter().map(|r| r["body"].as_str().unwrap().to_owned()).collect();
+    for b in &bodies {
+        assert!(!b.contains(first) && !b.contains(second), "a secret in a record: {b}");
+    }
+    let redacted = |b: &str| -> Vec<String> {
+        b.split("<redacted ")
+            .skip(1)
+            .map(|r| r.split('>').next().unwrap().to_owned())
+            .collect()
+    };
+    // The first start's diff against the old text shows the token redacted
+    // on both sides (the same token, the same fingerprint).
+    let d0: Value = json(&bodies[0]);
+    let d0 = d0["diff"].as_str().unwrap();
+    let fps0 = redacted(d0);
+    assert!(!fps0.is_empty(), "{d0}");
+    assert!(fps0.iter().all(|f| *f == fps0[0]), "{d0}");
+    // The change of token is a diff between two different fingerprints.
+    let last: Value = json(bodies.last().unwrap());
+    let diff = last["diff"].as_str().unwrap();
+    let fps = redacted(diff);
+    assert!(
+        diff.contains("-token = \"<redacted ") && diff.contains("+token = \"<redacted "),
+        "{diff}"
+    );
+    assert_ne!(fps[0], fps[1], "a changed secret shows: {diff}");
+    assert_eq!(fps[0], fps0[0]);
+    // Nor does an export of the whole chain.
+    let (status, export) = get(http.port(), "/api/v1/records/export?format=json", Some("t")).await;
+    assert_eq!(status, 200);
+    assert!(!export.contains(first) && !export.contains(second));
+    gw.stop().await;
+}
+
 /// An order's clocks survive a restart: the deadline is the one set at
 /// dispatch, not one restarted with the gateway, and it escalates once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,3 +139,19 @@ fn checkpoint_serializes_with_the_documented_field_names() {
     );
     assert_eq!(serde_json::from_value::<records::Checkpoint>(v).unwrap(), cp);
 }
+
+/// A fingerprint is stable for one key and one value, differs when either
+/// changes (or the context does), and is short hex that contains nothing of
+/// the value.
+#[test]
+fn fingerprints_are_keyed_and_stable() {
+    let a = records::Signer::from_seed([7; 32]);
+    let b = records::Signer::from_seed([8; 32]);
+    let f = a.fingerprint("config", b"hunter2");
+    assert_eq!(f.len(), 16);
+    assert!(f.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(f, a.fingerprint("config", b"hunter2"), "stable");
+    assert_ne!(f, a.fingerprint("config", b"hunter3"), "the value changed");
+    assert_ne!(f, b.fingerprint("config", b"hunter2"), "another gateway's key");
+    assert_ne!(f, a.fingerprint("other", b"hunter2"), "another context");
+}
