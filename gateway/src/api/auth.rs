@@ -104,39 +104,79 @@ impl Principal {
     }
 }
 
-/// The tokens the gateway accepts.
+/// A token's SHA-256: what the gateway keeps of a token, in memory and
+/// (with `token_sha256`) in its file.
+pub type Digest = [u8; 32];
+
+/// The SHA-256 of a token.
+#[must_use]
+pub fn digest(token: &str) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+/// A digest written as 64 hex digits.
+#[must_use]
+pub fn parse_digest(hex_text: &str) -> Option<Digest> {
+    let bytes = hex::decode(hex_text.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
+/// The digest a configured token stands for (`None` only for a
+/// configuration that validation refuses).
+#[must_use]
+pub fn digest_of(t: &TokenConfig) -> Option<Digest> {
+    match (&t.token, &t.token_sha256) {
+        (Some(token), _) => Some(digest(token)),
+        (None, Some(h)) => parse_digest(h),
+        (None, None) => None,
+    }
+}
+
+/// The tokens the gateway accepts, kept as their SHA-256 only: a memory
+/// dump, a core file or a `Debug` print shows no usable token, and comparing
+/// digests of equal length tells nothing of a token's length either.
 #[derive(Clone, Debug)]
 pub struct Tokens {
-    admin: Arc<str>,
-    others: Arc<[TokenConfig]>,
+    admin: Digest,
+    others: Arc<[(Digest, Principal)]>,
 }
 
 impl Tokens {
     /// The admin token and the configured ones.
     #[must_use]
-    pub fn new(admin: Arc<str>, others: &[TokenConfig]) -> Tokens {
+    pub fn new(admin: &str, others: &[TokenConfig]) -> Tokens {
         Tokens {
-            admin,
-            others: others.into(),
+            admin: digest(admin),
+            others: others
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        digest_of(t)?,
+                        Principal {
+                            name: t.name.clone(),
+                            role: t.role,
+                            sites: t.sites.clone(),
+                            contractor: t.contractor.clone(),
+                        },
+                    ))
+                })
+                .collect(),
         }
     }
 
-    /// The principal of a token, comparing in constant time.
+    /// The principal of a token, comparing digests in constant time.
     #[must_use]
     pub fn find(&self, token: &str) -> Option<Principal> {
-        if constant_time_eq(token.as_bytes(), self.admin.as_bytes()) {
+        let d = digest(token);
+        if constant_time_eq(&d, &self.admin) {
             return Some(Principal::admin());
         }
         // Every token is compared, so the time does not tell which matched.
         let mut found = None;
-        for t in self.others.iter() {
-            if constant_time_eq(token.as_bytes(), t.token.as_bytes()) {
-                found = Some(Principal {
-                    name: t.name.clone(),
-                    role: t.role,
-                    sites: t.sites.clone(),
-                    contractor: t.contractor.clone(),
-                });
+        for (t, p) in self.others.iter() {
+            if constant_time_eq(&d, t) {
+                found = Some(p.clone());
             }
         }
         found
@@ -146,4 +186,59 @@ impl Tokens {
 /// Compares without leaking the position of the first difference.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(name: &str, token: Option<&str>, sha: Option<String>) -> TokenConfig {
+        TokenConfig {
+            name: name.into(),
+            token: token.map(Into::into),
+            token_sha256: sha,
+            role: Role::Auditor,
+            sites: None,
+            contractor: None,
+        }
+    }
+
+    #[test]
+    fn tokens_are_found_by_their_digest_and_kept_only_as_one() {
+        let sha = hex::encode(digest("from-the-file-0123456789"));
+        let t = Tokens::new(
+            "the-admin-token-0123",
+            &[
+                token("plain", Some("plain-token-0123456789"), None),
+                token("hashed", None, Some(sha)),
+            ],
+        );
+        assert_eq!(t.find("the-admin-token-0123").map(|p| p.role), Some(Role::Admin));
+        assert_eq!(t.find("plain-token-0123456789").map(|p| p.name), Some("plain".into()));
+        assert_eq!(
+            t.find("from-the-file-0123456789").map(|p| p.name),
+            Some("hashed".into())
+        );
+        assert!(t.find("plain-token-012345678").is_none());
+        assert!(t.find("").is_none());
+        let shown = format!("{t:?}");
+        assert!(
+            !shown.contains("plain-token") && !shown.contains("the-admin-token"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn digests_parse_from_hex() {
+        // The value `printf %s test | sha256sum` prints.
+        assert_eq!(
+            hex::encode(digest("test")),
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
+        let d = digest("x");
+        assert_eq!(parse_digest(&hex::encode(d)), Some(d));
+        assert_eq!(parse_digest(&format!(" {} ", hex::encode(d).to_uppercase())), Some(d));
+        assert_eq!(parse_digest("abc"), None);
+        assert_eq!(parse_digest(&"g".repeat(64)), None);
+    }
 }

@@ -134,8 +134,14 @@ impl RecordsConfig {
 pub struct TokenConfig {
     /// Who it is (stamped on acknowledgements and steps).
     pub name: String,
-    /// The token itself (at least 16 characters).
-    pub token: String,
+    /// The token itself (at least 16 characters); or leave it out of the
+    /// file and give `token_sha256`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The token's SHA-256, 64 hex digits (`printf %s TOKEN | sha256sum`):
+    /// the file then holds no token a reader could use.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
     /// `admin`, `engineer`, `contractor` or `auditor`.
     pub role: crate::api::auth::Role,
     /// Engineers and auditors: the compounds in scope (all if absent).
@@ -439,13 +445,31 @@ impl Config {
             }
         }
         for (i, t) in self.http.tokens.iter().enumerate() {
-            if t.token.len() < 16 {
-                return Err((
-                    format!("http.tokens[{i}].token"),
-                    "must be at least 16 characters".into(),
-                ));
+            match (&t.token, &t.token_sha256) {
+                (Some(token), None) if token.len() < 16 => {
+                    return Err((
+                        format!("http.tokens[{i}].token"),
+                        "must be at least 16 characters".into(),
+                    ));
+                }
+                (None, Some(h)) if crate::api::auth::parse_digest(h).is_none() => {
+                    return Err((
+                        format!("http.tokens[{i}].token_sha256"),
+                        "must be 64 hex digits (the token's SHA-256)".into(),
+                    ));
+                }
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err((
+                        format!("http.tokens[{i}].token"),
+                        "give `token` or `token_sha256`, one of them".into(),
+                    ));
+                }
             }
-            if self.http.tokens[..i].iter().any(|o| o.token == t.token) {
+            if self.http.tokens[..i]
+                .iter()
+                .any(|o| crate::api::auth::digest_of(o) == crate::api::auth::digest_of(t))
+            {
                 return Err((
                     format!("http.tokens[{i}].token"),
                     "is the same as another token's".into(),

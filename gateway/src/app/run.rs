@@ -179,7 +179,7 @@ pub async fn run_with(
     let signer = crate::ops::supervision::signer(&key_path).context("the record chain's signing key")?;
     warn_if_shared(&config.storage.data_dir, "the data directory", 0o700);
     warn_if_shared(&key_path, "the record chain's signing key", 0o600);
-    let shared = shared_state(&config, &mut store, admin_token, &options, &signer, &control_tx)?;
+    let shared = shared_state(&config, &mut store, &admin_token, &options, &signer, &control_tx)?;
     let mut engine = start_engine(&config, &mut store, &shared)?;
     let (desk, ledger) = start_desk(&config, &store, &mut engine, signer, &shared)?;
     // The embedded broker's port is taken now, before anything else can
@@ -275,7 +275,7 @@ pub(crate) async fn stop_influx((collector, shipper, stop): InfluxTasks) {
 pub(crate) fn shared_state(
     config: &Config,
     store: &mut Store,
-    admin_token: String,
+    admin_token: &str,
     options: &Options,
     signer: &records::Signer,
     control: &mpsc::Sender<crate::ops::alerts::Control>,
@@ -284,7 +284,7 @@ pub(crate) fn shared_state(
         registry: Registry::restore(store.load_devices()?),
         metrics: Metrics::default(),
         data_dir: config.storage.data_dir.clone(),
-        tokens: crate::api::auth::Tokens::new(admin_token.into(), &config.http.tokens),
+        tokens: crate::api::auth::Tokens::new(admin_token, &config.http.tokens),
         records_key: signer.public_key_hex().into(),
         alerts: crate::ops::alerts::Hub::new(control.clone()),
         clock: options.clock.clone(),

@@ -206,6 +206,26 @@ fn dispatch_contacts_and_tokens_mistakes_name_their_line_and_field() {
     let e = err("[[http.tokens]]\nname = \"x\"\ntoken = \"0123456789abcdef\"\nrole = \"boss\"\n");
     assert!(e.starts_with("site.toml:4:"), "{e}");
     assert!(e.contains("unknown variant `boss`"), "{e}");
+    // A token given by its SHA-256: malformed, both forms at once, neither,
+    // and the same token twice in different forms.
+    let e = err("[[http.tokens]]\nname = \"x\"\ntoken_sha256 = \"abc\"\nrole = \"auditor\"\n");
+    assert!(
+        e.contains("field `http.tokens[0].token_sha256`: must be 64 hex digits"),
+        "{e}"
+    );
+    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"; // sha256("test")
+    let e = err(&format!(
+        "[[http.tokens]]\nname = \"x\"\ntoken = \"0123456789abcdef\"\ntoken_sha256 = \"{sha}\"\nrole = \"auditor\"\n"
+    ));
+    assert!(e.contains("give `token` or `token_sha256`, one of them"), "{e}");
+    let e = err("[[http.tokens]]\nname = \"x\"\nrole = \"auditor\"\n");
+    assert!(e.contains("give `token` or `token_sha256`, one of them"), "{e}");
+    let plain = "0123456789abcdef";
+    let same = format!(
+        "[[http.tokens]]\nname = \"x\"\ntoken = \"{plain}\"\nrole = \"auditor\"\n[[http.tokens]]\nname = \"y\"\ntoken_sha256 = \"{}\"\nrole = \"auditor\"\n",
+        sha256_hex(plain)
+    );
+    assert!(err(&same).contains("is the same as another token's"));
     // Notification and record settings.
     let e = err("[notify]\nfirst_retry = \"0s\"\n");
     assert_eq!(e, "site.toml:2:1: field `notify.first_retry`: must be longer than zero");
@@ -222,4 +242,9 @@ fn dispatch_contacts_and_tokens_mistakes_name_their_line_and_field() {
         ),
     )
     .unwrap();
+}
+
+/// SHA-256 as hex, as `sha256sum` prints it (through the gateway's own function).
+fn sha256_hex(text: &str) -> String {
+    hex::encode(gateway::api::auth::digest(text))
 }
