@@ -14,21 +14,7 @@ use testkit::free_port;
 /// The demo binary on these ports and data directory, admin token `t`; its
 /// stdout piped.
 fn demo(args: &[&str], mqtt: u16, http: u16, data: &std::path::Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_gateway-demo"))
-        .args(args)
-        .args([
-            "--mqtt-listen",
-            &format!("127.0.0.1:{mqtt}"),
-            "--http-listen",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .env("GATEWAY_ADMIN_TOKEN", "t")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    testkit::spawn_gateway(env!("CARGO_BIN_EXE_gateway-demo"), args, mqtt, http, data)
 }
 
 async fn get(http: u16, path: &str, token: Option<&str>) -> (u16, String) {

@@ -258,7 +258,9 @@ pub async fn collect(config: InfluxConfig, spool: Spool, mut rx: mpsc::Receiver<
             () = tokio::time::sleep_until(deadline) => false,
         };
         let due = tokio::time::Instant::now() >= deadline;
+        let mut appended = false;
         while points >= max || ((due || closed) && points > 0) {
+            appended = true;
             let cut = cut_after(&batch, max);
             let part: Vec<u8> = batch.drain(..cut).collect();
             let n = count_lines(&part);
@@ -279,7 +281,9 @@ pub async fn collect(config: InfluxConfig, spool: Spool, mut rx: mpsc::Receiver<
         if due {
             deadline = tokio::time::Instant::now() + flush;
         }
-        if let Ok(n) = spool.len() {
+        // The directory is listed only when a file was added (the shipper
+        // updates the gauge as it sends), not once per commit of the pipeline.
+        if appended && let Ok(n) = spool.len() {
             metrics.influx_spooled.set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         if closed {

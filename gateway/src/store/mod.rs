@@ -93,6 +93,8 @@ pub struct Series {
     key: String,
     /// Rows in `inbox`, and the gateway time the oldest was written.
     inbox: Inbox,
+    /// Whether `inbox` was read from the database (on the first write).
+    inbox_loaded: bool,
     /// The same before the transaction under way (restored if it rolls back).
     inbox_before: Inbox,
 }
@@ -325,36 +327,50 @@ impl Store {
         if rowid_points {
             conn.execute_batch(MIGRATE_POINTS).map_err(err)?;
         }
-        // What a previous run left in the inbox goes with the next compaction.
-        let (rows, since): (i64, Option<i64>) = conn
-            .query_row("SELECT COUNT(*), MIN(received) FROM inbox", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(err)?;
-        let cycle = conn
+        Ok(Store {
+            conn,
+            path,
+            series: Series::default(),
+        })
+    }
+
+    /// Reads what a previous run left in the inbox (it goes with the next
+    /// compaction), once per connection, on its first write: the API opens a
+    /// connection per request and never writes, so it never counts.
+    fn load_inbox(&mut self) -> rusqlite::Result<()> {
+        if self.series.inbox_loaded {
+            return Ok(());
+        }
+        let (rows, since): (i64, Option<i64>) =
+            self.conn
+                .query_row("SELECT COUNT(*), MIN(received) FROM inbox", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+        let cycle = self
+            .conn
             .query_row("SELECT upto, watermark FROM inbox_cycle WHERE id = 1", [], |r| {
                 Ok(Cycle {
                     upto: r.get(0)?,
                     watermark: r.get(1)?,
                 })
             })
-            .optional()
-            .map_err(err)?;
-        let series = Series {
-            inbox: Inbox {
-                rows: usize::try_from(rows).unwrap_or(0),
-                since,
-                cycle,
-            },
-            ..Series::default()
+            .optional()?;
+        self.series.inbox = Inbox {
+            rows: usize::try_from(rows).unwrap_or(0),
+            since,
+            cycle,
         };
-        Ok(Store { conn, path, series })
+        self.series.inbox_loaded = true;
+        Ok(())
     }
 
     /// What waits in the inbox for the next compaction.
-    #[must_use]
-    pub fn inbox(&self) -> Inbox {
-        self.series.inbox
+    ///
+    /// # Errors
+    /// [`StoreError`] if it cannot be read.
+    pub fn inbox(&mut self) -> Result<Inbox, StoreError> {
+        self.load_inbox().map_err(|e| self.err(e))?;
+        Ok(self.series.inbox)
     }
 
     /// Compacts the inbox now, in a transaction of its own; returns the rows moved.
@@ -497,7 +513,7 @@ impl Store {
             .conn
             .execute("DELETE FROM inbox WHERE ts < ?1", params![before_ms])
             .map_err(|e| self.err(e))?;
-        if waiting > 0 {
+        if waiting > 0 && self.series.inbox_loaded {
             self.series.inbox.rows = self.series.inbox.rows.saturating_sub(waiting);
         }
         Ok(points + waiting)
@@ -570,6 +586,7 @@ impl Store {
         &mut self,
         f: impl FnOnce(&rusqlite::Transaction<'_>, &mut Series) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
+        self.load_inbox().map_err(|e| self.err(e))?;
         let series = &mut self.series;
         series.fresh.clear();
         series.inbox_before = series.inbox;

@@ -78,23 +78,7 @@ async fn wait_export(vm: u16, n: usize) -> Vec<i64> {
 
 async fn publish(mqtt: u16, seq: i64, ts: i64) {
     let p = format!(r#"{{"v":1,"seq":{seq},"ts":{ts},"m":{{"tank_level_m":{seq}}}}}"#);
-    let ok = tokio::process::Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &mqtt.to_string(),
-            "-q",
-            "1",
-            "-t",
-            "fm/v1/lakeside/firepump/PUMP-B2/data",
-        ])
-        .args(["-m", &p])
-        .status()
-        .await
-        .unwrap()
-        .success();
-    assert!(ok);
+    assert!(crate::http::try_publish(mqtt, "fm/v1/lakeside/firepump/PUMP-B2/data", &p).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! overrides, the admin token from the environment, SIGTERM ends it with exit 0
 //! after persisting what it knows.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use testkit::free_port;
@@ -10,21 +10,7 @@ use testkit::free_port;
 /// The binary with `args`, on these ports and data directory, with the
 /// admin token `t`; its stdout piped.
 fn gateway(args: &[&str], mqtt: u16, http: u16, data: &std::path::Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(args)
-        .args([
-            "--mqtt-listen",
-            &format!("127.0.0.1:{mqtt}"),
-            "--http-listen",
-            &format!("127.0.0.1:{http}"),
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .env("GATEWAY_ADMIN_TOKEN", "t")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    testkit::spawn_gateway(env!("CARGO_BIN_EXE_gateway"), args, mqtt, http, data)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,23 +23,7 @@ async fn sigterm_stops_the_binary_cleanly() {
     let birth = r#"{"v":1,"seq":0,"ts":0,"bdseq":1,"fw":"9","model":"m","cfg":"c","interval_s":10}"#;
     let mut seen = false;
     for _ in 0..100 {
-        let ok = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &mqtt.to_string(),
-                "-q",
-                "1",
-                "-t",
-                "fm/v1/s/charger/B-1/birth",
-                "-m",
-                birth,
-            ])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
+        assert!(crate::http::try_publish(mqtt, "fm/v1/s/charger/B-1/birth", birth).await);
         if crate::http::body(http, "/api/v1/devices").await.contains("B-1") {
             seen = true;
             break;

@@ -64,11 +64,11 @@ fn the_inbox_is_read_with_the_indexed_table_and_compacted_without_loss() {
     for i in 1..=3 {
         put(&mut s, i, i * 1000);
     }
-    assert_eq!(s.inbox().rows, 3);
-    assert_eq!(s.inbox().since, Some(1000));
+    assert_eq!(s.inbox().unwrap().rows, 3);
+    assert_eq!(s.inbox().unwrap().since, Some(1000));
     assert_eq!(ts(&s), [1000, 2000, 3000], "read from the inbox");
     assert_eq!(s.compact().unwrap(), 3);
-    assert_eq!(s.inbox().rows, 0);
+    assert_eq!(s.inbox().unwrap().rows, 0);
     // Newer in the inbox, older in the table: one ordered answer, no duplicate.
     put(&mut s, 4, 4000);
     put(&mut s, 5, 500);
@@ -87,20 +87,20 @@ fn the_inbox_is_read_with_the_indexed_table_and_compacted_without_loss() {
         Err::<(), _>(rusqlite::Error::InvalidQuery)
     });
     assert!(failed.is_err());
-    assert_eq!(s.inbox().rows, 2);
-    assert_eq!(s.inbox().cycle, None);
+    assert_eq!(s.inbox().unwrap().rows, 2);
+    assert_eq!(s.inbox().unwrap().cycle, None);
     assert_eq!(ts(&s), [500, 1000, 2000, 3000, 4000]);
     // A reopen finds what waits; retention covers both tables.
     drop(s);
     let mut s = Store::open(dir.path()).unwrap();
-    assert_eq!(s.inbox().rows, 2);
-    assert_eq!(s.inbox().since, Some(500));
+    assert_eq!(s.inbox().unwrap().rows, 2);
+    assert_eq!(s.inbox().unwrap().since, Some(500));
     assert_eq!(
         s.prune(2500).unwrap(),
         3,
         "500 from the inbox, 1000 and 2000 from the table"
     );
-    assert_eq!(s.inbox().rows, 1);
+    assert_eq!(s.inbox().unwrap().rows, 1);
     assert_eq!(ts(&s), [3000, 4000]);
 }
 
@@ -138,7 +138,7 @@ fn a_compaction_in_steps_never_shows_a_sample_twice_or_not_at_all() {
     // Step 1 starts the cycle; step 2 moves the first range of series.
     s.transact_series(compact_step).unwrap();
     assert_eq!(s.transact_series(compact_step).unwrap(), 511);
-    assert!(s.inbox().cycle.is_some());
+    assert!(s.inbox().unwrap().cycle.is_some());
     put(&mut s, 0, 2000);
     put(&mut s, devices - 1, 2000);
     for d in [0, 1, 510, 511, 512, devices - 1] {
@@ -150,18 +150,22 @@ fn a_compaction_in_steps_never_shows_a_sample_twice_or_not_at_all() {
     // A reopen mid-compaction picks the cycle up where it was.
     drop(s);
     let mut s = Store::open(dir.path()).unwrap();
-    assert!(s.inbox().cycle.is_some());
+    assert!(s.inbox().unwrap().cycle.is_some());
     assert_eq!(s.sample_count().unwrap(), total + 2);
     assert_eq!(s.transact_series(compact_step).unwrap(), 89);
-    assert_eq!(s.inbox().cycle, None);
-    assert_eq!(s.inbox().rows, 2, "the two late samples wait for the next compaction");
+    assert_eq!(s.inbox().unwrap().cycle, None);
+    assert_eq!(
+        s.inbox().unwrap().rows,
+        2,
+        "the two late samples wait for the next compaction"
+    );
     assert_eq!(s.sample_count().unwrap(), total + 2);
     for d in [0, 1, 511, 512, devices - 1] {
         let want = if d == 0 || d == devices - 1 { 2 } else { 1 };
         assert_eq!(seen(&s, d), want, "device {d} after");
     }
     assert_eq!(s.compact().unwrap(), 2);
-    assert_eq!(s.inbox().rows, 0);
+    assert_eq!(s.inbox().unwrap().rows, 0);
     assert_eq!(s.sample_count().unwrap(), total + 2);
 }
 

@@ -21,6 +21,31 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
+/// A gateway binary (`gateway` or `gateway-demo`, by the path Cargo gives
+/// a test) with `args`, on these ports and data directory, with the admin
+/// token `t`; its stdout piped, its stderr dropped.
+///
+/// # Panics
+/// If the binary cannot be started.
+#[must_use]
+pub fn spawn_gateway(bin: &str, args: &[&str], mqtt: u16, http: u16, data: &Path) -> Child {
+    Command::new(bin)
+        .args(args)
+        .args([
+            "--mqtt-listen",
+            &format!("127.0.0.1:{mqtt}"),
+            "--http-listen",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .env("GATEWAY_ADMIN_TOKEN", "t")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"))
+}
+
 /// Waits until something accepts TCP connections on `port`.
 ///
 /// # Panics
