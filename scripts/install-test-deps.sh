@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 # (a real server for the InfluxDB v2 write API), socat (pty pairs standing in
 # for RS-485 lines), aiosmtpd (a real SMTP server for the e-mail channel),
 # python3 and openssl (a third party verifying the record chain), and
-# Chromium (a real browser rendering the web console, headless).
+# Chromium (a real browser rendering the web console, headless), g++ (the
+# fuzz targets build libFuzzer, which is C++; scripts/fuzz.sh).
 # A later issue adds PostgreSQL here.
-packages=(mosquitto mosquitto-clients mbpoll victoria-metrics socat python3 python3-aiosmtpd openssl chromium)
+packages=(mosquitto mosquitto-clients mbpoll victoria-metrics socat python3 python3-aiosmtpd openssl chromium g++)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -49,4 +50,10 @@ rustup target add --toolchain "$toolchain" thumbv7em-none-eabihf >/dev/null 2>&1
   || echo "warning: could not add thumbv7em-none-eabihf; the no_std proof falls back to a host staticlib"
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
+fi
+# cargo-deny (scripts/deny.sh), pinned: scripts/deny.sh knows where this
+# version looks for the advisory database. Builds with Rust >= 1.88.
+cargo_deny_version=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]; then
+  cargo install --locked "cargo-deny@$cargo_deny_version"
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: install what the tests need, then
-# format, lints, tests, and the no_std proofs. Prints its wall time at the end.
+# format, lints, cargo deny, tests, fuzzing, and the no_std proofs. Prints
+# its wall time at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -11,9 +12,17 @@ scripts/install-test-deps.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+# The fuzz workspaces are workspaces of their own.
+cargo fmt --manifest-path protocol/fuzz/Cargo.toml -- --check
+cargo fmt --manifest-path gateway/fuzz/Cargo.toml -- --check
 
 step "cargo clippy (workspace but the board crate, all targets, -D warnings)"
 cargo clippy --workspace --exclude board-stm32f4 --all-targets --locked -- -D warnings
+
+step "cargo deny (advisories offline against tools/advisory-db, licences, bans, sources; every workspace)"
+# Policy in deny.toml; the advisory snapshot's date is in docs/testing.md and
+# scripts/refresh-advisories.sh renews it where GitHub is reachable.
+scripts/deny.sh
 
 step "tests (cargo nextest)"
 cargo nextest run --workspace --exclude board-stm32f4 --locked --profile ci
@@ -34,6 +43,13 @@ cargo run --locked -q -p hil-tests --bin hil -- run --plain --junit target/hil-j
 
 step "doc tests"
 cargo test --workspace --exclude board-stm32f4 --doc --locked
+
+step "fuzzing (libFuzzer on stable, ${FUZZ_SECONDS:-20} s per target: decode, topic, config, api)"
+# Builds in target/fuzz with coverage flags, runs each target from its seeds
+# in protocol/fuzz/seeds and gateway/fuzz/seeds; any panic, failed assertion
+# (an API answer of 500, an error naming no file, ...) or hang fails the
+# command. Longer runs: docs/testing.md.
+scripts/fuzz.sh
 
 step "no_std proofs"
 # 1. Build the node-side crates for a real microcontroller: any dependency that

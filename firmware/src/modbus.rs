@@ -11,10 +11,10 @@
 //!
 //! # Function codes
 //!
-//! 01 read coils, 02 read discrete inputs, 03 read holding registers, 04 read
-//! input registers, 05 write single coil, 06 write single register, 15 write
-//! multiple coils, 16 write multiple registers. Anything else is answered with
-//! exception 01 (illegal function). The checks run in the order of the Modbus
+//! 01 read coils, 02 read discrete inputs, 03 read holding registers (the
+//! signed-write block only), 04 read input registers, and 16 write multiple
+//! registers (signed writes only, see below); 05, 06 and 15 are always
+//! refused. Anything else is answered with exception 01 (illegal function). The checks run in the order of the Modbus
 //! application protocol's state diagrams: function (01), then the request's
 //! structure and quantity (03: quantity 1–2000 bits or 1–125 words to read,
 //! 1–1968 coils or 1–123 registers to write, a byte count that matches the
@@ -66,26 +66,55 @@
 //! from a measured 0; the MQTT path, which carries missing metrics as missing,
 //! remains the authoritative one.
 //!
-//! # Writes
+//! # Writes: signed, or none
 //!
-//! * FC05/FC15 to a command coil: writing 1 calls [`RegisterImage::command`]
-//!   with the coil's op and port (`None` for the charger's all-ports coils 0
-//!   and 1). Writing 0 is accepted and does nothing: the coils are momentary
-//!   triggers with no state to reset, and masters that write a whole coil range
-//!   (or reset a coil after pulsing it) must not get an error for it.
-//! * Every address of a write must be a command coil, else exception 02 and
-//!   nothing is performed.
-//! * A refused command answers exception 04 (server device failure); the
-//!   node's reason ([`CommandError`](crate::registers::CommandError)) is not
-//!   carried, Modbus has no place for it. In an FC15, every coil written 1 is
-//!   performed in address order even after one is refused, then 04 is answered
-//!   if any was: a refused `clear` on one port must not stop a `cut_off` on the
-//!   others. FC15 is therefore not atomic; the commands are idempotent, so a
-//!   master may simply repeat the request.
-//! * Holding registers (FC03/06/16): the built-in maps have none, so reads and
-//!   writes answer exception 02. Writes go through the same path as coils: if a
-//!   map ever gets a command register, writing 1 performs it, 0 does nothing
-//!   and any other value is exception 03.
+//! A write makes the node act (cut a port, clear a latch, start a pump), so
+//! it needs the same authority as a signed MQTT command
+//! ([`protocol::cmdauth`]). Modbus cannot carry a counter and a MAC with a
+//! coil write, so the slave serves a **challenge** and takes a command only
+//! as a **signed write** ([`protocol::cmdauth::modbus`]):
+//!
+//! ```text
+//! holding registers, the same on every class (outside the class maps)
+//!   1000–1003  challenge, u64, high word first     FC03
+//!   1004–1005  refused writes, u32, high word first FC03
+//!   1006       write mode: 0 read-only, 1 signed   FC03
+//!   1010–      FC16 only: first coil, n, n values (0 or 1), tag (4 registers)
+//! ```
+//!
+//! The tag is HMAC-SHA256 with the node's command key over `"fm-modbus-v1"`,
+//! the challenge, the first coil, `n` and the values, cut to 8 bytes. The
+//! coils are the class map's command coils; each value written 1 performs
+//! its command, 0 does nothing. After a write whose tag verifies, the
+//! challenge moves on, so a write recorded on the bus is never accepted
+//! again; a refused one leaves it (a master that lost a race re-reads it).
+//!
+//! * **Read-only** ([`Slave::new`], the default; a node without a command
+//!   key, or configured read-only): every write function (05, 06, 15, 16)
+//!   answers exception 01 (illegal function) at once.
+//! * **Signed** ([`Slave::with_command_key`]): FC05, FC06 and FC15 answer 01
+//!   (there is no room for a tag); FC16 is checked in the usual order —
+//!   structure and quantity (03), then the address: anything but 1010 is 02,
+//!   then the envelope: `n` must match the quantity (03), every coil must be
+//!   a command coil (02), every value 0 or 1 (03) — and then the tag: a wrong
+//!   tag (another key, a stale challenge, a changed value) answers 01, the
+//!   spec's "server in the wrong state to process a request of this type".
+//! * Broadcast writes (RTU unit 0) are refused: one challenge cannot sign a
+//!   write for every node on the line.
+//!
+//! Every write refused for want of authority (01 for a write function) is
+//! counted in [`SlaveStats::refused_writes`] and in registers 1004–1005, so
+//! someone probing the bus shows up in the node's diagnostics.
+//!
+//! A refused command answers exception 04 (server device failure); the
+//! node's reason ([`CommandError`](crate::registers::CommandError)) is not
+//! carried, Modbus has no place for it. Every coil written 1 is performed in
+//! address order even after one is refused, then 04 is answered if any was:
+//! a refused `clear` on one port must not stop a `cut_off` on the others. A
+//! signed write is therefore not atomic, and its challenge is used up even
+//! when a command in it was refused.
+//!
+//! Command coils read (FC01) as 0: they are momentary triggers.
 //!
 //! # Unit ids
 //!
@@ -155,6 +184,8 @@
 //! request stops at its first unmapped address, so a request costs at most a
 //! few thousand comparisons whatever quantity it asks for.
 
+use protocol::CommandKey;
+use protocol::cmdauth::modbus as signed;
 use protocol::modbus::{DataType, Entry, InfoField, MAP_VERSION, MAX_MAP_PORTS, Point, Register, Table, map_for};
 
 use crate::hal::Millis;
@@ -203,6 +234,19 @@ pub struct SlaveStats {
     /// Well-formed frames not for this node (other unit ids) or meaningless
     /// (broadcast reads), dropped without an answer.
     pub ignored: u32,
+    /// Writes refused for want of authority: any write while read-only, an
+    /// unsigned write function, a signed write with a wrong tag, a broadcast
+    /// write. Also counted in `exceptions` (answered or not).
+    pub refused_writes: u32,
+}
+
+/// How the slave treats writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Writes {
+    /// Every write is refused.
+    ReadOnly,
+    /// Signed writes only, against this challenge.
+    Signed { key: CommandKey, challenge: u64 },
 }
 
 /// The Modbus slave of one node: its unit id and counters. It holds no
@@ -212,6 +256,7 @@ pub struct SlaveStats {
 pub struct Slave {
     unit_id: u8,
     stats: SlaveStats,
+    writes: Writes,
 }
 
 /// How long the request at the start of a receive buffer is, for a transport
@@ -238,10 +283,26 @@ enum Exception {
     ServerDeviceFailure = 0x04,
 }
 
+/// Why a request was not served: a Modbus exception, or a write refused for
+/// want of authority (answered as 01, and counted on its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    Exception(Exception),
+    Unauthorised,
+}
+
+impl From<Exception> for Fault {
+    fn from(e: Exception) -> Self {
+        Fault::Exception(e)
+    }
+}
+
 impl Slave {
-    /// A slave answering to `unit_id`, which must be a valid RTU unit address
-    /// (1–247): 0 is the broadcast address and 248–255 are reserved. `None`
-    /// otherwise, since the id comes from the node's configuration.
+    /// A read-only slave answering to `unit_id`, which must be a valid RTU
+    /// unit address (1–247): 0 is the broadcast address and 248–255 are
+    /// reserved. `None` otherwise, since the id comes from the node's
+    /// configuration. Read-only is the default: a node takes writes only
+    /// once it has a key to check them with ([`Slave::with_command_key`]).
     #[must_use]
     pub const fn new(unit_id: u8) -> Option<Self> {
         if unit_id == 0 || unit_id > 247 {
@@ -254,8 +315,34 @@ impl Slave {
                 exceptions: 0,
                 bad_frames: 0,
                 ignored: 0,
+                refused_writes: 0,
             },
+            writes: Writes::ReadOnly,
         })
+    }
+
+    /// Takes signed writes checked with the node's command key. `boot` must
+    /// differ on every start (a counter in battery-backed memory): it is the
+    /// challenge's high half, so challenges never repeat across reboots and
+    /// a write recorded before one cannot be replayed after it. The low half
+    /// counts accepted writes.
+    #[must_use]
+    pub fn with_command_key(mut self, key: CommandKey, boot: u32) -> Self {
+        self.writes = Writes::Signed {
+            key,
+            challenge: u64::from(boot) << 32,
+        };
+        self
+    }
+
+    /// The challenge a signed write must be tagged with; `None` while
+    /// read-only.
+    #[must_use]
+    pub fn challenge(&self) -> Option<u64> {
+        match &self.writes {
+            Writes::ReadOnly => None,
+            Writes::Signed { challenge, .. } => Some(*challenge),
+        }
     }
 
     /// The unit id this slave answers to, for logs and diagnostics.
@@ -309,10 +396,22 @@ impl Slave {
             Transport::Tcp => MBAP_LEN,
         };
         let out = &mut response[head..head + MAX_PDU_LEN];
-        let pdu_len = match serve(pdu, image, now, out) {
+        let block = Block {
+            challenge: self.challenge().unwrap_or(0),
+            refused: self.stats.refused_writes,
+            signed: self.challenge().is_some(),
+        };
+        let pdu_len = match serve(pdu, image, now, out, &mut self.writes, block, broadcast) {
             Ok(len) => len,
-            Err(exception) => {
+            Err(fault) => {
                 self.stats.exceptions = self.stats.exceptions.wrapping_add(1);
+                let exception = match fault {
+                    Fault::Exception(e) => e,
+                    Fault::Unauthorised => {
+                        self.stats.refused_writes = self.stats.refused_writes.wrapping_add(1);
+                        Exception::IllegalFunction
+                    }
+                };
                 out[0] = function | 0x80;
                 out[1] = exception as u8;
                 2
@@ -442,21 +541,80 @@ fn be16(n: usize) -> [u8; 2] {
     u16::try_from(n).unwrap_or(u16::MAX).to_be_bytes()
 }
 
+/// The signed-write block's readable values at the time of a request.
+#[derive(Clone, Copy, Debug)]
+struct Block {
+    challenge: u64,
+    refused: u32,
+    signed: bool,
+}
+
+impl Block {
+    /// The word at `address`, if it is in the readable part of the block.
+    fn word(self, address: u16) -> Option<u16> {
+        let c = signed::challenge_words(self.challenge);
+        let [r0, r1] = [(self.refused >> 16) as u16, (self.refused & 0xFFFF) as u16];
+        let words = [c[0], c[1], c[2], c[3], r0, r1, u16::from(self.signed)];
+        let i = address.checked_sub(signed::CHALLENGE)?;
+        words.get(usize::from(i)).copied()
+    }
+}
+
 /// Serves one PDU into `out` (at least [`MAX_PDU_LEN`] bytes), returning the
 /// response PDU's length.
-fn serve(pdu: &[u8], image: &mut impl RegisterImage, now: Millis, out: &mut [u8]) -> Result<usize, Exception> {
+fn serve(
+    pdu: &[u8],
+    image: &mut impl RegisterImage,
+    now: Millis,
+    out: &mut [u8],
+    writes: &mut Writes,
+    block: Block,
+    broadcast: bool,
+) -> Result<usize, Fault> {
     let Some((&function, data)) = pdu.split_first() else {
-        return Err(Exception::IllegalFunction);
+        return Err(Exception::IllegalFunction.into());
     };
     match function {
-        1 => read(image, function, Table::Coil, data, out),
-        2 => read(image, function, Table::DiscreteInput, data, out),
-        3 => read(image, function, Table::HoldingRegister, data, out),
-        4 => read(image, function, Table::InputRegister, data, out),
-        5 | 6 => write_single(image, now, function, data, out),
-        15 | 16 => write_multiple(image, now, function, data, out),
-        _ => Err(Exception::IllegalFunction),
+        1 => Ok(read(image, function, Table::Coil, data, out)?),
+        2 => Ok(read(image, function, Table::DiscreteInput, data, out)?),
+        3 if reads_block(data) => Ok(read_block(block, data, out)?),
+        3 => Ok(read(image, function, Table::HoldingRegister, data, out)?),
+        4 => Ok(read(image, function, Table::InputRegister, data, out)?),
+        5 | 6 | 15 => Err(Fault::Unauthorised),
+        16 => match writes {
+            Writes::ReadOnly => Err(Fault::Unauthorised),
+            Writes::Signed { key, challenge } => signed_write(image, now, data, out, key, challenge, broadcast),
+        },
+        _ => Err(Exception::IllegalFunction.into()),
     }
+}
+
+/// Whether an FC03 request starts in the signed-write block.
+fn reads_block(data: &[u8]) -> bool {
+    matches!(data, &[a0, a1, _, _] if (signed::CHALLENGE..signed::CHALLENGE + signed::READABLE)
+        .contains(&u16::from_be_bytes([a0, a1])))
+}
+
+/// FC03 on the signed-write block: challenge, refused writes, write mode.
+fn read_block(block: Block, data: &[u8], out: &mut [u8]) -> Result<usize, Exception> {
+    let &[a0, a1, q0, q1] = data else {
+        return Err(Exception::IllegalDataValue);
+    };
+    let start = u16::from_be_bytes([a0, a1]);
+    let quantity = u16::from_be_bytes([q0, q1]);
+    if quantity == 0 || quantity > 125 {
+        return Err(Exception::IllegalDataValue);
+    }
+    check_range(start, quantity)?;
+    out[0] = 3;
+    // At most 7 registers: 14 bytes.
+    out[1] = u8::try_from(quantity * 2).unwrap_or(u8::MAX);
+    for i in 0..quantity {
+        let word = block.word(start + i).ok_or(Exception::IllegalDataAddress)?;
+        let at = 2 + 2 * usize::from(i);
+        out[at..at + 2].copy_from_slice(&word.to_be_bytes());
+    }
+    Ok(2 + 2 * usize::from(quantity))
 }
 
 /// FC01–04: reads `quantity` bits or words from `start`.
@@ -521,86 +679,91 @@ fn read(
     Ok(body_end)
 }
 
-/// FC05/FC06: one coil or register; the response echoes the request.
-fn write_single(
+/// FC16 at the signed-write block: `[first coil, n, values × n, tag × 4]`.
+/// Checks the structure, the coils and the values, then the tag against the
+/// challenge; on a good tag moves the challenge on and performs the
+/// commands. The response echoes the start and quantity.
+fn signed_write(
     image: &mut impl RegisterImage,
     now: Millis,
-    function: u8,
     data: &[u8],
     out: &mut [u8],
-) -> Result<usize, Exception> {
-    let &[a0, a1, v0, v1] = data else {
-        return Err(Exception::IllegalDataValue);
-    };
-    let start = u16::from_be_bytes([a0, a1]);
-    let value = u16::from_be_bytes([v0, v1]);
-    if function == 5 {
-        let on = match value {
-            0xFF00 => true,
-            0x0000 => false,
-            _ => return Err(Exception::IllegalDataValue),
-        };
-        perform(image, now, Table::Coil, start, 1, |_| Ok(on))?;
-    } else {
-        perform(image, now, Table::HoldingRegister, start, 1, |_| word_command(value))?;
-    }
-    out[0] = function;
-    out[1..5].copy_from_slice(data);
-    Ok(5)
-}
-
-/// FC15/FC16: a range of coils or registers; the response echoes the start
-/// and quantity.
-fn write_multiple(
-    image: &mut impl RegisterImage,
-    now: Millis,
-    function: u8,
-    data: &[u8],
-    out: &mut [u8],
-) -> Result<usize, Exception> {
-    let Some((&[a0, a1, q0, q1, count], values)) = data.split_first_chunk::<5>() else {
-        return Err(Exception::IllegalDataValue);
+    key: &CommandKey,
+    challenge: &mut u64,
+    broadcast: bool,
+) -> Result<usize, Fault> {
+    let Some((&[a0, a1, q0, q1, count], bytes)) = data.split_first_chunk::<5>() else {
+        return Err(Exception::IllegalDataValue.into());
     };
     let start = u16::from_be_bytes([a0, a1]);
     let quantity = u16::from_be_bytes([q0, q1]);
-    let coils = function == 15;
-    let (max, expected) = if coils {
-        (1968, quantity.div_ceil(8))
-    } else {
-        (123, quantity.saturating_mul(2))
+    if quantity == 0 || quantity > 123 || u16::from(count) != quantity * 2 || bytes.len() != usize::from(count) {
+        return Err(Exception::IllegalDataValue.into());
+    }
+    check_range(start, quantity)?;
+    if start != signed::SIGNED_WRITE {
+        return Err(Exception::IllegalDataAddress.into());
+    }
+    // At most 123 registers, on the stack.
+    let mut words = [0u16; 123];
+    for (w, b) in words.iter_mut().zip(bytes.chunks_exact(2)) {
+        *w = u16::from_be_bytes([b[0], b[1]]);
+    }
+    let words = &words[..usize::from(quantity)];
+    let [first, n, rest @ ..] = words else {
+        return Err(Exception::IllegalDataValue.into());
     };
-    if quantity == 0 || quantity > max || u16::from(count) != expected || values.len() != usize::from(count) {
-        return Err(Exception::IllegalDataValue);
+    let Some((values, tag)) = rest.split_last_chunk::<{ signed::TAG_WORDS }>() else {
+        return Err(Exception::IllegalDataValue.into());
+    };
+    if *n == 0 || usize::from(*n) != values.len() {
+        return Err(Exception::IllegalDataValue.into());
     }
-    if coils {
-        perform(image, now, Table::Coil, start, quantity, |i| {
-            let i = usize::from(i);
-            Ok((values[i / 8] >> (i % 8)) & 1 == 1)
-        })?;
-    } else {
-        perform(image, now, Table::HoldingRegister, start, quantity, |i| {
-            let i = usize::from(i) * 2;
-            word_command(u16::from_be_bytes([values[i], values[i + 1]]))
-        })?;
+    let on = |i: u16| match values[usize::from(i)] {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(Exception::IllegalDataValue),
+    };
+    check_commands(image, Table::Coil, *first, *n, on)?;
+    if broadcast || !signed::verify(key, *challenge, *first, values, tag) {
+        return Err(Fault::Unauthorised);
     }
-    out[0] = function;
+    *challenge = challenge.wrapping_add(1);
+    perform_commands(image, now, Table::Coil, *first, *n, on)?;
+    out[0] = 16;
     out[1..5].copy_from_slice(&[a0, a1, q0, q1]);
     Ok(5)
 }
 
-/// A word written to a command register: 1 performs it, 0 does nothing.
-fn word_command(value: u16) -> Result<bool, Exception> {
-    match value {
-        0 => Ok(false),
-        1 => Ok(true),
-        _ => Err(Exception::IllegalDataValue),
+/// Checks that `quantity` points from `start` are all command points of the
+/// map and every value valid, so a bad request performs nothing.
+fn check_commands(
+    image: &impl RegisterImage,
+    table: Table,
+    start: u16,
+    quantity: u16,
+    on: impl Fn(u16) -> Result<bool, Exception>,
+) -> Result<(), Exception> {
+    check_range(start, quantity)?;
+    for i in 0..quantity {
+        command_at(image, table, start + i).ok_or(Exception::IllegalDataAddress)?;
     }
+    for i in 0..quantity {
+        on(i)?;
+    }
+    Ok(())
 }
 
-/// Writes `quantity` command points from `start`: first checks that every
-/// address is a writable command and every value valid (so a bad request
-/// performs nothing), then performs those written 1 in address order.
-fn perform(
+/// The command point at `address`, if there is one.
+fn command_at(image: &impl RegisterImage, table: Table, address: u16) -> Option<Entry> {
+    map_for(image.class())
+        .find(table, address, image.ports())
+        .filter(|e| e.register.writable() && e.register.address == address)
+}
+
+/// Performs the commands written 1 (checked by [`check_commands`]) in
+/// address order.
+fn perform_commands(
     image: &mut impl RegisterImage,
     now: Millis,
     table: Table,
@@ -608,20 +771,6 @@ fn perform(
     quantity: u16,
     on: impl Fn(u16) -> Result<bool, Exception>,
 ) -> Result<(), Exception> {
-    check_range(start, quantity)?;
-    let map = map_for(image.class());
-    let ports = image.ports();
-    let command_at = |i: u16| -> Option<Entry> {
-        let address = start + i;
-        map.find(table, address, ports)
-            .filter(|e| e.register.writable() && e.register.address == address)
-    };
-    for i in 0..quantity {
-        command_at(i).ok_or(Exception::IllegalDataAddress)?;
-    }
-    for i in 0..quantity {
-        on(i)?;
-    }
     let mut refused = false;
     for i in 0..quantity {
         if !on(i)? {
@@ -633,7 +782,7 @@ fn perform(
                 ..
             },
             port,
-        }) = command_at(i)
+        }) = command_at(image, table, start + i)
         {
             refused |= image.command(op, port, now).is_err();
         }

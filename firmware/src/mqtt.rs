@@ -8,6 +8,10 @@
 //! timing: the board provides its time driver (host tests use embassy-time's
 //! `std` driver).
 //!
+//! The CONNECT carries the node's credentials when it has a password
+//! (username `{site}/{device}`, contract §8). The link is plain TCP: TLS
+//! would sit under `minimq::Io` (see `docs/firmware.md` for its cost).
+//!
 //! What we add on top (what no client does): the Sparkplug-style session — a
 //! new `bdseq` in the last will of every connection (so each connection gets a
 //! fresh minimq session), the birth first, commands routed to the node, and
@@ -140,11 +144,23 @@ async fn serve<L: ClassLogic, IO: minimq::Io>(
     let will = Will::new(&death_topic, &will_buf[..will_len], &[])
         .map_err(LinkError::Config)?
         .qos(QoS::AtLeastOnce);
-    let config = ConfigBuilder::new(Buffers::split(buffer, rx_len).map_err(LinkError::Config)?)
+    // Contract §8: a broker with `auth = "devices"` takes `{site}/{device}`
+    // and the password the gateway issued; without one configured the node
+    // connects anonymously (a loopback broker with `auth = "none"`).
+    let login = node
+        .borrow()
+        .credentials()
+        .and_then(|c| Some((c.username(), c.password.clone()?)));
+    let mut config = ConfigBuilder::new(Buffers::split(buffer, rx_len).map_err(LinkError::Config)?)
         .client_id(client_id)
         .and_then(|c| c.will(will))
         .map_err(LinkError::Config)?
         .keepalive_interval(KEEPALIVE_S);
+    if let Some((user, password)) = &login {
+        config = config
+            .auth(user.as_str(), password.as_bytes())
+            .map_err(LinkError::Config)?;
+    }
     let mut session = Session::new(config);
     let mut conn = session.connect(io).await?;
 

@@ -8,18 +8,29 @@
 //! ```text
 //!   step(now, inputs) ──► class logic ──► events ──┐
 //!         └── every interval_s ──► sample ─────────┼──► outbox ──► next_payload() ──► MQTT client
-//!   on_command(payload) ──► op ──► ack ────────────┘                   ▲ published() pops
+//!   on_command(payload) ──► verify ──► op ──► ack ─┘                   ▲ published() pops
 //!   on_connect() ──► birth, dropped counters, still-active events ─────┘
 //! ```
+//!
+//! Commands are signed ([`protocol::cmdauth`]): the node carries out one only
+//! if its MAC verifies with the command key in the node's [`Credentials`],
+//! its counter is above the last one accepted, and it has not expired by the
+//! node's wall clock (once that is set). Anything else is answered `ok:
+//! false` with the reason and changes nothing. The counter lives in RAM; a
+//! board with battery-backed memory keeps it there
+//! ([`Node::command_counter`], [`Node::restore_command_counter`]), otherwise
+//! after a reboot only `exp` bounds a replay (see `docs/firmware.md`).
 
+use protocol::cmdauth::{Guard, Recipient};
 use protocol::message::ErrorText;
 use protocol::{
-    Ack, Birth, Cmd, Death, Detail, Event, Format, Kind, Message, Metric, Named, Op, PortSample, Sample, Scalar,
-    Timestamp, V1, Value, encode, encode_sample, mark_hist,
+    Ack, Birth, Cmd, Death, Detail, Event, Format, Kind, Message, Metric, Named, Op, PortSample, Refusal, Sample,
+    Scalar, Timestamp, V1, Value, encode, encode_sample, mark_hist,
 };
 
 use crate::alarm::{Events, NodeEvent};
 use crate::charger::{ChargerInputs, ChargerNode};
+use crate::config::Credentials;
 use crate::elevator::{ElevatorInputs, ElevatorNode};
 use crate::firepump::{FirepumpInputs, FirepumpNode};
 use crate::hal::Millis;
@@ -232,6 +243,22 @@ pub struct NodeStats {
     pub encode_errors: u32,
     /// Commands that could not be decoded.
     pub bad_commands: u32,
+    /// Commands refused as not authorised (no key, unsigned, bad MAC,
+    /// replayed, expired).
+    pub refused_commands: u32,
+}
+
+/// What became of a `cmd` payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// Authorised and carried out (acked `ok: true`).
+    Done,
+    /// Authorised, but the node would not or could not (acked with the reason).
+    Failed(CommandError),
+    /// Not authorised: nothing done (acked with the refusal).
+    Refused(Refusal),
+    /// Did not decode: dropped unanswered, there is no id to answer.
+    Malformed,
 }
 
 /// One node: class logic, session and outbox.
@@ -246,6 +273,8 @@ pub struct Node<L> {
     wall_offset_ms: Option<i64>,
     last_sample: Option<Millis>,
     stats: NodeStats,
+    credentials: Option<Credentials>,
+    guard: Guard,
 }
 
 impl<L: ClassLogic> Node<L> {
@@ -261,7 +290,32 @@ impl<L: ClassLogic> Node<L> {
             wall_offset_ms: None,
             last_sample: None,
             stats: NodeStats::default(),
+            credentials: None,
+            guard: Guard::new(),
         }
+    }
+
+    /// Sets the node's credentials from its configuration: its identity,
+    /// MQTT password and command key. Until then (and without a key) every
+    /// command is refused with `no_key`.
+    pub fn set_credentials(&mut self, credentials: Credentials) {
+        self.credentials = Some(credentials);
+    }
+
+    /// The node's credentials, for its uplink's CONNECT.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    /// The counter of the last command accepted (0: none since boot), for a
+    /// board to keep in memory that survives a reset.
+    pub fn command_counter(&self) -> u64 {
+        self.guard.last()
+    }
+
+    /// Restores the command counter saved before a reset; it never moves back.
+    pub fn restore_command_counter(&mut self, last: u64) {
+        self.guard.restore(last);
     }
 
     /// The class logic (to read relay states, readings).
@@ -442,25 +496,38 @@ impl<L: ClassLogic> Node<L> {
         }
     }
 
-    /// A `cmd` payload arrived: performs it and queues the `ack` (and any
-    /// events it caused). A payload that does not decode is counted and
+    /// A `cmd` payload arrived: checks its signature, counter and expiry,
+    /// performs it and queues the `ack` (and any events it caused). A
+    /// command that is not authorised is answered with the refusal and
+    /// changes nothing. A payload that does not decode is counted and
     /// dropped: without an id there is nothing to answer.
-    pub fn on_command(&mut self, now: Millis, payload: &[u8]) {
+    pub fn on_command(&mut self, now: Millis, payload: &[u8]) -> CommandOutcome {
         let Ok(Message::Cmd(cmd)) = protocol::decode(Kind::Cmd, payload) else {
             self.stats.bad_commands = self.stats.bad_commands.saturating_add(1);
-            return;
+            return CommandOutcome::Malformed;
         };
-        let result = match cmd.op.known() {
-            Some(op) => self.logic.perform(op, &cmd, now),
-            None => Err(CommandError::Unsupported),
-        };
-        let error = match &result {
-            Ok(events) => {
-                self.queue_events(now, events);
-                None
+        let outcome = if let Err(refusal) = self.authorise(now, &cmd) {
+            self.stats.refused_commands = self.stats.refused_commands.saturating_add(1);
+            CommandOutcome::Refused(refusal)
+        } else {
+            let result = match cmd.op.known() {
+                Some(op) => self.logic.perform(op, &cmd, now),
+                None => Err(CommandError::Unsupported),
+            };
+            match result {
+                Ok(events) => {
+                    self.queue_events(now, &events);
+                    CommandOutcome::Done
+                }
+                Err(e) => CommandOutcome::Failed(e),
             }
-            Err(e) => Some(ErrorText::try_from(e.as_str()).unwrap_or_default()),
         };
+        let error = match outcome {
+            CommandOutcome::Failed(e) => Some(e.as_str()),
+            CommandOutcome::Refused(r) => Some(r.as_str()),
+            CommandOutcome::Done | CommandOutcome::Malformed => None,
+        }
+        .map(|e| ErrorText::try_from(e).unwrap_or_default());
         let ack = Message::Ack(Ack {
             v: V1,
             seq: self.next_seq(),
@@ -472,8 +539,28 @@ impl<L: ClassLogic> Node<L> {
             error,
         });
         self.queue(&ack, Priority::Event);
+        if matches!(outcome, CommandOutcome::Refused(_)) {
+            // Nothing changed.
+            return outcome;
+        }
         // A command changes state the gateway should see now.
         self.queue_sample(now);
+        outcome
+    }
+
+    /// Whether `cmd` may be carried out: signed with this node's key for
+    /// this node, fresh, not expired. Accepting it consumes its counter.
+    fn authorise(&mut self, now: Millis, cmd: &Cmd) -> Result<(), Refusal> {
+        let Some(c) = &self.credentials else {
+            return Err(Refusal::NoKey);
+        };
+        let to = Recipient {
+            site: c.site.as_str(),
+            class: self.logic.class(),
+            device: c.device.as_str(),
+        };
+        let clock = self.wall_offset_ms.map(|_| self.ts(now));
+        self.guard.check(c.cmd_key.as_ref(), &to, cmd, clock)
     }
 
     /// Copies the oldest queued payload into `buf` (marked `hist: true` if it

@@ -22,6 +22,7 @@ pub mod api;
 pub mod app;
 pub mod broker;
 pub mod clock;
+pub mod identity;
 pub mod ingest;
 pub mod metrics;
 pub mod ops;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Records { command } => gateway::app::cli::records(command),
+        Command::Devices { command } => gateway::app::cli::devices(command),
         Command::Run(args) => {
             let config = match args.config() {
                 Ok(c) => c,

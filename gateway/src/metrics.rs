@@ -150,6 +150,8 @@ pub struct Metrics {
     pub telemetry_held: Gauge,
     /// The embedded broker's counters.
     pub broker: BrokerMetrics,
+    /// The HTTP API's connections, timeouts and refusals.
+    pub http: HttpMetrics,
 }
 
 /// The embedded broker's counters, copied from its [`crate::broker::Stats`].
@@ -175,6 +177,8 @@ pub struct BrokerMetrics {
     pub protocol_errors: Counter,
     /// Wills published.
     pub wills: Counter,
+    /// Refusals by reason (CONNECTs, publishes, subscriptions, wills).
+    pub denied: Family<ReasonLabel, Counter>,
 }
 
 impl BrokerMetrics {
@@ -192,9 +196,20 @@ impl BrokerMetrics {
         up(&self.dropped_retained, s.dropped_retained_total.load(Relaxed));
         up(&self.protocol_errors, s.protocol_errors_total.load(Relaxed));
         up(&self.wills, s.wills_total.load(Relaxed));
+        for d in crate::identity::Denial::ALL {
+            let c = self.denied.get_or_create(&ReasonLabel {
+                reason: d.label().into(),
+            });
+            up(&c, s.denied(d));
+        }
     }
 
     fn register(&self, r: &mut Registry) {
+        r.register(
+            "mqtt_denied",
+            "What the embedded broker refused, by reason: logins, publishes and subscriptions outside a device's own topics, wills",
+            self.denied.clone(),
+        );
         let r = r.sub_registry_with_prefix("broker");
         r.register(
             "connections",
@@ -283,6 +298,7 @@ impl Default for Metrics {
             disk_free_bytes: Gauge::default(),
             telemetry_held: Gauge::default(),
             broker: BrokerMetrics::default(),
+            http: HttpMetrics::default(),
         }
     }
 }
@@ -382,6 +398,7 @@ impl Metrics {
         );
         self.register_pipeline(&mut r);
         self.broker.register(&mut r);
+        self.http.register(&mut r);
         self.register_alerting(&mut r);
         self.register_dispatch(&mut r);
         r
@@ -489,6 +506,90 @@ impl Metrics {
             "pipeline_priority_queue_depth",
             "Messages waiting in the priority lane (events, births, controls)",
             self.priority_queue_depth.clone(),
+        );
+    }
+}
+
+/// The HTTP API's connections and refusals (`fm_http_*`; docs/api-hardening.md).
+#[derive(Clone, Default)]
+pub struct HttpMetrics {
+    /// Connections accepted.
+    pub connections: Counter,
+    /// Connections open now.
+    pub open: Gauge,
+    /// Connections closed at once because `max_connections` were open.
+    pub refused: Counter,
+    /// Connections closed at once because their address held
+    /// `max_connections_per_client`.
+    pub refused_client: Counter,
+    /// Connections closed because no whole request head (or TLS handshake)
+    /// arrived within `header_timeout`, kept-alive idle ones included.
+    pub header_timeouts: Counter,
+    /// TLS handshakes that failed (plain HTTP to the TLS port, a client
+    /// that does not trust the certificate).
+    pub tls_failures: Counter,
+    /// Requests with a token the gateway does not know.
+    pub auth_failures: Counter,
+    /// Requests answered 429 because their client address sent too many
+    /// unknown tokens.
+    pub auth_limited: Counter,
+    /// Client addresses the failure limiter forgot to make room.
+    pub auth_evicted: Counter,
+    /// Requests refused 413: a body over `max_body_bytes`.
+    pub body_too_large: Counter,
+    /// Requests refused 408: a body slower than `body_timeout`.
+    pub body_timeouts: Counter,
+}
+
+impl HttpMetrics {
+    fn register(&self, r: &mut Registry) {
+        let r = r.sub_registry_with_prefix("http");
+        r.register("connections", "HTTP connections accepted", self.connections.clone());
+        r.register("connections_open", "HTTP connections open", self.open.clone());
+        r.register(
+            "connections_refused",
+            "HTTP connections closed at once: max_connections were open",
+            self.refused.clone(),
+        );
+        r.register(
+            "connections_refused_per_client",
+            "HTTP connections closed at once: their address held max_connections_per_client",
+            self.refused_client.clone(),
+        );
+        r.register(
+            "header_timeouts",
+            "HTTP connections closed: no request head (or TLS handshake) within header_timeout, idle ones included",
+            self.header_timeouts.clone(),
+        );
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed on the HTTP API",
+            self.tls_failures.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "HTTP requests with an unknown token",
+            self.auth_failures.clone(),
+        );
+        r.register(
+            "auth_rate_limited",
+            "HTTP requests answered 429: their client address sent too many unknown tokens",
+            self.auth_limited.clone(),
+        );
+        r.register(
+            "auth_clients_evicted",
+            "Client addresses the auth failure limiter forgot to make room",
+            self.auth_evicted.clone(),
+        );
+        r.register(
+            "body_too_large",
+            "HTTP requests refused 413: body over max_body_bytes",
+            self.body_too_large.clone(),
+        );
+        r.register(
+            "body_timeouts",
+            "HTTP requests refused 408: body slower than body_timeout",
+            self.body_timeouts.clone(),
         );
     }
 }

@@ -96,6 +96,8 @@ pub struct Journal {
     pub relays: BTreeMap<(String, u8), Vec<(u64, bool)>>,
     /// What each MQTT link carried.
     pub links: BTreeMap<String, LinkStats>,
+    /// The acks each MQTT node published, in order.
+    pub acks: BTreeMap<String, Vec<sim::uplink::AckSeen>>,
     /// The gateway's registry at the end (the API's device JSON).
     pub registry: Vec<gateway::registry::Device>,
     /// Events the bench missed because it read the stream too late.
@@ -205,12 +207,35 @@ fn lock(dev: &Mutex<SimDevice>) -> std::sync::MutexGuard<'_, SimDevice> {
 
 /// The gateway's configuration for the scenario: its own listeners and
 /// store, the broker, the Modbus devices, then what the scenario adds.
+/// Provisions `spec` in the gateway's data directory before it starts (as
+/// `gateway devices add` does); its password and command key.
+fn provision(data: &std::path::Path, spec: &sim::device::DeviceSpec) -> anyhow::Result<(String, String)> {
+    let answer = gateway::app::cli::add_device_offline(
+        data,
+        gateway::ops::provisioning::NewDevice {
+            site: spec.site.clone(),
+            class: spec.class.as_str().to_owned(),
+            device: spec.id.clone(),
+            certificate_sha256: None,
+            rotate: false,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("provisioning {}/{}: {e}", spec.site, spec.id))?;
+    let field = |k: &str| {
+        answer[k]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("provisioning {}/{} gave no {k}", spec.site, spec.id))
+    };
+    Ok((field("password")?, field("cmd_key")?))
+}
+
 fn gateway_config(s: &Scenario, mqtt: &MqttSide, http: u16, dir: &std::path::Path, modbus: &str) -> String {
     use std::fmt::Write as _;
     let mut t = String::new();
     match mqtt {
         MqttSide::Embedded(port) => {
-            let _ = writeln!(t, "[mqtt]\nlisten = \"127.0.0.1:{port}\"");
+            let _ = writeln!(t, "[mqtt]\nlisten = \"127.0.0.1:{port}\"\nauth = \"devices\"");
         }
         MqttSide::Mosquitto(m) => {
             let _ = writeln!(
@@ -310,7 +335,17 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
     };
     let mut benches = Vec::new();
     for decl in &scenario.devices {
-        let dev = Arc::new(Mutex::new(SimDevice::new(decl.spec.clone(), start_ms)));
+        let mut spec = decl.spec.clone();
+        // On the embedded broker authentication is on, as on a compound's
+        // LAN: every node is provisioned first and logs in with its password.
+        if matches!(mqtt, MqttSide::Embedded(_)) && spec.password.is_none() {
+            let (password, cmd_key) = provision(&data, &spec)?;
+            spec.password = Some(password);
+            // The node verifies commands with the key the gateway holds,
+            // unless the scenario gives its own (a forged-key scenario).
+            spec.cmd_key.get_or_insert(cmd_key);
+        }
+        let dev = Arc::new(Mutex::new(SimDevice::new(spec, start_ms)));
         benches.push(Bench {
             decl: decl.clone(),
             dev,
@@ -363,6 +398,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
     for b in &benches {
         if let Some(u) = &b.uplink {
             journal.links.insert(b.decl.spec.id.clone(), u.stats);
+            journal.acks.insert(b.decl.spec.id.clone(), u.acks().to_vec());
         }
     }
     journal.ingested = ingested(&gw, NODE_KINDS);
@@ -395,6 +431,13 @@ async fn connect_all(gw: &Running, mqtt: &MqttSide, benches: &mut [Bench]) -> an
             Uplink::start("127.0.0.1", mqtt.port(), (&spec.site, spec.class, &spec.id), dev.node())
                 .with_context(|| format!("{}: its MQTT client", spec.id))?
         };
+        // Scenario commands: on the embedded broker only the gateway may
+        // publish on `cmd`, so they go out through its in-process publish.
+        if let Some(broker) = gw.shared.broker().cloned() {
+            link.send_commands_with(Box::new(move |topic, payload| {
+                broker.publish(topic, payload.into(), sim::uplink::COMMAND_QOS, false);
+            }));
+        }
         link.wait_connected()
             .await
             .with_context(|| format!("{}: connecting to the broker", spec.id))?;
@@ -496,13 +539,20 @@ impl Runner<'_> {
             let mut sent = 0;
             for b in &mut self.benches {
                 if let Some(u) = &mut b.uplink {
-                    let mut dev = lock(&b.dev);
-                    let now = dev.now();
-                    match u.pump(dev.node(), now) {
-                        Ok(n) => sent += n,
-                        Err(e) => self.journal.notes.push(format!("{} at {t} ms: {e}", b.decl.spec.id)),
+                    let now = {
+                        let mut dev = lock(&b.dev);
+                        let now = dev.now();
+                        match u.pump(dev.node(), now) {
+                            Ok(n) => sent += n,
+                            Err(e) => self.journal.notes.push(format!("{} at {t} ms: {e}", b.decl.spec.id)),
+                        }
+                        now
+                    };
+                    // A command sent this step reaches the node this step.
+                    if self.virtual_time && u.commands_in_flight() {
+                        u.settle_commands(INGEST_WAIT).await;
                     }
-                    u.commands(dev.node(), firmware::hal::Millis(now));
+                    u.commands(lock(&b.dev).node(), firmware::hal::Millis(now));
                 }
             }
             sent_total += sent;

@@ -272,6 +272,66 @@ fn one(e: &Expect, j: &Journal) -> Outcome {
                 Some((latest, Ok(())))
             })
         }
+        Expectation::Ack {
+            device,
+            id,
+            ok,
+            error,
+            after,
+            within,
+        } => {
+            let what = format!(
+                "{device} acks `{id}` {} within {} of {}",
+                match (ok, error) {
+                    (true, _) => "ok".to_owned(),
+                    (false, Some(e)) => format!("refused: {e}"),
+                    (false, None) => "refused".to_owned(),
+                },
+                humantime::format_duration(*within),
+                anchor_text(after)
+            );
+            timed(what, line, *within, anchor_at(j, device, None, after), |from| {
+                let a = j.acks.get(device)?.iter().find(|a| a.id == *id && a.at_ms >= from)?;
+                let right = a.ok == *ok && error.as_ref().is_none_or(|e| a.error.as_ref() == Some(e));
+                let said = format!(
+                    "the node said ok: {}{}",
+                    a.ok,
+                    a.error.as_ref().map(|e| format!(", {e}")).unwrap_or_default()
+                );
+                Some((a.at_ms, if right { Ok(()) } else { Err(said) }))
+            })
+        }
+        Expectation::Powered {
+            device,
+            port,
+            after,
+            until,
+        } => {
+            let what = format!(
+                "{device} port {port} stays powered from {} to {}",
+                anchor_text(after),
+                until.as_deref().unwrap_or("the end")
+            );
+            let from = anchor_at(j, device, Some(*port), after);
+            let to = match until {
+                Some(l) => j.labels.get(l).copied(),
+                None => Some(j.ran_ms),
+            };
+            let verdict = match (from, to, j.relays.get(&(device.clone(), *port))) {
+                (_, _, None) => Err("no such port on the bench".to_owned()),
+                (None, _, _) | (_, None, _) => Err("what it measures from never happened".to_owned()),
+                (Some(from), Some(to), Some(changes)) => {
+                    let on_at_start = changes.iter().rfind(|(t, _)| *t <= from).is_some_and(|(_, on)| *on);
+                    match changes.iter().find(|(t, on)| *t > from && *t <= to && !on) {
+                        _ if !on_at_start => Err(format!("already off at {} s", from / 1000)),
+                        Some((t, _)) => Err(format!("cut at {:.1} s", Duration::from_millis(*t).as_secs_f64())),
+                        None => Ok(()),
+                    }
+                }
+            };
+            let passed = verdict.is_ok();
+            outcome(what, line, passed, verdict.err().unwrap_or_default())
+        }
         Expectation::NoAlerts { devices, except } => {
             let fired = j
                 .alerts

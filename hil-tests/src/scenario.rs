@@ -306,6 +306,34 @@ pub enum Expectation {
         /// How many at least.
         at_least: u64,
     },
+    /// The node answers the command `id` with an ack within `within` of
+    /// `after`: `ok`, and with `error` when given (`bad_mac`, `replayed`, …).
+    Ack {
+        /// The node.
+        device: String,
+        /// The command id.
+        id: String,
+        /// What the ack must say.
+        ok: bool,
+        /// The ack's `error`, when given.
+        error: Option<String>,
+        /// From when.
+        after: Anchor,
+        /// How long it may take.
+        within: Duration,
+    },
+    /// A charging port's relay is on at `after` and stays on until the step
+    /// labelled `until` (or the end): nothing cut it.
+    Powered {
+        /// The bay.
+        device: String,
+        /// The port.
+        port: u8,
+        /// From when.
+        after: Anchor,
+        /// Until this step's label; `None`: the end of the run.
+        until: Option<String>,
+    },
     /// The gateway shows the device's clock off by about `seconds`.
     Skew {
         /// The device.
@@ -772,6 +800,13 @@ fn step(
             };
             cx.err(Some(at), format!("{field}.{key}"), e.to_string())
         })?;
+        if matches!(a, Action::Command { .. }) && d.link != LinkKind::Mqtt {
+            return Err(cx.err(
+                Some(line),
+                format!("{field}.do"),
+                format!("`command` goes over MQTT; {} is on a {} link", d.spec.id, d.link.name()),
+            ));
+        }
         if lasts.is_some() && !matches!(a, Action::Inject { .. }) {
             return Err(cx.err(
                 Some(cx.key_line(line, "for")),
@@ -973,11 +1008,33 @@ fn default_tolerance() -> i64 {
     5
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAck {
+    ack: String,
+    device: String,
+    ok: bool,
+    error: Option<String>,
+    after: Option<String>,
+    within: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPowered {
+    powered: u8,
+    device: String,
+    after: Option<String>,
+    until: Option<String>,
+}
+
 const EXPECT_KEYS: &[&str] = &[
     "alert",
     "resolved",
     "order",
     "cut",
+    "powered",
+    "ack",
     "no_alerts",
     "no_notifications",
     "inhibited",
@@ -1125,6 +1182,35 @@ fn expectation(
             let r: RawNoLoss = cx.typed(table, line, &field)?;
             switch_on(cx, line, &field, "no_loss", r.no_loss)?;
             Expectation::NoLoss
+        }
+        "ack" => {
+            let r: RawAck = cx.typed(table, line, &field)?;
+            Expectation::Ack {
+                device: device(&r.device)?,
+                id: r.ack,
+                ok: r.ok,
+                error: r.error,
+                after: anchor(r.after)?,
+                within: dur("within", &r.within)?,
+            }
+        }
+        "powered" => {
+            let r: RawPowered = cx.typed(table, line, &field)?;
+            if let Some(u) = &r.until
+                && !labels.contains(u.as_str())
+            {
+                return Err(cx.err(
+                    Some(cx.key_line(line, "until")),
+                    format!("{field}.until"),
+                    format!("`{u}` is not a step's label"),
+                ));
+            }
+            Expectation::Powered {
+                device: device(&r.device)?,
+                port: r.powered,
+                after: anchor(r.after)?,
+                until: r.until,
+            }
         }
         "lost" => {
             let r: RawLost = cx.typed(table, line, &field)?;

@@ -185,12 +185,24 @@ pub fn decode_binary(kind: Kind, payload: &[u8]) -> Result<Message, DecodeError>
         Kind::Death => Message::Death(postcard_exact(body).map_err(err)?),
         Kind::Data => Message::Data(postcard_exact(body).map_err(err)?),
         Kind::Event => Message::Event(postcard_exact(body).map_err(err)?),
-        Kind::Cmd => Message::Cmd(postcard_exact(body).map_err(err)?),
+        Kind::Cmd => Message::Cmd(decode_binary_cmd(body).map_err(err)?),
         Kind::Ack => Message::Ack(postcard_exact(body).map_err(err)?),
     };
     msg.validate()
         .map_err(|invalid| DecodeError::Invalid { kind, invalid })?;
     Ok(msg)
+}
+
+/// A binary `cmd`: the signed layout, or the one from before commands were
+/// signed (which ends after `args`) as an unsigned command. Only a body that
+/// ends exactly there is read the old way; anything else keeps its error.
+fn decode_binary_cmd(body: &[u8]) -> Result<crate::message::Cmd, postcard::Error> {
+    match postcard_exact(body) {
+        Err(postcard::Error::DeserializeUnexpectedEnd) => postcard_exact::<crate::message::UnsignedCmd>(body)
+            .map(Into::into)
+            .map_err(|_| postcard::Error::DeserializeUnexpectedEnd),
+        other => other,
+    }
 }
 
 /// Decodes postcard, rejecting trailing bytes (a truncated or padded frame is

@@ -24,6 +24,7 @@ extern crate std;
 
 pub mod bounded;
 pub mod class;
+pub mod cmdauth;
 pub mod code;
 pub mod codec;
 pub mod limits;
@@ -40,6 +41,7 @@ pub use heapless;
 
 pub use bounded::Bounded;
 pub use class::{DeviceClass, Kind};
+pub use cmdauth::{CommandKey, Refusal};
 pub use code::{EventCode, Severity};
 #[cfg(feature = "alloc")]
 pub use codec::encode_to_vec;

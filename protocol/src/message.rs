@@ -13,6 +13,7 @@ use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::class::Kind;
+use crate::cmdauth::Mac;
 use crate::code::EventCode;
 use crate::limits::{MAX_CMD_ID_LEN, MAX_ERROR_LEN, MAX_METRICS, MAX_PORTS, MAX_TEXT_LEN};
 use crate::metric::Metric;
@@ -201,6 +202,51 @@ pub struct Cmd {
     /// Arguments.
     #[serde(default)]
     pub args: CmdArgs,
+    /// The gateway's command counter for this device, strictly increasing
+    /// (signed; [`crate::cmdauth`]). Missing: the command is unsigned.
+    #[serde(default)]
+    pub ctr: Option<u64>,
+    /// Gateway clock after which the command must not be carried out (signed).
+    #[serde(default)]
+    pub exp: Option<Timestamp>,
+    /// HMAC-SHA256 over the command, `ctr` and `exp` with the device's
+    /// command key ([`crate::cmdauth`]).
+    #[serde(default)]
+    pub mac: Option<Mac>,
+}
+
+/// A `cmd` as binary payloads carried it before commands were signed (the
+/// same fields, without `ctr`, `exp` and `mac`): still decoded, as an
+/// unsigned command, so a node can answer it `unsigned` instead of dropping
+/// it as malformed.
+#[derive(Deserialize)]
+pub(crate) struct UnsignedCmd {
+    v: V1,
+    seq: u32,
+    ts: Timestamp,
+    hist: bool,
+    bdseq: Option<u32>,
+    id: CmdId,
+    op: Named<Op>,
+    args: CmdArgs,
+}
+
+impl From<UnsignedCmd> for Cmd {
+    fn from(c: UnsignedCmd) -> Self {
+        Cmd {
+            v: c.v,
+            seq: c.seq,
+            ts: c.ts,
+            hist: c.hist,
+            bdseq: c.bdseq,
+            id: c.id,
+            op: c.op,
+            args: c.args,
+            ctr: None,
+            exp: None,
+            mac: None,
+        }
+    }
 }
 
 /// A node's answer to a command.
@@ -550,12 +596,15 @@ impl Serialize for CmdArgs {
 
 impl Serialize for Cmd {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut f = Fields::begin(s, "Cmd", 8)?;
+        let mut f = Fields::begin(s, "Cmd", 11)?;
         f.header(self.seq, self.ts, self.hist)?;
         f.opt("bdseq", self.bdseq.as_ref())?;
         f.field("id", &self.id)?;
         f.field("op", &self.op)?;
         f.unless("args", &self.args, self.args.is_empty())?;
+        f.opt("ctr", self.ctr.as_ref())?;
+        f.opt("exp", self.exp.as_ref())?;
+        f.opt("mac", self.mac.as_ref())?;
         f.end()
     }
 }

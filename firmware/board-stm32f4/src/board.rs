@@ -59,6 +59,9 @@ pub struct Board {
     pub modbus: ModbusPort,
     /// Fed by the main loop.
     pub watchdog: IndependentWatchdog,
+    /// This start's number, kept in the backup domain
+    /// ([`crate::latches::next_boot`]).
+    pub boot: u32,
 }
 
 /// What a class takes for its sensors and outputs; what it leaves unused is
@@ -183,10 +186,12 @@ impl Board {
         };
         let modbus = ModbusPort::start(usart, de, MODBUS_BAUD, hclk);
 
+        let boot = crate::latches::next_boot(&dp.RTC, &dp.PWR, &mut rcc);
         let board = Board {
             clock,
             modbus,
             watchdog,
+            boot,
         };
         let parts = Parts {
             inputs,

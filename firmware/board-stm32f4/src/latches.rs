@@ -75,3 +75,21 @@ impl firmware::io::LatchStore for BackupLatches {
         self.save(latches);
     }
 }
+
+/// The backup register counting starts: BKP19R, the last (the latches use
+/// BKP0R–BKP2R).
+const BOOT_REGISTER: usize = 19;
+
+/// Counts this start in the backup domain and returns the count: the high
+/// half of the Modbus slave's write challenge, so challenges never repeat
+/// across resets and a signed write recorded before one is refused after it
+/// (`firmware::modbus::Slave::with_command_key`). Without a coin cell on VBAT
+/// a power loss clears it; the count then starts again from 1, and so would
+/// the challenges: keep VBAT fitted where Modbus writes are enabled.
+pub fn next_boot(rtc: &pac::RTC, pwr: &pac::PWR, rcc: &mut Rcc) -> u32 {
+    pac::PWR::enable(rcc);
+    pwr.cr().modify(|_, w| w.dbp().set_bit());
+    let boot = rtc.bkpr(BOOT_REGISTER).read().bkp().bits().wrapping_add(1);
+    rtc.bkpr(BOOT_REGISTER).write(|w| w.bkp().set(boot));
+    boot
+}

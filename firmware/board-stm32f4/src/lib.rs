@@ -17,7 +17,9 @@
 //!
 //! The board has no network interface, so the MQTT uplink is not wired: the
 //! node keeps queuing its payloads in its outbox (which keeps the newest and
-//! counts what it drops) and Modbus RTU is the board's only uplink.
+//! counts what it drops) and Modbus RTU is the board's only uplink. Its
+//! Modbus slave is read-only unless the image is built with the node's
+//! command key (`FM_CMD_KEY`); then it takes signed writes only.
 #![no_std]
 
 pub mod analog;
@@ -30,7 +32,7 @@ use firmware::hal::Clock;
 use firmware::io::{ClassIo, Schedule};
 use firmware::modbus::{MAX_ADU_LEN, Slave, Transport};
 use firmware::node::{Node, NodeInfo};
-use protocol::Format;
+use protocol::{CommandKey, Format};
 
 pub use board::Board;
 pub use firmware::io::{DEBOUNCE_MS, STEP_MS, TICK_MS};
@@ -47,6 +49,18 @@ const SLAVE: Slave = match Slave::new(MODBUS_UNIT_ID) {
     None => panic!("MODBUS_UNIT_ID must be 1..=247"),
 };
 
+/// The node's command key: `FM_CMD_KEY` at build time, the 64 hex digits
+/// provisioning printed as `cmd_key` (a key that is not fails the build).
+/// Without it the Modbus slave is read-only: a node that cannot check who
+/// writes takes no writes.
+pub const CMD_KEY: Option<CommandKey> = match option_env!("FM_CMD_KEY") {
+    None => None,
+    Some(hex) => match CommandKey::from_hex(hex) {
+        Ok(key) => Some(key),
+        Err(_) => panic!("FM_CMD_KEY must be 64 hex digits"),
+    },
+};
+
 /// The node's identity for its birth message.
 pub fn node_info(model: &str) -> NodeInfo {
     NodeInfo {
@@ -60,7 +74,10 @@ pub fn node_info(model: &str) -> NodeInfo {
 
 /// The main loop, shared by every class. Never returns.
 pub fn run<IO: ClassIo>(mut board: Board, node: &'static mut Node<IO::Logic>, mut io: IO) -> ! {
-    let mut slave = SLAVE;
+    let mut slave = match CMD_KEY {
+        Some(key) => SLAVE.with_command_key(key, board.boot),
+        None => SLAVE,
+    };
     let mut request = [0u8; rs485::MAX_FRAME];
     let mut response = [0u8; MAX_ADU_LEN];
     let mut schedule = Schedule::new(board.clock.now());

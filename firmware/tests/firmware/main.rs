@@ -21,3 +21,4 @@ mod mqtt;
 mod node;
 mod outbox;
 mod sensors;
+pub(crate) mod signing;

@@ -1,5 +1,7 @@
 //! The MQTT uplink against a real Mosquitto: birth and will, telemetry and
-//! events, a command and its ack, and a link loss with replay afterwards.
+//! events, a forged command refused and a signed one carried out with their
+//! acks, a link loss with replay afterwards, and the CONNECT's username and
+//! password against a broker that wants them.
 
 use std::cell::{Cell, RefCell};
 use std::process::Stdio;
@@ -7,9 +9,11 @@ use std::time::Duration;
 
 use embedded_io_adapters::tokio_1::FromTokio;
 use firmware::charger::{ChargerConfig, ChargerInputs, ChargerNode, MAX_PORTS, PortInputs};
+use firmware::config::Credentials;
 use firmware::hal::Millis;
 use firmware::mqtt::{NodeTopics, run_connection};
 use firmware::node::{Node, NodeInfo};
+use protocol::cmdauth::{CommandKey, Recipient};
 use protocol::{DeviceClass, DeviceId, Format, Kind, Message, SiteId, Topic, decode};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::TcpStream;
@@ -133,6 +137,8 @@ async fn a_charging_bay_talks_to_a_real_broker() {
         format: Format::Json,
     };
     let node = RefCell::new(Node::new(ChargerNode::new(ChargerConfig::default(), 12), info));
+    node.borrow_mut()
+        .set_credentials(crate::signing::credentials("lakeside", "BAY-07"));
     let clock = Cell::new(0u64);
     let now = || Millis(clock.get());
     let mut buffer = [0u8; 4096];
@@ -160,12 +166,53 @@ async fn a_charging_bay_talks_to_a_real_broker() {
             ("over_temperature", Some(3), true)
         );
         assert!(!node.borrow().logic().relay_on(3));
-        // The gateway clears it once cool: a command, answered by an ack.
+        // Anybody on the broker sends a `clear` without the key: refused.
         node.borrow_mut().step(Millis(3000), &bay_inputs(40.0));
+        let to = Recipient {
+            site: "lakeside",
+            class: DeviceClass::Charger,
+            device: "BAY-07",
+        };
+        let clear = r#"{"v":1,"seq":1,"ts":0,"id":"clr-3","op":"clear","args":{"port":3}}"#;
+        let forged = crate::signing::sign_with(
+            &CommandKey::from_bytes([9; 32]),
+            &to,
+            clear,
+            1,
+            crate::signing::LATER,
+            Format::Json,
+        );
         publish_cmd(
             broker.port,
             "fm/v1/lakeside/charger/BAY-07/cmd",
-            r#"{"v":1,"seq":1,"ts":0,"id":"clr-3","op":"clear","args":{"port":3}}"#,
+            std::str::from_utf8(&forged).unwrap(),
+        )
+        .await;
+        let seen = until(&mut lines, |t, _| t.kind == Kind::Ack).await;
+        let Message::Ack(a) = &seen.last().unwrap().1 else {
+            panic!()
+        };
+        assert_eq!(
+            (a.id.as_str(), a.ok, a.error.as_deref()),
+            ("clr-3", false, Some("bad_mac"))
+        );
+        assert!(
+            !node.borrow().logic().relay_on(3),
+            "a forged clear re-energises nothing"
+        );
+        // The gateway clears it once cool: a signed command, answered by an ack.
+        let signed = crate::signing::sign_with(
+            &crate::signing::key(),
+            &to,
+            clear,
+            1,
+            crate::signing::LATER,
+            Format::Json,
+        );
+        publish_cmd(
+            broker.port,
+            "fm/v1/lakeside/charger/BAY-07/cmd",
+            std::str::from_utf8(&signed).unwrap(),
         )
         .await;
         let seen = until(&mut lines, |t, _| t.kind == Kind::Ack).await;
@@ -215,4 +262,95 @@ async fn a_charging_bay_talks_to_a_real_broker() {
         () = script => {}
     }
     drop(broker);
+}
+
+/// A Mosquitto that refuses anonymous clients and knows one user.
+struct LockedBroker {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl LockedBroker {
+    fn start(user: &str, password: &str) -> LockedBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("passwd");
+        let made = std::process::Command::new("mosquitto_passwd")
+            .args(["-b", "-c"])
+            .arg(&passwd)
+            .args([user, password])
+            .status()
+            .expect("mosquitto_passwd (Debian package `mosquitto`)");
+        assert!(made.success());
+        let port = testkit::free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nuser root\n",
+                passwd.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        testkit::wait_port(port);
+        LockedBroker { child, port, _dir: dir }
+    }
+}
+
+impl Drop for LockedBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_node_logs_in_as_site_slash_device_with_its_password() {
+    let broker = LockedBroker::start("lakeside/BAY-07", "Zq3-provisioned-pw");
+    let topics = NodeTopics::new(Topic::new(
+        SiteId::new("lakeside").unwrap(),
+        DeviceClass::Charger,
+        DeviceId::new("BAY-07").unwrap(),
+        Kind::Data,
+    ));
+    for (password, accepted) in [
+        (None, false),
+        (Some("wrong"), false),
+        (Some("Zq3-provisioned-pw"), true),
+    ] {
+        let info = NodeInfo {
+            fw: "1.0.0".try_into().unwrap(),
+            model: "FM-CH-12".try_into().unwrap(),
+            cfg: "c0ffee".try_into().unwrap(),
+            interval_s: 10,
+            format: Format::Json,
+        };
+        let node = RefCell::new(Node::new(ChargerNode::new(ChargerConfig::default(), 12), info));
+        let mut credentials = Credentials::new("lakeside", "BAY-07").unwrap();
+        if let Some(p) = password {
+            credentials = credentials.with_password(p).unwrap();
+        }
+        node.borrow_mut().set_credentials(credentials);
+        let mut buffer = [0u8; 4096];
+        let io = FromTokio::new(TcpStream::connect(("127.0.0.1", broker.port)).await.unwrap());
+        let conn = run_connection(&node, || Millis(0), &topics, "bay-07", io, &mut buffer, 1024);
+        let up = async {
+            while !node.borrow().link_up() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::select! {
+            e = conn => assert!(!accepted, "{password:?}: refused ({e:?})"),
+            r = tokio::time::timeout(Duration::from_secs(5), up) => {
+                assert!(r.is_ok() && accepted, "{password:?}: connected without the right password");
+            }
+        }
+    }
 }

@@ -2,10 +2,15 @@
 //! store-and-forward with replay marking, commands and acks.
 
 use firmware::charger::{ChargerConfig, ChargerInputs, ChargerNode, MAX_PORTS, PortInputs};
+use firmware::config::Credentials;
 use firmware::elevator::{ElevatorConfig, ElevatorInputs, ElevatorNode};
 use firmware::hal::Millis;
-use firmware::node::{Node, NodeInfo};
-use protocol::{Format, Kind, Message, Metric, Value, decode};
+use firmware::node::{CommandOutcome, Node, NodeInfo};
+use firmware::registers::CommandError;
+use protocol::cmdauth::{CommandKey, Recipient, Refusal};
+use protocol::{DeviceClass, Format, Kind, Message, Metric, Timestamp, Value, decode};
+
+use crate::signing::{self, LATER};
 
 fn info(format: Format) -> NodeInfo {
     NodeInfo {
@@ -196,36 +201,54 @@ fn a_long_outage_drops_telemetry_first_and_reports_the_count() {
     assert_eq!(health, Value::Number(f64::from(dropped.telemetry)));
 }
 
-#[test]
-fn commands_are_acked_and_refusals_say_why() {
+const BAY: Recipient<'static> = Recipient {
+    site: "lakeside",
+    class: DeviceClass::Charger,
+    device: "BAY-07",
+};
+
+fn bay() -> Node<ChargerNode> {
     let mut node = Node::new(ChargerNode::new(ChargerConfig::default(), 8), info(Format::Json));
+    node.set_credentials(signing::credentials("lakeside", "BAY-07"));
     let mut buf = [0u8; 512];
     node.on_connect(Millis(0), &mut buf).unwrap();
     drain(&mut node);
-    let cmd = |id: &str, op: &str, args: &str| {
-        format!(r#"{{"v":1,"seq":1,"ts":0,"id":"{id}","op":"{op}","args":{args}}}"#).into_bytes()
-    };
-    node.on_command(Millis(1), &cmd("c1", "cut_off", r#"{"port":3}"#));
-    assert!(!node.logic().relay_on(3));
-    node.on_command(Millis(2), &cmd("c2", "cut_off", r#"{"port":9}"#));
-    node.on_command(Millis(3), &cmd("c3", "self_test", "{}"));
-    node.on_command(Millis(4), &cmd("c4", "reboot", "{}"));
-    node.on_command(
-        Millis(5),
-        &cmd("c5", "set_threshold", r#"{"name":"over_temp_c","value":60}"#),
-    );
-    node.on_command(Millis(6), &cmd("c6", "clear", r#"{"port":3}"#));
-    node.on_command(Millis(7), b"{not json");
-    assert_eq!(node.stats().bad_commands, 1);
-    let acks: Vec<(String, bool, Option<String>)> = drain(&mut node)
-        .into_iter()
+    node
+}
+
+fn acks(msgs: Vec<Message>) -> Vec<(String, bool, Option<String>)> {
+    msgs.into_iter()
         .filter_map(|m| match m {
             Message::Ack(a) => Some((a.id.to_string(), a.ok, a.error.map(|e| e.to_string()))),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn commands_are_acked_and_refusals_say_why() {
+    let mut node = bay();
+    let cmd = |id: &str, op: &str, args: &str, ctr| signing::cmd(&BAY, id, op, args, ctr);
     assert_eq!(
-        acks,
+        node.on_command(Millis(1), &cmd("c1", "cut_off", r#"{"port":3}"#, 1)),
+        CommandOutcome::Done
+    );
+    assert!(!node.logic().relay_on(3));
+    assert_eq!(
+        node.on_command(Millis(2), &cmd("c2", "cut_off", r#"{"port":9}"#, 2)),
+        CommandOutcome::Failed(CommandError::NoSuchPort)
+    );
+    node.on_command(Millis(3), &cmd("c3", "self_test", "{}", 3));
+    node.on_command(Millis(4), &cmd("c4", "reboot", "{}", 4));
+    node.on_command(
+        Millis(5),
+        &cmd("c5", "set_threshold", r#"{"name":"over_temp_c","value":60}"#, 5),
+    );
+    node.on_command(Millis(6), &cmd("c6", "clear", r#"{"port":3}"#, 6));
+    assert_eq!(node.on_command(Millis(7), b"{not json"), CommandOutcome::Malformed);
+    assert_eq!(node.stats().bad_commands, 1);
+    assert_eq!(
+        acks(drain(&mut node)),
         [
             ("c1".into(), true, None),
             ("c2".into(), false, Some("no such port".into())),
@@ -237,4 +260,186 @@ fn commands_are_acked_and_refusals_say_why() {
     );
     assert!(node.logic().relay_on(3));
     assert!((node.logic().config().over_temp_c - 60.0).abs() < 1e-6);
+}
+
+/// The commands an attacker on the broker could send, each refused with its
+/// reason, none carried out, the counter untouched by any of them.
+#[test]
+fn unauthorised_commands_change_nothing_and_say_why() {
+    let mut node = bay();
+    let cut3 = r#"{"v":1,"seq":1,"ts":0,"id":"x","op":"cut_off","args":{"port":3}}"#;
+    let sign =
+        |key: &CommandKey, to: &Recipient<'_>, ctr, exp, format| signing::sign_with(key, to, cut3, ctr, exp, format);
+    let forged_key = CommandKey::from_bytes([0x5A; 32]);
+    let other_device = Recipient {
+        device: "BAY-08",
+        ..BAY
+    };
+    let other_class = Recipient {
+        class: DeviceClass::Firepump,
+        ..BAY
+    };
+    let mut tampered = sign(&signing::key(), &BAY, 7, LATER, Format::Json);
+    let at = tampered
+        .windows(9)
+        .position(|w| w == br#""port":3}"#.as_slice())
+        .unwrap();
+    tampered[at + 7] = b'4';
+    let tries: Vec<(&str, Vec<u8>, Refusal)> = vec![
+        ("unsigned", cut3.as_bytes().to_vec(), Refusal::Unsigned),
+        (
+            "another key",
+            sign(&forged_key, &BAY, 7, LATER, Format::Json),
+            Refusal::BadMac,
+        ),
+        (
+            "another device's command",
+            sign(&signing::key(), &other_device, 7, LATER, Format::Json),
+            Refusal::BadMac,
+        ),
+        (
+            "another class",
+            sign(&signing::key(), &other_class, 7, LATER, Format::Binary),
+            Refusal::BadMac,
+        ),
+        ("a port changed on the way", tampered, Refusal::BadMac),
+        (
+            "a forged counter",
+            sign(&forged_key, &BAY, u64::MAX, LATER, Format::Binary),
+            Refusal::BadMac,
+        ),
+    ];
+    for (what, payload, refusal) in &tries {
+        assert_eq!(
+            node.on_command(Millis(10), payload),
+            CommandOutcome::Refused(*refusal),
+            "{what}"
+        );
+        assert!(node.logic().relay_on(3), "{what}: carried out");
+    }
+    assert_eq!(node.command_counter(), 0);
+    assert_eq!(node.stats().refused_commands, 6);
+    let answered = acks(drain(&mut node));
+    assert_eq!(answered.len(), 6);
+    assert!(
+        answered
+            .iter()
+            .zip(&tries)
+            .all(|(a, t)| !a.1 && a.2.as_deref() == Some(t.2.as_str()))
+    );
+
+    // The real one goes through, once.
+    let good = sign(&signing::key(), &BAY, 7, LATER, Format::Binary);
+    assert_eq!(node.on_command(Millis(20), &good), CommandOutcome::Done);
+    assert!(!node.logic().relay_on(3));
+    assert_eq!(node.command_counter(), 7);
+    node.on_command(Millis(21), &signing::cmd(&BAY, "c", "clear", r#"{"port":3}"#, 8));
+    assert!(node.logic().relay_on(3));
+    assert_eq!(
+        node.on_command(Millis(22), &good),
+        CommandOutcome::Refused(Refusal::Replayed)
+    );
+    let older = sign(&signing::key(), &BAY, 6, LATER, Format::Json);
+    assert_eq!(
+        node.on_command(Millis(23), &older),
+        CommandOutcome::Refused(Refusal::Replayed)
+    );
+    assert!(node.logic().relay_on(3), "a replayed cut-off is not carried out");
+    assert_eq!(node.command_counter(), 8);
+}
+
+#[test]
+fn expired_commands_are_refused_once_the_clock_is_set() {
+    let exp = Timestamp::from_millis(1_763_798_430_000);
+    let cut3 = r#"{"v":1,"seq":1,"ts":0,"id":"x","op":"cut_off","args":{"port":3}}"#;
+    let signed = |ctr| signing::sign_with(&signing::key(), &BAY, cut3, ctr, exp, Format::Json);
+
+    // No clock yet: the expiry cannot be judged, the counter still is.
+    let mut node = bay();
+    assert_eq!(node.on_command(Millis(1_000), &signed(1)), CommandOutcome::Done);
+
+    // Clock set: 1 ms after `exp` is too late, `exp` itself is not.
+    let mut node = bay();
+    node.set_wall_clock(Millis(1_000), 1_763_798_430_000);
+    assert_eq!(
+        node.on_command(Millis(1_001), &signed(1)),
+        CommandOutcome::Refused(Refusal::Expired)
+    );
+    assert!(node.logic().relay_on(3));
+    assert_eq!(
+        node.command_counter(),
+        0,
+        "an expired command does not use up its counter"
+    );
+    let mut node = bay();
+    node.set_wall_clock(Millis(1_000), 1_763_798_430_000);
+    assert_eq!(node.on_command(Millis(1_000), &signed(1)), CommandOutcome::Done);
+}
+
+#[test]
+fn without_a_key_nothing_is_carried_out() {
+    let cut = |node: &mut Node<ChargerNode>| node.on_command(Millis(1), &signing::cmd(&BAY, "c", "cut_off", "{}", 1));
+    let mut node = Node::new(ChargerNode::new(ChargerConfig::default(), 8), info(Format::Json));
+    assert_eq!(
+        cut(&mut node),
+        CommandOutcome::Refused(Refusal::NoKey),
+        "no credentials at all"
+    );
+    node.set_credentials(Credentials::new("lakeside", "BAY-07").unwrap());
+    assert_eq!(
+        cut(&mut node),
+        CommandOutcome::Refused(Refusal::NoKey),
+        "credentials without a key"
+    );
+    assert!((1..=8).all(|p| node.logic().relay_on(p)));
+    let answered = acks(drain(&mut node));
+    assert_eq!(answered, vec![("c".into(), false, Some("no_key".into())); 2]);
+}
+
+#[test]
+fn a_counter_restored_after_a_reset_keeps_refusing_replays() {
+    let mut node = bay();
+    let payload = signing::cmd(&BAY, "c", "cut_off", r#"{"port":1}"#, 41);
+    assert_eq!(node.on_command(Millis(1), &payload), CommandOutcome::Done);
+    let saved = node.command_counter();
+    // The board keeps `saved` in backup RAM across the reset.
+    let mut rebooted = bay();
+    rebooted.restore_command_counter(saved);
+    assert_eq!(
+        rebooted.on_command(Millis(1), &payload),
+        CommandOutcome::Refused(Refusal::Replayed)
+    );
+    // Without it, only the expiry would have stopped it.
+    assert_eq!(bay().on_command(Millis(1), &payload), CommandOutcome::Done);
+}
+
+#[test]
+fn credentials_name_the_node_and_hide_their_secrets() {
+    let c = Credentials::new("lakeside", "BAY-07")
+        .unwrap()
+        .with_password("s3cret-pw")
+        .unwrap()
+        .with_cmd_key_hex(signing::KEY_HEX)
+        .unwrap();
+    assert_eq!(c.username().as_str(), "lakeside/BAY-07");
+    assert!(c.modbus_key().is_some(), "a key: signed Modbus writes");
+    let read_only = Credentials {
+        modbus_read_only: true,
+        ..c.clone()
+    };
+    assert!(read_only.modbus_key().is_none(), "configured read-only");
+    assert!(
+        Credentials::new("a", "b").unwrap().modbus_key().is_none(),
+        "no key: read-only"
+    );
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("s3cret") && !shown.contains("8f1e"), "{shown}");
+    assert!(Credentials::new("Lakeside", "x").is_err());
+    assert!(Credentials::new("a", "x").unwrap().with_cmd_key_hex("00").is_err());
+    assert!(
+        Credentials::new("a", "x")
+            .unwrap()
+            .with_password(&"p".repeat(65))
+            .is_err()
+    );
 }

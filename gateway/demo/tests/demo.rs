@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use testkit::free_port;
 
-/// The demo binary on these ports and data directory, admin token `t`; its
+/// The demo binary on these ports and data directory, admin token `testkit::ADMIN_TOKEN`; its
 /// stdout piped.
 fn demo(args: &[&str], mqtt: u16, http: u16, data: &std::path::Path) -> std::process::Child {
     testkit::spawn_gateway(env!("CARGO_BIN_EXE_gateway-demo"), args, mqtt, http, data)
@@ -25,7 +25,7 @@ async fn get(http: u16, path: &str, token: Option<&str>) -> (u16, String) {
 }
 
 async fn body(http: u16, path: &str) -> String {
-    get(http, path, Some("t")).await.1
+    get(http, path, Some(testkit::ADMIN_TOKEN)).await.1
 }
 
 /// The console as headless Chromium renders it after a few seconds of its
@@ -111,7 +111,7 @@ async fn the_demo_is_a_compound_with_faults_alerts_orders_and_records() {
     assert_eq!(status, 200);
     // And in a real browser, the console signs in from the link's fragment
     // and shows each token what it may see.
-    let admin = browse(http, "t");
+    let admin = browse(http, testkit::ADMIN_TOKEN);
     assert!(admin.contains("B1-EL-1") && admin.contains("demo-bays"), "{admin}");
     assert!(admin.contains("chain verifies: "), "{admin}");
     let theirs = browse(http, &contractor);

@@ -5,14 +5,16 @@
 //! `{"error", "detail"}`.
 
 pub mod auth;
+mod devices;
 mod orders;
 mod records;
+pub mod serve;
 
 use std::time::UNIX_EPOCH;
 
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -71,7 +73,12 @@ const CONSOLE: &str = include_str!("../../../dashboards/console/index.html");
 pub fn router(shared: Shared) -> Router {
     let api = Router::new()
         .route("/metrics", get(metrics))
-        .route("/api/v1/devices", get(devices))
+        .route("/api/v1/devices", get(devices).post(devices::add))
+        .route("/api/v1/devices/credentials", get(devices::list))
+        .route(
+            "/api/v1/devices/{site}/{device}",
+            axum::routing::delete(devices::revoke),
+        )
         .route("/api/v1/series", get(series))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/{id}/ack", post(ack))
@@ -83,7 +90,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/v1/records/export", get(records::export))
         .route("/api/v1/records/verify", get(records::verify))
         .route("/api/v1/events", get(events))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
+        .route_layer(middleware::from_fn_with_state(shared.clone(), auth::middleware));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -109,30 +116,6 @@ async fn readyz(State(shared): State<Shared>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(r)).into_response()
-}
-
-/// Finds the token's principal and hands it to the handler; 401 without a
-/// token or with an unknown one.
-async fn auth(State(shared): State<Shared>, headers: HeaderMap, mut req: Request, next: Next) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(token) = token else {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send Authorization: Bearer <token>",
-        )
-        .into_response();
-    };
-    match shared.tokens().find(token) {
-        Some(p) => {
-            req.extensions_mut().insert(p);
-            next.run(req).await
-        }
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token").into_response(),
-    }
 }
 
 /// Runs a blocking read against a fresh connection to the store.

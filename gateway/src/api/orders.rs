@@ -215,6 +215,8 @@ pub(super) async fn report(
 ) -> Result<Response, ApiError> {
     who.require(&[Role::Engineer, Role::Auditor], "read reports")?;
     let site = p.site.ok_or_else(|| bad("`site` is required".into()))?;
+    // It names the CSV's file in a header: a compound id or nothing (fuzzing found a NUL here answering 500).
+    protocol::SiteId::new(&site).map_err(|e| bad(format!("`site` is not a compound id: {e}")))?;
     who.require_site(&site)?;
     let month = p.month.ok_or_else(|| bad("`month` is required (2026-11)".into()))?;
     let month = dispatch::Month::parse(&month).map_err(bad)?;

@@ -1,5 +1,5 @@
-//! The command line (`clap`): `gateway run`, `gateway check` and `gateway
-//! records verify|export`. Exit codes: 0 ok, 1 runtime failure (or a record
+//! The command line (`clap`): `gateway run`, `gateway check`, `gateway
+//! records verify|export` and `gateway devices add|list|revoke`. Exit codes: 0 ok, 1 runtime failure (or a record
 //! chain that does not verify), 2 usage or configuration error.
 
 use std::net::SocketAddr;
@@ -35,6 +35,175 @@ pub enum Command {
         #[command(subcommand)]
         command: RecordsCommand,
     },
+    /// Device credentials for the embedded broker, offline (the gateway
+    /// stopped; while it runs, use `POST /api/v1/devices`).
+    Devices {
+        /// What to do.
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+}
+
+/// `gateway devices ...`.
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// Provision a device: prints `{site, class, device, username, password, cmd_key}` once.
+    Add {
+        /// The gateway's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The compound.
+        #[arg(long)]
+        site: String,
+        /// `elevator`, `firepump` or `charger`.
+        #[arg(long)]
+        class: String,
+        /// The device id.
+        #[arg(long)]
+        device: String,
+        /// SHA-256 (hex) of a client certificate it may log in with over TLS.
+        #[arg(long)]
+        certificate_sha256: Option<String>,
+        /// Provisioned already: make new secrets (the old ones stop working).
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// List provisioned devices (no secrets).
+    List {
+        /// The gateway's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Print an `acl_file` for an outside Mosquitto's node listener (docs/security.md).
+    MosquittoAcl {
+        /// The gateway's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Revoke a device: it can no longer connect.
+    Revoke {
+        /// The gateway's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The compound.
+        #[arg(long)]
+        site: String,
+        /// The device id.
+        #[arg(long)]
+        device: String,
+    },
+}
+
+/// Provisions a device in a data directory no gateway runs on, as `gateway
+/// devices add` does; the answer (with its secrets). For tools that set up
+/// a compound before starting its gateway (the HIL bench with `auth = "devices"`).
+///
+/// # Errors
+/// What `gateway devices add` prints.
+pub fn add_device_offline(
+    data_dir: &std::path::Path,
+    new: crate::ops::provisioning::NewDevice,
+) -> Result<serde_json::Value, String> {
+    let cmd = DevicesCommand::Add {
+        data_dir: data_dir.to_owned(),
+        site: new.site,
+        class: new.class,
+        device: new.device,
+        certificate_sha256: new.certificate_sha256,
+        rotate: new.rotate,
+    };
+    let out = devices_offline(cmd).map_err(|(_, e)| e)?;
+    serde_json::from_str(&out).map_err(|e| e.to_string())
+}
+
+/// Runs `gateway devices ...`; the exit code (2 for a refused request, 1 for a failure).
+#[must_use]
+pub fn devices(cmd: DevicesCommand) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    match devices_offline(cmd) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err((code, e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn devices_offline(cmd: DevicesCommand) -> Result<String, (u8, String)> {
+    use crate::ops::provisioning::{self, NewDevice, ProvisionError};
+    use crate::store::credentials;
+    let fail = |e: &dyn std::fmt::Display| (1, e.to_string());
+    let refused = |e: ProvisionError| match e {
+        ProvisionError::Secrets(m) => (1, m),
+        e => (2, e.to_string()),
+    };
+    let now = crate::app::run::now_ms();
+    let by = std::env::var("USER").map_or_else(|_| "cli".to_owned(), |u| format!("cli:{u}"));
+    let dir = match &cmd {
+        DevicesCommand::Add { data_dir, .. }
+        | DevicesCommand::List { data_dir }
+        | DevicesCommand::MosquittoAcl { data_dir }
+        | DevicesCommand::Revoke { data_dir, .. } => data_dir.clone(),
+    };
+    if let DevicesCommand::List { .. } | DevicesCommand::MosquittoAcl { .. } = cmd {
+        let store = open_existing(&dir).map_err(|e| (1, e))?;
+        let all = credentials::list(store.conn()).map_err(|e| fail(&e))?;
+        if let DevicesCommand::MosquittoAcl { .. } = cmd {
+            return Ok(provisioning::mosquitto_acl(&all));
+        }
+        let rows: Vec<_> = all.iter().map(provisioning::listed).collect();
+        return serde_json::to_string_pretty(&rows).map_err(|e| fail(&e));
+    }
+    // Writing: only while no gateway runs on this directory (it owns the
+    // record chain's tail; two writers would fork it).
+    let _lock = crate::store::DataDirLock::take(&dir).map_err(|e| (1, e))?;
+    let mut store = crate::store::Store::open(&dir).map_err(|e| fail(&e))?;
+    let (change, record, out) = match cmd {
+        DevicesCommand::Add {
+            site,
+            class,
+            device,
+            certificate_sha256,
+            rotate,
+            ..
+        } => {
+            let new = NewDevice {
+                site,
+                class,
+                device,
+                certificate_sha256,
+                rotate,
+            };
+            let found = credentials::get(store.conn(), &new.site, &new.device).map_err(|e| fail(&e))?;
+            let made = provisioning::provision(&new, found.as_ref(), now, &by).map_err(refused)?;
+            let out = serde_json::to_string_pretty(&made.answer).map_err(|e| fail(&e))?;
+            (made.change, made.record, out)
+        }
+        DevicesCommand::Revoke { site, device, .. } => {
+            let found = credentials::get(store.conn(), &site, &device).map_err(|e| fail(&e))?;
+            let (change, record) = provisioning::revoke(&site, &device, found.as_ref(), now, &by).map_err(refused)?;
+            (
+                change,
+                record,
+                format!("revoked {}", crate::identity::username(&site, &device)),
+            )
+        }
+        DevicesCommand::List { .. } | DevicesCommand::MosquittoAcl { .. } => unreachable!("answered above"),
+    };
+    let signer = crate::ops::supervision::signer(&dir.join("records.key")).map_err(|e| fail(&e))?;
+    let chain = crate::ops::supervision::Chain::open(store.conn(), signer, i64::MAX, u64::MAX).map_err(|e| fail(&e))?;
+    store
+        .transact(|tx| {
+            credentials::write(tx, std::slice::from_ref(&change))?;
+            // A checkpoint signs the offline change at once.
+            chain.append(tx, now, record.into_iter().collect(), true)?;
+            Ok(())
+        })
+        .map_err(|e| fail(&e))?;
+    Ok(out)
 }
 
 /// `gateway records ...`.
@@ -289,14 +458,24 @@ impl Places {
     }
 }
 
+/// The shortest `GATEWAY_ADMIN_TOKEN` taken: 16 characters (a guessable
+/// admin token is an open door to every device's credentials and commands).
+pub const MIN_ADMIN_TOKEN: usize = 16;
+
 /// `GATEWAY_ADMIN_TOKEN`, or a new random token printed once.
 ///
 /// # Errors
-/// When no token is given and the OS has no randomness for one.
+/// A token shorter than [`MIN_ADMIN_TOKEN`]; no token given and the OS has
+/// no randomness for one.
 pub fn admin_token() -> anyhow::Result<String> {
     if let Ok(t) = std::env::var("GATEWAY_ADMIN_TOKEN")
         && !t.is_empty()
     {
+        anyhow::ensure!(
+            t.chars().count() >= MIN_ADMIN_TOKEN,
+            "GATEWAY_ADMIN_TOKEN is {} characters; at least {MIN_ADMIN_TOKEN} are needed (unset it and one is generated)",
+            t.chars().count()
+        );
         return Ok(t);
     }
     let token = crate::app::run::random_token()?;

@@ -168,6 +168,19 @@ pub struct MqttConfig {
     pub listen: SocketAddr,
     /// An outside broker to connect to instead of embedding one.
     pub broker: Option<BrokerConfig>,
+    /// Who the embedded broker lets in (CONTRACT §8): `devices` (provisioned
+    /// credentials, each device on its own topics only) or `none`. Unset:
+    /// `devices` unless every listener is on loopback.
+    pub auth: Option<MqttAuth>,
+    /// Lets `auth = "none"` listen beyond loopback: anyone on the network may
+    /// then publish anything. Must be written out to take effect.
+    pub allow_anonymous: bool,
+    /// MQTT over TLS (MQTTS) on this address too, with `tls_cert_file` and `tls_key_file`.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the embedded broker's TLS listener.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for MqttConfig {
@@ -175,7 +188,74 @@ impl Default for MqttConfig {
         MqttConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             broker: None,
+            auth: None,
+            allow_anonymous: false,
+            tls_listen: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
+    }
+}
+
+/// How the embedded broker authenticates.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MqttAuth {
+    /// Provisioned device credentials (`gateway devices add`, `POST /api/v1/devices`).
+    Devices,
+    /// Anyone who reaches the port.
+    None,
+}
+
+impl MqttConfig {
+    /// The authentication in force: as written, or `devices` unless every
+    /// listener is on loopback (the zero-setup demo stays zero-setup).
+    pub fn effective_auth(&self) -> MqttAuth {
+        self.auth.unwrap_or_else(|| {
+            if std::iter::once(self.listen)
+                .chain(self.tls_listen)
+                .all(|a| a.ip().is_loopback())
+            {
+                MqttAuth::None
+            } else {
+                MqttAuth::Devices
+            }
+        })
+    }
+
+    /// The embedded broker's settings that serde cannot check.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.broker.is_some() {
+            return Ok(());
+        }
+        let open = std::iter::once(self.listen)
+            .chain(self.tls_listen)
+            .find(|a| !a.ip().is_loopback());
+        if let (MqttAuth::None, Some(addr), false) = (self.effective_auth(), open, self.allow_anonymous) {
+            return Err((
+                "mqtt.auth",
+                format!(
+                    "`none` on {addr}, beyond loopback, lets anyone on the network publish and command; \
+                     use `auth = \"devices\"`, or write `allow_anonymous = true` to mean it"
+                ),
+            ));
+        }
+        if self.tls_listen.is_some() {
+            for (field, file) in [
+                ("mqtt.tls_cert_file", &self.tls_cert_file),
+                ("mqtt.tls_key_file", &self.tls_key_file),
+            ] {
+                match file {
+                    None => return Err((field, "is required with `tls_listen`".into())),
+                    Some(f) => {
+                        if let Err(e) = std::fs::metadata(f) {
+                            return Err((field, format!("{}: {e}", f.display())));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -217,7 +297,7 @@ fn default_client_id() -> String {
     "fm-gateway".to_owned()
 }
 
-/// The HTTP API.
+/// The HTTP API (the limits and TLS: docs/api-hardening.md).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -225,6 +305,36 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Tokens of people and systems besides the admin (`[[http.tokens]]`).
     pub tokens: Vec<TokenConfig>,
+    /// Most connections open at once (API calls, event streams, the
+    /// console); one more is closed at once and counted (`512`).
+    pub max_connections: usize,
+    /// Most of those one client address may hold (an IPv6 /64 counts as
+    /// one); unset, no limit but `max_connections`. Behind a reverse proxy
+    /// or a NAT many people share one address: leave it unset there.
+    pub max_connections_per_client: Option<usize>,
+    /// How long a client may take over a request's line and headers (and
+    /// the TLS handshake), and how long a kept-alive connection may idle
+    /// before its next request (`10s`).
+    pub header_timeout: String,
+    /// How long a request body may take to arrive, counted from the end of
+    /// its headers (`10s`); 408 after.
+    pub body_timeout: String,
+    /// The largest request body in bytes (`16384`: every body the API takes
+    /// is a small JSON object); 413 beyond.
+    pub max_body_bytes: usize,
+    /// Wrong tokens one client address may send in a burst before its
+    /// requests are answered 429 (`10`).
+    pub auth_failure_limit: u32,
+    /// The time in which that burst is earned back, one failure at a time
+    /// (`1m`: one more every 6 s).
+    pub auth_failure_window: String,
+    /// Client addresses the failure limiter remembers; beyond, the oldest
+    /// is forgotten (`65536`).
+    pub auth_failure_clients: usize,
+    /// PEM certificate chain: with `tls_key_file`, the API speaks only HTTPS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -232,6 +342,111 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tokens: Vec::new(),
+            max_connections: 512,
+            max_connections_per_client: None,
+            header_timeout: "10s".into(),
+            body_timeout: "10s".into(),
+            max_body_bytes: 16 * 1024,
+            auth_failure_limit: 10,
+            auth_failure_window: "1m".into(),
+            auth_failure_clients: 65_536,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
+}
+
+/// [`HttpConfig`]'s limits, checked and typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `max_connections`.
+    pub max_connections: usize,
+    /// `max_connections_per_client`.
+    pub max_connections_per_client: Option<usize>,
+    /// `header_timeout`.
+    pub header_timeout: std::time::Duration,
+    /// `body_timeout`.
+    pub body_timeout: std::time::Duration,
+    /// `max_body_bytes`.
+    pub max_body_bytes: usize,
+    /// `auth_failure_limit`.
+    pub auth_failure_limit: u32,
+    /// `auth_failure_window`.
+    pub auth_failure_window: std::time::Duration,
+    /// `auth_failure_clients`.
+    pub auth_failure_clients: usize,
+}
+
+impl HttpConfig {
+    /// The limits, each within its range.
+    ///
+    /// # Errors
+    /// The field and what is wrong with it.
+    pub fn limits(&self) -> Result<HttpLimits, (&'static str, String)> {
+        use std::time::Duration;
+        let within = |field: &'static str, text: &str, min: Duration, max: Duration| {
+            let d = duration(field, text)?;
+            if d < min || d > max {
+                return Err((
+                    field,
+                    format!(
+                        "`{text}` is outside {} to {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                ));
+            }
+            Ok(d)
+        };
+        let count = |field: &'static str, n: usize, min: usize, max: usize| {
+            if (min..=max).contains(&n) {
+                Ok(n)
+            } else {
+                Err((field, format!("{n} is outside {min} to {max}")))
+            }
+        };
+        Ok(HttpLimits {
+            max_connections: count("http.max_connections", self.max_connections, 1, 100_000)?,
+            max_connections_per_client: self
+                .max_connections_per_client
+                .map(|n| count("http.max_connections_per_client", n, 1, self.max_connections))
+                .transpose()?,
+            header_timeout: within(
+                "http.header_timeout",
+                &self.header_timeout,
+                Duration::from_millis(100),
+                Duration::from_mins(5),
+            )?,
+            body_timeout: within(
+                "http.body_timeout",
+                &self.body_timeout,
+                Duration::from_millis(100),
+                Duration::from_mins(10),
+            )?,
+            max_body_bytes: count("http.max_body_bytes", self.max_body_bytes, 1024, 1 << 20)?,
+            auth_failure_limit: match self.auth_failure_limit {
+                n @ 1..=10_000 => n,
+                n => return Err(("http.auth_failure_limit", format!("{n} is outside 1 to 10000"))),
+            },
+            auth_failure_window: within(
+                "http.auth_failure_window",
+                &self.auth_failure_window,
+                Duration::from_secs(1),
+                Duration::from_hours(24),
+            )?,
+            auth_failure_clients: count("http.auth_failure_clients", self.auth_failure_clients, 16, 1_000_000)?,
+        })
+    }
+
+    /// The limits, and the certificate and key when TLS is configured (both
+    /// or neither; each file read and parsed, so `gateway check` finds a bad one).
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        self.limits()?;
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (None, None) => Ok(()),
+            (Some(cert), Some(key)) => crate::api::serve::tls_config(cert, key).map(drop),
+            (Some(_), None) => Err(("http.tls_key_file", "is required with `tls_cert_file`".into())),
+            (None, Some(_)) => Err(("http.tls_cert_file", "is required with `tls_key_file`".into())),
         }
     }
 }
@@ -313,7 +528,26 @@ impl Config {
     /// # Errors
     /// As [`Config::load`].
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let config: Config = match secrets_from_outside(path, text)? {
+            // Secrets read from files or the environment: deserialised from
+            // the table they were put into (its errors carry no position).
+            Some(table) => toml::Value::Table(table)
+                .try_into::<Config>()
+                .map_err(|e| ConfigError {
+                    file: path.to_owned(),
+                    line: None,
+                    column: None,
+                    field: None,
+                    message: e.to_string(),
+                })?,
+            None => Self::from_text(path, text)?,
+        };
+        Self::checked(path, text, config)
+    }
+
+    /// The text deserialised, errors located in it.
+    fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
             let (line, column, field) = match e.span() {
                 Some(span) => locate(text, span.start),
                 None => (None, None, None),
@@ -325,7 +559,11 @@ impl Config {
                 field,
                 message: e.message().to_owned(),
             }
-        })?;
+        })
+    }
+
+    /// Rules across fields, located in the text.
+    fn checked(path: &Path, text: &str, config: Config) -> Result<Config, ConfigError> {
         config.validate().map_err(|(field, message)| {
             let (line, column) = find_key(text, field);
             ConfigError {
@@ -508,6 +746,7 @@ impl Config {
             return Err(("storage.retention_days", "must be at least 1 day".into()));
         }
         self.validate_modbus()?;
+        self.http.validate()?;
         if let Some(i) = &self.influx {
             if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
                 return Err(("influx.url", format!("`{}` must start with http:// or https://", i.url)));
@@ -522,8 +761,110 @@ impl Config {
         if let Some(b) = &self.mqtt.broker {
             validate_broker(b)?;
         }
+        self.mqtt.validate()?;
         Ok(())
     }
+}
+
+/// Secrets kept outside the file: any secret key (`token`, `password`,
+/// `secret`, `…_token`, `…_password`, `…_secret`) may be given as
+/// `KEY_file = "/path"` (the file's text, one trailing newline dropped: how
+/// systemd credentials and Kubernetes secrets arrive) or `KEY_env = "NAME"`
+/// (an environment variable). The file then holds no secret, and neither
+/// does its configuration record. `None` when the text uses neither.
+fn secrets_from_outside(path: &Path, text: &str) -> Result<Option<toml::Table>, ConfigError> {
+    // Cheap test first: most files use neither, and keep their located errors.
+    if !(text.contains("_file") || text.contains("_env")) {
+        return Ok(None);
+    }
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        // A syntax error: reported, located, by the normal parse.
+        return Ok(None);
+    };
+    let mut found = false;
+    let mut failure = None;
+    substitute(&mut table, "", &mut found, &mut failure);
+    if let Some((field, message)) = failure {
+        let key = field.rsplit('.').next().unwrap_or(&field).to_owned();
+        let (line, column) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.trim_start().split_once('=').is_some_and(|(k, _)| k.trim() == key))
+            .map_or((None, None), |(i, l)| {
+                (Some(i + 1), Some(l.len() - l.trim_start().len() + 1))
+            });
+        return Err(ConfigError {
+            file: path.to_owned(),
+            line,
+            column,
+            field: Some(field),
+            message,
+        });
+    }
+    Ok(found.then_some(table))
+}
+
+/// Replaces `KEY_file`/`KEY_env` of secret keys in `table` and below.
+fn substitute(table: &mut toml::Table, at: &str, found: &mut bool, failure: &mut Option<(String, String)>) {
+    let keys: Vec<String> = table.keys().cloned().collect();
+    for key in keys {
+        let field = if at.is_empty() {
+            key.clone()
+        } else {
+            format!("{at}.{key}")
+        };
+        match table.get_mut(&key) {
+            Some(toml::Value::Table(t)) => substitute(t, &field, found, failure),
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let toml::Value::Table(t) = item {
+                        substitute(t, &format!("{field}[{i}]"), found, failure);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let (secret, from_file) = match (key.strip_suffix("_file"), key.strip_suffix("_env")) {
+            (Some(k), _) => (k, true),
+            (_, Some(k)) => (k, false),
+            _ => continue,
+        };
+        if !crate::ops::redact::is_secret(secret) || failure.is_some() {
+            continue;
+        }
+        let secret = secret.to_owned();
+        let Some(toml::Value::String(source)) = table.remove(&key) else {
+            *failure = Some((field, "must be a string (a file path or a variable name)".into()));
+            continue;
+        };
+        if table.contains_key(&secret) {
+            *failure = Some((field, format!("give `{secret}` or `{key}`, not both")));
+            continue;
+        }
+        let value = if from_file {
+            std::fs::read_to_string(&source)
+                .map(|v| {
+                    let line = v.strip_suffix('\n').unwrap_or(&v);
+                    line.strip_suffix('\r').unwrap_or(line).to_owned()
+                })
+                .map_err(|e| format!("{source}: {e}"))
+        } else {
+            std::env::var(&source).map_err(|e| format!("environment variable {source}: {e}"))
+        };
+        match value {
+            Ok(v) if v.is_empty() => *failure = Some((field, format!("{source} is empty"))),
+            Ok(v) => {
+                table.insert(secret, toml::Value::String(v));
+                *found = true;
+            }
+            Err(m) => *failure = Some((field, m)),
+        }
+    }
+}
+
+/// A line without its `#` comment, trimmed (`[http]  # the API` is the table `http`).
+fn without_comment(line: &str) -> &str {
+    line.split('#').next().unwrap_or_default().trim()
 }
 
 /// Line, column and dotted key path of a byte offset in TOML text.
@@ -533,7 +874,7 @@ fn locate(text: &str, offset: usize) -> (Option<usize>, Option<usize>, Option<St
     let column = before.rsplit('\n').next().map_or(1, |l| l.chars().count() + 1);
     let mut table = String::new();
     for l in before.lines() {
-        let t = l.trim();
+        let t = without_comment(l);
         if t.starts_with('[') && t.ends_with(']') {
             t.trim_matches(|c| c == '[' || c == ']').trim().clone_into(&mut table);
         }
@@ -557,7 +898,7 @@ fn find_key(text: &str, field: &str) -> (Option<usize>, Option<usize>) {
     let (table, key) = field.rsplit_once('.').unwrap_or(("", field));
     let mut current = String::new();
     for (i, l) in text.lines().enumerate() {
-        let t = l.trim();
+        let t = without_comment(l);
         if t.starts_with('[') && t.ends_with(']') {
             t.trim_matches(|c| c == '[' || c == ']').trim().clone_into(&mut current);
         } else if current == table && t.split_once('=').is_some_and(|(k, _)| k.trim() == key) {
@@ -586,7 +927,7 @@ fn find_field(text: &str, field: &str) -> (Option<usize>, Option<usize>) {
     let mut seen = 0;
     let mut start = None;
     for (i, l) in text.lines().enumerate() {
-        let t = l.trim();
+        let t = without_comment(l);
         if start.is_some() && t.starts_with('[') && !t.starts_with(&format!("[{head}.")) {
             break;
         }

@@ -174,6 +174,12 @@ pub async fn run_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let mut store = Store::open(&config.storage.data_dir)?;
+    // Held while the gateway runs: offline writers (`gateway devices add`)
+    // refuse rather than fork the record chain. Another gateway on the same
+    // directory is an operator's error said loudly, not a reason to stop.
+    let _lock = crate::store::DataDirLock::take(&config.storage.data_dir)
+        .inspect_err(|e| tracing::error!("{e}: is another gateway running on it?"))
+        .ok();
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let key_path = config.records.key_path(&config.storage.data_dir);
     let signer = crate::ops::supervision::signer(&key_path).context("the record chain's signing key")?;
@@ -185,17 +191,11 @@ pub async fn run_with(
     // The embedded broker's port is taken now, before anything else can
     // fail: its nodes are admitted once the lanes exist (below).
     let listener = match &config.mqtt.broker {
-        None => Some(
-            tokio::net::TcpListener::bind(config.mqtt.listen)
-                .await
-                .with_context(|| format!("mqtt.listen {} is not available", config.mqtt.listen))?,
-        ),
+        None => Some(crate::ingest::embedded::Listeners::bind(&config.mqtt).await?),
         Some(_) => None,
     };
-    let http = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("http.listen {} is not available", config.http.listen))?;
-    tracing::info!(listen = %config.http.listen, "HTTP API listening");
+    // The API's limits, certificate and port: checked and taken now, too.
+    let http = crate::api::serve::Server::bind(&config.http).await?;
     let (prio_tx, prio_rx) = mpsc::channel::<Input>(PRIORITY_QUEUE);
     let (bulk_tx, bulk_rx) = mpsc::channel::<Input>(QUEUE);
     let lanes = Lanes {
@@ -235,15 +235,13 @@ pub async fn run_with(
     }
     let pollers = start_pollers(&config, &pipeline_tx, &shared);
     drop(pipeline_tx);
-    let app = crate::api::router(shared.clone());
     let hub = shared.alerts().clone();
-    axum::serve(http, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = hub.closing.send(true);
-        })
-        .await
-        .context("HTTP server")?;
+    http.run(shared.clone(), async move {
+        shutdown.await;
+        let _ = hub.closing.send(true);
+    })
+    .await
+    .context("HTTP server")?;
     tracing::info!("shutting down: draining the pipeline");
     for t in mqtt.into_iter().chain(ticker).chain(pollers) {
         t.abort();

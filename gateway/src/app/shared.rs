@@ -46,6 +46,9 @@ pub struct Shared {
     clock: crate::clock::SharedClock,
     polls: Arc<crate::ingest::modbus::Schedule>,
     min_free: u64,
+    /// The embedded broker and its door, once serving (a revoked device is
+    /// shut out at once).
+    broker: Arc<std::sync::OnceLock<(crate::broker::Broker, Arc<crate::ingest::access::Access>)>>,
 }
 
 /// What [`Shared`] is made of (the wiring builds it once, at start).
@@ -84,6 +87,7 @@ impl Shared {
             clock: p.clock,
             polls: Arc::new(p.polls),
             min_free: p.min_free,
+            broker: Arc::default(),
         }
     }
 
@@ -140,6 +144,26 @@ impl Shared {
     #[must_use]
     pub fn min_free(&self) -> u64 {
         self.min_free
+    }
+
+    /// The embedded broker is serving, behind `access`.
+    pub(crate) fn set_broker(&self, broker: crate::broker::Broker, access: Arc<crate::ingest::access::Access>) {
+        let _ = self.broker.set((broker, access));
+    }
+
+    /// The embedded broker, if the gateway runs one.
+    #[must_use]
+    pub fn broker(&self) -> Option<&crate::broker::Broker> {
+        self.broker.get().map(|(b, _)| b)
+    }
+
+    /// Shuts `username` (a revoked device) out: its connections closed, its
+    /// verified password forgotten. Nothing when behind an outside broker.
+    pub fn shut_out(&self, username: &str) {
+        if let Some((broker, access)) = self.broker.get() {
+            access.forget(username);
+            broker.kick(username);
+        }
     }
 }
 

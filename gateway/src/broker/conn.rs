@@ -18,7 +18,7 @@ use rumqttc::mqttbytes::v4::{
     UnsubAck,
 };
 use rumqttc::mqttbytes::{Error, Protocol, QoS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -26,7 +26,13 @@ use tokio::time::Instant;
 
 use super::order::AckQueue;
 use super::router::{self, Attach, Link};
-use super::{Ack, AckEvent, Inbound, Shared};
+use super::{Ack, AckEvent, Hello, Inbound, Shared};
+use crate::identity::{self, Principal};
+
+/// A client's byte stream: TCP, or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+type Stream = Box<dyn Io>;
 
 /// Unacknowledged QoS 1 publishes to a client at most; later ones wait.
 const MAX_INFLIGHT: usize = 100;
@@ -52,11 +58,48 @@ enum Step {
     End(End),
 }
 
-/// Serves one accepted socket until it ends.
-pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<()>) {
+/// Serves one accepted socket until it ends: over TLS first when `tls` is
+/// given (the handshake within the CONNECT timeout).
+pub(super) async fn accepted(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<()>,
+) {
     let _ = stream.set_nodelay(true);
+    let Some(tls) = tls else {
+        return serve(Box::new(stream), peer, None, shared, stop).await;
+    };
+    let stream = match tokio::time::timeout(shared.settings.connect_timeout, tls.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "MQTT TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    // The certificate the client proved it holds (the verifier checked its
+    // signature over the handshake), by its SHA-256.
+    let certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| <sha2::Sha256 as sha2::Digest>::digest(c.as_ref()).into());
+    serve(Box::new(stream), peer, certificate, shared, stop).await;
+}
+
+/// Serves one connection until it ends.
+async fn serve(
+    stream: Stream,
+    peer: std::net::SocketAddr,
+    certificate: Option<[u8; 32]>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<()>,
+) {
     let opened = tokio::select! {
-        c = open(stream, &shared) => c,
+        c = open(stream, peer, certificate, &shared) => c,
         _ = stop.changed() => None,
     };
     if let Some(mut conn) = opened {
@@ -66,7 +109,7 @@ pub(super) async fn serve(stream: TcpStream, shared: Arc<Shared>, mut stop: watc
 }
 
 /// Reads one whole packet.
-async fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> Result<Packet, Error> {
+async fn read_packet(stream: &mut Stream, buf: &mut BytesMut, max: usize) -> Result<Packet, Error> {
     loop {
         match Packet::read(buf, max) {
             Err(Error::InsufficientBytes(_)) => {}
@@ -88,7 +131,7 @@ fn kind(e: &Error) -> &'static str {
 }
 
 /// Answers a CONNECT with a refusal.
-async fn refuse(stream: &mut TcpStream, shared: &Shared, code: ConnectReturnCode) {
+async fn refuse(stream: &mut Stream, shared: &Shared, code: ConnectReturnCode) {
     shared.stats.refused_total.fetch_add(1, Relaxed);
     tracing::debug!(?code, "MQTT connection refused");
     let mut buf = BytesMut::new();
@@ -100,8 +143,63 @@ async fn refuse(stream: &mut TcpStream, shared: &Shared, code: ConnectReturnCode
     }
 }
 
+/// Who a CONNECT is, and whether its will is its own to leave; None (and
+/// CONNACK "not authorized", counted) when not.
+async fn admit(
+    stream: &mut Stream,
+    shared: &Shared,
+    connect: &rumqttc::mqttbytes::v4::Connect,
+    peer: std::net::SocketAddr,
+    certificate: Option<[u8; 32]>,
+) -> Option<Principal> {
+    let hello = Hello {
+        client_id: connect.client_id.clone(),
+        username: connect.login.as_ref().map(|l| l.username.clone()),
+        password: connect.login.as_ref().map(|l| l.password.clone()),
+        peer,
+        certificate,
+    };
+    let denied = match (shared.settings.authenticate)(hello).await {
+        Ok(p) => match connect
+            .last_will
+            .as_ref()
+            .map(|w| (identity::may_will(&p, &w.topic), &w.topic))
+        {
+            Some((Err(reason), topic)) => (reason, format!("will on {topic}")),
+            _ => return Some(p),
+        },
+        Err(reason) => {
+            let who = connect.login.as_ref().map_or("", |l| l.username.as_str());
+            (reason, format!("CONNECT from {peer} as `{who}`"))
+        }
+    };
+    shared.deny(denied.0, &connect.client_id, &denied.1);
+    refuse(stream, shared, ConnectReturnCode::NotAuthorized).await;
+    None
+}
+
+/// The key of a connection's session. A device's sessions are keyed with
+/// its user name: choosing another client's id reaches only a session of
+/// one's own. An empty client id is `auto-{id}`.
+fn session_key(principal: &Principal, client_id: String, id: u64) -> Arc<str> {
+    let named = if client_id.is_empty() {
+        format!("auto-{id}")
+    } else {
+        client_id
+    };
+    match principal {
+        Principal::Device(who) => format!("{named}@{}", who.username()).into(),
+        Principal::Gateway | Principal::Anonymous => named.into(),
+    }
+}
+
 /// Takes the CONNECT and attaches the session; None when refused or gone.
-async fn open(mut stream: TcpStream, shared: &Arc<Shared>) -> Option<Conn> {
+async fn open(
+    mut stream: Stream,
+    peer: std::net::SocketAddr,
+    certificate: Option<[u8; 32]>,
+    shared: &Arc<Shared>,
+) -> Option<Conn> {
     let settings = &shared.settings;
     let mut rbuf = BytesMut::with_capacity(4096);
     let first = tokio::time::timeout(
@@ -130,8 +228,6 @@ async fn open(mut stream: TcpStream, shared: &Arc<Shared>) -> Option<Conn> {
         Some(ConnectReturnCode::RefusedProtocolVersion)
     } else if connect.client_id.is_empty() && !connect.clean_session {
         Some(ConnectReturnCode::BadClientId)
-    } else if !(settings.authenticate)(&connect) {
-        Some(ConnectReturnCode::NotAuthorized)
     } else {
         None
     };
@@ -142,12 +238,9 @@ async fn open(mut stream: TcpStream, shared: &Arc<Shared>) -> Option<Conn> {
     if let Some(will) = connect.last_will.as_ref().filter(|w| !router::valid_topic(&w.topic)) {
         return fail("invalid topic", &format!("will topic {}", will.topic));
     }
+    let principal = admit(&mut stream, shared, &connect, peer, certificate).await?;
     let id = shared.next_id.fetch_add(1, Relaxed);
-    let client: Arc<str> = if connect.client_id.is_empty() {
-        format!("auto-{id}").into()
-    } else {
-        connect.client_id.into()
-    };
+    let client = session_key(&principal, connect.client_id, id);
     let (tx, out_rx) = mpsc::channel(settings.outgoing_queue.max(1));
     let (kill, present, queued) = loop {
         let (kill_tx, kill_rx) = oneshot::channel();
@@ -177,11 +270,14 @@ async fn open(mut stream: TcpStream, shared: &Arc<Shared>) -> Option<Conn> {
     };
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let keep_alive = (connect.keep_alive > 0).then(|| Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+    let (rd, wr) = tokio::io::split(stream);
     let mut conn = Conn {
         shared: shared.clone(),
         client,
+        principal,
         id,
-        stream,
+        rd,
+        wr,
         rbuf,
         wbuf: BytesMut::new(),
         out_rx,
@@ -215,8 +311,11 @@ async fn wait(pending: &mut Option<Pending>) {
 struct Conn {
     shared: Arc<Shared>,
     client: Arc<str>,
+    /// Who it proved to be: what it may publish and subscribe to.
+    principal: Principal,
     id: u64,
-    stream: TcpStream,
+    rd: ReadHalf<Stream>,
+    wr: WriteHalf<Stream>,
     rbuf: BytesMut,
     wbuf: BytesMut,
     /// Publishes routed to this client.
@@ -262,9 +361,8 @@ impl Conn {
                 self.rbuf.reserve(4096);
             }
             let room = self.wbuf.len() < WRITE_HIGH && self.waiting.len() < self.shared.settings.outgoing_queue;
-            let (mut rd, mut wr) = self.stream.split();
             tokio::select! {
-                r = rd.read_buf(&mut self.rbuf), if pending.is_none() => match r {
+                r = self.rd.read_buf(&mut self.rbuf), if pending.is_none() => match r {
                     Ok(0) => return End::Lost("closed by the client"),
                     Ok(_) => {}
                     Err(_) => return End::Lost("read error"),
@@ -274,7 +372,7 @@ impl Conn {
                     // Not reading was the broker's doing: the node's silence meanwhile is no fault.
                     deadline = self.deadline();
                 }
-                r = wr.write_buf(&mut self.wbuf), if !self.wbuf.is_empty() => if r.is_err() {
+                r = self.wr.write_buf(&mut self.wbuf), if !self.wbuf.is_empty() => if r.is_err() {
                     return End::Lost("write error");
                 },
                 p = self.out_rx.recv(), if room => match p {
@@ -308,8 +406,13 @@ impl Conn {
                 let mut retained = Vec::new();
                 let codes = {
                     let mut state = self.shared.state();
+                    let (shared, principal, client) = (&self.shared, &self.principal, &self.client);
                     let mut grant = |path: &str, qos| {
                         if !router::valid_filter(path) {
+                            return SubscribeReasonCode::Failure;
+                        }
+                        if let Err(reason) = identity::may_subscribe(principal, path) {
+                            shared.deny(reason, client, path);
                             return SubscribeReasonCode::Failure;
                         }
                         let qos = router::min_qos(qos, QoS::AtLeastOnce);
@@ -348,8 +451,17 @@ impl Conn {
             return Step::End(self.protocol_error("invalid topic", &p.topic));
         }
         self.shared.stats.received_total.fetch_add(1, Relaxed);
-        self.shared.route(&p);
         let seq = (p.qos != QoS::AtMostOnce).then(|| self.acks.received(p.pkid, p.qos));
+        if let Err(reason) = identity::may_publish(&self.principal, &p.topic) {
+            // Dropped, and acknowledged (MQTT 3.1.1 has no refusal for a
+            // publish): a misconfigured node must not resend it forever.
+            self.shared.deny(reason, &self.client, &p.topic);
+            if let Some(seq) = seq {
+                self.release(seq);
+            }
+            return Step::Go;
+        }
+        self.shared.route(&p);
         let Some(tx) = self.shared.ingress.sender(&p.topic).cloned() else {
             if let Some(seq) = seq {
                 self.release(seq);
@@ -437,7 +549,7 @@ impl Conn {
             End::Lost(why) => why,
         };
         tracing::debug!(client = %self.client, why, "MQTT connection closed");
-        drop(self.stream);
+        drop((self.rd, self.wr));
         let mut left: Vec<Publish> = self.inflight.drain(..).map(|p| Publish { dup: true, ..p }).collect();
         left.extend(self.waiting.drain(..));
         {

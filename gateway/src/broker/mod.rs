@@ -14,7 +14,7 @@
 //!                          └─► router (sessions, subscriptions, retained) ─► subscribers
 //! ```
 //!
-//! Supported: MQTT 3.1.1 (protocol level 4) over plain TCP; QoS 0 and 1 both
+//! Supported: MQTT 3.1.1 (protocol level 4) over plain TCP and TLS; QoS 0 and 1 both
 //! ways; inbound QoS 2 (PUBREC once committed, PUBCOMP on PUBREL; delivered at
 //! least once, like QoS 1: a resend after a lost PUBREC is handed over again,
 //! and the gateway deduplicates by `seq`); subscriptions with `+` and `#`,
@@ -24,10 +24,13 @@
 //! timeout, protocol error, takeover by the same client id) but not on broker
 //! shutdown; clean and persistent sessions (QoS 1 messages kept while offline,
 //! unacknowledged ones resent with DUP on reconnect); keep-alive (1.5 ×);
-//! an authentication hook ([`Settings::authenticate`]).
+//! an authentication hook ([`Settings::authenticate`]) and per-principal
+//! rules on publish, subscribe and will ([`crate::identity`]); a device's
+//! sessions are its own (their key carries its user name), so no client can
+//! take over another's session by choosing its client id.
 //!
 //! Not supported: MQTT 3.1 (`MQIsdp`, answered "unacceptable protocol
-//! version") and 5; outbound QoS 2; shared subscriptions; TLS and WebSocket;
+//! version") and 5; outbound QoS 2; shared subscriptions; WebSocket;
 //! sessions and retained messages survive only as long as the process (they
 //! live in memory); QoS 0 messages are not kept for offline sessions. A
 //! client gets at most 100 unacknowledged QoS 1 publishes at a time (more
@@ -40,19 +43,52 @@ mod router;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::mqttbytes::QoS;
-use rumqttc::mqttbytes::v4::{Connect, Publish};
+use rumqttc::mqttbytes::v4::Publish;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// Decides whether a CONNECT (client id, username, password) may connect.
-pub type Authenticator = Arc<dyn Fn(&Connect) -> bool + Send + Sync>;
+use crate::identity::{Denial, Principal};
+
+/// What a CONNECT presents, for the [`Authenticator`].
+#[derive(Clone)]
+pub struct Hello {
+    /// Its client id (empty for a generated one).
+    pub client_id: String,
+    /// Its user name, if any.
+    pub username: Option<String>,
+    /// Its password, if any.
+    pub password: Option<String>,
+    /// Where it connects from.
+    pub peer: SocketAddr,
+    /// The SHA-256 of the client certificate it proved it holds (TLS listener only).
+    pub certificate: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Hello {
+    // The password stays out of every log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decides who a CONNECT is, or why it may not connect. Asynchronous: a
+/// password check may take a blocking thread (Argon2) without holding up
+/// the connections already served.
+pub type Authenticator =
+    Arc<dyn Fn(Hello) -> Pin<Box<dyn Future<Output = Result<Principal, Denial>> + Send>> + Send + Sync>;
 
 /// Limits and hooks of the broker.
 #[derive(Clone)]
@@ -70,8 +106,10 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Retained messages at most; a new topic beyond is not retained (counted).
     pub max_retained: usize,
-    /// Asked for every CONNECT; false refuses it with "not authorized". Allows everyone by
-    /// default: device identity (CONTRACT §8) plugs in here.
+    /// Asked for every CONNECT; a denial refuses it with "not authorized". By default everyone
+    /// is [`Principal::Anonymous`]; device identity (CONTRACT §8, [`crate::identity`]) plugs in here.
+    /// What a principal may publish, subscribe to and leave as a will is
+    /// [`crate::identity`]'s rules.
     pub authenticate: Authenticator,
 }
 
@@ -84,7 +122,7 @@ impl Default for Settings {
             session_queue: 1000,
             connect_timeout: Duration::from_secs(10),
             max_retained: 10_000,
-            authenticate: Arc::new(|_| true),
+            authenticate: Arc::new(|_| Box::pin(std::future::ready(Ok(Principal::Anonymous)))),
         }
     }
 }
@@ -208,6 +246,18 @@ pub struct Stats {
     pub protocol_errors_total: AtomicU64,
     /// Wills published.
     pub wills_total: AtomicU64,
+    /// Refusals by [`Denial`] (in [`Denial::ALL`] order): CONNECTs, publishes, subscriptions.
+    pub denied: [AtomicU64; Denial::ALL.len()],
+}
+
+impl Stats {
+    /// Refusals for `reason` so far.
+    pub fn denied(&self, reason: Denial) -> u64 {
+        Denial::ALL
+            .iter()
+            .position(|d| *d == reason)
+            .map_or(0, |i| self.denied[i].load(Relaxed))
+    }
 }
 
 /// What the acceptor and every connection share.
@@ -219,6 +269,8 @@ struct Shared {
     next_id: AtomicU64,
     /// Kinds of protocol error already logged at warn.
     warned: Mutex<HashSet<&'static str>>,
+    /// When each denial reason was last logged at warn (ms since start).
+    denial_logged: Mutex<[Option<std::time::Instant>; Denial::ALL.len()]>,
 }
 
 impl Shared {
@@ -228,6 +280,35 @@ impl Shared {
 
     fn route(&self, p: &Publish) {
         self.state().publish(p, &self.settings, &self.stats);
+    }
+
+    /// Counts a refusal, and logs it: at warn at most once a minute per
+    /// reason (a guesser or a misconfigured fleet must not flood the log),
+    /// the rest at debug.
+    fn deny(&self, reason: Denial, client: &str, detail: &str) {
+        let Some(i) = Denial::ALL.iter().position(|d| *d == reason) else {
+            return;
+        };
+        self.stats.denied[i].fetch_add(1, Relaxed);
+        let now = std::time::Instant::now();
+        let loud = {
+            let mut last = self.denial_logged.lock().unwrap_or_else(PoisonError::into_inner);
+            let due = last[i].is_none_or(|t| now.duration_since(t) >= Duration::from_mins(1));
+            if due {
+                last[i] = Some(now);
+            }
+            due
+        };
+        if loud {
+            tracing::warn!(
+                reason = reason.label(),
+                client,
+                detail,
+                "MQTT refused (more of this reason within a minute are logged at debug; all are counted in fm_mqtt_denied_total)"
+            );
+        } else {
+            tracing::debug!(reason = reason.label(), client, detail, "MQTT refused");
+        }
     }
 
     /// Counts a protocol error; the first of each kind is a warning, the
@@ -268,14 +349,32 @@ impl Broker {
             state: Mutex::default(),
             next_id: AtomicU64::new(1),
             warned: Mutex::default(),
+            denial_logged: Mutex::default(),
         });
-        let task = tokio::spawn(accept(listener, shared.clone(), shutdown));
+        let task = tokio::spawn(accept(listener, shared.clone(), None, shutdown));
         (Broker { shared }, task)
     }
 
     /// The broker's counters.
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
+    }
+
+    /// Closes every connection of `username` (a revoked device) at once;
+    /// its next CONNECT is checked again.
+    pub fn kick(&self, username: &str) {
+        self.shared.state().kick(&format!("@{username}"));
+    }
+
+    /// Serves MQTT over TLS on `listener` too, until `shutdown`: the same
+    /// sessions, rules and lanes as the plain listener.
+    pub fn serve_tls(
+        &self,
+        listener: TcpListener,
+        tls: tokio_rustls::TlsAcceptor,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<()> {
+        tokio::spawn(accept(listener, self.shared.clone(), Some(tls), shutdown))
     }
 
     /// Publishes from inside the process (routed to subscribers only; not to the ingress).
@@ -296,7 +395,12 @@ impl Broker {
 }
 
 /// Accepts connections until `shutdown`, then stops them all and waits for them.
-async fn accept(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+async fn accept(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (stop, stopped) = watch::channel(());
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -309,7 +413,7 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Futur
                 }
             }
             r = listener.accept() => match r {
-                Ok((stream, _)) => _ = tasks.spawn(conn::serve(stream, shared.clone(), stopped.clone())),
+                Ok((stream, peer)) => _ = tasks.spawn(conn::accepted(stream, peer, tls.clone(), shared.clone(), stopped.clone())),
                 Err(e) => {
                     // Out of file descriptors, typically: let some connections end first.
                     tracing::warn!(error = %e, "MQTT accept failed");

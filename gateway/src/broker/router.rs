@@ -156,6 +156,16 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Closes the live connections whose session key ends with `suffix`
+    /// (`@{username}`: every session of one device).
+    pub(crate) fn kick(&mut self, suffix: &str) {
+        for (_, s) in self.sessions.iter_mut().filter(|(k, _)| k.ends_with(suffix)) {
+            if let Some(kill) = s.link.as_mut().and_then(|l| l.kill.take()) {
+                let _ = kill.send(());
+            }
+        }
+    }
+
     /// Attaches a new connection to `client`'s session (resumed or new).
     pub(crate) fn attach(
         &mut self,

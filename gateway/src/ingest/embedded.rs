@@ -26,12 +26,51 @@ pub(crate) fn node_lane(topic: &str) -> crate::broker::Lane {
     }
 }
 
+/// The embedded broker's sockets, bound before anything else can fail.
+pub(crate) struct Listeners {
+    /// Plain MQTT.
+    plain: tokio::net::TcpListener,
+    /// MQTTS, with its acceptor.
+    tls: Option<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)>,
+    /// Their settings.
+    pub(crate) mqtt: crate::app::config::MqttConfig,
+}
+
+impl Listeners {
+    /// Binds `mqtt.listen`, and `mqtt.tls_listen` with its certificate.
+    ///
+    /// # Errors
+    /// A port taken, a certificate or key that cannot be used.
+    pub(crate) async fn bind(mqtt: &crate::app::config::MqttConfig) -> anyhow::Result<Listeners> {
+        use anyhow::Context as _;
+        let plain = tokio::net::TcpListener::bind(mqtt.listen)
+            .await
+            .with_context(|| format!("mqtt.listen {} is not available", mqtt.listen))?;
+        let tls = match (mqtt.tls_listen, &mqtt.tls_cert_file, &mqtt.tls_key_file) {
+            (Some(addr), Some(cert), Some(key)) => {
+                let acceptor = crate::ingest::access::tls_acceptor(cert, key)?;
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("mqtt.tls_listen {addr} is not available"))?;
+                Some((l, acceptor))
+            }
+            _ => None,
+        };
+        Ok(Listeners {
+            plain,
+            tls,
+            mqtt: mqtt.clone(),
+        })
+    }
+}
+
 /// The embedded broker on `listener`, its nodes' publishes forwarded into
 /// the lanes (the broker hands them over with their PUBACK still owed), and
 /// the gateway's own publishing client of it (notifications). The gateway
 /// is subscribed from the first instant: nothing a node sends can miss it.
 pub(crate) async fn start_embedded(
-    listener: tokio::net::TcpListener,
+    listeners: Listeners,
+    access: std::sync::Arc<crate::ingest::access::Access>,
     mut client_loop: rumqttc::EventLoop,
     lanes: &Lanes,
     control: &mpsc::Sender<crate::ops::alerts::Control>,
@@ -39,19 +78,33 @@ pub(crate) async fn start_embedded(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let (ptx, prx) = mpsc::channel(64);
     let (btx, brx) = mpsc::channel(64);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let mut stopped_tls = stopped.clone();
+    let mut stopped = stopped;
+    let auth = listeners.mqtt.effective_auth();
     let (broker, served) = crate::broker::Broker::start(
-        listener,
-        crate::broker::Settings::default(),
+        listeners.plain,
+        crate::broker::Settings {
+            authenticate: access.authenticator(),
+            ..crate::broker::Settings::default()
+        },
         crate::broker::Ingress {
             priority: ptx,
             bulk: btx,
             lane: node_lane,
         },
         async move {
-            let _ = stopped.await;
+            let _ = stopped.changed().await;
         },
     );
+    let served_tls = listeners.tls.map(|(l, acceptor)| {
+        tracing::info!(listen = ?l.local_addr().ok(), "embedded MQTT broker serving TLS too");
+        broker.serve_tls(l, acceptor, async move {
+            let _ = stopped_tls.changed().await;
+        })
+    });
+    shared.set_broker(broker.clone(), access);
+    tracing::info!(?auth, "embedded MQTT broker: authentication");
     shared.metrics().mqtt_subscribed.set(1);
     let _ = control.send(crate::ops::alerts::Control::Uplink(true)).await;
     tracing::info!("embedded MQTT broker serving; a node's PUBACK waits for the gateway's commit");
@@ -95,6 +148,9 @@ pub(crate) async fn start_embedded(
         // Ends with the others (aborted at shutdown): the broker stops too.
         let _stop = stop;
         let _ = served.await;
+        if let Some(t) = served_tls {
+            let _ = t.await;
+        }
     });
     vec![forward(prx, true), forward(brx, false), publisher, stats, closer]
 }

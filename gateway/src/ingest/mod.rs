@@ -4,6 +4,7 @@
 //! pipeline ([`lanes`]), acknowledgements held until the commit ([`acks`]),
 //! and the pure decoding of a publish ([`decode`]).
 
+pub mod access;
 pub mod acks;
 pub mod decode;
 pub mod embedded;

@@ -116,11 +116,20 @@ pub(crate) fn tls_config(b: &crate::app::config::BrokerConfig) -> anyhow::Result
 /// telemetry's back-pressure) and started after it.
 pub(crate) struct Clients {
     pub(crate) sessions: [(Session, rumqttc::EventLoop, Acker); 2],
+    /// The secret the gateway's own client logs in to its embedded broker
+    /// with: made at every start, known to nobody else.
+    gateway_password: String,
 }
 
 impl Clients {
     pub(crate) fn new(config: &Config) -> anyhow::Result<Clients> {
-        let [telemetry, alarms] = sessions(config)?;
+        let gateway_password = crate::app::run::random_token()?;
+        let [telemetry, mut alarms] = sessions(config)?;
+        if config.mqtt.broker.is_none() {
+            alarms
+                .opts
+                .set_credentials(crate::ingest::access::GATEWAY_USER, gateway_password.clone());
+        }
         let client = |s: Session| {
             let (client, eventloop) = AsyncClient::new(s.opts.clone(), 1024);
             let acker = Acker {
@@ -131,6 +140,7 @@ impl Clients {
         };
         Ok(Clients {
             sessions: [client(telemetry), client(alarms)],
+            gateway_password,
         })
     }
 
@@ -143,14 +153,15 @@ impl Clients {
     /// connection to it; otherwise the telemetry and alarm sessions.
     pub(crate) async fn start(
         self,
-        listener: Option<tokio::net::TcpListener>,
+        listener: Option<crate::ingest::embedded::Listeners>,
         lanes: &Lanes,
         control: &mpsc::Sender<crate::ops::alerts::Control>,
         shared: &Shared,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let [telemetry, alarms] = self.sessions;
         if let Some(listener) = listener {
-            return start_embedded(listener, alarms.1, lanes, control, shared).await;
+            let access = crate::ingest::access::Access::new(&listener.mqtt, shared.data_dir(), &self.gateway_password);
+            return start_embedded(listener, access, alarms.1, lanes, control, shared).await;
         }
         let subscribed = Arc::new(std::sync::atomic::AtomicU8::new(0));
         let task = |(s, eventloop, acker): (Session, rumqttc::EventLoop, Acker), uplink| {

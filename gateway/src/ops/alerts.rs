@@ -74,6 +74,16 @@ pub enum Control {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<dispatch::Order, Refusal<dispatch::StepError>>>,
     },
+    /// A device credential provisioned or revoked, stored with its record;
+    /// answered once stored.
+    Credential {
+        /// The change (boxed: it is rare, and the queue's slots stay small).
+        change: Box<crate::store::credentials::Change>,
+        /// Its record.
+        record: Option<records::NewRecord>,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// A notification's delivery ended (delivered or a dead letter).
     Delivered(notify::Outcome),
     /// Answer once everything already in the lanes is judged and stored (the

@@ -13,8 +13,9 @@
 //! stay the file as written (comments, order, layout), line for line, so its
 //! diffs read as the operator's edits; only the secret string literals change.
 
-/// Whether a key names a secret.
-fn is_secret(key: &str) -> bool {
+/// Whether a key names a secret (`token`, `password`, `secret`, or one ending `_token`, `_password`, `_secret`).
+#[must_use]
+pub fn is_secret(key: &str) -> bool {
     const NAMES: [&str; 3] = ["token", "password", "secret"];
     NAMES.contains(&key)
         || NAMES

@@ -28,6 +28,13 @@ pub(crate) fn control(
         }
         Control::Uplink(up) => p.engine.uplink(clock, up, effects),
         Control::Delivered(o) => delivered(p, clock, &o),
+        Control::Credential { change, record, reply } => {
+            p.ledger.stage_credential(*change);
+            if let Some(r) = record {
+                p.ledger.record(r);
+            }
+            let _ = reply.send(settle(p, clock, effects, outs, false));
+        }
         Control::Ack { id, by, reply } => {
             let answer = p.engine.ack(clock, id, &by, effects);
             // Stored before the answer: an acknowledged ack survives a crash.

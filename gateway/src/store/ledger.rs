@@ -48,6 +48,8 @@ pub struct Ledger {
     /// Deliveries to keep in the outbox table, and ids to forget.
     outbox_put: Vec<crate::ops::workorders::Queued>,
     outbox_done: Vec<String>,
+    /// Device credentials provisioned or revoked.
+    credentials: Vec<crate::store::credentials::Change>,
 }
 
 /// The devices (engine position and snapshot) whose alerts an effect list
@@ -82,6 +84,7 @@ impl Ledger {
             devices: BTreeMap::new(),
             outbox_put: Vec::new(),
             outbox_done: Vec::new(),
+            credentials: Vec::new(),
         }
     }
 
@@ -142,7 +145,12 @@ impl Ledger {
         self.outbox_done.push(id);
     }
 
-    /// Adds a device's registry state to the next commit.
+    /// A device credential provisioned or revoked, for the next commit.
+    pub fn stage_credential(&mut self, change: crate::store::credentials::Change) {
+        self.credentials.push(change);
+    }
+
+    /// Keeps a device's registry state for the next commit.
     pub fn stage_device(&mut self, device: Device) {
         self.devices.insert(device.key.clone(), device);
     }
@@ -200,6 +208,7 @@ impl Ledger {
             && self.devices.is_empty()
             && self.outbox_put.is_empty()
             && self.outbox_done.is_empty()
+            && self.credentials.is_empty()
     }
 
     /// Stores a step: `effects` of the engine and `outs` of the desk, with
@@ -264,6 +273,7 @@ impl Ledger {
         let samples = &self.samples;
         let registry = &self.devices;
         let (put, done) = (&self.outbox_put, &self.outbox_done);
+        let credentials = &self.credentials;
         let mut compacted = None;
         let may_compact = self.may_compact;
         let appended = store.transact_series(|tx, series| {
@@ -275,6 +285,7 @@ impl Ledger {
             }
             crate::store::write_devices(tx, registry.values())?;
             crate::ops::workorders::save_outbox(tx, put, done)?;
+            crate::store::credentials::write(tx, credentials)?;
             crate::store::write_alerts(tx, alerts)?;
             crate::store::write_engine(tx, &devices, &engine.globals())?;
             crate::ops::workorders::save(tx, now, &orders, desk_state, desk_changes)?;
@@ -303,6 +314,7 @@ impl Ledger {
                 self.devices.clear();
                 self.outbox_put.clear();
                 self.outbox_done.clear();
+                self.credentials.clear();
                 m.unstored.set(0);
                 m.work_orders_open
                     .set(i64::try_from(desk.open().count()).unwrap_or(i64::MAX));

@@ -7,6 +7,7 @@
 //! transaction. `redb` is a fine key-value store but would need every query
 //! written by hand. Bundled, so no system library is needed.
 
+pub mod credentials;
 pub mod influx;
 pub mod ledger;
 
@@ -264,6 +265,40 @@ DROP TABLE points_v1;
 COMMIT;
 ";
 
+/// An exclusive lock on a data directory (`gateway.lock`, `flock`): the
+/// gateway holds it while it runs, and offline writers (`gateway devices
+/// add|revoke`) take it or refuse, so the record chain has one writer.
+#[derive(Debug)]
+pub struct DataDirLock(#[allow(dead_code, reason = "held for its lock, released on drop")] std::fs::File);
+
+impl DataDirLock {
+    /// Takes the lock, without waiting.
+    ///
+    /// # Errors
+    /// The directory cannot be made, or another process holds the lock (a gateway runs on it).
+    pub fn take(dir: &Path) -> Result<DataDirLock, String> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join("gateway.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+            format!(
+                "{}: a gateway is running on this data directory; stop it, or use the HTTP API (POST /api/v1/devices)",
+                dir.display()
+            )
+        })?;
+        Ok(DataDirLock(file))
+    }
+}
+
 /// An alert query of the HTTP API.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AlertQuery {
@@ -307,6 +342,7 @@ impl Store {
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.execute_batch(crate::ops::supervision::SCHEMA).map_err(err)?;
         conn.execute_batch(crate::ops::workorders::SCHEMA).map_err(err)?;
+        conn.execute_batch(credentials::SCHEMA).map_err(err)?;
         let old: bool = conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'samples')",

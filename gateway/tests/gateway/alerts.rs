@@ -88,7 +88,7 @@ async fn alerts_fire_are_acknowledged_stream_and_resolve_then_survive_a_restart(
     assert_eq!(crate::http::post(http, "/api/v1/alerts/999999/ack", "").await.0, 404);
     assert_eq!(crate::http::post(http, "/api/v1/alerts/x/ack", "").await.0, 400);
     assert_eq!(
-        crate::http::get(http, "/api/v1/alerts?state=burning", Some("t"))
+        crate::http::get(http, "/api/v1/alerts?state=burning", Some(testkit::ADMIN_TOKEN))
             .await
             .0,
         400

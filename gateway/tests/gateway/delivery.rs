@@ -29,12 +29,12 @@ impl Drop for Gw {
     }
 }
 
-/// `gateway run` with `args`, admin token `t`, quiet.
+/// `gateway run` with `args`, admin token `testkit::ADMIN_TOKEN`, quiet.
 fn run(args: &[&std::ffi::OsStr]) -> Gw {
     Command::new(env!("CARGO_BIN_EXE_gateway"))
         .arg("run")
         .args(args)
-        .env("GATEWAY_ADMIN_TOKEN", "t")
+        .env("GATEWAY_ADMIN_TOKEN", testkit::ADMIN_TOKEN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -119,7 +119,12 @@ async fn ready(http: u16) -> (u16, String) {
 
 /// The devices of every alert with `code`, across all states.
 async fn alerted(http: u16, code: &str) -> std::collections::BTreeSet<String> {
-    let (status, body) = get(http, &format!("/api/v1/alerts?code={code}&limit=100000"), Some("t")).await;
+    let (status, body) = get(
+        http,
+        &format!("/api/v1/alerts?code={code}&limit=100000"),
+        Some(testkit::ADMIN_TOKEN),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["alerts"]
@@ -375,7 +380,7 @@ async fn a_full_disk_holds_telemetry_back_keeps_alarms_and_recovers() {
     };
     assert!(body.contains(r#""ready":false"#) && body.contains("disk: "), "{body}");
     let until = Instant::now() + Duration::from_secs(10);
-    while !get(http, "/metrics", Some("t"))
+    while !get(http, "/metrics", Some(testkit::ADMIN_TOKEN))
         .await
         .1
         .contains("\nfm_pipeline_telemetry_held 1\n")
@@ -385,7 +390,7 @@ async fn a_full_disk_holds_telemetry_back_keeps_alarms_and_recovers() {
     }
     let (taken, held) = publish_within(mqtt, "fm/v1/s/firepump/P-1/data", &sample(2), Duration::from_secs(2)).await;
     if taken {
-        let (_, m) = get(http, "/metrics", Some("t")).await;
+        let (_, m) = get(http, "/metrics", Some(testkit::ADMIN_TOKEN)).await;
         panic!("telemetry was acknowledged below the disk headroom: {m}");
     }
     assert!(try_publish(mqtt, "fm/v1/s/firepump/P-2/event", &fire_alarm(1)).await);
@@ -411,7 +416,7 @@ async fn a_full_disk_holds_telemetry_back_keeps_alarms_and_recovers() {
     }
     let (_, body) = get(http, "/readyz", None).await;
     assert!(body.contains("store: "), "{body}");
-    let (_, metrics) = get(http, "/metrics", Some("t")).await;
+    let (_, metrics) = get(http, "/metrics", Some(testkit::ADMIN_TOKEN)).await;
     assert!(metrics.contains("\nfm_pipeline_telemetry_held 1\n"), "{metrics}");
 
     // Space again: what was held is stored and acknowledged.
@@ -434,7 +439,7 @@ async fn a_full_disk_holds_telemetry_back_keeps_alarms_and_recovers() {
     let (_, body) = get(
         http,
         "/api/v1/series?device=P-1&metric=network_pressure_mpa&from=0",
-        Some("t"),
+        Some(testkit::ADMIN_TOKEN),
     )
     .await;
     assert_eq!(body.matches("\"ts\"").count(), 2, "both samples stored: {body}");

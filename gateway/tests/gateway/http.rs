@@ -71,12 +71,12 @@ pub(crate) async fn get(port: u16, path: &str, token: Option<&str>) -> (u16, Str
     .await
 }
 
-/// The body of an authorised `GET` with token `t`.
+/// The body of an authorised `GET` with the admin token.
 pub(crate) async fn body(port: u16, path: &str) -> String {
-    get(port, path, Some("t")).await.1
+    get(port, path, Some(testkit::ADMIN_TOKEN)).await.1
 }
 
-/// A gateway running in this process for one test, with admin token `t`.
+/// A gateway running in this process for one test, with admin the admin token.
 pub(crate) struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -86,7 +86,7 @@ pub(crate) struct Running {
 pub(crate) async fn start(config: gateway::app::config::Config) -> Running {
     let http = config.http.listen.port();
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(gateway::app::run::run(config, "t".into(), async {
+    let task = tokio::spawn(gateway::app::run::run(config, testkit::ADMIN_TOKEN.into(), async {
         let _ = stop_rx.await;
     }));
     for _ in 0..400 {
@@ -115,7 +115,7 @@ impl Running {
 pub(crate) async fn wait_for(http: u16, path: &str, pred: impl Fn(&str) -> bool) -> String {
     let mut last = String::new();
     for _ in 0..200 {
-        let (status, body) = get(http, path, Some("t")).await;
+        let (status, body) = get(http, path, Some(testkit::ADMIN_TOKEN)).await;
         if status == 200 && pred(&body) {
             return body;
         }
@@ -134,9 +134,19 @@ pub(crate) fn base_config(mqtt: u16, http: u16, data: &std::path::Path) -> Strin
     )
 }
 
-/// `POST path` with a JSON body and token `t`; returns status and body.
+/// `method path` with a JSON body and the admin token; returns status and body.
+pub(crate) async fn request(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        testkit::ADMIN_TOKEN,
+        body.len()
+    );
+    exchange(port, &req).await
+}
+
+/// `POST path` with a JSON body and the admin token; returns status and body.
 pub(crate) async fn post(port: u16, path: &str, body: &str) -> (u16, String) {
-    post_as(port, path, body, "t").await
+    post_as(port, path, body, testkit::ADMIN_TOKEN).await
 }
 
 /// `POST path` with a JSON body and `token`; returns status and body.
@@ -148,10 +158,10 @@ pub(crate) async fn post_as(port: u16, path: &str, body: &str, token: &str) -> (
     exchange(port, &req).await
 }
 
-/// Opens `/api/v1/events` with token `t`; the stream's bytes arrive on the
+/// Opens `/api/v1/events` with the admin token; the stream's bytes arrive on the
 /// returned channel as they come.
 pub(crate) async fn events(port: u16) -> tokio::sync::mpsc::UnboundedReceiver<String> {
-    events_as(port, "t").await
+    events_as(port, testkit::ADMIN_TOKEN).await
 }
 
 /// Opens `/api/v1/events` with `token`.

@@ -107,7 +107,7 @@ flush_ms = 100
         if http(
             http_port,
             "/api/v1/series?device=PUMP-B2&metric=tank_level_m&from=0",
-            Some("t"),
+            Some(testkit::ADMIN_TOKEN),
         )
         .await
         .contains("\"ts\"")
@@ -129,7 +129,7 @@ flush_ms = 100
     }
     let mut spooled = 0;
     for _ in 0..100 {
-        let m = http(http_port, "/metrics", Some("t")).await;
+        let m = http(http_port, "/metrics", Some(testkit::ADMIN_TOKEN)).await;
         spooled = m
             .lines()
             .find(|l| l.starts_with("fm_influx_spool_batches "))
@@ -145,7 +145,7 @@ flush_ms = 100
     let stored = http(
         http_port,
         "/api/v1/series?device=PUMP-B2&metric=tank_level_m&from=0",
-        Some("t"),
+        Some(testkit::ADMIN_TOKEN),
     )
     .await;
     assert_eq!(stored.matches("\"ts\"").count(), 10, "{stored}");
@@ -157,7 +157,7 @@ flush_ms = 100
         (1..=10).map(|s| base + s).collect::<Vec<_>>(),
         "every point, once, after the outage"
     );
-    let m = http(http_port, "/metrics", Some("t")).await;
+    let m = http(http_port, "/metrics", Some(testkit::ADMIN_TOKEN)).await;
     assert!(m.contains("fm_influx_points_written_total 10"), "{m}");
     assert!(m.contains("fm_influx_points_dropped_total 0"), "{m}");
     gw.stop().await;

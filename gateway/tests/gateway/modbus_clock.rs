@@ -71,7 +71,9 @@ impl Bench {
             clock: Arc::new(clock.clone()),
             ticker: false,
         };
-        let gw = gateway::app::run::start(cfg, "t".into(), options).await.unwrap();
+        let gw = gateway::app::run::start(cfg, testkit::ADMIN_TOKEN.into(), options)
+            .await
+            .unwrap();
         Bench {
             pump,
             control,
@@ -98,7 +100,7 @@ impl Bench {
     }
 
     async fn json(&self, path: &str) -> serde_json::Value {
-        let (status, body) = get(self.http, path, Some("t")).await;
+        let (status, body) = get(self.http, path, Some(testkit::ADMIN_TOKEN)).await;
         assert_eq!(status, 200, "{path}: {body}");
         serde_json::from_str(&body).unwrap()
     }
@@ -123,7 +125,7 @@ impl Bench {
     }
 
     async fn metrics(&self) -> String {
-        get(self.http, "/metrics", Some("t")).await.1
+        get(self.http, "/metrics", Some(testkit::ADMIN_TOKEN)).await.1
     }
 
     async fn stop(self) {
@@ -200,7 +202,7 @@ async fn a_dead_slave_opens_the_breaker_and_backs_off_in_virtual_seconds() {
     let d = b.device().await;
     assert_eq!(d["status"], "offline", "{d}");
     assert_eq!(d["last_seen_ms"].as_i64(), Some(T0 + 3_000), "the death at 3 s: {d}");
-    let metrics = get(b.http, "/metrics", Some("t")).await.1;
+    let metrics = get(b.http, "/metrics", Some(testkit::ADMIN_TOKEN)).await.1;
     assert!(metrics.contains("fm_modbus_up{device=\"FP-1\"} 0"), "{metrics}");
     let alerts = b.json("/api/v1/alerts?code=offline").await;
     let offline = &alerts["alerts"][0];

@@ -8,7 +8,7 @@ use std::time::Duration;
 use testkit::free_port;
 
 /// The binary with `args`, on these ports and data directory, with the
-/// admin token `t`; its stdout piped.
+/// admin token `testkit::ADMIN_TOKEN`; its stdout piped.
 fn gateway(args: &[&str], mqtt: u16, http: u16, data: &std::path::Path) -> std::process::Child {
     testkit::spawn_gateway(env!("CARGO_BIN_EXE_gateway"), args, mqtt, http, data)
 }

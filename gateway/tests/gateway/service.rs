@@ -45,7 +45,7 @@ async fn ingest_store_and_serve_then_restart() {
     let mut seen = false;
     for _ in 0..100 {
         publish(mqtt, &format!("{base}/birth"), birth).await;
-        let (_, body) = get(http, "/api/v1/devices", Some("t")).await;
+        let (_, body) = get(http, "/api/v1/devices", Some(testkit::ADMIN_TOKEN)).await;
         if body.contains("EL-3") {
             seen = true;
             break;
@@ -96,19 +96,19 @@ async fn ingest_store_and_serve_then_restart() {
     assert!(metrics.contains("fm_store_values_total 6"), "{metrics}");
 
     // Bad queries are clear errors.
-    let (status, body) = get(http, "/api/v1/series?device=EL-3", Some("t")).await;
+    let (status, body) = get(http, "/api/v1/series?device=EL-3", Some(testkit::ADMIN_TOKEN)).await;
     assert_eq!(status, 400);
     assert!(body.contains("`metric` is required"), "{body}");
     let (status, body) = get(
         http,
         "/api/v1/series?device=EL-3&metric=floor&from=yesterday",
-        Some("t"),
+        Some(testkit::ADMIN_TOKEN),
     )
     .await;
     assert_eq!(status, 400);
     assert!(body.contains("neither RFC 3339"), "{body}");
 
-    let metrics = get(http, "/metrics", Some("t")).await.1;
+    let metrics = get(http, "/metrics", Some(testkit::ADMIN_TOKEN)).await.1;
     // Every stored message (3 samples and at least one birth) has its latency observed.
     let observed: u64 = metrics
         .lines()
@@ -126,9 +126,14 @@ async fn ingest_store_and_serve_then_restart() {
     assert_eq!(reasons, ["bad_json", "bad_topic"]);
     let (cfg, _, http) = config(dir.path());
     let gw = crate::http::start(cfg).await;
-    let (_, body) = get(http, "/api/v1/devices", Some("t")).await;
+    let (_, body) = get(http, "/api/v1/devices", Some(testkit::ADMIN_TOKEN)).await;
     assert!(body.contains("\"fw\":\"1.4.2\""), "registry restored: {body}");
-    let (_, body) = get(http, "/api/v1/series?device=EL-3&metric=floor&from=0", Some("t")).await;
+    let (_, body) = get(
+        http,
+        "/api/v1/series?device=EL-3&metric=floor&from=0",
+        Some(testkit::ADMIN_TOKEN),
+    )
+    .await;
     assert_eq!(body.matches("\"ts\"").count(), 3, "{body}");
     gw.stop().await;
 }

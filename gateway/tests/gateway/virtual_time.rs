@@ -28,7 +28,9 @@ async fn a_trapped_passenger_is_an_order_and_an_escalation_on_virtual_time() {
         clock: std::sync::Arc::new(clock.clone()),
         ticker: false,
     };
-    let gw = gateway::app::run::start(cfg, "t".into(), options).await.unwrap();
+    let gw = gateway::app::run::start(cfg, testkit::ADMIN_TOKEN.into(), options)
+        .await
+        .unwrap();
     testkit::wait_port(mqtt.port());
     let http = http.port();
 
@@ -40,14 +42,22 @@ async fn a_trapped_passenger_is_an_order_and_an_escalation_on_virtual_time() {
     for _ in 0..200 {
         publish(mqtt, topic, sample).await;
         gw.sync().await.unwrap();
-        if get(http, "/api/v1/devices", Some("t")).await.1.contains("EL-3") {
+        if get(http, "/api/v1/devices", Some(testkit::ADMIN_TOKEN))
+            .await
+            .1
+            .contains("EL-3")
+        {
             seen = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(seen, "the sample never reached the registry");
-    let alerts = || async { get(http, "/api/v1/alerts?code=trapped", Some("t")).await.1 };
+    let alerts = || async {
+        get(http, "/api/v1/alerts?code=trapped", Some(testkit::ADMIN_TOKEN))
+            .await
+            .1
+    };
     // 19 virtual seconds: pending, not firing.
     clock.advance(19_000);
     gw.tick().await.unwrap();
@@ -58,7 +68,7 @@ async fn a_trapped_passenger_is_an_order_and_an_escalation_on_virtual_time() {
     gw.tick().await.unwrap();
     gw.sync().await.unwrap();
     assert!(alerts().await.contains("\"firing\""), "{}", alerts().await);
-    let (_, body) = get(http, "/api/v1/work-orders", Some("t")).await;
+    let (_, body) = get(http, "/api/v1/work-orders", Some(testkit::ADMIN_TOKEN)).await;
     let orders: serde_json::Value = serde_json::from_str(&body).unwrap();
     let o = &orders["work_orders"][0];
     assert_eq!(o["code"], "trapped");
@@ -69,7 +79,7 @@ async fn a_trapped_passenger_is_an_order_and_an_escalation_on_virtual_time() {
     clock.advance(180_000);
     gw.tick().await.unwrap();
     gw.sync().await.unwrap();
-    let (_, body) = get(http, "/api/v1/work-orders", Some("t")).await;
+    let (_, body) = get(http, "/api/v1/work-orders", Some(testkit::ADMIN_TOKEN)).await;
     let orders: serde_json::Value = serde_json::from_str(&body).unwrap();
     let o = &orders["work_orders"][0];
     assert_eq!(o["contractor"], "city");

@@ -180,7 +180,11 @@ async fn order_for(mqtt: SocketAddr, http: u16, device: &str, payload: &str) -> 
     for seq in 1..200 {
         let p = payload.replace("SEQ", &seq.to_string());
         publish(mqtt, &topic, &p).await;
-        if let Some(o) = orders(http, &format!("?device={device}"), "t").await.into_iter().next() {
+        if let Some(o) = orders(http, &format!("?device={device}"), testkit::ADMIN_TOKEN)
+            .await
+            .into_iter()
+            .next()
+        {
             return o;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -193,7 +197,7 @@ fn kinds(records: &[Value]) -> Vec<&str> {
 }
 
 async fn records(http: u16, query: &str) -> Vec<Value> {
-    let (status, body) = get(http, &format!("/api/v1/records{query}"), Some("t")).await;
+    let (status, body) = get(http, &format!("/api/v1/records{query}"), Some(testkit::ADMIN_TOKEN)).await;
     assert_eq!(status, 200, "{body}");
     json(&body)["records"].as_array().cloned().unwrap()
 }
@@ -333,7 +337,12 @@ async fn an_alert_becomes_an_order_stepped_by_its_contractor_escalated_recorded_
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("completed"), "{body}");
     assert_eq!(step("leave", ACME).await.0, 404);
-    assert_eq!(post_as(http, "/api/v1/work-orders/999/respond", "", "t").await.0, 404);
+    assert_eq!(
+        post_as(http, "/api/v1/work-orders/999/respond", "", testkit::ADMIN_TOKEN)
+            .await
+            .0,
+        404
+    );
 
     // Leakage in CH-2 with a 1 s respond deadline: nobody answers, so it goes
     // to the backup, and the manager is told (whose webhook always fails: a
@@ -450,7 +459,7 @@ async fn an_alert_becomes_an_order_stepped_by_its_contractor_escalated_recorded_
         .0,
         403
     );
-    let (_, metrics) = get(http, "/metrics", Some("t")).await;
+    let (_, metrics) = get(http, "/metrics", Some(testkit::ADMIN_TOKEN)).await;
     assert!(metrics.contains("fm_notification_dead_letters_total"), "{metrics}");
     assert!(metrics.contains("fm_work_orders_open 1"), "{metrics}");
     gw.stop().await;
@@ -497,13 +506,13 @@ fn spawn_gateway(dir: &std::path::Path, mqtt: u16, http: u16) -> std::process::C
     child
 }
 
-/// The binary on the configuration file `cfg`, admin token `t`, once its
+/// The binary on the configuration file `cfg`, admin token `testkit::ADMIN_TOKEN`, once its
 /// HTTP port `http` listens.
 fn run_config(cfg: &std::path::Path, http: u16) -> std::process::Child {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["run", "--config"])
         .arg(cfg)
-        .env("GATEWAY_ADMIN_TOKEN", "t")
+        .env("GATEWAY_ADMIN_TOKEN", testkit::ADMIN_TOKEN)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -532,7 +541,7 @@ async fn a_sigkill_during_a_burst_of_steps_loses_no_acknowledged_step() {
         )
         .await;
     }
-    let ids: Vec<u64> = orders(http, "?limit=100", "t")
+    let ids: Vec<u64> = orders(http, "?limit=100", testkit::ADMIN_TOKEN)
         .await
         .iter()
         .map(|o| o["id"].as_u64().unwrap())
@@ -552,7 +561,8 @@ async fn a_sigkill_during_a_burst_of_steps_loses_no_acknowledged_step() {
                 ("complete", "completed"),
             ] {
                 let path = format!("/api/v1/work-orders/{id}/{step}");
-                let Ok((code, _)) = tokio::time::timeout(Duration::from_secs(5), post_as(http, &path, "", "t")).await
+                let Ok((code, _)) =
+                    tokio::time::timeout(Duration::from_secs(5), post_as(http, &path, "", testkit::ADMIN_TOKEN)).await
                 else {
                     return;
                 };
@@ -580,9 +590,9 @@ async fn a_sigkill_during_a_burst_of_steps_loses_no_acknowledged_step() {
     // Restarted on the same data.
     let (mqtt, http) = (testkit::free_port(), testkit::free_port());
     let mut child = spawn_gateway(dir.path(), mqtt, http);
-    let all = orders(http, "?limit=100", "t").await;
+    let all = orders(http, "?limit=100", testkit::ADMIN_TOKEN).await;
     let recs = {
-        let (status, body) = get(http, "/api/v1/records?limit=10000", Some("t")).await;
+        let (status, body) = get(http, "/api/v1/records?limit=10000", Some(testkit::ADMIN_TOKEN)).await;
         assert_eq!(status, 200);
         json(&body)["records"].as_array().cloned().unwrap()
     };
@@ -603,7 +613,7 @@ async fn a_sigkill_during_a_burst_of_steps_loses_no_acknowledged_step() {
             "no record of order {id} {status}"
         );
     }
-    let (_, v) = get(http, "/api/v1/records/verify", Some("t")).await;
+    let (_, v) = get(http, "/api/v1/records/verify", Some(testkit::ADMIN_TOKEN)).await;
     let v = json(&v);
     assert_eq!(v["ok"], true, "{v}");
     // Steps go on where they were.
@@ -615,7 +625,7 @@ async fn a_sigkill_during_a_burst_of_steps_loses_no_acknowledged_step() {
             "responded" => "arrive",
             _ => "complete",
         };
-        assert_eq!(step_as(http, id, next, "t").await, 200);
+        assert_eq!(step_as(http, id, next, testkit::ADMIN_TOKEN).await, 200);
     }
     child.kill().unwrap();
     child.wait().unwrap();
@@ -642,7 +652,7 @@ async fn duties_are_preventive_orders_and_maintenance_silences_dispatch() {
     for _ in 0..200 {
         publish(mqtt, "fm/v1/lakeside/firepump/FP-1/birth", birth).await;
         publish(mqtt, "fm/v1/lakeside/elevator/EL-1/birth", birth).await;
-        preventive = orders(http, "?kind=preventive", "t").await;
+        preventive = orders(http, "?kind=preventive", testkit::ADMIN_TOKEN).await;
         if preventive.len() == 2 {
             break;
         }
@@ -668,12 +678,17 @@ async fn duties_are_preventive_orders_and_maintenance_silences_dispatch() {
     let done = records_until(http, "?kind=duty_done", |r| !r.is_empty()).await;
     assert_eq!(done[0]["device"], "FP-1");
     let test_id = self_test["id"].as_u64().unwrap();
-    let (_, body) = get(http, &format!("/api/v1/work-orders/{test_id}"), Some("t")).await;
+    let (_, body) = get(
+        http,
+        &format!("/api/v1/work-orders/{test_id}"),
+        Some(testkit::ADMIN_TOKEN),
+    )
+    .await;
     let closed = json(&body);
     assert_eq!(closed["status"], "completed");
     assert_eq!(closed["steps"][0]["by"], "node");
     assert_eq!(
-        orders(http, "?kind=preventive&status=open&device=FP-1", "t")
+        orders(http, "?kind=preventive&status=open&device=FP-1", testkit::ADMIN_TOKEN)
             .await
             .len(),
         1
@@ -682,7 +697,7 @@ async fn duties_are_preventive_orders_and_maintenance_silences_dispatch() {
     // Somebody on site for the lift's maintenance: a trap meanwhile is an
     // alert in maintenance, recorded, and no corrective order.
     let mid = maint["id"].as_u64().unwrap();
-    assert_eq!(step_as(http, mid, "arrive", "t").await, 200);
+    assert_eq!(step_as(http, mid, "arrive", testkit::ADMIN_TOKEN).await, 200);
     records_until(http, "?kind=maintenance_started", |r| !r.is_empty()).await;
     let trapped = r#"{"v":1,"seq":1,"ts":1763798460000,"bdseq":1,"code":"trapped","active":true}"#;
     publish(mqtt, "fm/v1/lakeside/elevator/EL-1/event", trapped).await;
@@ -693,8 +708,8 @@ async fn duties_are_preventive_orders_and_maintenance_silences_dispatch() {
     .await;
     assert!(shown.contains("\"maintenance\":true"), "{shown}");
     // Critical, so it would have been dispatched at once: it is not.
-    assert!(orders(http, "?kind=corrective", "t").await.is_empty());
-    assert_eq!(step_as(http, mid, "complete", "t").await, 200);
+    assert!(orders(http, "?kind=corrective", testkit::ADMIN_TOKEN).await.is_empty());
+    assert_eq!(step_as(http, mid, "complete", testkit::ADMIN_TOKEN).await, 200);
     records_until(http, "?kind=maintenance_ended", |r| !r.is_empty()).await;
     gw.stop().await;
 }
@@ -800,7 +815,12 @@ async fn secrets_never_reach_the_configuration_records() {
     assert_ne!(fps[0], fps[1], "a changed secret shows: {diff}");
     assert_eq!(fps[0], fps0[0]);
     // Nor does an export of the whole chain.
-    let (status, export) = get(http.port(), "/api/v1/records/export?format=json", Some("t")).await;
+    let (status, export) = get(
+        http.port(),
+        "/api/v1/records/export?format=json",
+        Some(testkit::ADMIN_TOKEN),
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(!export.contains(first) && !export.contains(second));
     gw.stop().await;
@@ -877,7 +897,7 @@ async fn a_dispatch_queued_before_a_kill_is_sent_after_the_restart_once() {
     .await;
     // Tried and failed at least once (the app is down), then killed.
     for _ in 0..200 {
-        let (_, m) = get(http, "/metrics", Some("t")).await;
+        let (_, m) = get(http, "/metrics", Some(testkit::ADMIN_TOKEN)).await;
         if m.contains("fm_notifications_queued_total 1") {
             break;
         }

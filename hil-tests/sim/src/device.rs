@@ -6,15 +6,26 @@
 //! The scenario runner and `gateway-demo` both build their compounds from
 //! these, so a fault behaves the same in a lab's CI run and on a newcomer's
 //! console.
+//!
+//! Every firmware node is provisioned as the gateway would provision it: an
+//! identity and a command key ([`DeviceSpec::cmd_key`]), so it carries out
+//! only signed commands and its Modbus slave only signed writes. The device
+//! also plays the gateway's side of commands ([`Action::Command`]): it signs
+//! with the same key and counter rules as `protocol::cmdauth` prescribes, and
+//! can forge, replay or let a command expire on purpose.
+
+use std::collections::BTreeMap;
 
 use firmware::charger::ChargerConfig;
+use firmware::config::Credentials;
 use firmware::elevator::ElevatorConfig as NodeElevatorConfig;
 use firmware::firepump::FirepumpConfig;
 use firmware::hal::Millis;
 use firmware::io::ClassIo as _;
 use firmware::modbus::{MAX_ADU_LEN, Slave, Transport};
 use firmware::node::{ClassLogic, Node, Outgoing};
-use protocol::{DeviceClass, EncodeError, Format};
+use protocol::cmdauth::{self, CommandKey, Recipient};
+use protocol::{Cmd, CmdArgs, DeviceClass, EncodeError, Format, Kind, Message, Named, Timestamp, V1};
 use serde::Deserialize;
 
 use crate::modbus::serve;
@@ -58,6 +69,15 @@ pub struct DeviceSpec {
     /// sensor that only samples the controller ([`crate::sensor`]).
     #[serde(default)]
     pub node: NodeKind,
+    /// The node's command key, 64 hex digits (as provisioning prints
+    /// `cmd_key`); by default one derived from the site and id
+    /// ([`DeviceSpec::cmd_key`]).
+    #[serde(default)]
+    pub cmd_key: Option<String>,
+    /// The node's MQTT password (its username is `{site}/{id}`); none by
+    /// default: the bench's broker takes anonymous clients on loopback.
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// What reports for a device.
@@ -114,7 +134,36 @@ impl DeviceSpec {
             ports: default_ports(),
             unit: default_unit(),
             node: NodeKind::Firmware,
+            cmd_key: None,
+            password: None,
         }
+    }
+
+    /// The node's command key: `cmd_key` if given, else the first 32 bytes
+    /// of SHA-256 over `fm-hil-cmd-key/{site}/{id}`, so every simulated
+    /// device has its own key and a scenario can name it without writing it.
+    /// A `cmd_key` that is not 64 hex digits is refused when the file is
+    /// checked ([`SimDevice::check`]).
+    ///
+    /// # Errors
+    /// The key text's problem.
+    pub fn cmd_key(&self) -> Result<CommandKey, cmdauth::HexError> {
+        use sha2::Digest as _;
+        if let Some(hex) = &self.cmd_key {
+            return CommandKey::from_hex(hex);
+        }
+        let digest = sha2::Sha256::digest(format!("fm-hil-cmd-key/{}/{}", self.site, self.id));
+        Ok(CommandKey::from_bytes(digest.into()))
+    }
+
+    /// The node's credentials, as provisioning would configure them.
+    fn credentials(&self) -> Option<Credentials> {
+        let mut c = Credentials::new(&self.site, &self.id).ok()?;
+        c.cmd_key = self.cmd_key().ok();
+        if let Some(p) = &self.password {
+            c = c.with_password(p).ok()?;
+        }
+        Some(c)
     }
 }
 
@@ -175,7 +224,58 @@ pub enum Action {
     },
     /// Fire pump: the node runs its weekly self-test now.
     SelfTest,
+    /// The gateway sends the node a `cmd` (our firmware node, on MQTT): it
+    /// goes to the broker on the device's `cmd` topic, and the node's `ack`
+    /// comes back over its link. Signed as `sign` says; or, with `replay`,
+    /// the very bytes of an earlier command sent again.
+    Command {
+        /// The op (`cut_off`, `clear`, `self_test`, `set_threshold`, or any
+        /// other text, which the node answers as unsupported). Not with `replay`.
+        #[serde(default)]
+        op: Option<String>,
+        /// `args.port`.
+        #[serde(default)]
+        port: Option<u8>,
+        /// `args.name` (`set_threshold`).
+        #[serde(default)]
+        name: Option<String>,
+        /// `args.value` (`set_threshold`).
+        #[serde(default)]
+        value: Option<f64>,
+        /// The command id, echoed in the ack (default `hil-N`, N counting
+        /// the device's commands from 1).
+        #[serde(default)]
+        id: Option<String>,
+        /// How it is signed.
+        #[serde(default)]
+        sign: Signing,
+        /// Send again the payload of the earlier command with this id, byte
+        /// for byte (same counter, same MAC).
+        #[serde(default)]
+        replay: Option<String>,
+    },
 }
+
+/// How the simulated gateway signs a command.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signing {
+    /// With the device's key, the next counter, and an expiry 30 s ahead of
+    /// the true time (the contract's ack timeout): the gateway's way.
+    #[default]
+    Valid,
+    /// With another key: an attacker's command (`bad_mac`).
+    Forged,
+    /// Without `ctr`, `exp`, `mac`: an old gateway's, or anybody's (`unsigned`).
+    Unsigned,
+    /// With the device's key and the next counter, but an expiry 1 s before
+    /// the true time: a command that waited too long (`expired`).
+    Expired,
+}
+
+/// How long a command the simulated gateway signs stays valid: the
+/// contract's ack timeout (§9: `expired` after 30 s without an ack).
+pub const COMMAND_LIFETIME_MS: i64 = 30_000;
 
 /// Every fault name an [`Action::Inject`] takes, by class.
 pub const FAULTS: &[(DeviceClass, &str)] = &[
@@ -238,6 +338,10 @@ pub enum ActionError {
     /// The node refused (a self-test while one runs).
     #[error("the node refused: {0}")]
     Refused(String),
+    /// A command that cannot be built: no op, a replay of nothing, an op
+    /// with `replay`, a bad id or key.
+    #[error("command: {0}")]
+    Command(String),
 }
 
 /// The firmware node as its links see it: whatever its class, the same
@@ -263,6 +367,15 @@ pub trait NodeLink: Send {
     fn published(&mut self);
     /// A command from the gateway.
     fn on_command(&mut self, now: Millis, payload: &[u8]);
+    /// The username and password to log in with, if the node has them.
+    fn login(&self) -> Option<(String, String)> {
+        None
+    }
+    /// The commands the simulated gateway has for this node since the last
+    /// call, to publish on its `cmd` topic.
+    fn gateway_commands(&mut self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
 }
 
 impl<L: ClassLogic + Send> NodeLink for Node<L> {
@@ -285,7 +398,47 @@ impl<L: ClassLogic + Send> NodeLink for Node<L> {
         Node::published(self);
     }
     fn on_command(&mut self, now: Millis, payload: &[u8]) {
-        Node::on_command(self, now, payload);
+        // The outcome is in the ack the node queues.
+        let _ = Node::on_command(self, now, payload);
+    }
+    fn login(&self) -> Option<(String, String)> {
+        let c = Node::credentials(self)?;
+        Some((c.username().to_string(), c.password.as_ref()?.to_string()))
+    }
+}
+
+impl<P: rig::Plant + Send, IO: firmware::io::ClassIo + Send> NodeLink for rig::Rig<P, IO>
+where
+    IO::Logic: ClassLogic + Send,
+{
+    fn will(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+        self.node.will(buf)
+    }
+    fn on_connect(&mut self, now: Millis, buf: &mut [u8]) -> Result<Outgoing, EncodeError> {
+        self.node.on_connect(now, buf)
+    }
+    fn on_disconnect(&mut self) {
+        self.node.on_disconnect();
+    }
+    fn link_up(&self) -> bool {
+        self.node.link_up()
+    }
+    fn next_payload(&mut self, buf: &mut [u8]) -> Option<Outgoing> {
+        self.node.next_payload(buf)
+    }
+    fn published(&mut self) {
+        self.node.published();
+    }
+    fn on_command(&mut self, now: Millis, payload: &[u8]) {
+        let _ = self.node.on_command(now, payload);
+        // The board applies the outputs after a command, as after a step.
+        self.apply();
+    }
+    fn login(&self) -> Option<(String, String)> {
+        NodeLink::login(&self.node)
+    }
+    fn gateway_commands(&mut self) -> Vec<Vec<u8>> {
+        self.commands.drain(..).collect()
     }
 }
 
@@ -386,7 +539,8 @@ const UNIT_1: Slave = match Slave::new(1) {
 };
 
 /// A device of the compound: its plant, the firmware node over it, its
-/// Modbus slave, and the node's wall clock.
+/// Modbus slave, the node's wall clock, and the gateway's side of its
+/// commands.
 pub struct SimDevice {
     /// What was declared.
     pub spec: DeviceSpec,
@@ -394,6 +548,15 @@ pub struct SimDevice {
     slave: Slave,
     epoch_ms: i64,
     skew_ms: i64,
+    commander: Commander,
+}
+
+/// The simulated gateway's side of one device's commands: its counter and
+/// what it sent, by id (for replays).
+#[derive(Default)]
+struct Commander {
+    ctr: u64,
+    sent: BTreeMap<String, Vec<u8>>,
 }
 
 // The bench moves devices between threads and shares them with their Modbus
@@ -421,24 +584,29 @@ impl SimDevice {
                 };
                 Rigged::Sensor(Box::new(Sensed {
                     plant: SensedPlant::Elevator(ElevatorSim::new(cfg, spec.seed)),
-                    node: SensorNode::new(10, epoch_ms, facts),
+                    node: sensor_login(SensorNode::new(10, epoch_ms, facts), &spec),
                     now: 0,
                 }))
             }
             (NodeKind::Sensor, DeviceClass::Firepump) => Rigged::Sensor(Box::new(Sensed {
                 plant: SensedPlant::FireWater(FireWaterSim::new(FireWaterConfig::default(), spec.seed)),
-                node: SensorNode::new(10, epoch_ms, BirthFacts::default()),
+                node: sensor_login(SensorNode::new(10, epoch_ms, BirthFacts::default()), &spec),
                 now: 0,
             })),
             (_, class) => firmware_rig(&spec, class),
         };
-        let slave = Slave::new(spec.unit).unwrap_or(UNIT_1);
+        let mut slave = Slave::new(spec.unit).unwrap_or(UNIT_1);
+        if let Some(key) = spec.credentials().as_ref().and_then(Credentials::modbus_key) {
+            // One boot per run: the challenge starts at 0.
+            slave = slave.with_command_key(key.clone(), 0);
+        }
         let mut d = SimDevice {
             spec,
             rig,
             slave,
             epoch_ms,
             skew_ms: 0,
+            commander: Commander::default(),
         };
         d.set_skew(0);
         d
@@ -497,12 +665,13 @@ impl SimDevice {
         }
     }
 
-    /// The node, for its links.
+    /// The node, for its links (with the commands the simulated gateway
+    /// has for it).
     pub fn node(&mut self) -> &mut dyn NodeLink {
         match &mut self.rig {
-            Rigged::Elevator(r) => &mut r.node,
-            Rigged::Firepump(r) => &mut r.node,
-            Rigged::Charger(r) => &mut r.node,
+            Rigged::Elevator(r) => &mut **r,
+            Rigged::Firepump(r) => &mut **r,
+            Rigged::Charger(r) => &mut **r,
             Rigged::Sensor(s) => &mut s.node,
         }
     }
@@ -632,16 +801,135 @@ impl SimDevice {
     }
 
     /// Resets a bay's latched cut-offs whose cause is gone, as a technician
-    /// does on site: the node gets the same `clear` command the gateway
-    /// would send, and reports (and acknowledges) it as such.
+    /// does on site: the node gets the same signed `clear` command the
+    /// gateway would send, and reports (and acknowledges) it as such.
     pub fn reset_cutoffs(&mut self) {
         let now = self.now();
+        if self.spec.class != DeviceClass::Charger {
+            return;
+        }
+        let args = CmdArgs::default();
+        let Ok(payload) = self.sign_command(
+            &format!("local-reset-{now}"),
+            Named::Known(protocol::Op::Clear),
+            args,
+            Signing::Valid,
+        ) else {
+            return;
+        };
         if let Rigged::Charger(r) = &mut self.rig {
-            let ts = self.epoch_ms + self.skew_ms + i64::try_from(now).unwrap_or(i64::MAX);
-            let cmd = format!(r#"{{"v":1,"seq":{now},"ts":{ts},"id":"local-reset-{now}","op":"clear"}}"#);
-            r.node.on_command(Millis(now), cmd.as_bytes());
+            let _ = r.node.on_command(Millis(now), &payload);
             r.io.apply(r.node.logic());
         }
+    }
+
+    /// A `cmd` payload from the simulated gateway, signed as `how` says.
+    fn sign_command(
+        &mut self,
+        id: &str,
+        op: Named<protocol::Op>,
+        args: CmdArgs,
+        how: Signing,
+    ) -> Result<Vec<u8>, ActionError> {
+        let bad = |e: &dyn std::fmt::Display| ActionError::Command(e.to_string());
+        let now_ms = self.wall_ms();
+        let mut cmd = Cmd {
+            v: V1,
+            seq: u32::try_from(self.commander.ctr % u64::from(u32::MAX)).unwrap_or(0),
+            ts: Timestamp::from_millis(now_ms),
+            hist: false,
+            bdseq: None,
+            id: id
+                .try_into()
+                .map_err(|_| bad(&format!("`{id}` is longer than 36 characters")))?,
+            op,
+            args,
+            ctr: None,
+            exp: None,
+            mac: None,
+        };
+        let key = self.spec.cmd_key().map_err(|e| bad(&e))?;
+        let to = Recipient {
+            site: &self.spec.site,
+            class: self.spec.class,
+            device: &self.spec.id,
+        };
+        match how {
+            Signing::Unsigned => {}
+            Signing::Valid | Signing::Expired | Signing::Forged => {
+                self.commander.ctr += 1;
+                let exp = if how == Signing::Expired {
+                    now_ms - 1_000
+                } else {
+                    now_ms + COMMAND_LIFETIME_MS
+                };
+                let key = if how == Signing::Forged {
+                    CommandKey::from_bytes([0x66; 32])
+                } else {
+                    key
+                };
+                cmdauth::sign(&key, &to, &mut cmd, self.commander.ctr, Timestamp::from_millis(exp));
+            }
+        }
+        protocol::encode_to_vec(&Message::Cmd(cmd), self.spec.format).map_err(|e| bad(&e))
+    }
+
+    /// The gateway's command of `action` (an [`Action::Command`]), queued for
+    /// the node's link.
+    fn command(&mut self, action: &Action) -> Result<(), ActionError> {
+        let Action::Command {
+            op,
+            port,
+            name,
+            value,
+            id,
+            sign,
+            replay,
+        } = action
+        else {
+            return Ok(());
+        };
+        let bad = |s: &str| ActionError::Command(s.into());
+        let payload = match (op, replay) {
+            (None, Some(earlier)) => self
+                .commander
+                .sent
+                .get(earlier)
+                .cloned()
+                .ok_or_else(|| bad(&format!("no command `{earlier}` was sent before to replay")))?,
+            (Some(op), None) => {
+                let n = self.commander.sent.len() + 1;
+                let id = id.clone().unwrap_or_else(|| format!("hil-{n}"));
+                let op = Named::<protocol::Op>::parse(op).map_err(|_| bad(&format!("`{op}` is not an op name")))?;
+                let args = CmdArgs {
+                    port: *port,
+                    name: name
+                        .as_deref()
+                        .map(protocol::names::parse_name)
+                        .transpose()
+                        .map_err(|_| bad("`name` is not a threshold name"))?,
+                    value: *value,
+                };
+                let payload = self.sign_command(&id, op, args, *sign)?;
+                protocol::decode(Kind::Cmd, &payload).map_err(|e| bad(&e.to_string()))?;
+                self.commander.sent.insert(id, payload.clone());
+                payload
+            }
+            (Some(_), Some(_)) => return Err(bad("give either `op` or `replay`, not both")),
+            (None, None) => return Err(bad("needs an `op` (or `replay` of an earlier command's id)")),
+        };
+        match &mut self.rig {
+            Rigged::Elevator(r) => r.commands.push_back(payload),
+            Rigged::Firepump(r) => r.commands.push_back(payload),
+            Rigged::Charger(r) => r.commands.push_back(payload),
+            Rigged::Sensor(_) => {
+                return Err(ActionError::WrongClass {
+                    action: "command",
+                    class: "a plain sensor node",
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The bay's smoke detector and leakage current (true values).
@@ -703,6 +991,7 @@ impl SimDevice {
                     .start_self_test(now)
                     .map_err(|e| ActionError::Refused(format!("{e:?}")))
             }
+            Action::Command { .. } => self.command(action),
         }
     }
 
@@ -713,6 +1002,9 @@ impl SimDevice {
     /// # Errors
     /// As [`SimDevice::act`].
     pub fn check(spec: &DeviceSpec, action: &Action) -> Result<(), ActionError> {
+        if let Err(e) = spec.cmd_key() {
+            return Err(ActionError::Command(format!("`cmd_key` {e}")));
+        }
         let mut probe = SimDevice::new(
             DeviceSpec {
                 site: "check".into(),
@@ -721,7 +1013,16 @@ impl SimDevice {
             },
             0,
         );
-        probe.act(action)
+        match action {
+            // A replay names an earlier step's command, which the probe
+            // never sent: the run checks that.
+            Action::Command {
+                op: None,
+                replay: Some(_),
+                ..
+            } if spec.node == NodeKind::Firmware => Ok(()),
+            _ => probe.act(action),
+        }
     }
 
     fn fault(&mut self, name: &str, port: Option<u8>, ma: Option<f32>, on: bool) -> Result<(), ActionError> {
@@ -773,8 +1074,29 @@ impl SimDevice {
     }
 }
 
-/// Our firmware node on the plant of `class`.
+/// A plain sensor node logging in with the spec's password, if it has one.
+fn sensor_login(node: SensorNode, spec: &DeviceSpec) -> SensorNode {
+    match &spec.password {
+        Some(p) => node.with_login(format!("{}/{}", spec.site, spec.id), p.clone()),
+        None => node,
+    }
+}
+
+/// Our firmware node on the plant of `class`, provisioned.
 fn firmware_rig(spec: &DeviceSpec, class: DeviceClass) -> Rigged {
+    let mut rigged = firmware_rig_bare(spec, class);
+    if let Some(c) = spec.credentials() {
+        match &mut rigged {
+            Rigged::Elevator(r) => r.node.set_credentials(c),
+            Rigged::Firepump(r) => r.node.set_credentials(c),
+            Rigged::Charger(r) => r.node.set_credentials(c),
+            Rigged::Sensor(_) => {}
+        }
+    }
+    rigged
+}
+
+fn firmware_rig_bare(spec: &DeviceSpec, class: DeviceClass) -> Rigged {
     match class {
         DeviceClass::Elevator => {
             let cfg = ElevatorConfig {

@@ -78,6 +78,14 @@ impl<P: Plant, IO: ClassIo> RigSlave<P, IO> {
         })
     }
 
+    /// Takes writes signed with `key` (the node's command key), as a
+    /// provisioned node does; without it the slave is read-only.
+    #[must_use]
+    pub fn with_command_key(mut self, key: protocol::CommandKey) -> Self {
+        self.slave = self.slave.with_command_key(key, 0);
+        self
+    }
+
     /// Shared, as the links take it: keep the `Arc` to move the rig on
     /// (lock it between requests) and hand a clone to a link.
     #[must_use]

@@ -5,6 +5,8 @@
 //! what its sensors see on the wires; then the firmware's schedule ticks
 //! (and every 100 ms steps) exactly as the board's main loop does.
 
+use std::collections::VecDeque;
+
 use firmware::charger::{ChargerConfig, ChargerNode};
 use firmware::drivers::mcp3208::Mcp3208;
 use firmware::elevator::{ElevatorConfig, ElevatorNode};
@@ -55,6 +57,9 @@ pub struct Rig<P: Plant, IO: ClassIo> {
     pub io: IO,
     /// The firmware node.
     pub node: Node<IO::Logic>,
+    /// Commands the simulated gateway has for the node, for its link to
+    /// publish on its `cmd` topic.
+    pub commands: VecDeque<Vec<u8>>,
     schedule: Schedule,
     now: u64,
 }
@@ -67,9 +72,16 @@ impl<P: Plant, IO: ClassIo> Rig<P, IO> {
             plant,
             io,
             node,
+            commands: VecDeque::new(),
             schedule: Schedule::new(Millis(0)),
             now: 0,
         }
+    }
+
+    /// Drives the outputs from the node's state now, as the board's main
+    /// loop does after a command (a cut port's relay opens at once).
+    pub fn apply(&mut self) {
+        self.io.apply(self.node.logic());
     }
 
     /// Virtual milliseconds since the node started.

@@ -37,6 +37,8 @@ pub struct SensorNode {
     /// Samples taken, not yet handed to the link (kept while it is down).
     queue: VecDeque<Data>,
     facts: BirthFacts,
+    /// The user name and password it logs in with, if provisioned.
+    login: Option<(String, String)>,
 }
 
 /// What the birth declares about the equipment.
@@ -70,6 +72,7 @@ impl SensorNode {
             last_discrete: Vec::new(),
             queue: VecDeque::new(),
             facts,
+            login: None,
         }
     }
 
@@ -109,7 +112,20 @@ impl SensorNode {
     }
 }
 
+impl SensorNode {
+    /// Logs in as `username` with `password` (a provisioned device).
+    #[must_use]
+    pub fn with_login(mut self, username: String, password: String) -> Self {
+        self.login = Some((username, password));
+        self
+    }
+}
+
 impl NodeLink for SensorNode {
+    fn login(&self) -> Option<(String, String)> {
+        self.login.clone()
+    }
+
     fn will(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         // The will of the session the next connection starts.
         let death = Death {

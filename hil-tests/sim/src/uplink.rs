@@ -13,13 +13,21 @@
 //! the way (the node believes them sent; the gateway must notice the gap),
 //! payloads delayed, and a partition (the connection cut without a
 //! DISCONNECT, so the broker publishes the will).
+//!
+//! The node logs in as `{site}/{device}` with its password when its
+//! credentials have one (contract §8). The commands the simulated gateway
+//! signs for the node ([`crate::device::Action::Command`]) are published on
+//! the node's `cmd` topic by a client of their own (`hil-gw-{site}-{device}`,
+//! standing in for the gateway's session), so they reach the node through
+//! the broker as the gateway's would; the node's acks are noted as they
+//! leave ([`Uplink::acks`]) for the scenario's `ack` expectations.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use firmware::hal::Millis;
-use protocol::DeviceClass;
+use protocol::{DeviceClass, Kind, Message};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
@@ -69,6 +77,27 @@ struct Connection {
     up: AtomicBool,
     /// CONNACKs so far: a new one is a new session to announce.
     acks: AtomicU64,
+    /// Commands received on the node's `cmd` topic so far.
+    commands: AtomicU64,
+}
+
+/// Publishes a command (topic, payload) on the gateway's behalf.
+pub type CommandSink = Box<dyn Fn(&str, Vec<u8>) + Send + Sync>;
+
+/// The QoS commands go out with (contract §1: `cmd` is QoS 1).
+pub const COMMAND_QOS: QoS = QoS::AtLeastOnce;
+
+/// An `ack` the node published, as the link saw it leave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AckSeen {
+    /// The node's virtual ms when it was handed to the link.
+    pub at_ms: u64,
+    /// The command id.
+    pub id: String,
+    /// Whether the node did it.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
 }
 
 /// A payload waiting for its time (an injected delay) or for room in the
@@ -92,6 +121,17 @@ pub struct Uplink {
     task: tokio::task::JoinHandle<()>,
     held: VecDeque<Held>,
     buf: Vec<u8>,
+    /// The simulated gateway's client for this node's commands, made at the
+    /// first command.
+    commander: Option<(AsyncClient, tokio::task::JoinHandle<()>)>,
+    /// Where commands go instead, when the broker is the gateway's own and
+    /// only the gateway may publish on `cmd` ([`Uplink::send_commands_with`]).
+    command_sink: Option<CommandSink>,
+    /// Commands published for the node, and those given up on (sent while
+    /// it could not receive them).
+    commands_sent: u64,
+    commands_lost: u64,
+    acks: Vec<AckSeen>,
     /// The faults in force.
     pub faults: LinkFaults,
     /// What went over it.
@@ -146,6 +186,11 @@ impl Uplink {
             task,
             held: VecDeque::new(),
             buf: vec![0u8; 8192],
+            commander: None,
+            command_sink: None,
+            commands_sent: 0,
+            commands_lost: 0,
+            acks: Vec::new(),
             faults: LinkFaults::default(),
             stats: LinkStats::default(),
         })
@@ -181,6 +226,11 @@ impl Uplink {
     /// # Errors
     /// [`LinkError`]; what was not published stays in the node's outbox.
     pub fn pump(&mut self, node: &mut dyn NodeLink, now_ms: u64) -> Result<u64, LinkError> {
+        // The gateway's commands go out whatever the node's link does: the
+        // gateway's session is not the node's.
+        for cmd in node.gateway_commands() {
+            self.send_command(cmd)?;
+        }
         if !self.connected() {
             if node.link_up() {
                 node.on_disconnect();
@@ -210,6 +260,16 @@ impl Uplink {
             if self.faults.drop {
                 self.stats.dropped += 1;
                 continue;
+            }
+            if out.kind == Kind::Ack
+                && let Ok(Message::Ack(a)) = protocol::decode(Kind::Ack, &payload)
+            {
+                self.acks.push(AckSeen {
+                    at_ms: now_ms,
+                    id: a.id.to_string(),
+                    ok: a.ok,
+                    error: a.error.map(|e| e.to_string()),
+                });
             }
             self.queue(topic, payload, now_ms);
         }
@@ -269,6 +329,73 @@ impl Uplink {
         Ok(())
     }
 
+    /// The acks the node published, in order.
+    #[must_use]
+    pub fn acks(&self) -> &[AckSeen] {
+        &self.acks
+    }
+
+    /// Sends the node's commands through `sink` (topic, payload) instead of
+    /// a client of the link's own: for the gateway's embedded broker with
+    /// `auth = "devices"`, where only the gateway publishes on `cmd` (the
+    /// bench hands its in-process publish here).
+    pub fn send_commands_with(&mut self, sink: CommandSink) {
+        self.command_sink = Some(sink);
+    }
+
+    /// Publishes a command for the node on its `cmd` topic (QoS 1), from the
+    /// simulated gateway's own client (or the sink given).
+    ///
+    /// # Errors
+    /// [`LinkError::Client`] if the client's queue refuses it.
+    pub fn send_command(&mut self, payload: Vec<u8>) -> Result<(), LinkError> {
+        if let Some(sink) = &self.command_sink {
+            sink(&format!("{}/cmd", self.base), payload);
+            self.commands_sent += 1;
+            return Ok(());
+        }
+        let client = if let Some((c, _)) = &self.commander {
+            c.clone()
+        } else {
+            let id = self.client_id.replacen("hil-", "hil-gw-", 1);
+            let mut opts = MqttOptions::new(id, self.host.clone(), self.port);
+            opts.set_keep_alive(std::time::Duration::from_secs(30));
+            let (client, mut eventloop) = AsyncClient::new(opts, 64);
+            let task = tokio::spawn(async move {
+                loop {
+                    if eventloop.poll().await.is_err() {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            });
+            self.commander = Some((client.clone(), task));
+            client
+        };
+        client.try_publish(format!("{}/cmd", self.base), QoS::AtLeastOnce, false, payload)?;
+        self.commands_sent += 1;
+        Ok(())
+    }
+
+    /// Whether a command published for the node has not reached its client
+    /// yet.
+    #[must_use]
+    pub fn commands_in_flight(&self) -> bool {
+        self.conn.commands.load(Ordering::SeqCst) + self.commands_lost < self.commands_sent
+    }
+
+    /// Waits (real time, up to `max`) until every command published for the
+    /// node has reached its client, so that in virtual time a command is
+    /// carried out in the step it was sent, run after run. What does not
+    /// arrive in time (the node was cut off) is given up on.
+    pub async fn settle_commands(&mut self, max: std::time::Duration) {
+        let until = tokio::time::Instant::now() + max;
+        while self.commands_in_flight() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let arrived = self.conn.commands.load(Ordering::SeqCst);
+        self.commands_lost = self.commands_sent.saturating_sub(arrived);
+    }
+
     /// Hands the node the commands that arrived.
     pub fn commands(&mut self, node: &mut dyn NodeLink, now: Millis) -> usize {
         let mut n = 0;
@@ -294,6 +421,9 @@ fn open(host: &str, port: u16, client_id: &str, base: &str, node: &mut dyn NodeL
     let mut buf = [0u8; 2048];
     let will_len = node.will(&mut buf).map_err(LinkError::Encode)?;
     let mut opts = MqttOptions::new(client_id, host, port);
+    if let Some((user, password)) = node.login() {
+        opts.set_credentials(user, password);
+    }
     opts.set_last_will(LastWill::new(
         format!("{base}/death"),
         buf[..will_len].to_vec(),
@@ -314,6 +444,7 @@ fn open(host: &str, port: u16, client_id: &str, base: &str, node: &mut dyn NodeL
                     state.up.store(true, Ordering::SeqCst);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) if p.topic == cmd_topic => {
+                    state.commands.fetch_add(1, Ordering::SeqCst);
                     if tx.send(p.payload.to_vec()).is_err() {
                         return;
                     }
@@ -332,5 +463,8 @@ fn open(host: &str, port: u16, client_id: &str, base: &str, node: &mut dyn NodeL
 impl Drop for Uplink {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some((_, task)) = &self.commander {
+            task.abort();
+        }
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use firmware::elevator::ElevatorConfig as NodeElevatorConfig;
 use firmware::firepump::FirepumpConfig;
 use firmware::registers::RegisterImage;
+use protocol::cmdauth::modbus as signed;
 use protocol::modbus::{Point, Table, map_for};
 use protocol::{DeviceClass, Format, Metric};
 use sim::modbus::{ElevatorSlave, FirepumpSlave, LinkControl, RigSlave, RtuBus, SharedResponder, TcpSlave};
@@ -39,7 +40,12 @@ fn pump(unit: u8) -> Arc<Mutex<FirepumpSlave>> {
     );
     // Past the contacts' debounce: the node has stepped and measured.
     r.advance(3_000);
-    RigSlave::new(r, unit).unwrap().shared()
+    RigSlave::new(r, unit).unwrap().with_command_key(pump_key()).shared()
+}
+
+/// The pump node's command key: its slave takes only writes signed with it.
+fn pump_key() -> protocol::CommandKey {
+    protocol::CommandKey::from_bytes([0x42; 32])
 }
 
 fn car(unit: u8) -> Arc<Mutex<ElevatorSlave>> {
@@ -173,7 +179,19 @@ async fn a_fire_pump_node_over_tcp_reads_as_its_plant_measures() {
 
     // A written command reaches the node and, through its outputs, the
     // plant at once: the self-test coil drives the cabinet's test input.
-    timed(master.write_single_coil(0, true)).await.unwrap().unwrap();
+    // Written the only way the slave takes it: signed against its challenge.
+    let unsigned = timed(master.write_single_coil(0, true)).await.unwrap().unwrap_err();
+    assert_eq!(unsigned, ExceptionCode::IllegalFunction, "an unsigned write is refused");
+    let words = timed(master.read_holding_registers(signed::CHALLENGE, 4))
+        .await
+        .unwrap()
+        .unwrap();
+    let challenge = signed::challenge_of(words.try_into().unwrap());
+    let request = signed::request(&pump_key(), challenge, 0, &[1]).unwrap();
+    timed(master.write_multiple_registers(signed::SIGNED_WRITE, &request))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         pump.lock().unwrap().rig.plant.test_output.level.get(),
         "the test output is driven"
@@ -183,7 +201,7 @@ async fn a_fire_pump_node_over_tcp_reads_as_its_plant_measures() {
     let running = timed(master.read_discrete_inputs(7, 1)).await.unwrap().unwrap();
     assert_eq!(running, [true], "self_test_running");
     let stats = pump.lock().unwrap().stats();
-    assert_eq!((stats.requests, stats.exceptions), (8, 0));
+    assert_eq!((stats.requests, stats.exceptions, stats.refused_writes), (10, 1, 1));
     link.stop().await;
 }
 

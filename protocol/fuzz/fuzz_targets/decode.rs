@@ -7,7 +7,9 @@ use protocol::codec::{decode_binary, json_core, json_std};
 use protocol::{Format, Kind, decode, encode_to_vec};
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&k, payload)) = input.split_first() else { return };
+    let Some((&k, payload)) = input.split_first() else {
+        return;
+    };
     let kind = Kind::ALL[usize::from(k) % Kind::ALL.len()];
     let _ = json_core::decode(kind, payload);
     let _ = json_std::decode(kind, payload);

@@ -26,6 +26,13 @@ fn doc() -> String {
 
 const TS: Timestamp = Timestamp::from_millis(1_763_798_400_000);
 
+/// The command key of the signed examples in docs/protocol.md (bytes 0x00 to
+/// 0x1f), and what the golden `cmd` carries.
+pub(crate) const GOLDEN_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+pub(crate) const GOLDEN_CTR: u64 = 1042;
+pub(crate) const GOLDEN_EXP: Timestamp = Timestamp::from_millis(1_763_798_430_000);
+pub(crate) const GOLDEN_MAC: &str = "cbcb9a4bae794d98b1b0c167dc463951cfb545b375be44309b23e8bd9d746544";
+
 /// The values the golden examples in the docs must decode to.
 pub(crate) fn golden_message(name: &str) -> Message {
     match name {
@@ -158,6 +165,9 @@ pub(crate) fn golden_message(name: &str) -> Message {
                 name: None,
                 value: None,
             },
+            ctr: Some(GOLDEN_CTR),
+            exp: Some(GOLDEN_EXP),
+            mac: Some(protocol::cmdauth::Mac::from_hex(GOLDEN_MAC).unwrap()),
         }),
         "charger-ack" => Message::Ack(Ack {
             v: V1,

@@ -161,6 +161,9 @@ fn the_largest_command_fits_the_receive_buffer() {
             name: Some(core::iter::repeat_n('z', MAX_NAME_LEN).collect()),
             value: Some(WIDEST),
         },
+        ctr: Some(u64::MAX),
+        exp: Some(Timestamp::from_millis(i64::MIN)),
+        mac: Some(protocol::cmdauth::Mac([0xFF; 32])),
     });
     let json = size(&cmd, Format::Json, NODE_RX_BUFFER);
     let binary = size(&cmd, Format::Binary, NODE_RX_BUFFER);

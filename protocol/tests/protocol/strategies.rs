@@ -3,6 +3,7 @@
 
 use proptest::collection::vec;
 use proptest::prelude::*;
+use protocol::cmdauth::Mac;
 use protocol::limits::{MAX_DETAIL_FIELDS, MAX_METRICS, MAX_PORT_METRICS, MAX_PORTS};
 use protocol::message::CmdId;
 use protocol::{
@@ -223,8 +224,9 @@ pub(crate) fn cmd() -> impl Strategy<Value = Cmd> {
         prop::option::of(1..=u8::MAX),
         prop::option::of(unknown_name::<Metric>()),
         prop::option::of(number()),
+        prop::option::of((any::<u64>(), any::<i64>(), any::<[u8; 32]>())),
     )
-        .prop_map(|((seq, ts, hist, bdseq), id, op, port, name, value)| {
+        .prop_map(|((seq, ts, hist, bdseq), id, op, port, name, value, auth)| {
             let mut args = CmdArgs { port, name, value };
             if op == Named::Known(Op::SetThreshold) {
                 args.name.get_or_insert_with(|| "over_temp_c".try_into().unwrap());
@@ -239,6 +241,9 @@ pub(crate) fn cmd() -> impl Strategy<Value = Cmd> {
                 id: CmdId::try_from(id.as_str()).unwrap(),
                 op,
                 args,
+                ctr: auth.map(|a| a.0),
+                exp: auth.map(|a| Timestamp::from_millis(a.1)),
+                mac: auth.map(|a| Mac(a.2)),
             }
         })
 }

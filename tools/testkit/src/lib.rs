@@ -21,9 +21,13 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
+/// The admin token of the gateways tests start (`GATEWAY_ADMIN_TOKEN` takes
+/// no fewer than 16 characters).
+pub const ADMIN_TOKEN: &str = "t-0123456789abcdef";
+
 /// A gateway binary (`gateway` or `gateway-demo`, by the path Cargo gives
 /// a test) with `args`, on these ports and data directory, with the admin
-/// token `t`; its stdout piped, its stderr dropped.
+/// token [`ADMIN_TOKEN`]; its stdout piped, its stderr dropped.
 ///
 /// # Panics
 /// If the binary cannot be started.
@@ -39,7 +43,7 @@ pub fn spawn_gateway(bin: &str, args: &[&str], mqtt: u16, http: u16, data: &Path
         ])
         .arg("--data-dir")
         .arg(data)
-        .env("GATEWAY_ADMIN_TOKEN", "t")
+        .env("GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -100,6 +104,9 @@ pub struct Mosquitto {
     pub port: u16,
     dir: PathBuf,
     tls: Option<Tls>,
+    /// Listeners and their settings written by the test, instead of one
+    /// anonymous listener on `port`.
+    listeners: Option<String>,
 }
 
 /// PEM files of a test certificate authority and a broker certificate for 127.0.0.1.
@@ -201,6 +208,25 @@ impl Mosquitto {
         Self::start_with(parent, Some(tls.clone()))
     }
 
+    /// Starts a broker with the test's own `listeners` section (it may use
+    /// `per_listener_settings`, password and ACL files); `port` is the one
+    /// waited for and reported.
+    ///
+    /// # Panics
+    /// As [`Mosquitto::start`].
+    pub fn start_with_listeners(parent: &Path, port: u16, listeners: &str) -> Mosquitto {
+        let (_, dir) = fresh(parent, "mosquitto");
+        let mut m = Mosquitto {
+            child: Process::default(),
+            port,
+            dir,
+            tls: None,
+            listeners: Some(listeners.to_owned()),
+        };
+        m.spawn();
+        m
+    }
+
     fn start_with(parent: &Path, tls: Option<Tls>) -> Mosquitto {
         let (port, dir) = fresh(parent, "mosquitto");
         let mut m = Mosquitto {
@@ -208,6 +234,7 @@ impl Mosquitto {
             port,
             dir,
             tls,
+            listeners: None,
         };
         m.spawn();
         m
@@ -215,10 +242,13 @@ impl Mosquitto {
 
     fn spawn(&mut self) {
         let conf = self.dir.join("mosquitto.conf");
+        let head = self
+            .listeners
+            .clone()
+            .unwrap_or_else(|| format!("listener {} 127.0.0.1\nallow_anonymous true\n", self.port));
         let mut text = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
-             autosave_interval 1\nuser root\nlog_type all\nlog_dest stderr\n",
-            port = self.port,
+            "persistence true\npersistence_location {dir}/\n\
+             autosave_interval 1\nuser root\nlog_type all\nlog_dest stderr\n{head}",
             dir = self.dir.display()
         );
         if let Some(t) = &self.tls {

@@ -1,0 +1,490 @@
+//! Who may talk on the embedded broker (CONTRACT §8): device credentials,
+//! and what each connection may publish and subscribe to.
+//!
+//! The rules are pure functions of a [`Principal`] and a topic, so the broker
+//! (I/O) asks and this module answers; the tests need no socket. A device
+//! may publish only under its own `fm/v1/{site}/{class}/{device}/` and only
+//! the node-to-gateway kinds, subscribe only to its own `cmd`, and leave only
+//! its own `death` as a will. A forged `event` `self_test` for a pump, a
+//! `birth` for someone else's lift, or a `cmd` to a charging bay is refused
+//! at the broker before the gateway ever judges it.
+//!
+//! Passwords are made here (192 random bits) and kept as Argon2id hashes
+//! (PHC strings, parameters inside, so they can be raised later). A
+//! password this long is not what Argon2's work protects; Argon2 is there so
+//! that a copy of the database gives nothing a node could log in with, in
+//! the format every auditor knows. Its cost is paid once per device and
+//! process: a verified password is remembered as a SHA-256 of the stored hash
+//! and the password, so a compound's thousand nodes reconnecting after a
+//! broker restart cost microseconds each.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use sha2::{Digest, Sha256};
+
+/// A provisioned device: the topics it owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The compound.
+    pub site: String,
+    /// `elevator`, `firepump` or `charger`.
+    pub class: String,
+    /// The device id.
+    pub device: String,
+}
+
+impl Identity {
+    /// The MQTT user name: `{site}/{device}` (the contract's form; a device id is unique in its site).
+    pub fn username(&self) -> String {
+        username(&self.site, &self.device)
+    }
+
+    /// `fm/v1/{site}/{class}/{device}/`, the prefix of every topic it owns.
+    fn base(&self) -> String {
+        format!("fm/v1/{}/{}/{}/", self.site, self.class, self.device)
+    }
+}
+
+/// The user name of device `device` of `site`.
+pub fn username(site: &str, device: &str) -> String {
+    format!("{site}/{device}")
+}
+
+/// Who a broker connection is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// The gateway's own client (notifications, commands): anything.
+    Gateway,
+    /// A provisioned device: its own topics only.
+    Device(Identity),
+    /// Anyone, on a broker without authentication (`auth = "none"`).
+    Anonymous,
+}
+
+/// Why the broker refused something; the label of `fm_mqtt_denied_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Denial {
+    /// CONNECT without a user name or password.
+    NoCredentials,
+    /// An unknown user, a wrong password, a revoked device.
+    BadCredentials,
+    /// Too many failed logins from this address: refused without checking.
+    RateLimited,
+    /// The gateway's own client id or user name, claimed by someone else.
+    Reserved,
+    /// A will on a topic other than the device's own `death`.
+    Will,
+    /// A publish outside the device's own topics (or of a kind it may not send).
+    Publish,
+    /// A subscription to anything but the device's own `cmd`.
+    Subscribe,
+    /// A client certificate whose name is not a provisioned device.
+    Certificate,
+}
+
+impl Denial {
+    /// Every reason, for a metric family whose series all exist from the start.
+    pub const ALL: [Denial; 8] = [
+        Denial::NoCredentials,
+        Denial::BadCredentials,
+        Denial::RateLimited,
+        Denial::Reserved,
+        Denial::Will,
+        Denial::Publish,
+        Denial::Subscribe,
+        Denial::Certificate,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Denial::NoCredentials => "no_credentials",
+            Denial::BadCredentials => "bad_credentials",
+            Denial::RateLimited => "rate_limited",
+            Denial::Reserved => "reserved",
+            Denial::Will => "will",
+            Denial::Publish => "publish",
+            Denial::Subscribe => "subscribe",
+            Denial::Certificate => "certificate",
+        }
+    }
+}
+
+/// The kinds a node sends; `cmd` is the gateway's.
+const NODE_KINDS: [&str; 5] = ["birth", "death", "data", "event", "ack"];
+
+/// May `who` publish on `topic`?
+///
+/// # Errors
+/// [`Denial::Publish`] outside the device's own node-to-gateway topics.
+pub fn may_publish(who: &Principal, topic: &str) -> Result<(), Denial> {
+    match who {
+        Principal::Gateway | Principal::Anonymous => Ok(()),
+        Principal::Device(id) => {
+            let kind = topic.strip_prefix(id.base().as_str()).ok_or(Denial::Publish)?;
+            if NODE_KINDS.contains(&kind) {
+                Ok(())
+            } else {
+                Err(Denial::Publish)
+            }
+        }
+    }
+}
+
+/// May `who` subscribe to `filter`? A device: its own `cmd` and nothing else
+/// (no wildcards: `fm/v1/+/+/+/cmd` would read every node's commands).
+///
+/// # Errors
+/// [`Denial::Subscribe`].
+pub fn may_subscribe(who: &Principal, filter: &str) -> Result<(), Denial> {
+    match who {
+        Principal::Gateway | Principal::Anonymous => Ok(()),
+        Principal::Device(id) if filter.strip_prefix(id.base().as_str()) == Some("cmd") => Ok(()),
+        Principal::Device(_) => Err(Denial::Subscribe),
+    }
+}
+
+/// May `who` leave a will on `topic`? A device: only its own `death`.
+///
+/// # Errors
+/// [`Denial::Will`].
+pub fn may_will(who: &Principal, topic: &str) -> Result<(), Denial> {
+    match who {
+        Principal::Gateway | Principal::Anonymous => Ok(()),
+        Principal::Device(id) if topic.strip_prefix(id.base().as_str()) == Some("death") => Ok(()),
+        Principal::Device(_) => Err(Denial::Will),
+    }
+}
+
+/// What provisioning hands a device, once: the broker password and the key
+/// its commands are signed with.
+pub struct Issued {
+    /// 192 random bits, URL-safe base64 without padding (32 characters).
+    pub password: String,
+    /// HMAC-SHA256 key of the device's commands.
+    pub cmd_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Issued {
+    // Never printed by accident, in a log line or a panic message.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Issued { <secrets> }")
+    }
+}
+
+/// Makes a device's secrets from the OS's generator, failing closed.
+///
+/// # Errors
+/// When the OS has no randomness to give.
+pub fn issue() -> Result<Issued, getrandom::Error> {
+    let mut pw = [0u8; 24];
+    getrandom::getrandom(&mut pw)?;
+    let mut cmd_key = [0u8; 32];
+    getrandom::getrandom(&mut cmd_key)?;
+    Ok(Issued {
+        password: base64url(&pw),
+        cmd_key,
+    })
+}
+
+/// URL-safe base64 without padding: a password that needs no quoting in a
+/// shell, a TOML file or `mosquitto_passwd`.
+fn base64url(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 2);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// Argon2id with OWASP's smallest recommended memory (19 MiB, 2 passes).
+fn argon2() -> argon2::Argon2<'static> {
+    let params = argon2::Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+/// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) of `password`.
+///
+/// # Errors
+/// No randomness for the salt, or Argon2 refusing its input.
+pub fn hash_password(password: &str) -> Result<String, HashError> {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt).map_err(|e| HashError(e.to_string()))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| HashError(e.to_string()))?;
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| HashError(e.to_string()))
+}
+
+/// A password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot hash a password: {0}")]
+pub struct HashError(String);
+
+/// Whether `password` is the one `phc` was made from (slow: Argon2).
+pub fn verify_password(phc: &str, password: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// Passwords already verified in this process, by user name: a SHA-256 of
+/// the stored hash and the password, so a changed password (a new stored
+/// hash) or a different one never matches. Bounded: when full it is
+/// emptied, and the next logins pay Argon2 again.
+#[derive(Debug, Default)]
+pub struct Verified {
+    seen: Mutex<HashMap<String, [u8; 32]>>,
+}
+
+/// Users remembered at most.
+const VERIFIED_MAX: usize = 100_000;
+
+impl Verified {
+    fn digest(phc: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(phc.as_bytes());
+        h.update([0]);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Whether `user` logged in with this password and stored hash before.
+    pub fn knows(&self, user: &str, phc: &str, password: &str) -> bool {
+        let d = Self::digest(phc, password);
+        let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.get(user).is_some_and(|k| same(k, &d))
+    }
+
+    /// Remembers a verified login.
+    pub fn remember(&self, user: &str, phc: &str, password: &str) {
+        let d = Self::digest(phc, password);
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= VERIFIED_MAX {
+            seen.clear();
+        }
+        seen.insert(user.to_owned(), d);
+    }
+
+    /// Forgets a user (revoked).
+    pub fn forget(&self, user: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(user);
+    }
+}
+
+/// Equal in time independent of where they differ.
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Failed logins per client address: after `burst` failures, one more
+/// attempt per `refill_ms`, and anything beyond is refused unchecked (no
+/// Argon2 run for a guesser). Bounded: addresses whose allowance is whole
+/// again are forgotten first, and when the table is still full the oldest
+/// entry goes.
+#[derive(Debug)]
+pub struct Failures {
+    burst: u32,
+    refill_ms: i64,
+    max: usize,
+    by_ip: Mutex<HashMap<IpAddr, (u32, i64)>>,
+}
+
+impl Failures {
+    /// `burst` failures, then one per `refill_ms`, for at most `max` addresses.
+    pub fn new(burst: u32, refill_ms: i64, max: usize) -> Self {
+        Self {
+            burst,
+            refill_ms: refill_ms.max(1),
+            max: max.max(1),
+            by_ip: Mutex::default(),
+        }
+    }
+
+    /// `(failures, at)` after the refill since `at`.
+    fn current(&self, (n, at): (u32, i64), now: i64) -> (u32, i64) {
+        let refilled = u32::try_from((now - at).max(0) / self.refill_ms).unwrap_or(u32::MAX);
+        (n.saturating_sub(refilled), if refilled > 0 { now } else { at })
+    }
+
+    /// Whether `ip` may try now.
+    pub fn allowed(&self, ip: IpAddr, now: i64) -> bool {
+        let map = self.by_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(&ip).is_none_or(|e| self.current(*e, now).0 < self.burst)
+    }
+
+    /// Counts a failure of `ip`.
+    pub fn failed(&self, ip: IpAddr, now: i64) {
+        let mut map = self.by_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= self.max && !map.contains_key(&ip) {
+            map.retain(|_, e| self.current(*e, now).0 > 0);
+            if map.len() >= self.max
+                && let Some(oldest) = map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k)
+            {
+                map.remove(&oldest);
+            }
+        }
+        let e = map.entry(ip).or_insert((0, now));
+        let (n, at) = self.current(*e, now);
+        *e = (n.saturating_add(1), at);
+    }
+
+    /// Addresses remembered.
+    pub fn len(&self) -> usize {
+        self.by_ip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lift() -> Principal {
+        Principal::Device(Identity {
+            site: "lakeside".into(),
+            class: "elevator".into(),
+            device: "EL-1".into(),
+        })
+    }
+
+    #[test]
+    fn a_device_publishes_only_its_own_node_topics() {
+        let me = lift();
+        for kind in NODE_KINDS {
+            assert_eq!(
+                may_publish(&me, &format!("fm/v1/lakeside/elevator/EL-1/{kind}")),
+                Ok(())
+            );
+        }
+        for topic in [
+            "fm/v1/lakeside/elevator/EL-1/cmd",
+            "fm/v1/lakeside/elevator/EL-2/event",
+            "fm/v1/lakeside/firepump/EL-1/event",
+            "fm/v1/other/elevator/EL-1/birth",
+            "fm/v1/lakeside/elevator/EL-1/event/x",
+            "fm/v1/lakeside/elevator/EL-10/data",
+            "fm/v1/lakeside/elevator/EL-1",
+            "fm/v1/dispatch/lakeside/1",
+            "anything",
+        ] {
+            assert_eq!(may_publish(&me, topic), Err(Denial::Publish), "{topic}");
+        }
+        assert_eq!(
+            may_publish(&Principal::Gateway, "fm/v1/lakeside/charger/C-1/cmd"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_device_subscribes_only_to_its_own_commands_and_wills_only_its_death() {
+        let me = lift();
+        assert_eq!(may_subscribe(&me, "fm/v1/lakeside/elevator/EL-1/cmd"), Ok(()));
+        for f in [
+            "fm/v1/+/+/+/cmd",
+            "fm/v1/lakeside/elevator/+/cmd",
+            "fm/v1/lakeside/elevator/EL-1/#",
+            "fm/v1/dispatch/#",
+            "#",
+            "fm/v1/lakeside/elevator/EL-2/cmd",
+        ] {
+            assert_eq!(may_subscribe(&me, f), Err(Denial::Subscribe), "{f}");
+        }
+        assert_eq!(may_will(&me, "fm/v1/lakeside/elevator/EL-1/death"), Ok(()));
+        assert_eq!(may_will(&me, "fm/v1/lakeside/elevator/EL-2/death"), Err(Denial::Will));
+        assert_eq!(may_will(&me, "fm/v1/lakeside/elevator/EL-1/event"), Err(Denial::Will));
+    }
+
+    #[test]
+    fn issued_passwords_are_random_and_verify_only_against_their_hash() {
+        let a = issue().unwrap();
+        let b = issue().unwrap();
+        assert_eq!(a.password.len(), 32);
+        assert!(
+            a.password
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert_ne!(a.password, b.password);
+        assert_ne!(a.cmd_key, b.cmd_key);
+        assert!(!format!("{a:?}").contains(&a.password));
+        let phc = hash_password(&a.password).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(!phc.contains(&a.password));
+        assert!(verify_password(&phc, &a.password));
+        assert!(!verify_password(&phc, &b.password));
+        assert!(!verify_password("not a hash", &a.password));
+        // The same password hashes differently (salted).
+        assert_ne!(phc, hash_password(&a.password).unwrap());
+    }
+
+    #[test]
+    fn base64url_matches_the_rfc_vectors() {
+        // RFC 4648 §10, unpadded.
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg"),
+            ("fo", "Zm8"),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg"),
+            ("fooba", "Zm9vYmE"),
+        ] {
+            assert_eq!(base64url(raw.as_bytes()), enc);
+        }
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn a_verified_login_is_remembered_for_that_hash_and_password_only() {
+        let v = Verified::default();
+        v.remember("s/d", "$h1", "pw");
+        assert!(v.knows("s/d", "$h1", "pw"));
+        assert!(!v.knows("s/d", "$h1", "other"));
+        assert!(
+            !v.knows("s/d", "$h2", "pw"),
+            "a re-provisioned device needs its new password"
+        );
+        assert!(!v.knows("s/e", "$h1", "pw"));
+        v.forget("s/d");
+        assert!(!v.knows("s/d", "$h1", "pw"));
+    }
+
+    #[test]
+    fn failures_are_limited_per_address_and_refill() {
+        let f = Failures::new(3, 1000, 2);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        for _ in 0..3 {
+            assert!(f.allowed(a, 0));
+            f.failed(a, 0);
+        }
+        assert!(!f.allowed(a, 500), "a fourth guess inside the window");
+        assert!(f.allowed(b, 500), "another address is not held back");
+        assert!(f.allowed(a, 1000), "one more after a refill period");
+        f.failed(a, 1000);
+        assert!(!f.allowed(a, 1500));
+        // Bounded: a third address evicts rather than grows the table.
+        f.failed(b, 1500);
+        f.failed([10, 0, 0, 3].into(), 1600);
+        assert!(f.len() <= 2);
+    }
+}
