@@ -374,7 +374,7 @@ impl Drop for Open {
 
 /// HTTP/1.1 over `io` with the header timeout, each request carrying the
 /// client's address; at shutdown the connection finishes the request in
-/// flight and closes.
+/// flight and closes, and one with none in flight closes at once.
 async fn http<I>(
     io: I,
     peer: SocketAddr,
@@ -385,9 +385,21 @@ async fn http<I>(
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // Requests of this connection being answered: at shutdown, one without
+    // any (idle, or still sending its head) is closed at once rather than
+    // drained, whether or not hyper has read the first bytes of a head.
+    let busy = Arc::new(AtomicUsize::new(0));
+    let in_flight = busy.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        tower_service::Service::call(&mut app.clone(), req)
+        let call = tower_service::Service::call(&mut app.clone(), req);
+        let busy = in_flight.clone();
+        busy.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let answer = call.await;
+            busy.fetch_sub(1, Ordering::SeqCst);
+            answer
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -400,6 +412,9 @@ where
     tokio::select! {
         r = conn.as_mut() => r,
         () = stopped(stopping) => {
+            if busy.load(Ordering::SeqCst) == 0 {
+                return Ok(());
+            }
             conn.as_mut().graceful_shutdown();
             conn.await
         }
