@@ -19,7 +19,6 @@
 //! broker restart cost microseconds each.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -42,9 +41,15 @@ impl Identity {
         username(&self.site, &self.device)
     }
 
-    /// `fm/v1/{site}/{class}/{device}/`, the prefix of every topic it owns.
-    fn base(&self) -> String {
-        format!("fm/v1/{}/{}/{}/", self.site, self.class, self.device)
+    /// The last level of `topic` if it is one of this device's own
+    /// (`fm/v1/{site}/{class}/{device}/{kind}`): asked for every publish, so
+    /// it compares in place and allocates nothing.
+    fn own<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let level = |rest: &'t str, name: &str| rest.strip_prefix(name)?.strip_prefix('/');
+        let rest = level(topic, "fm/v1")?;
+        let rest = level(rest, &self.site)?;
+        let rest = level(rest, &self.class)?;
+        level(rest, &self.device)
     }
 }
 
@@ -124,7 +129,7 @@ pub fn may_publish(who: &Principal, topic: &str) -> Result<(), Denial> {
     match who {
         Principal::Gateway | Principal::Anonymous => Ok(()),
         Principal::Device(id) => {
-            let kind = topic.strip_prefix(id.base().as_str()).ok_or(Denial::Publish)?;
+            let kind = id.own(topic).ok_or(Denial::Publish)?;
             if NODE_KINDS.contains(&kind) {
                 Ok(())
             } else {
@@ -142,7 +147,7 @@ pub fn may_publish(who: &Principal, topic: &str) -> Result<(), Denial> {
 pub fn may_subscribe(who: &Principal, filter: &str) -> Result<(), Denial> {
     match who {
         Principal::Gateway | Principal::Anonymous => Ok(()),
-        Principal::Device(id) if filter.strip_prefix(id.base().as_str()) == Some("cmd") => Ok(()),
+        Principal::Device(id) if id.own(filter) == Some("cmd") => Ok(()),
         Principal::Device(_) => Err(Denial::Subscribe),
     }
 }
@@ -154,7 +159,7 @@ pub fn may_subscribe(who: &Principal, filter: &str) -> Result<(), Denial> {
 pub fn may_will(who: &Principal, topic: &str) -> Result<(), Denial> {
     match who {
         Principal::Gateway | Principal::Anonymous => Ok(()),
-        Principal::Device(id) if topic.strip_prefix(id.base().as_str()) == Some("death") => Ok(()),
+        Principal::Device(id) if id.own(topic) == Some("death") => Ok(()),
         Principal::Device(_) => Err(Denial::Will),
     }
 }
@@ -289,72 +294,6 @@ pub fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Failed logins per client address: after `burst` failures, one more
-/// attempt per `refill_ms`, and anything beyond is refused unchecked (no
-/// Argon2 run for a guesser). Bounded: addresses whose allowance is whole
-/// again are forgotten first, and when the table is still full the oldest
-/// entry goes.
-#[derive(Debug)]
-pub struct Failures {
-    burst: u32,
-    refill_ms: i64,
-    max: usize,
-    by_ip: Mutex<HashMap<IpAddr, (u32, i64)>>,
-}
-
-impl Failures {
-    /// `burst` failures, then one per `refill_ms`, for at most `max` addresses.
-    pub fn new(burst: u32, refill_ms: i64, max: usize) -> Self {
-        Self {
-            burst,
-            refill_ms: refill_ms.max(1),
-            max: max.max(1),
-            by_ip: Mutex::default(),
-        }
-    }
-
-    /// `(failures, at)` after the refill since `at`.
-    fn current(&self, (n, at): (u32, i64), now: i64) -> (u32, i64) {
-        let refilled = u32::try_from((now - at).max(0) / self.refill_ms).unwrap_or(u32::MAX);
-        (n.saturating_sub(refilled), if refilled > 0 { now } else { at })
-    }
-
-    /// Whether `ip` may try now.
-    pub fn allowed(&self, ip: IpAddr, now: i64) -> bool {
-        let map = self.by_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(&ip).is_none_or(|e| self.current(*e, now).0 < self.burst)
-    }
-
-    /// Counts a failure of `ip`.
-    pub fn failed(&self, ip: IpAddr, now: i64) {
-        let mut map = self.by_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() >= self.max && !map.contains_key(&ip) {
-            map.retain(|_, e| self.current(*e, now).0 > 0);
-            if map.len() >= self.max
-                && let Some(oldest) = map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k)
-            {
-                map.remove(&oldest);
-            }
-        }
-        let e = map.entry(ip).or_insert((0, now));
-        let (n, at) = self.current(*e, now);
-        *e = (n.saturating_add(1), at);
-    }
-
-    /// Addresses remembered.
-    pub fn len(&self) -> usize {
-        self.by_ip
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
-    }
-
-    /// Whether none is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,25 +405,5 @@ mod tests {
         assert!(!v.knows("s/e", "$h1", "pw"));
         v.forget("s/d");
         assert!(!v.knows("s/d", "$h1", "pw"));
-    }
-
-    #[test]
-    fn failures_are_limited_per_address_and_refill() {
-        let f = Failures::new(3, 1000, 2);
-        let a: IpAddr = [10, 0, 0, 1].into();
-        let b: IpAddr = [10, 0, 0, 2].into();
-        for _ in 0..3 {
-            assert!(f.allowed(a, 0));
-            f.failed(a, 0);
-        }
-        assert!(!f.allowed(a, 500), "a fourth guess inside the window");
-        assert!(f.allowed(b, 500), "another address is not held back");
-        assert!(f.allowed(a, 1000), "one more after a refill period");
-        f.failed(a, 1000);
-        assert!(!f.allowed(a, 1500));
-        // Bounded: a third address evicts rather than grows the table.
-        f.failed(b, 1500);
-        f.failed([10, 0, 0, 3].into(), 1600);
-        assert!(f.len() <= 2);
     }
 }

@@ -179,6 +179,8 @@ pub struct BrokerMetrics {
     pub wills: Counter,
     /// Refusals by reason (CONNECTs, publishes, subscriptions, wills).
     pub denied: Family<ReasonLabel, Counter>,
+    /// Addresses the failed-login limiter forgot to make room.
+    pub auth_evicted: Counter,
 }
 
 impl BrokerMetrics {
@@ -249,6 +251,11 @@ impl BrokerMetrics {
             self.protocol_errors.clone(),
         );
         r.register("wills", "Wills published", self.wills.clone());
+        r.register(
+            "auth_clients_evicted",
+            "Addresses the failed-login limiter forgot to make room (65,536 at most)",
+            self.auth_evicted.clone(),
+        );
     }
 }
 

@@ -46,9 +46,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::ApiError;
-use super::auth::{Limiter, client_key};
 use crate::app::config::{HttpConfig, HttpLimits};
 use crate::app::shared::Shared;
+use crate::limiter::{Limiter, client_key};
 use crate::metrics::HttpMetrics;
 
 /// Most a connection buffers: hyper's default is ~400 KiB, times every
@@ -282,7 +282,11 @@ pub fn app(shared: Shared, limits: &HttpLimits, tls: bool) -> Router {
         limits.auth_failure_limit,
         limits.auth_failure_window,
         limits.auth_failure_clients,
-        metrics.clone(),
+        crate::limiter::Counters {
+            limited: metrics.auth_limited.clone(),
+            evicted: metrics.auth_evicted.clone(),
+            door: "HTTP API",
+        },
     ));
     let bodies = BodyPolicy {
         max: limits.max_body_bytes,
@@ -432,30 +436,7 @@ async fn stopped(stopping: &mut watch::Receiver<bool>) {
 /// # Errors
 /// The field (`http.tls_cert_file`, `http.tls_key_file`) and what is wrong.
 pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, (&'static str, String)> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(Iterator::collect)
-        .map_err(|e| ("http.tls_cert_file", format!("{}: {e}", cert.display())))?;
-    if certs.is_empty() {
-        return Err((
-            "http.tls_cert_file",
-            format!("{}: no PEM certificate in it", cert.display()),
-        ));
-    }
-    let private =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| ("http.tls_key_file", format!("{}: {e}", key.display())))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ("http.tls_cert_file", e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, private)
-        .map_err(|e| {
-            (
-                "http.tls_key_file",
-                format!("{} does not go with the certificate: {e}", key.display()),
-            )
-        })?;
+    let mut config = crate::tls::server_config(cert, key, ("http.tls_cert_file", "http.tls_key_file"), None)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -112,8 +112,18 @@ pub fn add_device_offline(
         certificate_sha256: new.certificate_sha256,
         rotate: new.rotate,
     };
-    let out = devices_offline(cmd).map_err(|(_, e)| e)?;
-    serde_json::from_str(&out).map_err(|e| e.to_string())
+    match devices_offline(cmd).map_err(|(_, e)| e)? {
+        Printed::Json(answer) => Ok(answer),
+        Printed::Text(t) => Err(format!("not an answer: {t}")),
+    }
+}
+
+/// What a `gateway devices` command prints.
+enum Printed {
+    /// Pretty JSON (a provisioning answer, the list).
+    Json(serde_json::Value),
+    /// Text as it is (an ACL file, a confirmation).
+    Text(String),
 }
 
 /// Runs `gateway devices ...`; the exit code (2 for a refused request, 1 for a failure).
@@ -121,8 +131,12 @@ pub fn add_device_offline(
 pub fn devices(cmd: DevicesCommand) -> std::process::ExitCode {
     use std::process::ExitCode;
     match devices_offline(cmd) {
-        Ok(out) => {
-            println!("{out}");
+        Ok(Printed::Json(v)) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(Printed::Text(t)) => {
+            println!("{t}");
             ExitCode::SUCCESS
         }
         Err((code, e)) => {
@@ -132,7 +146,7 @@ pub fn devices(cmd: DevicesCommand) -> std::process::ExitCode {
     }
 }
 
-fn devices_offline(cmd: DevicesCommand) -> Result<String, (u8, String)> {
+fn devices_offline(cmd: DevicesCommand) -> Result<Printed, (u8, String)> {
     use crate::ops::provisioning::{self, NewDevice, ProvisionError};
     use crate::store::credentials;
     let fail = |e: &dyn std::fmt::Display| (1, e.to_string());
@@ -152,10 +166,9 @@ fn devices_offline(cmd: DevicesCommand) -> Result<String, (u8, String)> {
         let store = open_existing(&dir).map_err(|e| (1, e))?;
         let all = credentials::list(store.conn()).map_err(|e| fail(&e))?;
         if let DevicesCommand::MosquittoAcl { .. } = cmd {
-            return Ok(provisioning::mosquitto_acl(&all));
+            return Ok(Printed::Text(provisioning::mosquitto_acl(&all)));
         }
-        let rows: Vec<_> = all.iter().map(provisioning::listed).collect();
-        return serde_json::to_string_pretty(&rows).map_err(|e| fail(&e));
+        return Ok(Printed::Json(all.iter().map(provisioning::listed).collect()));
     }
     // Writing: only while no gateway runs on this directory (it owns the
     // record chain's tail; two writers would fork it).
@@ -179,17 +192,13 @@ fn devices_offline(cmd: DevicesCommand) -> Result<String, (u8, String)> {
             };
             let found = credentials::get(store.conn(), &new.site, &new.device).map_err(|e| fail(&e))?;
             let made = provisioning::provision(&new, found.as_ref(), now, &by).map_err(refused)?;
-            let out = serde_json::to_string_pretty(&made.answer).map_err(|e| fail(&e))?;
-            (made.change, made.record, out)
+            (made.change, made.record, Printed::Json(made.answer))
         }
         DevicesCommand::Revoke { site, device, .. } => {
             let found = credentials::get(store.conn(), &site, &device).map_err(|e| fail(&e))?;
             let (change, record) = provisioning::revoke(&site, &device, found.as_ref(), now, &by).map_err(refused)?;
-            (
-                change,
-                record,
-                format!("revoked {}", crate::identity::username(&site, &device)),
-            )
+            let said = format!("revoked {}", crate::identity::username(&site, &device));
+            (change, record, Printed::Text(said))
         }
         DevicesCommand::List { .. } | DevicesCommand::MosquittoAcl { .. } => unreachable!("answered above"),
     };

@@ -241,18 +241,14 @@ impl MqttConfig {
             ));
         }
         if self.tls_listen.is_some() {
-            for (field, file) in [
-                ("mqtt.tls_cert_file", &self.tls_cert_file),
-                ("mqtt.tls_key_file", &self.tls_key_file),
-            ] {
-                match file {
-                    None => return Err((field, "is required with `tls_listen`".into())),
-                    Some(f) => {
-                        if let Err(e) = std::fs::metadata(f) {
-                            return Err((field, format!("{}: {e}", f.display())));
-                        }
-                    }
+            match (&self.tls_cert_file, &self.tls_key_file) {
+                // Loaded now, as at start: `gateway check` refuses a key that
+                // does not go with its certificate.
+                (Some(cert), Some(key)) => {
+                    crate::tls::server_config(cert, key, ("mqtt.tls_cert_file", "mqtt.tls_key_file"), None)?;
                 }
+                (None, _) => return Err(("mqtt.tls_cert_file", "is required with `tls_listen`".into())),
+                (_, None) => return Err(("mqtt.tls_key_file", "is required with `tls_listen`".into())),
             }
         }
         Ok(())

@@ -14,14 +14,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
 use crate::app::config::{MqttAuth, MqttConfig};
 use crate::broker::{Authenticator, Hello};
-use crate::identity::{Denial, Failures, Principal, Verified};
+use crate::identity::{Denial, Principal, Verified};
+use crate::limiter::Limiter;
 use crate::store::credentials::{self, Credential};
 
 /// The user name of the gateway's own client on its embedded broker.
@@ -30,9 +30,10 @@ pub const GATEWAY_USER: &str = "$gateway";
 /// Client ids only the gateway's own client may use.
 const RESERVED_IDS: [&str; 2] = ["fm-gateway", "fm-gateway-alarms"];
 
-/// Failed logins per address before refusals are unchecked; then one more a minute.
+/// Failed logins per address before refusals are unchecked, all earned back
+/// over a minute (one every 6 s), as on the HTTP API.
 const FAILURE_BURST: u32 = 10;
-const FAILURE_REFILL_MS: i64 = 6_000;
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_mins(1);
 
 /// Everything a CONNECT is checked against.
 pub(crate) struct Access {
@@ -41,24 +42,37 @@ pub(crate) struct Access {
     db: PathBuf,
     conn: Mutex<Option<Connection>>,
     verified: Verified,
-    failures: Failures,
+    failures: Limiter,
     argon: Semaphore,
-    started: Instant,
 }
 
 impl Access {
     /// The door of a broker configured by `mqtt`, its store in `data_dir`,
     /// the gateway's own client logging in with `gateway_password`.
-    pub(crate) fn new(mqtt: &MqttConfig, data_dir: &Path, gateway_password: &str) -> Arc<Access> {
+    pub(crate) fn new(
+        mqtt: &MqttConfig,
+        data_dir: &Path,
+        gateway_password: &str,
+        evicted: prometheus_client::metrics::counter::Counter,
+    ) -> Arc<Access> {
         Arc::new(Access {
             mode: mqtt.effective_auth(),
             gateway_secret: crate::api::auth::digest(gateway_password),
             db: data_dir.join("gateway.sqlite"),
             conn: Mutex::new(None),
             verified: Verified::default(),
-            failures: Failures::new(FAILURE_BURST, FAILURE_REFILL_MS, 65_536),
+            failures: Limiter::new(
+                FAILURE_BURST,
+                FAILURE_WINDOW,
+                65_536,
+                crate::limiter::Counters {
+                    // Refusals are the broker's to count (`reason="rate_limited"`).
+                    limited: prometheus_client::metrics::counter::Counter::default(),
+                    evicted,
+                    door: "MQTT",
+                },
+            ),
             argon: Semaphore::new(2),
-            started: Instant::now(),
         })
     }
 
@@ -76,10 +90,6 @@ impl Access {
         self.verified.forget(username);
     }
 
-    fn now_ms(&self) -> i64 {
-        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
-    }
-
     async fn check(&self, hello: Hello) -> Result<Principal, Denial> {
         let ip = hello.peer.ip();
         if hello.username.as_deref() == Some(GATEWAY_USER) {
@@ -87,7 +97,7 @@ impl Access {
             return if crate::identity::same(&given, &self.gateway_secret) {
                 Ok(Principal::Gateway)
             } else {
-                self.failures.failed(ip, self.now_ms());
+                self.failures.failed(ip);
                 Err(Denial::BadCredentials)
             };
         }
@@ -97,12 +107,12 @@ impl Access {
         if self.mode == MqttAuth::None {
             return Ok(Principal::Anonymous);
         }
-        if !self.failures.allowed(ip, self.now_ms()) {
+        if self.failures.check(ip).is_err() {
             return Err(Denial::RateLimited);
         }
         let verdict = self.device(&hello).await;
         if matches!(verdict, Err(Denial::BadCredentials | Denial::Certificate)) {
-            self.failures.failed(ip, self.now_ms());
+            self.failures.failed(ip);
         }
         verdict
     }
@@ -190,22 +200,15 @@ impl Access {
 /// # Errors
 /// Unreadable or invalid PEM, a key that does not match.
 pub(crate) fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-    use anyhow::Context as _;
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let chain = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("mqtt.tls_cert_file {}", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("mqtt.tls_cert_file {}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("mqtt.tls_key_file {}", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_client_cert_verifier(Arc::new(Pinned(provider)))
-        .with_single_cert(chain, key)
-        .context("the embedded broker's TLS certificate and key")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = crate::tls::server_config(
+        cert,
+        key,
+        ("mqtt.tls_cert_file", "mqtt.tls_key_file"),
+        Some(Arc::new(Pinned(provider))),
+    )
+    .map_err(|(field, e)| anyhow::anyhow!("{field}: {e}"))?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -160,7 +160,12 @@ impl Clients {
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let [telemetry, alarms] = self.sessions;
         if let Some(listener) = listener {
-            let access = crate::ingest::access::Access::new(&listener.mqtt, shared.data_dir(), &self.gateway_password);
+            let access = crate::ingest::access::Access::new(
+                &listener.mqtt,
+                shared.data_dir(),
+                &self.gateway_password,
+                shared.metrics().broker.auth_evicted.clone(),
+            );
             return start_embedded(listener, access, alarms.1, lanes, control, shared).await;
         }
         let subscribed = Arc::new(std::sync::atomic::AtomicU8::new(0));

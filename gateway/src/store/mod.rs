@@ -265,6 +265,13 @@ DROP TABLE points_v1;
 COMMIT;
 ";
 
+/// Creates the data directory (and its parents) readable by the gateway's
+/// user only: it holds the registry, every order and record, the
+/// notification outbox, device credentials and the signing key.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 /// An exclusive lock on a data directory (`gateway.lock`, `flock`): the
 /// gateway holds it while it runs, and offline writers (`gateway devices
 /// add|revoke`) take it or refuse, so the record chain has one writer.
@@ -277,11 +284,7 @@ impl DataDirLock {
     /// # Errors
     /// The directory cannot be made, or another process holds the lock (a gateway runs on it).
     pub fn take(dir: &Path) -> Result<DataDirLock, String> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join("gateway.lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -330,13 +333,7 @@ impl Store {
             path: path.clone(),
             source,
         };
-        // Readable by the gateway's user only: the database holds the
-        // registry, every order and record, and the notification outbox.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(data_dir)
-            .map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        private_dir(data_dir).map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;

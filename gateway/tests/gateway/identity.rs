@@ -21,20 +21,9 @@ fn config(dir: &std::path::Path) -> Config {
 /// `mosquitto_pub` of one QoS 1 message with `extra` arguments (credentials,
 /// TLS); whether it succeeded, and what it said.
 async fn pub_with(port: u16, extra: &[&str], topic: &str, payload: &str) -> (bool, String) {
-    let out = tokio::process::Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-m",
-            payload,
-        ])
+    let out = crate::http::mosquitto_pub(port, topic, payload)
         .args(extra)
+        .stderr(std::process::Stdio::piped())
         .output()
         .await
         .expect("mosquitto_pub is not installed: run scripts/install-test-deps.sh");
