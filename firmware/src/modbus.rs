@@ -597,15 +597,7 @@ fn reads_block(data: &[u8]) -> bool {
 
 /// FC03 on the signed-write block: challenge, refused writes, write mode.
 fn read_block(block: Block, data: &[u8], out: &mut [u8]) -> Result<usize, Exception> {
-    let &[a0, a1, q0, q1] = data else {
-        return Err(Exception::IllegalDataValue);
-    };
-    let start = u16::from_be_bytes([a0, a1]);
-    let quantity = u16::from_be_bytes([q0, q1]);
-    if quantity == 0 || quantity > 125 {
-        return Err(Exception::IllegalDataValue);
-    }
-    check_range(start, quantity)?;
+    let (start, quantity) = read_request(data, 125)?;
     out[0] = 3;
     // At most 7 registers: 14 bytes.
     out[1] = u8::try_from(quantity * 2).unwrap_or(u8::MAX);
@@ -617,6 +609,21 @@ fn read_block(block: Block, data: &[u8], out: &mut [u8]) -> Result<usize, Except
     Ok(2 + 2 * usize::from(quantity))
 }
 
+/// A read request's start and quantity: 4 bytes, 1 to `max` points, ending
+/// inside the address space.
+fn read_request(data: &[u8], max: u16) -> Result<(u16, u16), Exception> {
+    let &[a0, a1, q0, q1] = data else {
+        return Err(Exception::IllegalDataValue);
+    };
+    let start = u16::from_be_bytes([a0, a1]);
+    let quantity = u16::from_be_bytes([q0, q1]);
+    if quantity == 0 || quantity > max {
+        return Err(Exception::IllegalDataValue);
+    }
+    check_range(start, quantity)?;
+    Ok((start, quantity))
+}
+
 /// FC01–04: reads `quantity` bits or words from `start`.
 fn read(
     image: &impl RegisterImage,
@@ -625,17 +632,8 @@ fn read(
     data: &[u8],
     out: &mut [u8],
 ) -> Result<usize, Exception> {
-    let &[a0, a1, q0, q1] = data else {
-        return Err(Exception::IllegalDataValue);
-    };
-    let start = u16::from_be_bytes([a0, a1]);
-    let quantity = u16::from_be_bytes([q0, q1]);
     let bits = table.is_bit();
-    let max = if bits { 2000 } else { 125 };
-    if quantity == 0 || quantity > max {
-        return Err(Exception::IllegalDataValue);
-    }
-    check_range(start, quantity)?;
+    let (start, quantity) = read_request(data, if bits { 2000 } else { 125 })?;
     // At most 250 bytes: fits a u8 and the 253-byte PDU.
     let byte_count = if bits { quantity.div_ceil(8) } else { quantity * 2 };
     let body_end = 2 + usize::from(byte_count);

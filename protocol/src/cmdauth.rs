@@ -307,16 +307,9 @@ impl fmt::Display for Refusal {
 /// Feeds the canonical string of a command to `out`, piece by piece, so the
 /// node hashes it without a buffer.
 fn feed(to: &Recipient<'_>, cmd: &Cmd, ctr: u64, exp: Timestamp, out: &mut impl FnMut(&[u8])) {
-    let mut text = |s: &str| {
-        // Every text here is validated to at most 48 bytes; the cap only keeps
-        // the length byte honest if a caller passes something longer.
-        let b = s.as_bytes();
-        let b = &b[..b.len().min(255)];
-        #[allow(clippy::cast_possible_truncation)]
-        out(&[b.len() as u8]);
-        out(b);
-    };
-    text_fields(to, cmd, &mut text);
+    for s in [to.site, to.class.as_str(), to.device, cmd.id.as_str(), cmd.op.as_str()] {
+        text(s, out);
+    }
     match cmd.args.port {
         Some(p) => out(&[1, p]),
         None => out(&[0]),
@@ -324,11 +317,7 @@ fn feed(to: &Recipient<'_>, cmd: &Cmd, ctr: u64, exp: Timestamp, out: &mut impl 
     match &cmd.args.name {
         Some(n) => {
             out(&[1]);
-            let b = n.as_bytes();
-            let b = &b[..b.len().min(255)];
-            #[allow(clippy::cast_possible_truncation)]
-            out(&[b.len() as u8]);
-            out(b);
+            text(n.as_str(), out);
         }
         None => out(&[0]),
     }
@@ -343,12 +332,15 @@ fn feed(to: &Recipient<'_>, cmd: &Cmd, ctr: u64, exp: Timestamp, out: &mut impl 
     out(&exp.as_millis().to_be_bytes());
 }
 
-fn text_fields(to: &Recipient<'_>, cmd: &Cmd, text: &mut impl FnMut(&str)) {
-    text(to.site);
-    text(to.class.as_str());
-    text(to.device);
-    text(cmd.id.as_str());
-    text(cmd.op.as_str());
+/// `text(s)`: one length byte and the UTF-8 bytes. Every text here is
+/// validated to at most 48 bytes; the cap only keeps the length byte honest
+/// if a caller passes something longer.
+fn text(s: &str, out: &mut impl FnMut(&[u8])) {
+    let b = s.as_bytes();
+    let b = &b[..b.len().min(255)];
+    #[allow(clippy::cast_possible_truncation)]
+    out(&[b.len() as u8]);
+    out(b);
 }
 
 /// The canonical string a command's MAC covers (see the module doc), for

@@ -191,7 +191,8 @@ impl Server {
     }
 }
 
-/// Logs refused connections at most every 10 s, with how many.
+/// Refused connections since the last log line: logged at most every 10 s,
+/// with how many, so a flood is seen without flooding the log.
 #[derive(Default)]
 struct Refusals {
     since: u64,
@@ -199,30 +200,34 @@ struct Refusals {
 }
 
 impl Refusals {
-    fn note(&mut self, max: usize) {
+    /// Counts one refusal; the count to log when a line is due.
+    fn due(&mut self) -> Option<u64> {
         self.since += 1;
-        if self.logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        if self.logged.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            return None;
+        }
+        self.logged = Some(Instant::now());
+        Some(std::mem::take(&mut self.since))
+    }
+
+    fn note(&mut self, max: usize) {
+        if let Some(refused) = self.due() {
             tracing::warn!(
                 max_connections = max,
-                refused = self.since,
+                refused,
                 "HTTP connections at their limit: new ones are closed at once"
             );
-            self.logged = Some(Instant::now());
-            self.since = 0;
         }
     }
 
     fn note_client(&mut self, ip: IpAddr, max: usize) {
-        self.since += 1;
-        if self.logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        if let Some(refused) = self.due() {
             tracing::warn!(
                 client = %client_key(ip),
                 max_connections_per_client = max,
-                refused = self.since,
+                refused,
                 "one address holds its most HTTP connections: its new ones are closed at once"
             );
-            self.logged = Some(Instant::now());
-            self.since = 0;
         }
     }
 }
@@ -571,16 +576,9 @@ struct Guarded {
 }
 
 /// Why [`Guarded`] stopped.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 struct Refused(&'static str);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for Refused {}
 
 impl Guarded {
     fn refuse(&self, outcome: u8) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
@@ -693,13 +691,14 @@ mod tests {
         assert_eq!(metrics.body_too_large.get(), 2);
     }
 
-    #[tokio::test]
+    /// On tokio's paused clock: the 200 ms pass without being waited for.
+    #[tokio::test(start_paused = true)]
     async fn a_body_that_stops_coming_is_408_after_the_timeout() {
         use futures_util::StreamExt as _;
         let (app, metrics) = app(1024, Duration::from_millis(200));
         let stalled = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{\"by\":"))])
             .chain(futures_util::stream::pending());
-        let t = Instant::now();
+        let t = tokio::time::Instant::now();
         let (status, connection, body) = call(&app, "/small", Body::from_stream(stalled)).await;
         assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
         assert!(t.elapsed() >= Duration::from_millis(200));
