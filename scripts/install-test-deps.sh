@@ -10,10 +10,17 @@ cd "$(dirname "$0")/.."
 # (a real server for the InfluxDB v2 write API), socat (pty pairs standing in
 # for RS-485 lines), aiosmtpd (a real SMTP server for the e-mail channel),
 # python3 and openssl (a third party verifying the record chain), and
-# Chromium (a real browser rendering the web console, headless), g++ (the
+# Chromium (a real browser rendering the web console, headless) with
+# fonts-noto-cjk (so its Chinese renders), g++ (the
 # fuzz targets build libFuzzer, which is C++; scripts/fuzz.sh).
 # A later issue adds PostgreSQL here.
-packages=(mosquitto mosquitto-clients mbpoll victoria-metrics socat python3 python3-aiosmtpd openssl chromium g++)
+packages=(mosquitto mosquitto-clients mbpoll victoria-metrics socat python3 python3-aiosmtpd openssl chromium fonts-noto-cjk g++)
+# Node.js and npm drive Chromium in scripts/browser-test.sh: Debian's, unless
+# some Node.js with npm is installed already (NodeSource's bundles npm).
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+# The Debian package's test (scripts/package-test.sh): systemd (the package
+# depends on it; systemd-analyze verifies the unit), curl (asks /readyz).
+packages+=(systemd curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,6 +36,13 @@ if ((${#missing[@]})); then
   if command -v systemctl >/dev/null 2>&1; then
     "${sudo_cmd[@]}" systemctl disable --now mosquitto victoria-metrics >/dev/null 2>&1 || true
   fi
+fi
+
+# playwright-core for the console's browser test (scripts/browser-test.sh),
+# exactly as tools/browser/package-lock.json says; again whenever it changes.
+if ! cmp -s tools/browser/package-lock.json tools/browser/node_modules/.fm-installed-lock 2>/dev/null; then
+  (cd tools/browser && npm ci --no-audit --no-fund --loglevel=error)
+  cp tools/browser/package-lock.json tools/browser/node_modules/.fm-installed-lock
 fi
 
 # Python peers for tests (a Modbus slave not written here), in a venv under
@@ -50,6 +64,12 @@ rustup target add --toolchain "$toolchain" thumbv7em-none-eabihf >/dev/null 2>&1
   || echo "warning: could not add thumbv7em-none-eabihf; the no_std proof falls back to a host staticlib"
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
+fi
+# cargo-deb (scripts/package-test.sh builds the Debian package), pinned;
+# about 65 s to build on 2 cores.
+cargo_deb_version=3.8.0
+if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $cargo_deb_version" ]; then
+  cargo install --locked cargo-deb --version "$cargo_deb_version"
 fi
 # cargo-deny (scripts/deny.sh), pinned: scripts/deny.sh knows where this
 # version looks for the advisory database. Builds with Rust >= 1.88.

@@ -41,6 +41,20 @@ step "the HIL scenario library (virtual time; JUnit in target/hil-junit.xml)"
 # and the real gateway. Exits non-zero if any expectation does not hold.
 cargo run --locked -q -p hil-tests --bin hil -- run --plain --junit target/hil-junit.xml
 
+step "the Debian package: cargo deb, dpkg -i, the installed gateway answers /readyz, dpkg -r / -P"
+# The debug build the tests made, packaged (a release build would add 2-5 min);
+# systemd is not PID 1 here, so the binary is started by hand as fm-gateway
+# with the installed config (docs/operations.md). Needs root, as CI is.
+PACKAGE_PROFILE=dev scripts/package-test.sh
+
+step "the console in a real browser"
+# Debian's Chromium driven by playwright-core against the gateway and
+# mosquitto_pub: an engineer's board (Chinese, an alert arriving live, the
+# device page's charts), a contractor stepping an order on a 390 px phone, an
+# auditor's search, chain check and CSV export, English, and the stream
+# resuming after a restart (docs/console.md).
+scripts/browser-test.sh
+
 step "doc tests"
 cargo test --workspace --exclude board-stm32f4 --doc --locked
 

@@ -6,24 +6,13 @@ use clap::Parser;
 use gateway::app::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    gateway::app::logging::init(cli.log_format);
     match cli.command {
-        Command::Check { config } => match gateway::app::config::Config::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Check { config } => gateway::app::cli::check(&config),
         Command::Records { command } => gateway::app::cli::records(command),
         Command::Devices { command } => gateway::app::cli::devices(command),
+        cmd @ (Command::Backup { .. } | Command::Restore { .. }) => gateway::app::cli::backup_or_restore(cmd),
         Command::Run(args) => {
             let config = match args.config() {
                 Ok(c) => c,
@@ -32,7 +21,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let token = match gateway::app::cli::admin_token() {
+            let token = match gateway::app::cli::admin_token_for(&config) {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("error: {e:#}");

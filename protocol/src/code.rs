@@ -212,6 +212,57 @@ impl EventCode {
         }
     }
 
+    /// The Chinese label of a code by its wire name; `""` for a name this
+    /// build does not know (a newer node's, or a rule's own code).
+    #[must_use]
+    pub fn label_zh_of(name: &str) -> &'static str {
+        EventCode::from_name(name).map_or("", EventCode::label_zh)
+    }
+
+    /// The English label, shown beside the Chinese one.
+    #[must_use]
+    pub const fn label_en(self) -> &'static str {
+        match self {
+            EventCode::SafetyCircuitBreak => "Safety circuit open",
+            EventCode::DoorCloseFault => "Doors fail to close",
+            EventCode::DoorOpenFault => "Doors fail to open",
+            EventCode::StoppedOutsideDoorZone => "Stopped outside the door zone",
+            EventCode::UnintendedMovement => "Car moving with doors open",
+            EventCode::RunTimeLimiter => "Run-time limiter tripped",
+            EventCode::PositionLost => "Car position lost",
+            EventCode::RestartPrevented => "Restart prevented",
+            EventCode::OvertravelTop => "Overtravel at the top",
+            EventCode::OvertravelBottom => "Overtravel at the bottom",
+            EventCode::Trapped => "Passengers trapped",
+            EventCode::Overspeed => "Overspeed",
+            EventCode::DoorOpenWhileRunning => "Running with doors open",
+            EventCode::PowerCut => "Power cut",
+            EventCode::AlarmButton => "Alarm button pressed",
+            EventCode::EbikeInCar => "E-bike in the car",
+            EventCode::FireAlarm => "Fire alarm",
+            EventCode::PumpFailToStart => "Fire pump failed to start",
+            EventCode::PumpFault => "Fire pump fault",
+            EventCode::LowPressure => "Low network pressure",
+            EventCode::LowTankLevel => "Low tank level",
+            EventCode::NotInAuto => "Not in automatic mode",
+            EventCode::MainPowerFault => "Main power fault",
+            EventCode::BackupPowerFault => "Backup power fault",
+            EventCode::SelfTest => "Pump self-test",
+            EventCode::OverTemperature => "Port over temperature",
+            EventCode::OverCurrent => "Port over current",
+            EventCode::Smoke => "Smoke",
+            EventCode::Leakage => "Leakage current",
+            EventCode::ChargeTimeout => "Charge timeout",
+            EventCode::FullCutoff => "Cut off when full",
+            EventCode::TempRising => "Port temperature rising fast",
+            EventCode::Offline => "Offline",
+            EventCode::UplinkLost => "Gateway lost its broker",
+            EventCode::BusDown => "Bus down",
+            EventCode::SiteUnreachable => "Compound unreachable",
+            EventCode::ModbusException => "Slave refused to answer",
+        }
+    }
+
     /// Whether the code is a state that is raised and later cleared. `self_test`
     /// is not: it is a one-shot record of a finished run, so it has no Modbus
     /// bit and never becomes an open alert.

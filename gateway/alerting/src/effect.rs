@@ -95,6 +95,23 @@ pub struct AlertView {
     /// The values of its device (and port) when it fired, and the detail of
     /// the node's event that fired it (a Modbus exception): the evidence.
     pub evidence: Vec<Evidence>,
+    /// The code's Chinese label (`困人`), so every reader of an alert (the
+    /// console, a webhook, a bureau's export) shows the words staff use
+    /// without a table of its own; `""` for a code without one. Alerts
+    /// stored before it existed read it back empty: [`AlertView::labelled`].
+    #[serde(default)]
+    pub label_zh: std::borrow::Cow<'static, str>,
+}
+
+impl AlertView {
+    /// Fills in `label_zh` if it is empty (an alert stored before it existed).
+    #[must_use]
+    pub fn labelled(mut self) -> Self {
+        if self.label_zh.is_empty() {
+            self.label_zh = std::borrow::Cow::Borrowed(protocol::EventCode::label_zh_of(&self.code));
+        }
+        self
+    }
 }
 
 /// One value of the evidence: a metric of the device, or a field of the

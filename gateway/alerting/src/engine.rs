@@ -1439,6 +1439,7 @@ impl Engine {
             sources: a.sources.iter().map(|s| String::from(&**s)).collect(),
             building: self.building_name(dev),
             evidence: a.evidence.clone(),
+            label_zh: std::borrow::Cow::Borrowed(protocol::EventCode::label_zh_of(&a.code)),
         }
     }
 }

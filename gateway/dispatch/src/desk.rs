@@ -496,6 +496,7 @@ impl Desk {
             alert_resolved_at: None,
             evidence: Evidence::default(),
             building: None,
+            label_zh: std::borrow::Cow::Borrowed(protocol::EventCode::label_zh_of(code)),
         }
     }
 

@@ -283,6 +283,11 @@ pub struct Order {
     /// The alert's building, for people on site.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub building: Option<String>,
+    /// The code's Chinese label (`困人`), for every reader of the order; `""`
+    /// for a code without one. Orders stored before it existed read it back
+    /// empty: [`Order::labelled`].
+    #[serde(default)]
+    pub label_zh: std::borrow::Cow<'static, str>,
 }
 
 /// Why a step was refused.
@@ -326,6 +331,15 @@ pub struct Actor {
 }
 
 impl Order {
+    /// Fills in `label_zh` if it is empty (an order stored before it existed).
+    #[must_use]
+    pub fn labelled(mut self) -> Self {
+        if self.label_zh.is_empty() {
+            self.label_zh = std::borrow::Cow::Borrowed(protocol::EventCode::label_zh_of(&self.code));
+        }
+        self
+    }
+
     /// Whether the contractor has (or had) this order: what a contractor
     /// token may see.
     #[must_use]

@@ -1,4 +1,5 @@
-//! Notification channels (webhook, MQTT, e-mail) behind one trait, and an
+//! Notification channels (webhook, MQTT, e-mail, and for property staff in
+//! China the WeCom and DingTalk group robots and SMS) behind one trait, and an
 //! [`Outbox`] that delivers through them with retries, exponential backoff and
 //! a dead-letter outcome, without ever blocking the caller.
 //!
@@ -37,9 +38,17 @@
 //! | [`Webhook`] | `webhook = { url, secret }` | an HTTP POST of the JSON message; 2xx is delivered |
 //! | [`Mqtt`] | `mqtt = true` | a QoS 1 publish to `{prefix}/{contact id}/{kind}` handed to the gateway's MQTT client |
 //! | [`Email`] | `email = "a@b"` | one SMTP transaction (UTF-8 subject and body) |
+//! | [`Wecom`] | `wecom = { token }` | a POST to the WeCom group robot; `{"errcode":0}` is delivered |
+//! | [`Dingtalk`] | `dingtalk = { access_token, secret }` | a signed POST to the DingTalk custom robot; `{"errcode":0}` is delivered |
+//! | [`Sms`] | `sms = ["138…"]` | one request per number to the configured HTTP SMS gateway |
 //!
 //! The JSON every machine channel carries is [`Message`] serialized:
-//! `{"id","kind","site","subject","text","body"}`.
+//! `{"id","kind","site","subject","text","body"}`, and `notice` (the facts)
+//! when the gateway gave them. The channels people read on a phone (WeCom,
+//! DingTalk, SMS) word the facts with one builder ([`text`]), Chinese first
+//! with English beside it, times in China's zone (`+08:00`). Their secrets
+//! (keys in URLs, tokens in headers) never reach an error text, so never a
+//! log or a dead letter (docs/notifications.md).
 //!
 //! # Checking a webhook's signature (receiver side)
 //!
@@ -85,21 +94,34 @@
 //! task ends as soon as nothing is left. Nothing accepted is ever dropped
 //! without an [`Outcome`], not even when a channel panics.
 
+mod dingtalk;
 mod email;
+mod http;
 mod mqtt;
 mod outbox;
 mod serde_duration;
+mod sms;
+pub mod text;
 mod webhook;
+mod wecom;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
+pub use dingtalk::{
+    DINGTALK_BASE_URL, DINGTALK_RETRY_ERRCODES, Dingtalk, DingtalkConfig, DingtalkTarget, dingtalk_body, sign_dingtalk,
+    verify_dingtalk,
+};
 pub use email::{Email, SmtpConfig, SmtpTls};
+pub use http::mask_phone;
 pub use mqtt::Mqtt;
 pub use outbox::{Delivery, Outbox, Outcome, RetryPolicy, SubmitError};
+pub use sms::{SMS_PLACEHOLDERS, SMS_SEGMENT_CHARS, Sms, SmsConfig, SmsEncoding, SmsMethod};
+pub use text::{AlertFacts, Due, Notice, OrderFacts};
 pub use webhook::{Webhook, sign_webhook, verify_webhook};
+pub use wecom::{WECOM_BASE_URL, WECOM_RETRY_ERRCODES, Wecom, WecomConfig, WecomTarget, wecom_body};
 
 /// One message to one recipient.
 ///
@@ -124,6 +146,11 @@ pub struct Message {
     pub text: String,
     /// The machine payload (alert, work order, …) for programs.
     pub body: serde_json::Value,
+    /// The facts, for the channels that word them for people on a phone
+    /// (WeCom, DingTalk, SMS); none for a message queued by an older
+    /// version, which those channels then send as `subject` and `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
 }
 
 /// Where one recipient is reached: any subset of the channels.
@@ -139,6 +166,9 @@ pub struct Message {
 /// webhook = { url = "https://lift.example/fm", secret = "change-me" }
 /// email = "duty@lift.example"
 /// mqtt = true
+/// wecom = { token_env = "WECOM_LIFT_KEY", mention_mobiles = ["13800138000"] }
+/// dingtalk = { access_token_file = "/run/credentials/dingtalk-token", secret_env = "DINGTALK_SECRET" }
+/// sms = ["13800138000"]
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,6 +187,39 @@ pub struct Contact {
     /// Reached on the gateway's MQTT broker (`{prefix}/{id}/{kind}`).
     #[serde(default)]
     pub mqtt: bool,
+    /// Reached in a WeCom group through its robot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wecom: Option<WecomTarget>,
+    /// Reached in a DingTalk group through its custom robot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dingtalk: Option<DingtalkTarget>,
+    /// Reached by SMS at each of these mobile numbers (the people on duty
+    /// for this role at this compound), through `[notify.sms]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sms: Vec<String>,
+}
+
+impl Contact {
+    /// Checks the robots and numbers of this contact, so a mistake stops
+    /// the gateway at start rather than dead-lettering every message later.
+    ///
+    /// # Errors
+    /// The field (`wecom`, `dingtalk`, `sms`) and what is wrong with it.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if let Some(w) = &self.wecom {
+            w.check().map_err(|m| ("wecom", m))?;
+        }
+        if let Some(d) = &self.dingtalk {
+            d.check().map_err(|m| ("dingtalk", m))?;
+        }
+        if let Some(p) = self.sms.iter().find(|p| !http::is_phone(p)) {
+            return Err((
+                "sms",
+                format!("`{p}` is not a mobile number (digits, an optional leading +)"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A webhook endpoint and its optional signing secret.
@@ -191,8 +254,8 @@ pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SendError>> + S
 /// concurrency and shutdown; a channel only makes single attempts and
 /// classifies their failures, which keeps each implementation small.
 pub trait Channel: Send + Sync {
-    /// `"webhook"`, `"mqtt"` or `"email"`: names the channel in outcomes,
-    /// logs and metrics.
+    /// `"webhook"`, `"mqtt"`, `"email"`, `"wecom"`, `"dingtalk"` or `"sms"`:
+    /// names the channel in outcomes, logs and metrics.
     fn name(&self) -> &'static str;
 
     /// Whether this contact can be reached by this channel at all, so the
@@ -245,8 +308,9 @@ impl SendError {
 /// every notification later.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
-    /// The HTTP client could not be built (TLS backend initialisation).
-    #[error("webhook client: {0}")]
+    /// An HTTP channel could not be built (TLS backend initialisation, a
+    /// bad base URL or SMS gateway description).
+    #[error("HTTP channel: {0}")]
     Http(String),
     /// The SMTP configuration is invalid.
     #[error("smtp: {0}")]

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
 use super::auth::{Principal, Role};
-use super::{ApiError, ask, not_stored, read};
+use super::{ApiError, Query, ask, not_stored, params, read};
 use crate::app::shared::Shared;
 use crate::ops::provisioning::{self, NewDevice, ProvisionError};
 use crate::store::credentials::{self, Credential};
@@ -53,9 +53,10 @@ async fn store(
 pub(crate) async fn add(
     State(shared): State<Shared>,
     Extension(who): Extension<Principal>,
-    Json(new): Json<NewDevice>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     who.require(&[], "provision devices")?;
+    let new: NewDevice = params::json_body(&body)?;
     let id = provisioning::identity(&new).map_err(|e| refused(&e))?;
     let found = existing(&shared, id.site.clone(), id.device.clone()).await?;
     let now = shared.clock().now_ms();
@@ -93,13 +94,34 @@ pub(crate) async fn revoke(
 pub(crate) async fn list(
     State(shared): State<Shared>,
     Extension(who): Extension<Principal>,
+    Query(p): Query<ListParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     who.require(&[Role::Auditor], "list device credentials")?;
+    let limit = p.limit.unwrap_or(1000).clamp(1, 10_000);
+    let after: Option<(String, String)> = params::cursor_key("credentials", p.cursor.as_deref())?;
     let all = read(&shared, |s| credentials::list(s.conn()).map_err(|e| s.sql_error(e))).await?;
-    let rows: Vec<_> = all
+    let mut page: Vec<&Credential> = all
         .iter()
         .filter(|c| who.sees_site(&c.identity.site))
-        .map(provisioning::listed)
+        .filter(|c| {
+            after
+                .as_ref()
+                .is_none_or(|(s, d)| (&c.identity.site, &c.identity.device) > (s, d))
+        })
+        .take(limit + 1)
         .collect();
-    Ok(Json(serde_json::Value::Array(rows)))
+    let next = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last()
+            .map(|c| params::cursor("credentials", serde_json::json!([c.identity.site, c.identity.device])))
+    });
+    let rows: Vec<_> = page.into_iter().map(provisioning::listed).collect();
+    Ok(Json(serde_json::json!({ "credentials": rows, "next": next.flatten() })))
+}
+
+/// `?limit=&cursor=` of the credentials list.
+#[derive(serde::Deserialize)]
+pub(crate) struct ListParams {
+    limit: Option<usize>,
+    cursor: Option<String>,
 }

@@ -6,13 +6,14 @@
 
 pub mod auth;
 mod devices;
+pub mod labels;
+pub mod openapi;
 mod orders;
+pub mod params;
 mod records;
 pub mod serve;
 
-use std::time::UNIX_EPOCH;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -27,6 +28,7 @@ use crate::ops::alerts::Refusal;
 use crate::registry::{Registry, Status};
 use crate::store::{Point, SeriesQuery, Store};
 use auth::{Principal, Role};
+pub(crate) use params::{Query, parse_time};
 
 /// 503 for a change the pipeline took but could not store yet.
 pub(crate) fn not_stored(e: &str) -> ApiError {
@@ -55,6 +57,18 @@ impl ApiError {
             error,
             detail: detail.into(),
         }
+    }
+
+    /// Its status.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What it says.
+    #[must_use]
+    pub fn detail(&self) -> &str {
+        &self.detail
     }
 }
 
@@ -90,13 +104,41 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/v1/records/export", get(records::export))
         .route("/api/v1/records/verify", get(records::verify))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/labels", get(|| async { Json(labels::all()) }))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth::middleware));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/", get(|| async { axum::response::Html(CONSOLE) }))
         .merge(api)
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such path (see /api/v1/openapi.json)",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this path does not take this method (see /api/v1/openapi.json)",
+            )
+        })
         .with_state(shared)
+}
+
+/// `GET /api/v1/me`: who this token is, so a client (the console) shows
+/// each role its own screens.
+async fn me(Extension(who): Extension<Principal>) -> Json<serde_json::Value> {
+    Json(json!({
+        "name": who.name,
+        "role": who.role.as_str(),
+        "sites": who.sites,
+        "contractor": who.contractor,
+    }))
 }
 
 /// Whether a message sent now would be judged and kept: 200, or 503 with
@@ -148,6 +190,7 @@ pub(crate) async fn contractor_devices(shared: &Shared, who: &Principal) -> Resu
 
 async fn metrics(State(shared): State<Shared>, Extension(who): Extension<Principal>) -> Result<Response, ApiError> {
     who.require(&[Role::Engineer], "read metrics")?;
+    count_devices(&shared);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &shared.metrics().register())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
@@ -159,6 +202,39 @@ async fn metrics(State(shared): State<Shared>, Extension(who): Extension<Princip
         text,
     )
         .into_response())
+}
+
+/// Sets `fm_devices{class, status}` from the registry now: a device's status
+/// depends on the time (stale after 3 silent intervals), so it is counted
+/// when read rather than kept up to date on every message.
+fn count_devices(shared: &Shared) {
+    let now = shared.clock().now_ms();
+    let mut counts: std::collections::BTreeMap<(String, &'static str), i64> = std::collections::BTreeMap::new();
+    for class in protocol::DeviceClass::ALL {
+        for status in ["online", "offline", "stale"] {
+            counts.insert((class.as_str().to_owned(), status), 0);
+        }
+    }
+    shared.registry().with(|r| {
+        for d in r.iter() {
+            let status = match Registry::status(d, now) {
+                Status::Online => "online",
+                Status::Offline => "offline",
+                Status::Stale => "stale",
+            };
+            *counts.entry((d.key.class.clone(), status)).or_insert(0) += 1;
+        }
+    });
+    for ((class, status), n) in counts {
+        shared
+            .metrics()
+            .devices
+            .get_or_create(&crate::metrics::DeviceLabel {
+                class,
+                status: status.to_owned(),
+            })
+            .set(n);
+    }
 }
 
 /// A device as the API shows it.
@@ -179,23 +255,50 @@ struct DeviceView {
     clock_skew_ms: Option<i64>,
 }
 
+/// Most devices one request returns (default 1,000).
+pub const MAX_DEVICES: usize = 10_000;
+
+#[derive(Deserialize)]
+struct DeviceParams {
+    site: Option<String>,
+    class: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/devices?site=&class=&limit=&cursor=`: by site and device id.
 async fn devices(
     State(shared): State<Shared>,
     Extension(who): Extension<Principal>,
+    Query(p): Query<DeviceParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some(site) = &p.site {
+        who.require_site(site)?;
+    }
+    let after: Option<(String, String)> = params::cursor_key("devices", p.cursor.as_deref())?;
+    let limit = p.limit.unwrap_or(1000).clamp(1, MAX_DEVICES);
     let theirs = if who.role == Role::Contractor {
         Some(contractor_devices(&shared, &who).await?)
     } else {
         None
     };
     let now = shared.clock().now_ms();
-    let devices = shared.registry().snapshot();
-    let list: Vec<DeviceView> = devices
+    let mut devices = shared.registry().snapshot();
+    devices.sort_by(|a, b| (&a.key.site, &a.key.device).cmp(&(&b.key.site, &b.key.device)));
+    let mut list: Vec<DeviceView> = devices
         .iter()
         .filter(|d| match &theirs {
             Some(t) => t.iter().any(|(s, dev)| *s == d.key.site && *dev == d.key.device),
             None => who.sees_site(&d.key.site),
         })
+        .filter(|d| p.site.as_ref().is_none_or(|s| *s == d.key.site))
+        .filter(|d| p.class.as_ref().is_none_or(|c| *c == d.key.class))
+        .filter(|d| {
+            after
+                .as_ref()
+                .is_none_or(|(s, dev)| (&d.key.site, &d.key.device) > (s, dev))
+        })
+        .take(limit + 1)
         .map(|d| DeviceView {
             site: d.key.site.clone(),
             class: d.key.class.clone(),
@@ -212,7 +315,12 @@ async fn devices(
             clock_skew_ms: d.skew_ms,
         })
         .collect();
-    Ok(Json(json!({ "devices": list })))
+    let next = (list.len() > limit).then(|| {
+        list.truncate(limit);
+        list.last()
+            .map(|d| params::cursor("devices", json!([d.site, d.device])))
+    });
+    Ok(Json(json!({ "devices": list, "next": next.flatten() })))
 }
 
 #[derive(Deserialize)]
@@ -224,26 +332,12 @@ struct SeriesParams {
     from: Option<String>,
     to: Option<String>,
     limit: Option<usize>,
+    cursor: Option<String>,
 }
 
-/// Parses `from`/`to`: ms since the Unix epoch, or RFC 3339.
-pub(crate) fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    humantime::parse_rfc3339_weak(text)
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("`{name}` is neither RFC 3339 nor ms since the epoch: {text}"),
-            )
-        })
-}
-
+/// `GET /api/v1/series?device=&site=&metric=&port=&from=&to=&limit=&cursor=`:
+/// the newest `limit` points of the window, oldest first; `next` pages on
+/// to older points.
 async fn series(
     State(shared): State<Shared>,
     Extension(who): Extension<Principal>,
@@ -258,6 +352,10 @@ async fn series(
             .map(|t| parse_time("to", t))
             .transpose()?
             .unwrap_or(i64::MAX);
+    // A page ends before the oldest time of the page before it, and takes
+    // every point of that time (see below).
+    let older_than: Option<i64> = params::cursor_key("series", p.cursor.as_deref())?;
+    let to = older_than.map_or(to, |t| to.min(t.saturating_add(1)));
     let from = p
         .from
         .as_deref()
@@ -278,11 +376,27 @@ async fn series(
         port: p.port,
         from,
         to,
-        limit: p.limit.unwrap_or(MAX_POINTS).min(MAX_POINTS),
+        limit: p.limit.unwrap_or(MAX_POINTS).clamp(1, MAX_POINTS),
     };
-    let points: Vec<Point> = read(&shared, move |s| s.series(&q)).await?;
+    let limit = q.limit;
+    let mut points: Vec<Point> = read(&shared, move |s| s.series(&q)).await?;
+    // A full page may have cut the points of its oldest millisecond in two:
+    // it leaves them all to the next page (whose window ends after that
+    // millisecond), unless the whole page is that millisecond.
+    let next = match points.first().map(|p| p.ts) {
+        Some(oldest) if points.len() == limit => {
+            let cut = points.iter().take_while(|p| p.ts == oldest).count();
+            if cut < points.len() {
+                points.drain(..cut);
+                Some(params::cursor("series", json!(oldest)))
+            } else {
+                Some(params::cursor("series", json!(oldest - 1)))
+            }
+        }
+        _ => None,
+    };
     Ok(Json(
-        json!({ "device": device, "metric": metric, "port": p.port, "points": points }),
+        json!({ "device": device, "metric": metric, "port": p.port, "points": points, "next": next }),
     ))
 }
 
@@ -330,6 +444,9 @@ async fn series_site(
 /// Most alerts one request returns.
 pub const MAX_ALERTS: usize = 5000;
 
+/// Most store reads for one page of resolved alerts (docs/api.md, pages).
+const ALERT_BATCHES: usize = 20;
+
 #[derive(Deserialize)]
 struct AlertParams {
     state: Option<String>,
@@ -338,6 +455,7 @@ struct AlertParams {
     device: Option<String>,
     code: Option<String>,
     limit: Option<usize>,
+    cursor: Option<String>,
 }
 
 /// `GET /api/v1/alerts`: open alerts from the engine's live view, resolved
@@ -356,7 +474,6 @@ async fn alerts(
     } else {
         None
     };
-    let who_scoped = theirs.is_some() || who.sites.is_some();
     let in_scope = move |a: &alerting::AlertView| match &theirs {
         Some(t) => t.iter().any(|(s, d)| *s == a.site && *d == a.device),
         None => who.sees_site(&a.site),
@@ -372,7 +489,7 @@ async fn alerts(
             ));
         }
     };
-    let limit = p.limit.unwrap_or(500).min(MAX_ALERTS);
+    let limit = p.limit.unwrap_or(500).clamp(1, MAX_ALERTS);
     let keep = |a: &alerting::AlertView| {
         p.site.as_ref().is_none_or(|s| *s == a.site)
             && p.class.as_ref().is_none_or(|c| *c == a.class)
@@ -381,33 +498,67 @@ async fn alerts(
             && state.as_deref().is_none_or(|s| s == a.state.as_str())
             && in_scope(a)
     };
-    let mut list: Vec<alerting::AlertView> = if state.as_deref() == Some("resolved") {
-        Vec::new()
-    } else {
-        let mut open: Vec<_> = shared.alerts().open_alerts().into_iter().filter(keep).collect();
+    // The cursor: `["o", 0, id]` in the open alerts (newest first, so ids
+    // below it), `["r", changed, id]` in the resolved ones.
+    let after: Option<(String, i64, u64)> = params::cursor_key("alerts", p.cursor.as_deref())?;
+    let in_resolved = after.as_ref().is_some_and(|(phase, _, _)| phase == "r");
+    let mut list: Vec<alerting::AlertView> = Vec::new();
+    let mut next = None;
+    if state.as_deref() != Some("resolved") && !in_resolved {
+        let below = after.as_ref().map_or(u64::MAX, |(_, _, id)| *id);
+        let mut open: Vec<_> = shared
+            .alerts()
+            .open_alerts()
+            .into_iter()
+            .filter(|a| a.id < below)
+            .filter(keep)
+            .collect();
         open.reverse();
-        open.truncate(limit);
-        open
-    };
-    if state.is_none() || state.as_deref() == Some("resolved") {
-        let q = crate::store::AlertQuery {
-            state: Some("resolved".into()),
-            site: p.site.clone(),
-            class: p.class.clone(),
-            device: p.device.clone(),
-            code: p.code.clone(),
-            // Scope is applied after the read: read enough to fill the page.
-            limit: if who_scoped {
-                MAX_ALERTS * 4
-            } else {
-                limit.saturating_sub(list.len())
-            },
-        };
-        let resolved = read(&shared, move |s| s.alerts(&q)).await?;
-        let room = limit.saturating_sub(list.len());
-        list.extend(resolved.into_iter().filter(&keep).take(room));
+        if open.len() >= limit {
+            open.truncate(limit);
+            next = open.last().map(|a| params::cursor("alerts", json!(["o", 0, a.id])));
+        }
+        list = open;
     }
-    Ok(Json(json!({ "alerts": list })))
+    if next.is_none() && list.len() < limit && (state.is_none() || state.as_deref() == Some("resolved")) {
+        let mut before = after.filter(|(phase, _, _)| phase == "r").map(|(_, c, id)| (c, id));
+        // Scope and filters the store cannot apply are applied after the
+        // read: read in batches until the page is full or the store is
+        // done, and at most `ALERT_BATCHES` batches (a short page with a cursor).
+        let batch = limit.max(100);
+        let mut exhausted = false;
+        for _ in 0..ALERT_BATCHES {
+            let q = crate::store::AlertQuery {
+                state: Some("resolved".into()),
+                site: p.site.clone(),
+                class: p.class.clone(),
+                device: p.device.clone(),
+                code: p.code.clone(),
+                limit: batch,
+                before,
+            };
+            let rows = read(&shared, move |s| s.alerts(&q)).await?;
+            exhausted = rows.len() < batch;
+            for (changed, a) in rows {
+                // The cursor is where the scan got to, kept or not.
+                before = Some((changed, a.id));
+                if keep(&a) {
+                    list.push(a);
+                    if list.len() == limit {
+                        exhausted = false;
+                        break;
+                    }
+                }
+            }
+            if list.len() == limit || exhausted {
+                break;
+            }
+        }
+        if !exhausted {
+            next = before.map(|(c, id)| params::cursor("alerts", json!(["r", c, id])));
+        }
+    }
+    Ok(Json(json!({ "alerts": list, "next": next })))
 }
 
 #[derive(Deserialize, Default)]
@@ -495,45 +646,83 @@ pub(crate) async fn ask<T>(
 }
 
 /// `GET /api/v1/events`: alert changes, notifications, work-order intents and
-/// records as Server-Sent Events. A reader too slow for the stream is told how
-/// many events it missed (`event: lagged`), and they are counted.
+/// records as Server-Sent Events, each with an `id`. A client that
+/// reconnects with `Last-Event-ID` is first given what it missed (the last
+/// [`crate::ops::alerts::EVENTS`] events are kept), or `event: reset` when
+/// that is more than is kept or from before a restart: it must then read
+/// its lists again. A reader too slow for the stream is told how many
+/// events it missed (`event: lagged`), and they are counted.
 async fn events(
     State(shared): State<Shared>,
     Extension(who): Extension<Principal>,
+    headers: axum::http::HeaderMap,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    use crate::ops::alerts::{Resume, StreamEvent};
+    use futures_util::StreamExt as _;
+    // Subscribe first, then read the journal: nothing falls between them,
+    // and what both hold is skipped by its number.
     let rx = shared.alerts().events.subscribe();
-    let metrics = shared.metrics().clone();
-    let closing = shared.alerts().closing.subscribe();
-    let state = (rx, metrics, closing, who);
-    let stream = futures_util::stream::unfold(state, |(mut rx, metrics, mut closing, who)| async move {
-        use tokio::sync::broadcast::error::RecvError;
-        // A contractor sees its own work orders; others what is in scope.
-        let sees = |e: &crate::ops::alerts::Streamed| match who.role {
+    let hub = shared.alerts().clone();
+    let last = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let (missed, reset) = match last.map(|l| hub.since(l)) {
+        None => (Vec::new(), false),
+        Some(Resume::Missed(m)) => (m, false),
+        Some(Resume::Reset) => (Vec::new(), true),
+    };
+    let replayed = missed.last().map(|e| e.seq);
+    // A contractor sees its own work orders; others what is in scope.
+    let sees = {
+        let who = who.clone();
+        move |e: &crate::ops::alerts::Streamed| match who.role {
             Role::Admin => true,
             Role::Contractor => who.contractor.as_ref().is_some_and(|c| e.contractors.contains(c)),
             _ => e.site.as_ref().is_none_or(|s| who.sees_site(s)),
-        };
-        let next = loop {
-            let r = tokio::select! {
-                r = rx.recv() => r,
-                // Shutdown: end the stream so the server can drain.
-                _ = closing.wait_for(|c| *c) => return None,
+        }
+    };
+    let to_sse = {
+        let hub = hub.clone();
+        move |e: &StreamEvent| Event::default().id(hub.event_id(e)).event(e.name).data(e.json.clone())
+    };
+    let head: Vec<Result<Event, std::convert::Infallible>> = reset
+        .then(|| Event::default().event("reset").data("{}"))
+        .into_iter()
+        .chain(missed.iter().filter(|e| sees(e)).map(&to_sse))
+        .map(Ok)
+        .collect();
+    let metrics = shared.metrics().clone();
+    let closing = shared.alerts().closing.subscribe();
+    let state = (rx, metrics, closing);
+    let live = futures_util::stream::unfold(state, move |(mut rx, metrics, mut closing)| {
+        let sees = sees.clone();
+        let to_sse = to_sse.clone();
+        async move {
+            use tokio::sync::broadcast::error::RecvError;
+            let next = loop {
+                let r = tokio::select! {
+                    r = rx.recv() => r,
+                    // Shutdown: end the stream so the server can drain.
+                    _ = closing.wait_for(|c| *c) => return None,
+                };
+                match r {
+                    Ok(e) if !sees(&e) || replayed.is_some_and(|r| e.seq <= r) => {}
+                    other => break other,
+                }
             };
-            match r {
-                Ok(e) if !sees(&e) => {}
-                other => break other,
-            }
-        };
-        let event = match next {
-            Ok(e) => Event::default().event(e.name).data(e.json.clone()),
-            Err(RecvError::Lagged(n)) => {
-                metrics.events_lagged.inc_by(n);
-                tracing::warn!(missed = n, "an event stream reader lagged");
-                Event::default().event("lagged").data(format!("{{\"missed\":{n}}}"))
-            }
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok(event), (rx, metrics, closing, who)))
+            let event = match next {
+                Ok(e) => to_sse(&e),
+                Err(RecvError::Lagged(n)) => {
+                    metrics.events_lagged.inc_by(n);
+                    tracing::warn!(missed = n, "an event stream reader lagged");
+                    Event::default().event("lagged").data(format!("{{\"missed\":{n}}}"))
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            Some((Ok(event), (rx, metrics, closing)))
+        }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(futures_util::stream::iter(head).chain(live)).keep_alive(KeepAlive::default())
 }

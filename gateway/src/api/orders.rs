@@ -3,14 +3,14 @@
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Principal, Role};
-use super::{ApiError, not_stored, parse_time, read};
+use super::{ApiError, Query, not_stored, params, parse_time, read};
 use crate::app::shared::Shared;
 use crate::ops::alerts::{Control, Refusal};
 use crate::ops::workorders::OrderQuery;
@@ -28,6 +28,7 @@ pub(super) struct ListParams {
     from: Option<String>,
     to: Option<String>,
     limit: Option<usize>,
+    cursor: Option<String>,
 }
 
 fn bad(detail: String) -> ApiError {
@@ -76,23 +77,31 @@ fn scoped(who: &Principal, p: ListParams) -> Result<OrderQuery, ApiError> {
         kind: p.kind,
         from: p.from.as_deref().map(|t| parse_time("from", t)).transpose()?,
         to: p.to.as_deref().map(|t| parse_time("to", t)).transpose()?,
-        limit: p.limit.unwrap_or(500).min(MAX_ORDERS),
+        limit: p.limit.unwrap_or(500).clamp(1, MAX_ORDERS),
+        before: params::cursor_key("work_orders", p.cursor.as_deref())?,
     })
 }
 
-/// `GET /api/v1/work-orders?status=&contractor=&site=&device=&kind=&from=&to=&limit=`.
+/// `GET /api/v1/work-orders?status=&contractor=&site=&device=&kind=&from=&to=&limit=&cursor=`, newest first.
 pub(super) async fn list(
     State(shared): State<Shared>,
     Extension(who): Extension<Principal>,
     Query(p): Query<ListParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     who.require(&[Role::Engineer, Role::Contractor, Role::Auditor], "read work orders")?;
-    let q = scoped(&who, p)?;
-    let orders = read(&shared, move |s| {
+    let mut q = scoped(&who, p)?;
+    // One more than the page, to know whether there is a next one.
+    let limit = q.limit;
+    q.limit += 1;
+    let mut orders = read(&shared, move |s| {
         crate::ops::workorders::query(s.conn(), &q).map_err(|e| s.sql_error(e))
     })
     .await?;
-    Ok(Json(json!({ "work_orders": orders })))
+    let next = (orders.len() > limit).then(|| {
+        orders.truncate(limit);
+        orders.last().map(|o| params::cursor("work_orders", json!(o.id)))
+    });
+    Ok(Json(json!({ "work_orders": orders, "next": next.flatten() })))
 }
 
 fn order_id(id: &str) -> Result<u64, ApiError> {

@@ -8,15 +8,17 @@ use std::io::Write;
 use axum::Extension;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::auth::{Principal, Role};
-use super::{ApiError, parse_time, read};
+use super::{ApiError, Query, params, parse_time, read};
 use crate::app::shared::Shared;
 use crate::ops::supervision::RecordQuery;
 
@@ -33,6 +35,7 @@ pub(super) struct Params {
     to: Option<String>,
     after: Option<u64>,
     limit: Option<usize>,
+    cursor: Option<String>,
     format: Option<String>,
 }
 
@@ -52,7 +55,10 @@ fn query(who: &Principal, p: &Params, limit: usize) -> Result<RecordQuery, ApiEr
         subject: p.subject.clone(),
         from: p.from.as_deref().map(|t| parse_time("from", t)).transpose()?,
         to: p.to.as_deref().map(|t| parse_time("to", t)).transpose()?,
-        after: p.after,
+        after: match params::cursor_key::<u64>("records", p.cursor.as_deref())? {
+            Some(seq) => Some(seq.max(p.after.unwrap_or(0))),
+            None => p.after,
+        },
         limit,
     })
 }
@@ -63,13 +69,30 @@ pub(super) async fn list(
     Extension(who): Extension<Principal>,
     Query(p): Query<Params>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let q = query(&who, &p, p.limit.unwrap_or(1000).min(MAX_RECORDS))?;
-    let list = read(&shared, move |s| {
+    let limit = p.limit.unwrap_or(1000).clamp(1, MAX_RECORDS);
+    // One more than the page, to know whether there is a next one.
+    let q = query(&who, &p, limit + 1)?;
+    let mut page = read(&shared, move |s| {
         crate::ops::supervision::list(s.conn(), &q).map_err(|e| s.sql_error(e))
     })
     .await?;
-    let next = list.last().map(|e| e.seq);
-    Ok(Json(json!({ "records": list, "next_after": next })))
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let last = page.last().map(|e| e.seq);
+    let records: Vec<serde_json::Value> = page
+        .into_iter()
+        .map(|e| {
+            let label = super::labels::record_zh(&e.kind, &e.body);
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("label_zh".into(), label.into());
+            }
+            v
+        })
+        .collect();
+    let next = last.filter(|_| more).map(|seq| params::cursor("records", json!(seq)));
+    // `next_after` is the older way to page (`?after=`), kept for clients of it.
+    Ok(Json(json!({ "records": records, "next": next, "next_after": last })))
 }
 
 /// Hands what a blocking writer writes to a streamed response, 64 KiB at a
@@ -162,15 +185,74 @@ pub(super) async fn export(
 pub(super) async fn verify(
     State(shared): State<Shared>,
     Extension(who): Extension<Principal>,
-) -> Result<Json<records::Verification>, ApiError> {
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
     who.require(&[Role::Engineer, Role::Auditor], "verify the record chain")?;
+    let Some(permit) = shared.start_verifying() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "verification_running",
+            "a verification of the chain is running; its result is on its way to whoever asked: try again when it ends",
+        ));
+    };
+    let streamed = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
     let key = shared.records_key().to_string();
-    let v = read(&shared, move |s| {
-        crate::ops::supervision::verify(s.conn(), Some(&key)).map_err(|e| s.sql_error(e))
-    })
-    .await?;
-    if !v.ok {
-        tracing::error!(problem = ?v.problem, "the record chain does not verify");
+    let dir = shared.data_dir().to_owned();
+    let (tx, rx) = mpsc::channel::<(u64, u64)>(4);
+    let job = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let store = crate::store::Store::open(&dir).map_err(|e| e.to_string())?;
+        crate::ops::supervision::verify_with_progress(store.conn(), Some(&key), |checked, total| {
+            // A reader that does not keep up misses progress, never the result.
+            let _ = tx.try_send((checked, total));
+        })
+        .map_err(|e| e.to_string())
+    });
+    let outcome = |r: Result<Result<records::Verification, String>, tokio::task::JoinError>| match r {
+        Ok(Ok(v)) => {
+            if !v.ok {
+                tracing::error!(problem = ?v.problem, "the record chain does not verify");
+            }
+            Ok(v)
+        }
+        Ok(Err(e)) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e)),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        )),
+    };
+    if !streamed {
+        drop(rx);
+        return Ok(Json(outcome(job.await)?).into_response());
     }
-    Ok(Json(v))
+    // `event: progress` `{"checked","total"}` while it reads, then
+    // `event: result` with what the plain GET answers (or `event: error`).
+    let progress = tokio_stream_of(rx).map(|(checked, total)| {
+        Ok::<_, std::convert::Infallible>(
+            Event::default()
+                .event("progress")
+                .data(json!({ "checked": checked, "total": total }).to_string()),
+        )
+    });
+    let result = futures_util::stream::once(async move {
+        let event = match outcome(job.await) {
+            Ok(v) => Event::default()
+                .event("result")
+                .data(serde_json::to_string(&v).unwrap_or_default()),
+            Err(e) => Event::default()
+                .event("error")
+                .data(json!({ "error": e.error, "detail": e.detail }).to_string()),
+        };
+        Ok(event)
+    });
+    Ok(Sse::new(progress.chain(result)).into_response())
+}
+
+/// The receiver as a stream that ends when its sender is dropped.
+fn tokio_stream_of<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) })
 }

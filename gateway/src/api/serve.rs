@@ -73,6 +73,7 @@ pub const API_CSP: &str = "default-src 'none'; base-uri 'none'; form-action 'non
 
 const CONSOLE_JS: &str = include_str!("../../../dashboards/console/console.js");
 const CONSOLE_CSS: &str = include_str!("../../../dashboards/console/console.css");
+const CHART_JS: &str = include_str!("../../../dashboards/console/console-chart.js");
 
 /// The API's listening socket, its limits and TLS, ready to serve.
 pub struct Server {
@@ -306,6 +307,10 @@ pub fn app(shared: Shared, limits: &HttpLimits, tls: bool) -> Router {
         .route(
             "/console.css",
             get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CONSOLE_CSS) }),
+        )
+        .route(
+            "/console-chart.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], CHART_JS) }),
         )
         .layer(middleware::from_fn_with_state(bodies, guard_bodies))
         .layer(axum::Extension(limiter))

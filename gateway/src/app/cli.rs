@@ -1,5 +1,6 @@
 //! The command line (`clap`): `gateway run`, `gateway check`, `gateway
-//! records verify|export` and `gateway devices add|list|revoke`. Exit codes: 0 ok, 1 runtime failure (or a record
+//! records verify|export`, `gateway devices add|list|revoke` and `gateway
+//! backup|restore`. Exit codes: 0 ok, 1 runtime failure (or a record
 //! chain that does not verify), 2 usage or configuration error.
 
 use std::net::SocketAddr;
@@ -16,6 +17,10 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines on standard error as `text` (coloured only on a terminal
+    /// without `NO_COLOR`) or `json` (one object a line); `RUST_LOG` filters.
+    #[arg(long, global = true, value_enum, env = "GATEWAY_LOG_FORMAT", default_value = "text")]
+    pub log_format: crate::app::logging::LogFormat,
 }
 
 /// The subcommands.
@@ -23,7 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the service (embedded broker and store without a config).
     Run(RunArgs),
-    /// Validate a configuration file; exit 2 naming file, line and field on error.
+    /// Validate a configuration file; on errors, print every one (file,
+    /// line and field each) and exit 2.
     Check {
         /// The configuration file.
         #[arg(long)]
@@ -42,6 +48,51 @@ pub enum Command {
         #[command(subcommand)]
         command: DevicesCommand,
     },
+    /// Copy the store to a file while the gateway runs (SQLite's online
+    /// backup); prints what it holds as JSON (docs/operations.md).
+    Backup {
+        /// The gateway's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The backup file to write (replaced only once the new copy is complete and checked).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Put a backup into an empty data directory, the gateway stopped; the
+    /// record chain must verify with the signing key first.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory to fill (no store in it yet).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The copy of `records.key` kept apart from the backups (copied in
+        /// if the data directory has none).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+}
+
+/// Runs `gateway backup` or `gateway restore`: prints the report as JSON; the exit code.
+#[must_use]
+pub fn backup_or_restore(cmd: Command) -> std::process::ExitCode {
+    use crate::ops::backup;
+    let done = match cmd {
+        Command::Backup { data_dir, to } => backup::backup(&data_dir, &to),
+        Command::Restore { from, data_dir, key } => backup::restore(&from, &data_dir, key.as_deref()),
+        _ => return std::process::ExitCode::from(2),
+    };
+    match done {
+        Ok(report) => {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 /// `gateway devices ...`.
@@ -467,16 +518,79 @@ impl Places {
     }
 }
 
+/// Runs `gateway check`: `FILE: ok`, or every problem of the file, one
+/// per line (`error: FILE:LINE:COLUMN: field `F`: what`), and exit 2.
+#[must_use]
+pub fn check(path: &std::path::Path) -> std::process::ExitCode {
+    match Config::load_checked(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(all) => {
+            for e in &all {
+                eprintln!("error: {e}");
+            }
+            eprintln!(
+                "{}: {} problem{}",
+                path.display(),
+                all.len(),
+                if all.len() == 1 { "" } else { "s" }
+            );
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// The admin token: from the environment if set there ([`admin_token`]:
+/// `GATEWAY_ADMIN_TOKEN` or `GATEWAY_ADMIN_TOKEN_FILE`), else the
+/// configuration's `http.admin_token` (`admin_token_file` in the packaged
+/// example), else a new random token printed once.
+///
+/// # Errors
+/// As [`admin_token`].
+pub fn admin_token_for(config: &Config) -> anyhow::Result<String> {
+    let from_env = ["GATEWAY_ADMIN_TOKEN", "GATEWAY_ADMIN_TOKEN_FILE"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|t| !t.is_empty()));
+    match &config.http.admin_token {
+        // Checked at load: at least MIN_ADMIN_TOKEN characters.
+        Some(t) if !from_env => Ok(t.clone()),
+        _ => admin_token(),
+    }
+}
+
 /// The shortest `GATEWAY_ADMIN_TOKEN` taken: 16 characters (a guessable
 /// admin token is an open door to every device's credentials and commands).
 pub const MIN_ADMIN_TOKEN: usize = 16;
 
-/// `GATEWAY_ADMIN_TOKEN`, or a new random token printed once.
+/// `GATEWAY_ADMIN_TOKEN`, or the file `GATEWAY_ADMIN_TOKEN_FILE` names (a
+/// systemd credential, the Debian package's `/etc/fm-gateway/admin-token`;
+/// one trailing newline dropped, as for the configuration's `*_file`), or a
+/// new random token printed once.
 ///
 /// # Errors
-/// A token shorter than [`MIN_ADMIN_TOKEN`]; no token given and the OS has
-/// no randomness for one.
+/// A token shorter than [`MIN_ADMIN_TOKEN`]; both variables set; an
+/// unreadable token file; no token given and the OS has no randomness for one.
 pub fn admin_token() -> anyhow::Result<String> {
+    if let Ok(path) = std::env::var("GATEWAY_ADMIN_TOKEN_FILE")
+        && !path.is_empty()
+    {
+        anyhow::ensure!(
+            std::env::var("GATEWAY_ADMIN_TOKEN").ok().is_none_or(|t| t.is_empty()),
+            "GATEWAY_ADMIN_TOKEN and GATEWAY_ADMIN_TOKEN_FILE are both set; give one"
+        );
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("GATEWAY_ADMIN_TOKEN_FILE {path}: {e}"))?;
+        let line = text.strip_suffix('\n').unwrap_or(&text);
+        let t = line.strip_suffix('\r').unwrap_or(line);
+        anyhow::ensure!(
+            t.chars().count() >= MIN_ADMIN_TOKEN,
+            "the token in {path} (GATEWAY_ADMIN_TOKEN_FILE) is {} characters; at least {MIN_ADMIN_TOKEN} are needed",
+            t.chars().count()
+        );
+        return Ok(t.to_owned());
+    }
     if let Ok(t) = std::env::var("GATEWAY_ADMIN_TOKEN")
         && !t.is_empty()
     {

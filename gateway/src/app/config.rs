@@ -2,6 +2,7 @@
 //! a bad address, an unknown key or a wrong type is reported with the file,
 //! line, column and field that caused it (`gateway check`).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ pub struct Config {
     pub dispatch: dispatch::PolicyConfig,
     /// The people and systems told of alerts and orders (`[[contacts]]`).
     pub contacts: Vec<notify::Contact>,
-    /// How they are told: SMTP, retries, the MQTT topic prefix.
+    /// How they are told: SMTP, the robots' and SMS gateway's APIs, retries, the MQTT topic prefix.
     pub notify: NotifyConfig,
     /// The supervision record chain: its signing key and checkpoints.
     pub records: RecordsConfig,
@@ -51,13 +52,19 @@ pub struct NotifyConfig {
     pub first_retry: String,
     /// Longest wait between retries (`5m`).
     pub max_retry: String,
-    /// Webhook request timeout (`10s`).
+    /// Request timeout of the HTTP channels: webhook, WeCom, DingTalk, SMS (`10s`).
     pub webhook_timeout: String,
     /// Topic prefix of the MQTT channel for contractors' apps:
     /// `{prefix}/{contact}/{kind}`.
     pub mqtt_prefix: String,
     /// Deliveries queued before new ones are dead letters at once.
     pub queue: usize,
+    /// `[notify.wecom]`: the WeCom API's base URL (contacts with `wecom`).
+    pub wecom: notify::WecomConfig,
+    /// `[notify.dingtalk]`: the DingTalk API's base URL (contacts with `dingtalk`).
+    pub dingtalk: notify::DingtalkConfig,
+    /// `[notify.sms]`: the HTTP SMS gateway (contacts with `sms`).
+    pub sms: Option<notify::SmsConfig>,
 }
 
 impl Default for NotifyConfig {
@@ -70,6 +77,9 @@ impl Default for NotifyConfig {
             webhook_timeout: "10s".into(),
             mqtt_prefix: "fm/v1/dispatch".into(),
             queue: 4096,
+            wecom: notify::WecomConfig::default(),
+            dingtalk: notify::DingtalkConfig::default(),
+            sms: None,
         }
     }
 }
@@ -224,34 +234,38 @@ impl MqttConfig {
     }
 
     /// The embedded broker's settings that serde cannot check.
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self, p: &mut Problems) {
         if self.broker.is_some() {
-            return Ok(());
+            return;
         }
         let open = std::iter::once(self.listen)
             .chain(self.tls_listen)
             .find(|a| !a.ip().is_loopback());
         if let (MqttAuth::None, Some(addr), false) = (self.effective_auth(), open, self.allow_anonymous) {
-            return Err((
+            p.add(
                 "mqtt.auth",
                 format!(
                     "`none` on {addr}, beyond loopback, lets anyone on the network publish and command; \
                      use `auth = \"devices\"`, or write `allow_anonymous = true` to mean it"
                 ),
-            ));
+            );
         }
         if self.tls_listen.is_some() {
             match (&self.tls_cert_file, &self.tls_key_file) {
                 // Loaded now, as at start: `gateway check` refuses a key that
                 // does not go with its certificate.
                 (Some(cert), Some(key)) => {
-                    crate::tls::server_config(cert, key, ("mqtt.tls_cert_file", "mqtt.tls_key_file"), None)?;
+                    p.take(crate::tls::server_config(
+                        cert,
+                        key,
+                        ("mqtt.tls_cert_file", "mqtt.tls_key_file"),
+                        None,
+                    ));
                 }
-                (None, _) => return Err(("mqtt.tls_cert_file", "is required with `tls_listen`".into())),
-                (_, None) => return Err(("mqtt.tls_key_file", "is required with `tls_listen`".into())),
+                (None, _) => p.add("mqtt.tls_cert_file", "is required with `tls_listen`".into()),
+                (_, None) => p.add("mqtt.tls_key_file", "is required with `tls_listen`".into()),
             }
         }
-        Ok(())
     }
 }
 
@@ -299,6 +313,10 @@ fn default_client_id() -> String {
 pub struct HttpConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// The admin's token (at least 16 characters), best given as
+    /// `admin_token_file`; `GATEWAY_ADMIN_TOKEN` overrides it. Neither: a
+    /// new one is printed at each start.
+    pub admin_token: Option<String>,
     /// Tokens of people and systems besides the admin (`[[http.tokens]]`).
     pub tokens: Vec<TokenConfig>,
     /// Most connections open at once (API calls, event streams, the
@@ -337,6 +355,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_token: None,
             tokens: Vec::new(),
             max_connections: 512,
             max_connections_per_client: None,
@@ -377,72 +396,132 @@ impl HttpConfig {
     /// The limits, each within its range.
     ///
     /// # Errors
-    /// The field and what is wrong with it.
+    /// The field and what is wrong with it (the first, if several are).
     pub fn limits(&self) -> Result<HttpLimits, (&'static str, String)> {
+        let mut p = Problems::default();
+        let limits = self.limits_into(&mut p);
+        match p.0.into_iter().next() {
+            Some((Cow::Borrowed(field), message)) => Err((field, message)),
+            Some((Cow::Owned(field), message)) => Err(("http", format!("{field}: {message}"))),
+            None => Ok(limits),
+        }
+    }
+
+    /// The limits; each one out of its range is added to `p` (and its
+    /// default taken), so `gateway check` names them all.
+    fn limits_into(&self, p: &mut Problems) -> HttpLimits {
         use std::time::Duration;
-        let within = |field: &'static str, text: &str, min: Duration, max: Duration| {
-            let d = duration(field, text)?;
-            if d < min || d > max {
-                return Err((
-                    field,
-                    format!(
-                        "`{text}` is outside {} to {}",
-                        humantime::format_duration(min),
-                        humantime::format_duration(max)
-                    ),
-                ));
+        let d = HttpConfig::default();
+        let mut within = |field: &'static str, text: &str, default: &str, min: Duration, max: Duration| {
+            let fallback = duration(field, default).unwrap_or(min);
+            match duration(field, text) {
+                Ok(d) if d < min || d > max => {
+                    p.add(
+                        field,
+                        format!(
+                            "`{text}` is outside {} to {}",
+                            humantime::format_duration(min),
+                            humantime::format_duration(max)
+                        ),
+                    );
+                    fallback
+                }
+                Ok(d) => d,
+                Err((field, message)) => {
+                    p.add(field, message);
+                    fallback
+                }
             }
-            Ok(d)
         };
-        let count = |field: &'static str, n: usize, min: usize, max: usize| {
+        let header_timeout = within(
+            "http.header_timeout",
+            &self.header_timeout,
+            &d.header_timeout,
+            Duration::from_millis(100),
+            Duration::from_mins(5),
+        );
+        let body_timeout = within(
+            "http.body_timeout",
+            &self.body_timeout,
+            &d.body_timeout,
+            Duration::from_millis(100),
+            Duration::from_mins(10),
+        );
+        let auth_failure_window = within(
+            "http.auth_failure_window",
+            &self.auth_failure_window,
+            &d.auth_failure_window,
+            Duration::from_secs(1),
+            Duration::from_hours(24),
+        );
+        let mut count = |field: &'static str, n: usize, min: usize, max: usize, default: usize| {
             if (min..=max).contains(&n) {
-                Ok(n)
+                n
             } else {
-                Err((field, format!("{n} is outside {min} to {max}")))
+                p.add(field, format!("{n} is outside {min} to {max}"));
+                default
             }
         };
-        Ok(HttpLimits {
-            max_connections: count("http.max_connections", self.max_connections, 1, 100_000)?,
-            max_connections_per_client: self
-                .max_connections_per_client
-                .map(|n| count("http.max_connections_per_client", n, 1, self.max_connections))
-                .transpose()?,
-            header_timeout: within(
-                "http.header_timeout",
-                &self.header_timeout,
-                Duration::from_millis(100),
-                Duration::from_mins(5),
-            )?,
-            body_timeout: within(
-                "http.body_timeout",
-                &self.body_timeout,
-                Duration::from_millis(100),
-                Duration::from_mins(10),
-            )?,
-            max_body_bytes: count("http.max_body_bytes", self.max_body_bytes, 1024, 1 << 20)?,
-            auth_failure_limit: match self.auth_failure_limit {
-                n @ 1..=10_000 => n,
-                n => return Err(("http.auth_failure_limit", format!("{n} is outside 1 to 10000"))),
-            },
-            auth_failure_window: within(
-                "http.auth_failure_window",
-                &self.auth_failure_window,
-                Duration::from_secs(1),
-                Duration::from_hours(24),
-            )?,
-            auth_failure_clients: count("http.auth_failure_clients", self.auth_failure_clients, 16, 1_000_000)?,
-        })
+        let max_connections = count(
+            "http.max_connections",
+            self.max_connections,
+            1,
+            100_000,
+            d.max_connections,
+        );
+        let max_connections_per_client = self.max_connections_per_client.map(|n| {
+            count(
+                "http.max_connections_per_client",
+                n,
+                1,
+                max_connections,
+                max_connections,
+            )
+        });
+        let max_body_bytes = count(
+            "http.max_body_bytes",
+            self.max_body_bytes,
+            1024,
+            1 << 20,
+            d.max_body_bytes,
+        );
+        let auth_failure_clients = count(
+            "http.auth_failure_clients",
+            self.auth_failure_clients,
+            16,
+            1_000_000,
+            d.auth_failure_clients,
+        );
+        let auth_failure_limit = match self.auth_failure_limit {
+            n @ 1..=10_000 => n,
+            n => {
+                p.add("http.auth_failure_limit", format!("{n} is outside 1 to 10000"));
+                d.auth_failure_limit
+            }
+        };
+        HttpLimits {
+            max_connections,
+            max_connections_per_client,
+            header_timeout,
+            body_timeout,
+            max_body_bytes,
+            auth_failure_limit,
+            auth_failure_window,
+            auth_failure_clients,
+        }
     }
 
     /// The limits, and the certificate and key when TLS is configured (both
     /// or neither; each file read and parsed, so `gateway check` finds a bad one).
-    fn validate(&self) -> Result<(), (&'static str, String)> {
-        self.limits()?;
+    fn validate(&self, p: &mut Problems) {
+        self.limits_into(p);
         match (&self.tls_cert_file, &self.tls_key_file) {
-            (None, None) => Ok(()),
-            (Some(cert), Some(key)) => crate::api::serve::tls_config(cert, key).map(drop),
-            (Some(_), None) => Err(("http.tls_key_file", "is required with `tls_cert_file`".into())),
-            (None, Some(_)) => Err(("http.tls_cert_file", "is required with `tls_key_file`".into())),
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                p.take(crate::api::serve::tls_config(cert, key));
+            }
+            (Some(_), None) => p.add("http.tls_key_file", "is required with `tls_cert_file`".into()),
+            (None, Some(_)) => p.add("http.tls_cert_file", "is required with `tls_key_file`".into()),
         }
     }
 }
@@ -522,243 +601,454 @@ impl Config {
     /// Parses and validates configuration text; `path` is only for messages.
     ///
     /// # Errors
-    /// As [`Config::load`].
+    /// As [`Config::load`]: the first problem (by line) of [`Config::check`].
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let config: Config = match secrets_from_outside(path, text)? {
-            // Secrets read from files or the environment: deserialised from
-            // the table they were put into (its errors carry no position).
-            Some(table) => toml::Value::Table(table)
-                .try_into::<Config>()
-                .map_err(|e| ConfigError {
-                    file: path.to_owned(),
-                    line: None,
-                    column: None,
-                    field: None,
-                    message: e.to_string(),
-                })?,
-            None => Self::from_text(path, text)?,
-        };
-        Self::checked(path, text, config)
+        Self::check(path, text).map_err(|mut all| all.remove(0))
     }
 
-    /// The text deserialised, errors located in it.
-    fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let (line, column, field) = match e.span() {
-                Some(span) => locate(text, span.start),
-                None => (None, None, None),
-            };
-            ConfigError {
+    /// Reads a configuration file and reports every problem in it, not only
+    /// the first (`gateway check`): each field serde refuses (a wrong type,
+    /// an unknown key), each secret file or variable that cannot be read,
+    /// and every rule across fields. Only a TOML syntax error stops the
+    /// reading, as it must.
+    ///
+    /// # Errors
+    /// Every [`ConfigError`] found, by line; never an empty list.
+    pub fn load_checked(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![ConfigError {
+                file: path.to_owned(),
+                line: None,
+                column: None,
+                field: None,
+                message: format!("cannot read: {e}"),
+            }]
+        })?;
+        Self::check(path, &text)
+    }
+
+    /// [`Config::load_checked`] on text; `path` is only for messages.
+    ///
+    /// # Errors
+    /// As [`Config::load_checked`].
+    pub fn check(path: &Path, text: &str) -> Result<Config, Vec<ConfigError>> {
+        let error =
+            |(line, column, field): (Option<usize>, Option<usize>, Option<String>), message: String| ConfigError {
                 file: path.to_owned(),
                 line,
                 column,
                 field,
-                message: e.message().to_owned(),
+                message,
+            };
+        let (config, mut errors, blanked) = match secrets_from_outside(path, text) {
+            // Secrets read from files or the environment: deserialised from
+            // the table they were put into (its errors carry no position).
+            Ok(Some(table)) => match toml::Value::Table(table).try_into::<Config>() {
+                Ok(c) => (Some(c), Vec::new(), Vec::new()),
+                Err(e) => (None, vec![error((None, None, None), e.to_string())], Vec::new()),
+            },
+            Ok(None) => Self::from_text(path, text),
+            // Secrets that cannot be read: the rest is still checked.
+            Err((table, failures)) => match toml::Value::Table(table).try_into::<Config>() {
+                Ok(c) => (Some(c), failures, Vec::new()),
+                Err(_) => (None, failures, Vec::new()),
+            },
+        };
+        // A secret that could not be read is missing from the config: the
+        // rules about its field are moot.
+        let unread: Vec<String> = errors
+            .iter()
+            .filter_map(|e| e.field.as_deref())
+            .filter_map(|f| f.strip_suffix("_file").or_else(|| f.strip_suffix("_env")))
+            .map(str::to_owned)
+            .collect();
+        if let Some(config) = config {
+            let mut p = Problems::default();
+            config.validate(&mut p);
+            every_problem(
+                &config.alerting,
+                |c| c.build().map(drop).map_err(|e| (e.field, e.message)),
+                peel_alerting,
+                &mut p,
+            );
+            every_problem(
+                &config.dispatch,
+                |c| c.build().map(drop).map_err(|e| (e.field, e.message)),
+                peel_dispatch,
+                &mut p,
+            );
+            config.validate_people(&mut p);
+            for (field, message) in p.0 {
+                let (line, column) = find_field(text, &field);
+                // A line taken out after serde refused it: its fields' rules are moot.
+                if line.is_some_and(|l| blanked.contains(&l)) || unread.iter().any(|u| *u == field) {
+                    continue;
+                }
+                errors.push(error((line, column, Some(field.into_owned())), message));
             }
-        })
+            if errors.is_empty() {
+                let mut config = config;
+                config.source = Some((path.to_owned(), text.to_owned()));
+                return Ok(config);
+            }
+        }
+        // By line; those without one (a missing file named by no line) last.
+        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        Err(errors)
     }
 
-    /// Rules across fields, located in the text.
-    fn checked(path: &Path, text: &str, config: Config) -> Result<Config, ConfigError> {
-        config.validate().map_err(|(field, message)| {
-            let (line, column) = find_key(text, field);
-            ConfigError {
-                file: path.to_owned(),
-                line,
-                column,
-                field: Some(field.to_owned()),
-                message,
+    /// The text deserialised, every field serde refuses located in it: the
+    /// line at fault is taken out and the text read again, until it reads
+    /// (the config then has that field's default, for the rules across
+    /// fields) or what is wrong is not one line (a syntax error, a missing
+    /// field, a value over several lines). Returns the config if it read,
+    /// the problems, and the lines taken out.
+    fn from_text(path: &Path, text: &str) -> (Option<Config>, Vec<ConfigError>, Vec<usize>) {
+        if let Err(e) = text.parse::<toml::Table>() {
+            // A syntax error: nothing after it can be read for sure.
+            let (line, column, field) = e.span().map_or((None, None, None), |s| locate(text, s.start));
+            let message = e.message().to_owned();
+            return (
+                None,
+                vec![ConfigError {
+                    file: path.to_owned(),
+                    line,
+                    column,
+                    field,
+                    message,
+                }],
+                Vec::new(),
+            );
+        }
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        let mut errors = Vec::new();
+        let mut blanked = Vec::new();
+        for _ in 0..64 {
+            let current = lines.join("\n");
+            let e = match toml::from_str::<Config>(&current) {
+                Ok(c) => return (Some(c), errors, blanked),
+                Err(e) => e,
+            };
+            let (line, column, field) = match e.span() {
+                Some(span) => locate(&current, span.start),
+                None => (None, None, None),
+            };
+            let consequence = !blanked.is_empty() && e.message().starts_with("missing field");
+            if !consequence {
+                errors.push(ConfigError {
+                    file: path.to_owned(),
+                    line,
+                    column,
+                    field,
+                    message: e.message().to_owned(),
+                });
             }
-        })?;
-        let located = |field: String, message: String| {
-            let (line, column) = find_field(text, &field);
-            ConfigError {
-                file: path.to_owned(),
-                line,
-                column,
-                field: Some(field),
-                message,
+            let Some(l) = line.filter(|l| !blanked.contains(l)) else {
+                break;
+            };
+            let Some(at) = lines.get(l - 1).copied() else { break };
+            let t = without_comment(at);
+            if consequence || t.starts_with('[') || !t.contains('=') || e.message().starts_with("missing field") {
+                break;
             }
-        };
-        config.alerting.build().map_err(|p| located(p.field, p.message))?;
-        config.dispatch.build().map_err(|p| located(p.field, p.message))?;
-        config.validate_people().map_err(|(f, m)| located(f, m))?;
-        let mut config = config;
-        config.source = Some((path.to_owned(), text.to_owned()));
-        Ok(config)
+            lines[l - 1] = "";
+            if lines.join("\n").parse::<toml::Table>().is_err() {
+                // The value went on over more lines.
+                break;
+            }
+            blanked.push(l);
+        }
+        (None, errors, blanked)
     }
 
     /// The Modbus devices: ids, one transport each, timings, maps, no repeats.
-    fn validate_modbus(&self) -> Result<(), (&'static str, String)> {
+    fn validate_modbus(&self, p: &mut Problems) {
         for (i, d) in self.modbus.devices.iter().enumerate() {
             if protocol::SiteId::new(&d.site).is_err() {
-                return Err((
+                p.add(
                     "modbus.devices.site",
                     format!("device #{}: `{}` is not a site id ([a-z0-9-]{{1,32}})", i + 1, d.site),
-                ));
+                );
             }
             if protocol::DeviceId::new(&d.device).is_err() {
-                return Err((
+                p.add(
                     "modbus.devices.device",
                     format!("device #{}: `{}` is not a device id", i + 1, d.device),
-                ));
+                );
             }
             match (&d.address, &d.serial) {
                 (Some(_), None) => {}
                 (None, Some(serial)) => {
                     if let Err(e) = serial.check() {
-                        return Err(("modbus.devices.serial", format!("device `{}`: {e}", d.device)));
+                        p.add("modbus.devices.serial", format!("device `{}`: {e}", d.device));
                     }
                 }
                 _ => {
-                    return Err((
+                    p.add(
                         "modbus.devices.address",
                         format!("device `{}`: give either `address` (TCP) or `serial` (RTU)", d.device),
-                    ));
+                    );
                 }
             }
             if d.interval_ms < 100 {
-                return Err((
+                p.add(
                     "modbus.devices.interval_ms",
                     format!("device `{}`: at least 100 ms", d.device),
-                ));
+                );
             }
             if d.timeout_ms == 0 || d.timeout_ms >= d.interval_ms.max(100) * 10 {
-                return Err((
+                p.add(
                     "modbus.devices.timeout_ms",
                     format!("device `{}`: between 1 ms and 10 × the interval", d.device),
-                ));
+                );
             }
             if let Err(e) = d.points() {
-                return Err(("modbus.devices.registers", format!("device `{}`: {e}", d.device)));
+                p.add("modbus.devices.registers", format!("device `{}`: {e}", d.device));
             }
             if self.modbus.devices[..i]
                 .iter()
                 .any(|o| o.site == d.site && o.device == d.device)
             {
-                return Err((
+                p.add(
                     "modbus.devices.device",
                     format!("device `{}` is configured twice", d.device),
-                ));
+                );
             }
         }
-        Ok(())
     }
 
     /// Contacts, tokens and the contacts the dispatch policy names.
-    fn validate_people(&self) -> Result<(), (String, String)> {
+    fn validate_people(&self, p: &mut Problems) {
         for (i, c) in self.contacts.iter().enumerate() {
             if c.id.trim().is_empty() || c.id.contains(['/', '+', '#', ' ']) {
-                return Err((
+                p.add(
                     format!("contacts[{i}].id"),
                     "must be a name without spaces, / + #".into(),
-                ));
+                );
             }
             if self.contacts[..i].iter().any(|o| o.id == c.id) {
-                return Err((format!("contacts[{i}].id"), format!("`{}` is configured twice", c.id)));
+                p.add(format!("contacts[{i}].id"), format!("`{}` is configured twice", c.id));
             }
             if let Some(w) = &c.webhook
                 && !(w.url.starts_with("http://") || w.url.starts_with("https://"))
             {
-                return Err((
+                p.add(
                     format!("contacts[{i}].webhook"),
                     format!("`{}` must start with http:// or https://", w.url),
-                ));
+                );
             }
             if c.email.is_some() && self.notify.smtp.is_none() && c.webhook.is_none() && !c.mqtt {
-                return Err((
+                p.add(
                     format!("contacts[{i}].email"),
                     "e-mail needs [notify.smtp], and this contact has no other channel".into(),
-                ));
+                );
             }
         }
-        let policy = self.dispatch.build().map_err(|p| (p.field, p.message))?;
-        for (field, id) in policy.contact_ids() {
-            if !self.contacts.iter().any(|c| c.id == id) {
-                return Err((field, format!("`{id}` is not one of the [[contacts]]")));
+        self.validate_china_channels(p);
+        // A policy that does not build is reported by its own check.
+        if let Ok(policy) = self.dispatch.build() {
+            for (field, id) in policy.contact_ids() {
+                if !self.contacts.iter().any(|c| c.id == id) {
+                    p.add(field, format!("`{id}` is not one of the [[contacts]]"));
+                }
             }
+        }
+        if let Some(t) = &self.http.admin_token
+            && t.chars().count() < crate::app::cli::MIN_ADMIN_TOKEN
+        {
+            p.add("http.admin_token", "must be at least 16 characters".into());
         }
         for (i, t) in self.http.tokens.iter().enumerate() {
             match (&t.token, &t.token_sha256) {
                 (Some(token), None) if token.len() < 16 => {
-                    return Err((
+                    p.add(
                         format!("http.tokens[{i}].token"),
                         "must be at least 16 characters".into(),
-                    ));
+                    );
                 }
                 (None, Some(h)) if crate::api::auth::parse_digest(h).is_none() => {
-                    return Err((
+                    p.add(
                         format!("http.tokens[{i}].token_sha256"),
                         "must be 64 hex digits (the token's SHA-256)".into(),
-                    ));
+                    );
                 }
                 (Some(_), None) | (None, Some(_)) => {}
                 _ => {
-                    return Err((
+                    p.add(
                         format!("http.tokens[{i}].token"),
                         "give `token` or `token_sha256`, one of them".into(),
-                    ));
+                    );
                 }
             }
             if self.http.tokens[..i]
                 .iter()
                 .any(|o| crate::api::auth::digest_of(o) == crate::api::auth::digest_of(t))
             {
-                return Err((
+                p.add(
                     format!("http.tokens[{i}].token"),
                     "is the same as another token's".into(),
-                ));
+                );
             }
             let contractor = t.role == crate::api::auth::Role::Contractor;
             if contractor != t.contractor.is_some() {
-                return Err((
+                p.add(
                     format!("http.tokens[{i}].contractor"),
                     "a contractor token names its `contractor`, and only a contractor token does".into(),
-                ));
+                );
             }
         }
         let r = &self.notify;
-        r.retry().map_err(|(f, m)| (f.to_owned(), m))?;
-        duration("notify.webhook_timeout", &r.webhook_timeout).map_err(|(f, m)| (f.to_owned(), m))?;
+        p.take(duration("notify.first_retry", &r.first_retry));
+        p.take(duration("notify.max_retry", &r.max_retry));
+        p.take(duration("notify.webhook_timeout", &r.webhook_timeout));
         if r.attempts == 0 {
-            return Err(("notify.attempts".into(), "must be at least 1".into()));
+            p.add("notify.attempts", "must be at least 1".into());
         }
         if r.queue == 0 {
-            return Err(("notify.queue".into(), "must be at least 1".into()));
+            p.add("notify.queue", "must be at least 1".into());
         }
         if r.mqtt_prefix.is_empty() || r.mqtt_prefix.contains(['+', '#']) || r.mqtt_prefix.starts_with("fm/v1/+") {
-            return Err(("notify.mqtt_prefix".into(), "must be a topic without + or #".into()));
+            p.add("notify.mqtt_prefix", "must be a topic without + or #".into());
         }
-        duration("records.checkpoint_every", &self.records.checkpoint_every).map_err(|(f, m)| (f.to_owned(), m))?;
+        p.take(duration("records.checkpoint_every", &self.records.checkpoint_every));
         if self.records.checkpoint_records == 0 {
-            return Err(("records.checkpoint_records".into(), "must be at least 1".into()));
+            p.add("records.checkpoint_records", "must be at least 1".into());
         }
-        Ok(())
     }
 
-    /// Rules across fields that serde cannot check.
-    fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.storage.retention_days == 0 {
-            return Err(("storage.retention_days", "must be at least 1 day".into()));
+    /// The WeCom, DingTalk and SMS channels (docs/notifications.md): base
+    /// URLs, the SMS gateway's description, each contact's robots and numbers.
+    fn validate_china_channels(&self, p: &mut Problems) {
+        let n = &self.notify;
+        p.take(n.wecom.check());
+        p.take(n.dingtalk.check());
+        if let Some(sms) = &n.sms {
+            p.take(sms.check());
         }
-        self.validate_modbus()?;
-        self.http.validate()?;
+        for (i, c) in self.contacts.iter().enumerate() {
+            if let Err((field, message)) = c.check() {
+                p.add(format!("contacts[{i}].{field}"), message);
+            }
+            if !c.sms.is_empty() && n.sms.is_none() {
+                p.add(format!("contacts[{i}].sms"), "SMS needs [notify.sms]".into());
+            }
+        }
+    }
+
+    /// Rules across fields that serde cannot check, each problem added to `p`.
+    fn validate(&self, p: &mut Problems) {
+        if self.storage.retention_days == 0 {
+            p.add("storage.retention_days", "must be at least 1 day".into());
+        }
+        self.validate_modbus(p);
+        self.http.validate(p);
         if let Some(i) = &self.influx {
             if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
-                return Err(("influx.url", format!("`{}` must start with http:// or https://", i.url)));
+                p.add("influx.url", format!("`{}` must start with http:// or https://", i.url));
             }
             if i.bucket.is_empty() || i.org.is_empty() {
-                return Err(("influx.bucket", "`org` and `bucket` must not be empty".into()));
+                p.add("influx.bucket", "`org` and `bucket` must not be empty".into());
             }
             if i.batch_points == 0 || i.batch_points > 100_000 {
-                return Err(("influx.batch_points", "must be 1 to 100000".into()));
+                p.add("influx.batch_points", "must be 1 to 100000".into());
             }
         }
         if let Some(b) = &self.mqtt.broker {
-            validate_broker(b)?;
+            validate_broker(b, p);
         }
-        self.mqtt.validate()?;
-        Ok(())
+        self.mqtt.validate(p);
+    }
+}
+
+/// Problems found so far, (field, message): each check adds its own and
+/// goes on, so `gateway check` names them all at once.
+#[derive(Debug, Default)]
+struct Problems(Vec<(Cow<'static, str>, String)>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<Cow<'static, str>>, message: String) {
+        self.0.push((field.into(), message));
+    }
+
+    /// The value of `r`, or its problem added.
+    fn take<T, F: Into<Cow<'static, str>>>(&mut self, r: Result<T, (F, String)>) -> Option<T> {
+        r.map_err(|(f, m)| self.add(f, m)).ok()
+    }
+}
+
+/// Every problem of a section whose builder stops at its first (the
+/// alerting and dispatch crates): the element or setting at fault is taken
+/// out of a copy (`peel`) and the builder run again, until it passes or the
+/// problem names nothing that can be taken out. Problems of later elements
+/// are renamed to their index in the file.
+fn every_problem<C: Clone>(
+    section: &C,
+    build: impl Fn(&C) -> Result<(), (String, String)>,
+    peel: fn(&mut C, &str, Option<usize>) -> bool,
+    p: &mut Problems,
+) {
+    let mut copy = section.clone();
+    // For each array taken from, the file's index of each element left.
+    let mut left: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+    for _ in 0..64 {
+        let Err((field, message)) = build(&copy) else { return };
+        let indexed = field.split_once('[').and_then(|(head, rest)| {
+            let (i, tail) = rest.split_once(']')?;
+            Some((head.to_owned(), i.parse::<usize>().ok()?, tail.to_owned()))
+        });
+        let (field, taken) = if let Some((head, i, tail)) = indexed {
+            let slots = left.entry(head.clone()).or_insert_with(|| (0..4096).collect());
+            let original = slots.get(i).copied().unwrap_or(i);
+            let taken = peel(&mut copy, &head, Some(i));
+            if taken && i < slots.len() {
+                slots.remove(i);
+            }
+            (format!("{head}[{original}]{tail}"), taken)
+        } else {
+            let taken = peel(&mut copy, &field, None);
+            (field, taken)
+        };
+        p.add(field, message);
+        if !taken {
+            return;
+        }
+    }
+}
+
+/// Removes element `i` of `v`; whether there was one.
+fn remove_at<T>(v: &mut Vec<T>, i: usize) -> bool {
+    (i < v.len()).then(|| v.remove(i)).is_some()
+}
+
+/// Takes the part of `[alerting]` a problem names out of a copy.
+fn peel_alerting(c: &mut alerting::AlertingConfig, field: &str, i: Option<usize>) -> bool {
+    match (field, i) {
+        ("alerting.rules", Some(i)) => remove_at(&mut c.rules, i),
+        ("alerting.overrides", Some(i)) => remove_at(&mut c.overrides, i),
+        ("alerting.maintenance", Some(i)) => remove_at(&mut c.maintenance, i),
+        ("alerting.buildings", Some(i)) => remove_at(&mut c.buildings, i),
+        ("alerting.group_wait", None) => c.group_wait.take().is_some(),
+        ("alerting.flap_window", None) => c.flap_window.take().is_some(),
+        ("alerting.flap_starts", None) => c.flap_starts.take().is_some(),
+        ("alerting.flap_hold", None) => c.flap_hold.take().is_some(),
+        ("alerting.uplink_for", None) => c.uplink_for.take().is_some(),
+        ("alerting.will_grace", None) => c.will_grace.take().is_some(),
+        ("alerting.site_min_devices", None) => {
+            let site = c.site_min_devices.take().is_some();
+            c.bus_min_devices.take().is_some() || site
+        }
+        _ => false,
+    }
+}
+
+/// Takes the part of `[dispatch]` a problem names out of a copy.
+fn peel_dispatch(c: &mut dispatch::PolicyConfig, field: &str, i: Option<usize>) -> bool {
+    match (field, i) {
+        ("dispatch.sla", Some(i)) => remove_at(&mut c.sla, i),
+        ("dispatch.assign", Some(i)) => remove_at(&mut c.assign, i),
+        ("dispatch.duties", Some(i)) => remove_at(&mut c.duties, i),
+        ("dispatch.bureau", None) => c.bureau.take().is_some(),
+        _ => false,
     }
 }
 
@@ -767,8 +1057,9 @@ impl Config {
 /// `KEY_file = "/path"` (the file's text, one trailing newline dropped: how
 /// systemd credentials and Kubernetes secrets arrive) or `KEY_env = "NAME"`
 /// (an environment variable). The file then holds no secret, and neither
-/// does its configuration record. `None` when the text uses neither.
-fn secrets_from_outside(path: &Path, text: &str) -> Result<Option<toml::Table>, ConfigError> {
+/// does its configuration record. `None` when the text uses neither; every
+/// secret that cannot be read, with the table of the others, on error.
+fn secrets_from_outside(path: &Path, text: &str) -> Result<Option<toml::Table>, (toml::Table, Vec<ConfigError>)> {
     // Cheap test first: most files use neither, and keep their located errors.
     if !(text.contains("_file") || text.contains("_env")) {
         return Ok(None);
@@ -778,30 +1069,36 @@ fn secrets_from_outside(path: &Path, text: &str) -> Result<Option<toml::Table>, 
         return Ok(None);
     };
     let mut found = false;
-    let mut failure = None;
-    substitute(&mut table, "", &mut found, &mut failure);
-    if let Some((field, message)) = failure {
-        let key = field.rsplit('.').next().unwrap_or(&field).to_owned();
-        let (line, column) = text
-            .lines()
-            .enumerate()
-            .find(|(_, l)| l.trim_start().split_once('=').is_some_and(|(k, _)| k.trim() == key))
-            .map_or((None, None), |(i, l)| {
-                (Some(i + 1), Some(l.len() - l.trim_start().len() + 1))
-            });
-        return Err(ConfigError {
-            file: path.to_owned(),
-            line,
-            column,
-            field: Some(field),
-            message,
-        });
+    let mut failures = Vec::new();
+    substitute(&mut table, "", &mut found, &mut failures);
+    if failures.is_empty() {
+        return Ok(found.then_some(table));
     }
-    Ok(found.then_some(table))
+    let errors = failures
+        .into_iter()
+        .map(|(field, message)| {
+            let key = field.rsplit('.').next().unwrap_or(&field).to_owned();
+            let (line, column) = text
+                .lines()
+                .enumerate()
+                .find(|(_, l)| l.trim_start().split_once('=').is_some_and(|(k, _)| k.trim() == key))
+                .map_or((None, None), |(i, l)| {
+                    (Some(i + 1), Some(l.len() - l.trim_start().len() + 1))
+                });
+            ConfigError {
+                file: path.to_owned(),
+                line,
+                column,
+                field: Some(field),
+                message,
+            }
+        })
+        .collect();
+    Err((table, errors))
 }
 
 /// Replaces `KEY_file`/`KEY_env` of secret keys in `table` and below.
-fn substitute(table: &mut toml::Table, at: &str, found: &mut bool, failure: &mut Option<(String, String)>) {
+fn substitute(table: &mut toml::Table, at: &str, found: &mut bool, failures: &mut Vec<(String, String)>) {
     let keys: Vec<String> = table.keys().cloned().collect();
     for key in keys {
         let field = if at.is_empty() {
@@ -810,11 +1107,11 @@ fn substitute(table: &mut toml::Table, at: &str, found: &mut bool, failure: &mut
             format!("{at}.{key}")
         };
         match table.get_mut(&key) {
-            Some(toml::Value::Table(t)) => substitute(t, &field, found, failure),
+            Some(toml::Value::Table(t)) => substitute(t, &field, found, failures),
             Some(toml::Value::Array(items)) => {
                 for (i, item) in items.iter_mut().enumerate() {
                     if let toml::Value::Table(t) = item {
-                        substitute(t, &format!("{field}[{i}]"), found, failure);
+                        substitute(t, &format!("{field}[{i}]"), found, failures);
                     }
                 }
             }
@@ -825,16 +1122,16 @@ fn substitute(table: &mut toml::Table, at: &str, found: &mut bool, failure: &mut
             (_, Some(k)) => (k, false),
             _ => continue,
         };
-        if !crate::ops::redact::is_secret(secret) || failure.is_some() {
+        if !crate::ops::redact::is_secret(secret) {
             continue;
         }
         let secret = secret.to_owned();
         let Some(toml::Value::String(source)) = table.remove(&key) else {
-            *failure = Some((field, "must be a string (a file path or a variable name)".into()));
+            failures.push((field, "must be a string (a file path or a variable name)".into()));
             continue;
         };
         if table.contains_key(&secret) {
-            *failure = Some((field, format!("give `{secret}` or `{key}`, not both")));
+            failures.push((field, format!("give `{secret}` or `{key}`, not both")));
             continue;
         }
         let value = if from_file {
@@ -848,12 +1145,12 @@ fn substitute(table: &mut toml::Table, at: &str, found: &mut bool, failure: &mut
             std::env::var(&source).map_err(|e| format!("environment variable {source}: {e}"))
         };
         match value {
-            Ok(v) if v.is_empty() => *failure = Some((field, format!("{source} is empty"))),
+            Ok(v) if v.is_empty() => failures.push((field, format!("{source} is empty"))),
             Ok(v) => {
                 table.insert(secret, toml::Value::String(v));
                 *found = true;
             }
-            Err(m) => *failure = Some((field, m)),
+            Err(m) => failures.push((field, m)),
         }
     }
 }
@@ -950,29 +1247,29 @@ fn find_field(text: &str, field: &str) -> (Option<usize>, Option<usize>) {
 }
 
 /// An outside broker's settings.
-fn validate_broker(b: &BrokerConfig) -> Result<(), (&'static str, String)> {
+fn validate_broker(b: &BrokerConfig, p: &mut Problems) {
     if b.host.trim().is_empty() {
-        return Err(("mqtt.broker.host", "must not be empty".into()));
+        p.add("mqtt.broker.host", "must not be empty".into());
     }
     if b.client_id.is_empty() || b.client_id.len() > 64 {
-        return Err(("mqtt.broker.client_id", "must be 1 to 64 characters".into()));
+        p.add("mqtt.broker.client_id", "must be 1 to 64 characters".into());
     }
     if let Some(g) = &b.share_group
         && (g.is_empty() || g.contains(['/', '+', '#']))
     {
-        return Err((
+        p.add(
             "mqtt.broker.share_group",
             "must be a non-empty name without / + #".into(),
-        ));
+        );
     }
     if b.tls && b.ca_file.is_none() {
-        return Err(("mqtt.broker.ca_file", "is required with `tls = true`".into()));
+        p.add("mqtt.broker.ca_file", "is required with `tls = true`".into());
     }
     if b.client_cert_file.is_some() != b.client_key_file.is_some() {
-        return Err((
+        p.add(
             "mqtt.broker.client_key_file",
             "give both `client_cert_file` and `client_key_file`, or neither".into(),
-        ));
+        );
     }
     for (field, file) in [
         ("mqtt.broker.ca_file", &b.ca_file),
@@ -982,11 +1279,10 @@ fn validate_broker(b: &BrokerConfig) -> Result<(), (&'static str, String)> {
         if let Some(f) = file
             && let Err(e) = std::fs::metadata(f)
         {
-            return Err((field, format!("{}: {e}", f.display())));
+            p.add(field, format!("{}: {e}", f.display()));
         }
     }
     if b.password.is_some() && b.username.is_none() {
-        return Err(("mqtt.broker.password", "needs `username` too".into()));
+        p.add("mqtt.broker.password", "needs `username` too".into());
     }
-    Ok(())
 }

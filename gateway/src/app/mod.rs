@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod logging;
 pub mod run;
 pub mod shared;

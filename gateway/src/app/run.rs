@@ -451,6 +451,18 @@ pub(crate) fn start_courier(
             notify::Email::new(smtp.clone()).context("the e-mail channel")?,
         ));
     }
+    // The groups and phones property staff in China read (docs/notifications.md).
+    channels.push(Arc::new(
+        notify::Wecom::new(&n.wecom, timeout).context("the WeCom channel")?,
+    ));
+    channels.push(Arc::new(
+        notify::Dingtalk::new(&n.dingtalk, timeout).context("the DingTalk channel")?,
+    ));
+    if let Some(sms) = &n.sms {
+        channels.push(Arc::new(
+            notify::Sms::new(sms.clone(), timeout).context("the SMS channel")?,
+        ));
+    }
     let retry = n.retry().map_err(|(f, m)| anyhow::anyhow!("{f}: {m}"))?;
     let (outbox, mut outcomes, _task) = notify::Outbox::start(channels, retry, n.queue, 16);
     let control = control.clone();

@@ -49,6 +49,9 @@ pub struct Shared {
     /// The embedded broker and its door, once serving (a revoked device is
     /// shut out at once).
     broker: Arc<std::sync::OnceLock<(crate::broker::Broker, Arc<crate::ingest::access::Access>)>>,
+    /// One chain verification at a time: it reads every record (about 23 s
+    /// at four years), and a second one at once would only halve the speed of both.
+    verifying: Arc<tokio::sync::Semaphore>,
 }
 
 /// What [`Shared`] is made of (the wiring builds it once, at start).
@@ -88,7 +91,14 @@ impl Shared {
             polls: Arc::new(p.polls),
             min_free: p.min_free,
             broker: Arc::default(),
+            verifying: Arc::new(tokio::sync::Semaphore::new(1)),
         }
+    }
+
+    /// The right to verify the record chain now, if no verification runs.
+    #[must_use]
+    pub fn start_verifying(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.verifying.clone().try_acquire_owned().ok()
     }
 
     /// The device registry.

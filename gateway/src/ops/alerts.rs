@@ -6,7 +6,7 @@
 //! The core itself (`alerting`) never touches any of this: it is fed and
 //! answers; here is where its answers meet SQLite and sockets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use alerting::{AckError, AlertView, Change, Effect, Engine, WorkOrderIntent};
@@ -22,6 +22,10 @@ pub const EVENTS: usize = 1024;
 /// for work orders, the contractors it concerns.
 #[derive(Debug)]
 pub struct Streamed {
+    /// Its place in the stream, the SSE `id` (`{boot}-{seq}`): a reader that
+    /// reconnects sends the last one it saw as `Last-Event-ID` and is given
+    /// what it missed ([`Hub::since`]).
+    pub seq: u64,
     /// The SSE event name (`alert`, `work_order`, `record`, ...).
     pub name: &'static str,
     /// The compound, when it has one.
@@ -105,6 +109,29 @@ pub struct Hub {
     pub control: mpsc::Sender<Control>,
     /// Set at shutdown: event streams end, so the HTTP server can drain.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// The last [`EVENTS`] events, to resume a reader that reconnects.
+    journal: Arc<Mutex<Journal>>,
+}
+
+/// The stream's numbering and its recent past. Numbers start again at each
+/// start of the gateway under a new `boot` (the start time in ms), so a
+/// reader's id from before a restart is recognised as such, not confused
+/// with a number of this run.
+#[derive(Debug)]
+struct Journal {
+    boot: u64,
+    next: u64,
+    recent: VecDeque<StreamEvent>,
+}
+
+/// What a reader that reconnects is owed ([`Hub::since`]).
+#[derive(Debug)]
+pub enum Resume {
+    /// The events after its last one, all still kept (maybe none).
+    Missed(Vec<StreamEvent>),
+    /// Its last event is from another run of the gateway, or too old to
+    /// be kept: it must read the lists again (`event: reset`).
+    Reset,
 }
 
 impl Hub {
@@ -116,7 +143,44 @@ impl Hub {
             events: broadcast::channel(EVENTS).0,
             control,
             closing: tokio::sync::watch::channel(false).0,
+            journal: Arc::new(Mutex::new(Journal {
+                boot: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                next: 1,
+                recent: VecDeque::with_capacity(EVENTS),
+            })),
         }
+    }
+
+    /// The SSE id of an event: `{boot}-{seq}`.
+    #[must_use]
+    pub fn event_id(&self, e: &Streamed) -> String {
+        let boot = self.journal.lock().unwrap_or_else(PoisonError::into_inner).boot;
+        format!("{boot}-{}", e.seq)
+    }
+
+    /// What a reader whose last event was `last_id` (its `Last-Event-ID`)
+    /// missed. Call after subscribing to [`Hub::events`], and skip events
+    /// of the subscription up to the last one returned here: nothing falls
+    /// between the two.
+    #[must_use]
+    pub fn since(&self, last_id: &str) -> Resume {
+        let j = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let parsed = last_id
+            .split_once('-')
+            .and_then(|(b, s)| Some((b.parse::<u64>().ok()?, s.parse::<u64>().ok()?)));
+        let Some((boot, seq)) = parsed else {
+            return Resume::Reset;
+        };
+        if boot != j.boot || seq >= j.next {
+            return Resume::Reset;
+        }
+        let oldest = j.recent.front().map_or(j.next, |e| e.seq);
+        if seq + 1 < oldest {
+            return Resume::Reset;
+        }
+        Resume::Missed(j.recent.iter().filter(|e| e.seq > seq).cloned().collect())
     }
 
     /// The open alerts, in id order.
@@ -157,13 +221,25 @@ fn stream(
     json: serde_json::Result<String>,
 ) {
     match json {
-        // No subscriber is not an error: the stream is live only.
-        Ok(json) => drop(hub.events.send(Arc::new(Streamed {
-            name,
-            site: site.map(str::to_owned),
-            contractors,
-            json,
-        }))),
+        Ok(json) => {
+            // Numbered and sent under one lock, so the stream's order is
+            // the numbers' order whichever thread publishes.
+            let mut j = hub.journal.lock().unwrap_or_else(PoisonError::into_inner);
+            let event = Arc::new(Streamed {
+                seq: j.next,
+                name,
+                site: site.map(str::to_owned),
+                contractors,
+                json,
+            });
+            j.next += 1;
+            if j.recent.len() == EVENTS {
+                j.recent.pop_front();
+            }
+            j.recent.push_back(event.clone());
+            // No subscriber is not an error: a reader resumes from the journal.
+            drop(hub.events.send(event));
+        }
         Err(e) => tracing::error!(error = %e, "could not encode an event"),
     }
 }
@@ -217,6 +293,15 @@ pub fn publish(hub: &Hub, metrics: &Metrics, effects: &[Effect], outs: &[dispatc
         }
     }
     metrics.alerts_open.set(i64::try_from(open.len()).unwrap_or(i64::MAX));
+    for severity in protocol::Severity::ALL {
+        let n = open.values().filter(|a| a.severity == *severity).count();
+        metrics
+            .alerts_open_by_severity
+            .get_or_create(&crate::metrics::SeverityLabel {
+                severity: severity.as_str().to_owned(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
     drop(open);
     for o in outs {
         if let dispatch::Out::Order { change, order } = o {

@@ -6,6 +6,7 @@
 //! meet SQLite and sockets.
 
 pub mod alerts;
+pub mod backup;
 pub mod provisioning;
 pub mod redact;
 pub mod supervision;

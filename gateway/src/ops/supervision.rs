@@ -13,24 +13,6 @@ use std::path::Path;
 use records::{Checkpoint, Entry, NewRecord, Signer, Tail};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-/// The tables of the chain. `pos` is the physical order, `seq` the chain's
-/// own: a row moved shows as a seq out of order.
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS records (
-    pos INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at INTEGER NOT NULL, kind TEXT NOT NULL,
-    site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL, subject TEXT NOT NULL,
-    body TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_device ON records (device, at);
-CREATE INDEX IF NOT EXISTS records_at ON records (at);
-CREATE INDEX IF NOT EXISTS records_subject ON records (subject);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, at INTEGER NOT NULL,
-    public_key TEXT NOT NULL, signature TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS config_state (id INTEGER PRIMARY KEY CHECK (id = 1), text TEXT NOT NULL);
-";
-
 /// The chain as the pipeline writes it: its tail, its key, when the next
 /// checkpoint is due.
 pub struct Chain {
@@ -315,17 +297,41 @@ pub fn checkpoints(conn: &Connection) -> rusqlite::Result<Vec<Checkpoint>> {
 /// # Errors
 /// SQLite's (a problem of the chain is in the answer, not an error).
 pub fn verify(conn: &Connection, trusted_key: Option<&str>) -> rusqlite::Result<records::Verification> {
+    verify_with_progress(conn, trusted_key, |_, _| {})
+}
+
+/// Records checked between two calls of a verification's `progress`.
+pub const PROGRESS_EVERY: u64 = 5_000;
+
+/// [`verify`], telling `progress(checked, total)` every [`PROGRESS_EVERY`]
+/// records and at the end, so a person waiting sees it move.
+///
+/// # Errors
+/// SQLite's.
+pub fn verify_with_progress(
+    conn: &Connection,
+    trusted_key: Option<&str>,
+    mut progress: impl FnMut(u64, u64),
+) -> rusqlite::Result<records::Verification> {
     let mut v = records::Verifier::new(checkpoints(conn)?, trusted_key);
+    let total: i64 = conn.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))?;
+    let total = u64::try_from(total).unwrap_or(0);
     let all = RecordQuery {
         limit: usize::MAX,
         ..RecordQuery::default()
     };
+    let mut checked = 0u64;
     scan(conn, &all, |rows| {
         for e in rows {
             v.push(&e?);
+            checked += 1;
+            if checked.is_multiple_of(PROGRESS_EVERY) {
+                progress(checked, total.max(checked));
+            }
         }
         Ok::<(), rusqlite::Error>(())
     })??;
+    progress(checked, total.max(checked));
     Ok(v.finish())
 }
 

@@ -6,7 +6,6 @@
 //! answers meet the store, the record chain and the notification channels.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use dispatch::{DeskState, Order, Out, StateChanges, Tell};
 use notify::{Contact, Delivery, Message, Outbox};
@@ -14,24 +13,6 @@ use records::NewRecord;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::metrics::Metrics;
-
-/// The tables of work orders and the desk's own state.
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS work_orders (
-    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, site TEXT NOT NULL, class TEXT NOT NULL,
-    device TEXT NOT NULL, code TEXT NOT NULL, status TEXT NOT NULL, contractor TEXT,
-    primary_contractor TEXT, created INTEGER NOT NULL, due INTEGER NOT NULL, changed INTEGER NOT NULL,
-    view TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS work_orders_status ON work_orders (status, changed);
-CREATE INDEX IF NOT EXISTS work_orders_site ON work_orders (site, created);
--- Before the desk's state was kept row by row: one JSON document, moved over at the first load.
-CREATE TABLE IF NOT EXISTS desk_state (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS desk_meta (id INTEGER PRIMARY KEY CHECK (id = 1), next_id INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS desk_duties (key TEXT PRIMARY KEY, state TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS desk_dispatched (alert INTEGER PRIMARY KEY, at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, at INTEGER NOT NULL, queued TEXT NOT NULL);
-";
 
 /// A delivery kept in the store's `outbox` table from the commit that
 /// decided it until its last outcome, so a dispatch queued before a kill is
@@ -164,15 +145,6 @@ fn save_state(tx: &Transaction<'_>, desk: &DeskState, changes: &StateChanges) ->
     Ok(())
 }
 
-/// Every row of a whole state, for the move from the one-document layout.
-fn all_rows(desk: &DeskState) -> StateChanges {
-    StateChanges {
-        duties: desk.duties.keys().cloned().collect(),
-        dispatched: desk.dispatched.keys().copied().collect(),
-        next_id: true,
-    }
-}
-
 fn parse<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
     serde_json::from_str(text)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
@@ -183,17 +155,6 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> {
 /// # Errors
 /// SQLite's, or a row that does not parse.
 pub fn load(conn: &Connection) -> rusqlite::Result<(DeskState, Vec<Order>)> {
-    let old: Option<String> = conn
-        .query_row("SELECT state FROM desk_state WHERE id = 1", [], |r| r.get(0))
-        .optional()?;
-    if let Some(text) = old {
-        // The one-document layout: moved into rows once, in one transaction.
-        let state: DeskState = parse(&text)?;
-        let tx = conn.unchecked_transaction()?;
-        save_state(&tx, &state, &all_rows(&state))?;
-        tx.execute("DELETE FROM desk_state", [])?;
-        tx.commit()?;
-    }
     let mut state = DeskState {
         next_id: conn
             .query_row("SELECT next_id FROM desk_meta WHERE id = 1", [], |r| r.get::<_, i64>(0))
@@ -243,6 +204,8 @@ pub struct OrderQuery {
     pub to: Option<i64>,
     /// At most this many, newest first.
     pub limit: usize,
+    /// Only orders older than this one (a page's cursor).
+    pub before: Option<u64>,
 }
 
 /// Orders as stored, newest first.
@@ -258,6 +221,7 @@ pub fn query(conn: &Connection, q: &OrderQuery) -> rusqlite::Result<Vec<Order>> 
            AND (?3 IS NULL OR site IN (SELECT value FROM json_each(?3)))
            AND (?4 IS NULL OR device = ?4) AND (?5 IS NULL OR kind = ?5)
            AND (?6 IS NULL OR created >= ?6) AND (?7 IS NULL OR created < ?7)
+           AND (?9 IS NULL OR id < ?9)
          ORDER BY id DESC LIMIT ?8",
     )?;
     let rows = stmt.query_map(
@@ -269,11 +233,12 @@ pub fn query(conn: &Connection, q: &OrderQuery) -> rusqlite::Result<Vec<Order>> 
             q.kind,
             q.from,
             q.to,
-            i64::try_from(q.limit).unwrap_or(i64::MAX)
+            i64::try_from(q.limit).unwrap_or(i64::MAX),
+            q.before.map(|b| i64::try_from(b).unwrap_or(i64::MAX))
         ],
         |r| r.get::<_, String>(0),
     )?;
-    rows.map(|r| parse(&r?)).collect()
+    rows.map(|r| parse(&r?).map(Order::labelled)).collect()
 }
 
 /// One order.
@@ -288,7 +253,7 @@ pub fn get(conn: &Connection, id: u64) -> rusqlite::Result<Option<Order>> {
             |r| r.get(0),
         )
         .optional()?;
-    view.map(|v| parse(&v)).transpose()
+    view.map(|v| parse(&v).map(Order::labelled)).transpose()
 }
 
 /// What the monthly report of a compound reads: alerts that fired in the
@@ -366,6 +331,70 @@ pub fn records_of(outs: &[Out], now: i64) -> Vec<NewRecord> {
         recs.extend(crate::ops::supervision::record(parts));
     }
     recs
+}
+
+/// The facts of an order for the words people read (`notify::text`).
+fn order_notice(kind: &str, now: i64, o: &Order) -> notify::Notice {
+    // The next deadline the contractor has to meet.
+    let due = if o.status.is_closed() {
+        None
+    } else if o.responded_at.is_none() && o.deadlines.respond.is_some() {
+        o.deadlines.respond.map(|at| ("respond", at))
+    } else if o.arrived_at.is_none() && o.deadlines.arrive.is_some() {
+        o.deadlines.arrive.map(|at| ("arrive", at))
+    } else {
+        Some(("complete", o.deadlines.complete))
+    };
+    notify::Notice {
+        kind: kind.to_owned(),
+        site: o.site.clone(),
+        building: o.building.clone(),
+        at: now,
+        // A trapped passenger past the bureau's limit is urgent whatever the code's severity.
+        critical: o.severity == "critical" || kind == "bureau_flag",
+        order: Some(notify::OrderFacts {
+            id: o.id,
+            code: o.code.clone(),
+            device: o.device.clone(),
+            port: o.port,
+            severity: o.severity.clone(),
+            status: o.status.as_str().to_owned(),
+            contractor: o.contractor.clone(),
+            due: due.map(|(step, at)| notify::Due { step: step.into(), at }),
+        }),
+        alerts: Vec::new(),
+    }
+}
+
+/// The facts of a grouped alert notification.
+fn alert_notice(n: &alerting::Notification) -> notify::Notice {
+    let fact = |a: &alerting::AlertView, resolved: bool| notify::AlertFacts {
+        id: a.id,
+        code: a.code.clone(),
+        device: a.device.clone(),
+        port: a.port,
+        severity: a.severity.as_str().to_owned(),
+        resolved,
+        at: if resolved {
+            a.resolved_at.unwrap_or(n.at)
+        } else {
+            a.fired_at.unwrap_or(a.since)
+        },
+    };
+    notify::Notice {
+        kind: "alert_notification".into(),
+        site: n.site.clone(),
+        building: n.building.clone(),
+        at: n.at,
+        critical: n.critical,
+        order: None,
+        alerts: n
+            .firing
+            .iter()
+            .map(|a| fact(a, false))
+            .chain(n.resolved.iter().map(|a| fact(a, true)))
+            .collect(),
+    }
 }
 
 /// A delivery in flight, for its outcomes' records (one per channel that
@@ -459,6 +488,7 @@ impl Courier {
         subject: String,
         text: String,
         body: serde_json::Value,
+        notice: Option<notify::Notice>,
         m: &Metrics,
     ) -> Option<NewRecord> {
         if !self.contacts.contains_key(to) {
@@ -485,6 +515,7 @@ impl Courier {
                 subject,
                 text,
                 body,
+                notice,
             },
             subject: subject_of.to_owned(),
             at: now,
@@ -571,6 +602,7 @@ impl Courier {
             t.subject.clone(),
             t.text.clone(),
             body,
+            order.map(|o| order_notice(t.kind, now, o)),
             m,
         )
     }
@@ -578,34 +610,11 @@ impl Courier {
     /// Tells the property managers of a compound of a grouped alert
     /// notification.
     pub fn notification(&mut self, n: &alerting::Notification, managers: &[String], m: &Metrics) -> Vec<NewRecord> {
-        let label = |a: &alerting::AlertView| {
-            let zh = protocol::EventCode::from_name(&a.code).map_or("", |c| c.label_zh());
-            let port = a.port.map(|p| format!(" port {p}")).unwrap_or_default();
-            format!(
-                "#{} {zh} {} · {}{port} · {}",
-                a.id,
-                a.code,
-                a.device,
-                a.severity.as_str()
-            )
-        };
-        let place = n
-            .building
-            .as_ref()
-            .map_or_else(|| n.site.clone(), |b| format!("{} {b}", n.site));
-        let subject = format!(
-            "[{}] {place}: {} firing, {} resolved",
-            if n.critical { "紧急 critical" } else { "告警 alert" },
-            n.firing.len(),
-            n.resolved.len()
-        );
-        let mut text = String::new();
-        for a in &n.firing {
-            let _ = writeln!(text, "告警 firing: {}", label(a));
-        }
-        for a in &n.resolved {
-            let _ = writeln!(text, "恢复 resolved: {}", label(a));
-        }
+        // One builder words it for every channel (notify::text): Chinese
+        // first with English beside, China's time with its offset.
+        let notice = alert_notice(n);
+        let words = notice.words();
+        let (subject, text) = (words.title.clone(), words.plain());
         let body = serde_json::to_value(n).unwrap_or_default();
         managers
             .iter()
@@ -619,6 +628,7 @@ impl Courier {
                     subject.clone(),
                     text.clone(),
                     body.clone(),
+                    Some(notice.clone()),
                     m,
                 )
             })

@@ -63,6 +63,7 @@ impl Owned {
                 dirty: std::collections::HashSet::new(),
                 devices_saved: Instant::now(),
                 disk_checked: Instant::now(),
+                overview: crate::store::influx::Overview::default(),
             },
             rx,
         )
@@ -93,6 +94,8 @@ pub(crate) struct Pipeline<'a> {
     pub(crate) disk_low: bool,
     /// When it was last measured.
     pub(crate) disk_checked: Instant,
+    /// When the overview's counts next go to InfluxDB.
+    pub(crate) overview: crate::store::influx::Overview,
 }
 
 /// How often the pipeline measures the disk's headroom at most (besides

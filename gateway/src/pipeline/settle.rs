@@ -100,6 +100,9 @@ pub(crate) fn settle(
             }
         }
     }
+    if p.influx.is_some() {
+        influx_lines(p, clock, effects, outs);
+    }
     p.ledger.stage_outbox(p.courier.take_unwritten());
     p.ledger.stage_desk(p.desk.take_changes());
     // An alarm's commit carries no compaction: that waits for a batch of telemetry.
@@ -133,6 +136,34 @@ pub(crate) fn settle(
     effects.clear();
     outs.clear();
     stored
+}
+
+/// The step's alert changes, and the overview's counts when due, join the
+/// batch's lines for InfluxDB: released with its commit (with the samples
+/// and events of the same batch), kept with it while the store fails, so
+/// they go through the same spool, retries and `rejected/` as the samples.
+fn influx_lines(p: &mut Pipeline<'_>, clock: i64, effects: &[alerting::Effect], outs: &[dispatch::Out]) {
+    crate::store::influx::encode_alerts(effects, clock, p.batch.lines_mut());
+    let changed = p.batch.is_urgent()
+        || effects.iter().any(|e| matches!(e, alerting::Effect::Alert(_)))
+        || outs.iter().any(|o| matches!(o, dispatch::Out::Order { .. }));
+    if !p.overview.due(clock, changed) {
+        return;
+    }
+    let mut tally = crate::store::influx::Tally::default();
+    p.shared.registry().with(|reg| {
+        for d in reg.iter() {
+            let online = crate::registry::Registry::status(d, clock) == crate::registry::Status::Online;
+            tally.device(&d.key.site, &d.key.class, online);
+        }
+    });
+    for a in p.engine.alerts() {
+        tally.alert(&a);
+    }
+    for o in p.desk.open() {
+        tally.order(&o.site, &o.class);
+    }
+    p.overview.write(clock, &tally, p.batch.lines_mut());
 }
 
 /// The samples before an alert that a work order carries as its evidence:

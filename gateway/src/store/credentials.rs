@@ -1,4 +1,5 @@
-//! Device credentials in SQLite: who may connect to the embedded broker.
+//! Device credentials in SQLite: who may connect to the embedded broker
+//! (the `device_credentials` table, made by [`crate::store::schema`]).
 //!
 //! A row per provisioned device: its Argon2id password hash (never the
 //! password) and its command key (the gateway must sign with it, so it is
@@ -9,17 +10,6 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::identity::Identity;
-
-/// The table.
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS device_credentials (
-    site TEXT NOT NULL, device TEXT NOT NULL, class TEXT NOT NULL,
-    password_hash TEXT NOT NULL, cmd_key BLOB NOT NULL,
-    created INTEGER NOT NULL, revoked INTEGER, certificate TEXT,
-    PRIMARY KEY (site, device)
-);
-CREATE INDEX IF NOT EXISTS device_credentials_certificate ON device_credentials (certificate);
-";
 
 /// One device's stored credential.
 #[derive(Clone, PartialEq, Eq)]

@@ -21,9 +21,13 @@
 //! `DataPoint` and formatted again, one request at a time, which held the
 //! sink to 5,000 points/s.)
 //!
-//! Layout (see `docs/storage.md`): measurement = device class, tags `site`,
-//! `device`, `port` (port metrics only) and `hist` (replays only), one field per
-//! metric (flags as 0/1), timestamp = device time in ms.
+//! What is written (samples, node events, alert changes, the overview's
+//! counts) and the table of it that the dashboards are tested against is
+//! [`layout`] (see `docs/storage.md`, `docs/grafana.md`).
+
+pub mod layout;
+
+pub use layout::{Overview, Tally, encode, encode_alerts, lines, schema};
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -32,11 +36,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use protocol::{Message, Value};
 use serde::Deserialize;
 use tokio::sync::{Notify, mpsc};
 
-use crate::ingest::Incoming;
 use crate::metrics::Metrics;
 
 /// The `[influx]` configuration section.
@@ -77,76 +79,6 @@ fn default_true() -> bool {
 }
 fn default_concurrency() -> usize {
     2
-}
-
-/// Appends the line-protocol lines of a `data` message to `out` (nothing
-/// for other kinds) and returns how many it wrote.
-pub fn encode(incoming: &Incoming, out: &mut Vec<u8>) -> usize {
-    let Message::Data(d) = &incoming.message else {
-        return 0;
-    };
-    let t = &incoming.topic;
-    let ts = d.ts.as_millis();
-    let mut n = 0;
-    let mut line = |port: Option<u8>, fields: &mut dyn Iterator<Item = (&str, Value)>| {
-        let start = out.len();
-        let _ = write!(out, "{},site={},device={}", t.class, t.site, t.device);
-        if let Some(p) = port {
-            let _ = write!(out, ",port={p}");
-        }
-        if d.hist {
-            out.extend_from_slice(b",hist=true");
-        }
-        let mut sep = b' ';
-        for (name, v) in fields {
-            let v = v.to_number();
-            // Line protocol has no NaN or infinity; the decoder refuses them
-            // already, and one such field must not get the batch refused.
-            if !v.is_finite() {
-                continue;
-            }
-            out.push(sep);
-            sep = b',';
-            out.extend_from_slice(name.as_bytes());
-            out.push(b'=');
-            number(v, out);
-        }
-        if sep == b' ' {
-            out.truncate(start);
-            return;
-        }
-        let _ = writeln!(out, " {ts}");
-        n += 1;
-    };
-    if !d.m.is_empty() {
-        line(None, &mut d.m.iter().map(|r| (r.name.as_str(), r.value)));
-    }
-    for p in &d.ports {
-        if !p.readings.is_empty() {
-            line(Some(p.port), &mut p.readings.iter().map(|r| (r.name.as_str(), r.value)));
-        }
-    }
-    n
-}
-
-/// The lines of a `data` message, one string each (for tests and tools; the
-/// pipeline uses [`encode`]).
-#[must_use]
-pub fn lines(incoming: &Incoming) -> Vec<String> {
-    let mut out = Vec::new();
-    encode(incoming, &mut out);
-    String::from_utf8_lossy(&out).lines().map(str::to_owned).collect()
-}
-
-/// A finite value as a line-protocol float: Rust's shortest round-trip
-/// form, with `.0` added to whole numbers so the field is typed float (an
-/// integer-looking first write would type the field integer in InfluxDB).
-fn number(v: f64, out: &mut Vec<u8>) {
-    let start = out.len();
-    let _ = write!(out, "{v}");
-    if !out[start..].contains(&b'.') {
-        out.extend_from_slice(b".0");
-    }
 }
 
 /// Lines in a piece of line protocol (the loop vectorises; a crate for it
@@ -472,7 +404,7 @@ mod tests {
     fn numbers_are_always_floats() {
         let f = |v: f64| {
             let mut out = Vec::new();
-            number(v, &mut out);
+            layout::number(v, &mut out);
             String::from_utf8(out).unwrap()
         };
         assert_eq!(f(41.0), "41.0");

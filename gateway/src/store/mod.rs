@@ -10,6 +10,7 @@
 pub mod credentials;
 pub mod influx;
 pub mod ledger;
+pub mod schema;
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,14 @@ pub enum StoreError {
         path: PathBuf,
         /// SQLite's error.
         source: rusqlite::Error,
+    },
+    /// The schema could not be brought up to date, or is newer than this binary.
+    #[error("database {path}: {source}")]
+    Schema {
+        /// The database file.
+        path: PathBuf,
+        /// What happened.
+        source: schema::SchemaError,
     },
     /// A persisted row could not be read back.
     #[error("database {path}: bad stored device state: {source}")]
@@ -182,87 +191,14 @@ impl Series {
     }
 }
 
-const SCHEMA: &str = "
+/// Settings of every connection (the tables are [`schema`]'s).
+const PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
 -- 32 MiB of page cache (SQLite's default is 2 MiB): a compaction touches the
 -- last index page of every series, and reading those back from the OS on
 -- every compaction was a tenth of the pipeline's time.
 PRAGMA cache_size = -32768;
-CREATE TABLE IF NOT EXISTS series (
-    id INTEGER PRIMARY KEY, site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL,
-    metric TEXT NOT NULL, port INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (site, class, device, metric, port)
-);
-CREATE INDEX IF NOT EXISTS series_device ON series (device, metric, port);
--- One B-tree in (series, ts) order: `n` (the row's inbox id) only tells apart
--- two samples of a series at the same device time.
-CREATE TABLE IF NOT EXISTS points (
-    series INTEGER NOT NULL, ts INTEGER NOT NULL, n INTEGER NOT NULL,
-    received INTEGER NOT NULL, value REAL NOT NULL, hist INTEGER NOT NULL,
-    PRIMARY KEY (series, ts, n)
-) WITHOUT ROWID;
--- Samples land here first, in arrival order, with no index: see `compact`.
--- AUTOINCREMENT: ids are never reused, so `n` stays unique after a compaction empties it.
-CREATE TABLE IF NOT EXISTS inbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    series INTEGER NOT NULL, ts INTEGER NOT NULL, received INTEGER NOT NULL, value REAL NOT NULL, hist INTEGER NOT NULL
-);
--- The compaction under way, if any (see `compact_step`).
-CREATE TABLE IF NOT EXISTS inbox_cycle (
-    id INTEGER PRIMARY KEY CHECK (id = 1), upto INTEGER NOT NULL, watermark INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rejected (
-    received INTEGER NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, payload BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS rejected_received ON rejected (received);
-CREATE TABLE IF NOT EXISTS devices (
-    site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL,
-    PRIMARY KEY (site, class, device)
-);
-CREATE TABLE IF NOT EXISTS alerts (
-    id INTEGER PRIMARY KEY, site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL,
-    code TEXT NOT NULL, port INTEGER, severity TEXT NOT NULL, state TEXT NOT NULL,
-    since INTEGER NOT NULL, changed INTEGER NOT NULL, view TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, changed);
-CREATE INDEX IF NOT EXISTS alerts_device ON alerts (device, changed);
-CREATE TABLE IF NOT EXISTS engine_devices (
-    site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL, ord INTEGER NOT NULL, state TEXT NOT NULL,
-    PRIMARY KEY (site, class, device)
-);
-CREATE TABLE IF NOT EXISTS engine_globals (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
-";
-
-/// A store written before the `series`/`points` layout keeps its samples
-/// in one wide table: moved over once, in one transaction, at the first open.
-const MIGRATE_SAMPLES: &str = "
-BEGIN;
-INSERT OR IGNORE INTO series (site, class, device, metric, port)
-    SELECT DISTINCT site, class, device, metric, port FROM samples;
-INSERT INTO points (series, ts, n, received, value, hist)
-    SELECT s.id, x.ts, x.rowid, x.received, x.value, x.hist
-    FROM samples x JOIN series s USING (site, class, device, metric, port) ORDER BY s.id, x.ts, x.rowid;
-INSERT INTO sqlite_sequence (name, seq) SELECT 'inbox', COALESCE(MAX(rowid), 0) FROM samples;
-DROP TABLE samples;
-COMMIT;
-";
-
-/// A store written before the inbox kept its points in a rowid table with
-/// two indexes: moved into the one-B-tree layout once, at the first open.
-const MIGRATE_POINTS: &str = "
-BEGIN;
-ALTER TABLE points RENAME TO points_v1;
-CREATE TABLE points (
-    series INTEGER NOT NULL, ts INTEGER NOT NULL, n INTEGER NOT NULL,
-    received INTEGER NOT NULL, value REAL NOT NULL, hist INTEGER NOT NULL,
-    PRIMARY KEY (series, ts, n)
-) WITHOUT ROWID;
-INSERT INTO points (series, ts, n, received, value, hist)
-    SELECT series, ts, rowid, received, value, hist FROM points_v1 ORDER BY series, ts, rowid;
-INSERT INTO sqlite_sequence (name, seq) SELECT 'inbox', COALESCE(MAX(rowid), 0) FROM points_v1;
-DROP TABLE points_v1;
-COMMIT;
 ";
 
 /// Creates the data directory (and its parents) readable by the gateway's
@@ -317,16 +253,20 @@ pub struct AlertQuery {
     pub code: Option<String>,
     /// At most this many, newest change first.
     pub limit: usize,
+    /// Only alerts that changed before this `(changed, id)` (a page's cursor).
+    pub before: Option<(i64, u64)>,
 }
 
 /// One engine device state to persist: its position, key and snapshot.
 pub type EngineDevice = (u32, alerting::DeviceSnapshot);
 
 impl Store {
-    /// Opens (creating if needed) the store in `data_dir`.
+    /// Opens (creating if needed) the store in `data_dir`, bringing its
+    /// schema up to date ([`schema`]).
     ///
     /// # Errors
-    /// [`StoreError`] if the directory or database cannot be opened.
+    /// [`StoreError`] if the directory or database cannot be opened, a
+    /// schema step fails, or the store was written by a newer gateway.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let path = data_dir.join("gateway.sqlite");
         let err = |source| StoreError::Sqlite {
@@ -334,32 +274,13 @@ impl Store {
             source,
         };
         private_dir(data_dir).map_err(|e| err(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        let conn = Connection::open(&path).map_err(err)?;
+        let mut conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        conn.execute_batch(crate::ops::supervision::SCHEMA).map_err(err)?;
-        conn.execute_batch(crate::ops::workorders::SCHEMA).map_err(err)?;
-        conn.execute_batch(credentials::SCHEMA).map_err(err)?;
-        let old: bool = conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'samples')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(err)?;
-        if old {
-            conn.execute_batch(MIGRATE_SAMPLES).map_err(err)?;
-        }
-        let rowid_points: bool = conn
-            .query_row(
-                "SELECT NOT EXISTS (SELECT 1 FROM pragma_table_info('points') WHERE name = 'n')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(err)?;
-        if rowid_points {
-            conn.execute_batch(MIGRATE_POINTS).map_err(err)?;
-        }
+        conn.execute_batch(PRAGMAS).map_err(err)?;
+        schema::migrate(&mut conn).map_err(|source| StoreError::Schema {
+            path: path.clone(),
+            source,
+        })?;
         Ok(Store {
             conn,
             path,
@@ -734,17 +655,19 @@ impl Store {
         Ok(alerting::Snapshot { globals, devices })
     }
 
-    /// Alerts as stored (every state but pending), newest change first.
+    /// Alerts as stored (every state but pending), newest change first,
+    /// each with the time of its change (a page's cursor).
     ///
     /// # Errors
     /// [`StoreError`].
-    pub fn alerts(&self, q: &AlertQuery) -> Result<Vec<alerting::AlertView>, StoreError> {
+    pub fn alerts(&self, q: &AlertQuery) -> Result<Vec<(i64, alerting::AlertView)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT view FROM alerts
+                "SELECT changed, view FROM alerts
                  WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR site = ?2) AND (?3 IS NULL OR class = ?3)
                    AND (?4 IS NULL OR device = ?4) AND (?5 IS NULL OR code = ?5)
+                   AND (?7 IS NULL OR changed < ?7 OR (changed = ?7 AND id < ?8))
                  ORDER BY changed DESC, id DESC LIMIT ?6",
             )
             .map_err(|e| self.err(e))?;
@@ -756,12 +679,23 @@ impl Store {
                     q.class,
                     q.device,
                     q.code,
-                    i64::try_from(q.limit).unwrap_or(i64::MAX)
+                    i64::try_from(q.limit).unwrap_or(i64::MAX),
+                    q.before.map(|(changed, _)| changed),
+                    q.before.map(|(_, id)| i64::try_from(id).unwrap_or(i64::MAX)),
                 ],
-                |r| r.get::<_, String>(0),
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
             )
             .map_err(|e| self.err(e))?;
-        self.parse_rows(rows)
+        let mut out = Vec::new();
+        for row in rows {
+            let (changed, view) = row.map_err(|e| self.err(e))?;
+            let view: alerting::AlertView = serde_json::from_str(&view).map_err(|source| StoreError::Corrupt {
+                path: self.path.clone(),
+                source,
+            })?;
+            out.push((changed, view.labelled()));
+        }
+        Ok(out)
     }
 
     /// Number of stored samples (for tests and `/metrics`).

@@ -276,9 +276,9 @@ fn points_of_the_rowid_layout_are_moved_over() {
     assert_eq!(Store::open(dir.path()).unwrap().sample_count().unwrap(), 3);
 }
 
-/// The desk's state is kept row by row; a data directory from before, with
-/// the state as one JSON document, is moved over at the first load, and a
-/// change afterwards writes only its own rows.
+/// The desk's state is kept row by row, and a change writes only its own
+/// rows (the move from the one-document layout is schema step 9:
+/// `gateway/tests/gateway/migrations.rs`).
 #[test]
 fn the_desk_state_moves_from_one_document_to_rows() {
     use dispatch::{DeskState, DutyState, StateChanges};
@@ -301,20 +301,16 @@ fn the_desk_state_moves_from_one_document_to_rows() {
             order: Some(11),
         },
     );
-    s.conn()
-        .execute(
-            "INSERT INTO desk_state (id, state) VALUES (1, ?1)",
-            [serde_json::to_string(&old).unwrap()],
-        )
+    let all = StateChanges {
+        duties: old.duties.keys().cloned().collect(),
+        dispatched: old.dispatched.keys().copied().collect(),
+        next_id: true,
+    };
+    s.transact(|tx| gateway::ops::workorders::save(tx, 0, &[], &old, &all))
         .unwrap();
     let (state, open) = gateway::ops::workorders::load(s.conn()).unwrap();
     assert_eq!(state, old);
     assert!(open.is_empty());
-    let left: i64 = s
-        .conn()
-        .query_row("SELECT COUNT(*) FROM desk_state", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(left, 0, "moved, not copied");
 
     // One alert forgotten, one remembered, one duty gone: those rows only.
     let mut now = old.clone();

@@ -31,6 +31,7 @@ pub(crate) fn alert(id: u64, class: &str, device: &str, code: &str, since: i64) 
         sources: vec!["elevator.trapped_outside_zone".into()],
         building: Some("3号楼".into()),
         evidence: Vec::new(),
+        label_zh: std::borrow::Cow::default(),
     }
 }
 

@@ -31,6 +31,7 @@ pub(crate) fn message(id: &str) -> Message {
             "severity": "critical",
             "floor": 7
         }),
+        notice: None,
     }
 }
 
@@ -45,6 +46,9 @@ pub(crate) fn webhook_contact(id: &str, url: &str, secret: Option<&str>) -> Cont
         }),
         email: None,
         mqtt: false,
+        wecom: None,
+        dingtalk: None,
+        sms: Vec::new(),
     }
 }
 

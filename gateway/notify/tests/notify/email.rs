@@ -117,6 +117,9 @@ fn email_contact(address: &str) -> Contact {
         webhook: None,
         email: Some(address.into()),
         mqtt: false,
+        wecom: None,
+        dingtalk: None,
+        sms: Vec::new(),
     }
 }
 

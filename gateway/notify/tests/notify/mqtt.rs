@@ -64,6 +64,9 @@ async fn publishes_qos1_unretained_json_to_the_contact_topic() {
         }),
         email: None,
         mqtt: true,
+        wecom: None,
+        dingtalk: None,
+        sms: Vec::new(),
     };
     let msg = message("m-mqtt");
     outbox
@@ -107,6 +110,9 @@ async fn a_dead_client_queue_is_retryable_and_a_bad_topic_is_not() {
         webhook: None,
         email: None,
         mqtt: true,
+        wecom: None,
+        dingtalk: None,
+        sms: Vec::new(),
     };
     assert!(mqtt.reaches(&contact));
     let err = mqtt.send(&contact, &message("m")).await.unwrap_err();

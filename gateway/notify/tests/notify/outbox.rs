@@ -47,6 +47,9 @@ fn reached(id: &str) -> Contact {
         webhook: None,
         email: None,
         mqtt: true,
+        wecom: None,
+        dingtalk: None,
+        sms: Vec::new(),
     }
 }
 
@@ -91,6 +94,9 @@ async fn a_contact_no_channel_reaches_is_a_dead_letter_at_once() {
         webhook: None,
         email: None,
         mqtt: false,
+        wecom: None,
+        dingtalk: None,
+        sms: Vec::new(),
     };
     outbox
         .submit(Delivery {
