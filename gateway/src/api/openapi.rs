@@ -87,6 +87,8 @@ pub struct Route {
     pub list: Option<&'static str>,
     /// The content type of a success, when not JSON.
     pub produces: Option<&'static str>,
+    /// The schema (in [`schemas`]) of a list's items, or of the answer.
+    pub schema: Option<&'static str>,
 }
 
 const LIMIT: Param = q("limit", "most items in the page");
@@ -113,6 +115,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         list: None,
         produces: Some("text/plain"),
+        schema: None,
     },
     Route {
         method: "GET",
@@ -122,6 +125,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         list: None,
         produces: None,
+        schema: None,
     },
     Route {
         method: "GET",
@@ -131,6 +135,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         list: None,
         produces: Some("application/openmetrics-text"),
+        schema: None,
     },
     Route {
         method: "GET",
@@ -140,6 +145,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         list: None,
         produces: None,
+        schema: Some("Me"),
     },
     Route {
         method: "GET",
@@ -149,6 +155,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         list: None,
         produces: None,
+        schema: None,
     },
     Route {
         method: "GET",
@@ -158,6 +165,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         list: None,
         produces: None,
+        schema: None,
     },
     Route {
         method: "GET",
@@ -167,6 +175,7 @@ pub const ROUTES: &[Route] = &[
         params: &[SITE, q("class", "the device class"), LIMIT, CURSOR],
         list: Some("devices"),
         produces: None,
+        schema: Some("Device"),
     },
     Route {
         method: "POST",
@@ -176,6 +185,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         list: None,
         produces: None,
+        schema: None,
     },
     Route {
         method: "GET",
@@ -185,6 +195,7 @@ pub const ROUTES: &[Route] = &[
         params: &[LIMIT, CURSOR],
         list: Some("credentials"),
         produces: None,
+        schema: Some("Credential"),
     },
     Route {
         method: "DELETE",
@@ -194,6 +205,7 @@ pub const ROUTES: &[Route] = &[
         params: &[path("site", "the compound"), path("device", "the device id")],
         list: None,
         produces: None,
+        schema: None,
     },
     Route {
         method: "GET",
@@ -212,6 +224,7 @@ pub const ROUTES: &[Route] = &[
         ],
         list: Some("points"),
         produces: None,
+        schema: Some("Point"),
     },
     Route {
         method: "GET",
@@ -229,6 +242,7 @@ pub const ROUTES: &[Route] = &[
         ],
         list: Some("alerts"),
         produces: None,
+        schema: Some("Alert"),
     },
     Route {
         method: "POST",
@@ -238,6 +252,7 @@ pub const ROUTES: &[Route] = &[
         params: &[path("id", "the alert")],
         list: None,
         produces: None,
+        schema: Some("Alert"),
     },
     Route {
         method: "GET",
@@ -257,6 +272,7 @@ pub const ROUTES: &[Route] = &[
         ],
         list: Some("work_orders"),
         produces: None,
+        schema: Some("WorkOrder"),
     },
     Route {
         method: "GET",
@@ -266,6 +282,7 @@ pub const ROUTES: &[Route] = &[
         params: &[path("id", "the order")],
         list: None,
         produces: None,
+        schema: Some("WorkOrder"),
     },
     Route {
         method: "POST",
@@ -278,6 +295,7 @@ pub const ROUTES: &[Route] = &[
         ],
         list: None,
         produces: None,
+        schema: Some("WorkOrder"),
     },
     Route {
         method: "GET",
@@ -287,6 +305,7 @@ pub const ROUTES: &[Route] = &[
         params: &[SITE, q("month", "YYYY-MM"), q("format", "json or csv")],
         list: None,
         produces: None,
+        schema: None,
     },
     Route {
         method: "GET",
@@ -306,6 +325,7 @@ pub const ROUTES: &[Route] = &[
         ],
         list: Some("records"),
         produces: None,
+        schema: Some("Record"),
     },
     Route {
         method: "GET",
@@ -322,6 +342,7 @@ pub const ROUTES: &[Route] = &[
         ],
         list: None,
         produces: Some("text/csv"),
+        schema: None,
     },
     Route {
         method: "GET",
@@ -331,6 +352,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         list: None,
         produces: None,
+        schema: None,
     },
     Route {
         method: "GET",
@@ -340,6 +362,7 @@ pub const ROUTES: &[Route] = &[
         params: &[],
         list: None,
         produces: Some("text/event-stream"),
+        schema: None,
     },
 ];
 
@@ -361,6 +384,10 @@ fn operation(r: &Route) -> Value {
             })
         })
         .collect();
+    let item = r.schema.map_or_else(
+        || json!({ "type": "object" }),
+        |n| json!({ "$ref": format!("#/components/schemas/{n}") }),
+    );
     let ok = match (r.list, r.produces) {
         (Some(list), _) => json!({
             "description": "a page",
@@ -368,7 +395,7 @@ fn operation(r: &Route) -> Value {
                 "type": "object",
                 "required": [list, "next"],
                 "properties": {
-                    list: { "type": "array", "items": { "type": "object" } },
+                    list: { "type": "array", "items": item },
                     "next": { "type": ["string", "null"], "description": "the cursor of the next page; null on the last" }
                 }
             } } }
@@ -409,6 +436,159 @@ fn operation(r: &Route) -> Value {
     op
 }
 
+fn int(doc: &str) -> Value {
+    json!({ "type": "integer", "description": doc })
+}
+fn text(doc: &str) -> Value {
+    json!({ "type": "string", "description": doc })
+}
+fn maybe(t: &str, doc: &str) -> Value {
+    json!({ "type": [t, "null"], "description": doc })
+}
+fn flag(doc: &str) -> Value {
+    json!({ "type": "boolean", "description": doc })
+}
+fn list_of(t: &str, doc: &str) -> Value {
+    json!({ "type": "array", "items": { "type": t }, "description": doc })
+}
+
+/// An object schema: every property listed, the ones always present required.
+fn object(required: &[&str], props: &[(&str, Value)]) -> Value {
+    let properties: Map<String, Value> = props.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    json!({ "type": "object", "required": required, "properties": properties })
+}
+
+const MS: &str = "ms since the Unix epoch (UTC)";
+
+/// The answers' objects, field by field. A test (`gateway/tests/gateway/api.rs`)
+/// checks real answers against them: every field an answer carries is
+/// described, and every required one is there.
+#[must_use]
+pub fn schemas() -> Value {
+    let mut all = who_and_what();
+    if let (Some(a), Value::Object(b)) = (all.as_object_mut(), history()) {
+        a.extend(b);
+    }
+    all
+}
+
+/// Who asks, devices and their series.
+fn who_and_what() -> Value {
+    json!({
+        "Error": object(&["error", "detail"], &[
+            ("error", text("a code: bad_request, forbidden, not_found, ...")),
+            ("detail", text("what is wrong, for people")),
+        ]),
+        "Me": object(&["name", "role", "sites", "contractor"], &[
+            ("name", text("the token's name, stamped on what it does")),
+            ("role", text("admin, engineer, contractor or auditor")),
+            ("sites", json!({ "type": ["array", "null"], "items": { "type": "string" }, "description": "the compounds in scope; null: all" })),
+            ("contractor", maybe("string", "for a contractor: the contact its orders go to")),
+        ]),
+        "Device": object(&["site", "class", "device", "status", "last_seen_ms", "interval_s", "lost", "duplicates", "reordered"], &[
+            ("site", text("the compound")),
+            ("class", text("elevator, firepump or charger")),
+            ("device", text("the device id")),
+            ("status", text("online, offline (after a death) or stale (3 intervals silent)")),
+            ("last_seen_ms", int(MS)),
+            ("fw", maybe("string", "firmware version from its last birth")),
+            ("model", maybe("string", "model from its last birth")),
+            ("interval_s", int("its reporting interval")),
+            ("bdseq", maybe("integer", "its session number")),
+            ("lost", int("messages missing from its sessions")),
+            ("duplicates", int("duplicates dropped")),
+            ("reordered", int("late messages that filled a gap")),
+            ("clock_skew_ms", maybe("integer", "its clock minus the gateway's")),
+        ]),
+        "Credential": object(&["site", "class", "device", "username", "created"], &[
+            ("site", text("the compound")),
+            ("class", text("the device class")),
+            ("device", text("the device id")),
+            ("username", text("its MQTT user name, {site}/{device}")),
+            ("created", int(MS)),
+            ("revoked", maybe("integer", MS)),
+            ("certificate_sha256", maybe("string", "its pinned client certificate")),
+        ]),
+        "Point": object(&["ts", "received", "value", "hist"], &[
+            ("ts", int("device time, ms since the epoch")),
+            ("received", int("gateway time, ms since the epoch")),
+            ("value", json!({ "type": "number", "description": "the value (flags as 0/1)" })),
+            ("hist", flag("replayed from the node's buffer")),
+        ]),
+    })
+}
+
+/// What happened: alerts, work orders, records.
+fn history() -> Value {
+    json!({
+        "Alert": object(&["id", "site", "class", "device", "code", "severity", "state", "since", "label_zh"], &[
+            ("id", int("the episode: unique, never reused")),
+            ("site", text("the compound")),
+            ("class", text("the device class, or gateway for root causes")),
+            ("device", text("the device id")),
+            ("code", text("the event code (labels: /api/v1/labels)")),
+            ("port", maybe("integer", "the charging port, for per-port codes")),
+            ("severity", text("critical, major, minor or info")),
+            ("state", text("pending, firing, acknowledged or resolved")),
+            ("since", int(MS)),
+            ("fired_at", maybe("integer", MS)),
+            ("acked_at", maybe("integer", MS)),
+            ("acked_by", maybe("string", "who acknowledged it")),
+            ("resolved_at", maybe("integer", MS)),
+            ("flapping", flag("it fires and clears too often to notify each time")),
+            ("data", text("fresh, no_data or stale: the state of its inputs")),
+            ("inhibited_by", maybe("string", "the root cause that holds its notification back")),
+            ("maintenance", flag("its device is under maintenance: recorded, not dispatched")),
+            ("sources", list_of("string", "the rules (and node) that hold it")),
+            ("building", maybe("string", "its building, as configured")),
+            ("evidence", list_of("object", "the values when it fired: {metric, port, value, at, text}")),
+            ("label_zh", text("the code's Chinese label")),
+        ]),
+        "WorkOrder": object(&["id", "kind", "site", "class", "device", "code", "severity", "status", "created_at", "deadlines", "steps", "label_zh"], &[
+            ("id", int("its number: unique, never reused")),
+            ("kind", text("corrective or preventive")),
+            ("site", text("the compound")),
+            ("class", text("the device class")),
+            ("device", text("the device id")),
+            ("code", text("the fault code, or the duty's name")),
+            ("port", json!({ "type": "integer", "description": "the charging port, for per-port codes (absent otherwise)" })),
+            ("severity", text("the alert's severity, info for duties")),
+            ("status", text("dispatched, responded, arrived, completed or false_alarm")),
+            ("contractor", maybe("string", "who has it now")),
+            ("primary", maybe("string", "who it went to first")),
+            ("backup", maybe("string", "who it goes to after a missed deadline")),
+            ("manager", maybe("string", "the property manager told of escalations")),
+            ("created_at", int(MS)),
+            ("fault_since", int(MS)),
+            ("deadlines", json!({ "type": "object", "description": "respond, arrive, complete, bureau: ms since the epoch (respond/arrive/bureau may be null)" })),
+            ("responded_at", maybe("integer", MS)),
+            ("arrived_at", maybe("integer", MS)),
+            ("closed_at", maybe("integer", MS)),
+            ("steps", list_of("object", "every step: {status, at, by, note}")),
+            ("escalations", list_of("object", "every missed deadline: {at, missed, due, actions}")),
+            ("bureau_flagged", flag("flagged to the bureau")),
+            ("alerts", list_of("integer", "the alerts it answers")),
+            ("alert_resolved_at", maybe("integer", MS)),
+            ("evidence", json!({ "type": "object", "description": "at_fire, series, sources: what the device reported around the fault" })),
+            ("building", json!({ "type": "string", "description": "its building, as configured (absent otherwise)" })),
+            ("label_zh", text("the code's Chinese label")),
+        ]),
+        "Record": object(&["seq", "at", "kind", "site", "class", "device", "subject", "body", "prev", "hash", "label_zh"], &[
+            ("seq", int("its place in the chain")),
+            ("at", int(MS)),
+            ("kind", text("what kind of record (labels: record_kinds)")),
+            ("site", text("the compound, or empty")),
+            ("class", text("the device class, or empty")),
+            ("device", text("the device id, or empty")),
+            ("subject", text("alert:{id}, order:{id}, config, or empty")),
+            ("body", text("JSON text with the details, hashed byte for byte")),
+            ("prev", text("the hash of the record before it")),
+            ("hash", text("SHA-256 over the record and prev (records.md)")),
+            ("label_zh", text("its kind's Chinese label, and its code's")),
+        ]),
+    })
+}
+
 /// The `OpenAPI` document, built once.
 pub fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
@@ -430,16 +610,7 @@ pub fn document() -> &'static Value {
             "paths": paths,
             "components": {
                 "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-                "schemas": {
-                    "Error": {
-                        "type": "object",
-                        "required": ["error", "detail"],
-                        "properties": {
-                            "error": { "type": "string", "description": "a code: bad_request, forbidden, not_found, ..." },
-                            "detail": { "type": "string", "description": "what is wrong, for people" }
-                        }
-                    }
-                }
+                "schemas": schemas()
             }
         })
     })

@@ -196,7 +196,7 @@ pub(crate) fn pipeline(rt: &tokio::runtime::Handle, mut p: Pipeline<'_>, mut rx:
             }
         }
     }
-    close_courier(&mut p, rt, &mut rx.control);
+    close_courier(&mut p, &mut rx.control);
     let _ = settle(&mut p, clock.max(now()), &mut effects, &mut outs, true);
     crate::ops::alerts::save_all(&mut p.store, &p.engine, p.shared.metrics());
     // Persist the whole registry on the way out: last-seen times survive a restart.
@@ -234,27 +234,31 @@ pub(crate) fn check_disk(p: &mut Pipeline<'_>) {
 
 /// Deliveries in flight get a moment; what is left comes back as dead
 /// letters, recorded with the final commit and its signed checkpoint.
-pub(crate) fn close_courier(
-    p: &mut Pipeline<'_>,
-    rt: &tokio::runtime::Handle,
-    control: &mut mpsc::Receiver<crate::ops::alerts::Control>,
-) {
+pub(crate) fn close_courier(p: &mut Pipeline<'_>, control: &mut mpsc::Receiver<crate::ops::alerts::Control>) {
+    use tokio::sync::mpsc::error::TryRecvError;
     let now = || p.shared.clock().now_ms();
     p.courier.close(Duration::from_secs(2));
+    // Polled on this thread's own clock, not awaited on the runtime's: when
+    // the runtime itself is going away (a test that panicked, a runtime
+    // dropped), its timers are no longer driven and an await would never end.
     let until = Instant::now() + Duration::from_secs(3);
-    while let Some(left) = until.checked_duration_since(Instant::now()) {
-        // Nothing in flight: only outcomes already on their way are left.
-        let idle = p.courier.pending() == 0;
-        let wait = if idle {
-            left.min(Duration::from_millis(100))
-        } else {
-            left
-        };
-        match rt.block_on(async { tokio::time::timeout(wait, control.recv()).await }) {
-            Ok(Some(crate::ops::alerts::Control::Delivered(o))) => delivered(p, now(), &o),
-            Ok(None) => break,
-            Err(_) if idle => break,
-            Ok(Some(_)) | Err(_) => {}
+    let mut quiet_since = Instant::now();
+    while Instant::now() < until {
+        match control.try_recv() {
+            Ok(crate::ops::alerts::Control::Delivered(o)) => {
+                delivered(p, now(), &o);
+                quiet_since = Instant::now();
+            }
+            Ok(_) => {}
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                // Nothing in flight: only outcomes already on their way are
+                // left, and they get 100 ms.
+                if p.courier.pending() == 0 && quiet_since.elapsed() >= Duration::from_millis(100) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
     }
 }

@@ -88,6 +88,25 @@ async fn walk(http: u16, path: &str, list: &str, limit: usize, token: &str) -> V
     panic!("{path}: pages never ended");
 }
 
+/// Checks `item` against the `OpenAPI` schema `name`: every field it
+/// carries is described, and every field the schema requires is there.
+fn conforms(doc: &Value, name: &str, item: &Value) {
+    let schema = &doc["components"]["schemas"][name];
+    let props = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no schema {name}"));
+    let fields = item
+        .as_object()
+        .unwrap_or_else(|| panic!("{name}: not an object: {item}"));
+    for k in fields.keys() {
+        assert!(props.contains_key(k), "{name}: `{k}` is not described: {item}");
+    }
+    for r in schema["required"].as_array().unwrap() {
+        let r = r.as_str().unwrap();
+        assert!(fields.contains_key(r), "{name}: required `{r}` missing: {item}");
+    }
+}
+
 fn ids(items: &[Value], key: &str) -> Vec<String> {
     items.iter().map(|i| i[key].to_string()).collect()
 }
@@ -172,6 +191,42 @@ async fn every_list_pages_with_one_cursor_shape_and_says_it_in_chinese() {
             }
         }
     }
+    // Every item matches its schema in the OpenAPI description, as that
+    // description names it for the route.
+    let doc = get_json(http, "/api/v1/openapi.json", admin).await;
+    let (status, body) = crate::http::post(
+        http,
+        "/api/v1/devices",
+        r#"{"site":"lakeside","class":"charger","device":"BAY-9"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    for (route, list, query) in [
+        ("/api/v1/alerts", "alerts", ""),
+        ("/api/v1/work-orders", "work_orders", ""),
+        ("/api/v1/devices", "devices", ""),
+        ("/api/v1/records", "records", ""),
+        ("/api/v1/series", "points", "?device=BAY-1&metric=ambient_temp_c&from=0"),
+        ("/api/v1/devices/credentials", "credentials", ""),
+    ] {
+        let page = get_json(http, &format!("{route}{query}"), admin).await;
+        let answer = &doc["paths"][route]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+        let name = answer["properties"][list]["items"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{route}: no item schema in {answer}"))
+            .trim_start_matches("#/components/schemas/");
+        for item in page[list].as_array().unwrap() {
+            conforms(&doc, name, item);
+        }
+    }
+    let one = get_json(http, "/api/v1/work-orders?limit=1", admin).await["work_orders"][0]["id"].clone();
+    conforms(
+        &doc,
+        "WorkOrder",
+        &get_json(http, &format!("/api/v1/work-orders/{one}"), admin).await,
+    );
+    conforms(&doc, "Me", &get_json(http, "/api/v1/me", LAKE).await);
+
     let alerts = get_json(http, "/api/v1/alerts", admin).await["alerts"]
         .as_array()
         .unwrap()
