@@ -110,13 +110,11 @@ pub(crate) async fn list(
         })
         .take(limit + 1)
         .collect();
-    let next = (page.len() > limit).then(|| {
-        page.truncate(limit);
-        page.last()
-            .map(|c| params::cursor("credentials", serde_json::json!([c.identity.site, c.identity.device])))
+    let next = params::end_page(&mut page, limit, "credentials", |c| {
+        serde_json::json!([c.identity.site, c.identity.device])
     });
     let rows: Vec<_> = page.into_iter().map(provisioning::listed).collect();
-    Ok(Json(serde_json::json!({ "credentials": rows, "next": next.flatten() })))
+    Ok(Json(serde_json::json!({ "credentials": rows, "next": next })))
 }
 
 /// `?limit=&cursor=` of the credentials list.

@@ -315,12 +315,8 @@ async fn devices(
             clock_skew_ms: d.skew_ms,
         })
         .collect();
-    let next = (list.len() > limit).then(|| {
-        list.truncate(limit);
-        list.last()
-            .map(|d| params::cursor("devices", json!([d.site, d.device])))
-    });
-    Ok(Json(json!({ "devices": list, "next": next.flatten() })))
+    let next = params::end_page(&mut list, limit, "devices", |d| json!([d.site, d.device]));
+    Ok(Json(json!({ "devices": list, "next": next })))
 }
 
 #[derive(Deserialize)]
@@ -695,10 +691,10 @@ async fn events(
         .collect();
     let metrics = shared.metrics().clone();
     let closing = shared.alerts().closing.subscribe();
-    let state = (rx, metrics, closing);
-    let live = futures_util::stream::unfold(state, move |(mut rx, metrics, mut closing)| {
-        let sees = sees.clone();
-        let to_sse = to_sse.clone();
+    // The reader's filter and encoder travel in the stream's state: nothing
+    // is cloned per event.
+    let state = (rx, metrics, closing, sees, to_sse);
+    let live = futures_util::stream::unfold(state, move |(mut rx, metrics, mut closing, sees, to_sse)| {
         async move {
             use tokio::sync::broadcast::error::RecvError;
             let next = loop {
@@ -721,7 +717,7 @@ async fn events(
                 }
                 Err(RecvError::Closed) => return None,
             };
-            Some((Ok(event), (rx, metrics, closing)))
+            Some((Ok(event), (rx, metrics, closing, sees, to_sse)))
         }
     });
     Sse::new(futures_util::stream::iter(head).chain(live)).keep_alive(KeepAlive::default())

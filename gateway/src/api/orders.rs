@@ -97,11 +97,8 @@ pub(super) async fn list(
         crate::ops::workorders::query(s.conn(), &q).map_err(|e| s.sql_error(e))
     })
     .await?;
-    let next = (orders.len() > limit).then(|| {
-        orders.truncate(limit);
-        orders.last().map(|o| params::cursor("work_orders", json!(o.id)))
-    });
-    Ok(Json(json!({ "work_orders": orders, "next": next.flatten() })))
+    let next = params::end_page(&mut orders, limit, "work_orders", |o| json!(o.id));
+    Ok(Json(json!({ "work_orders": orders, "next": next })))
 }
 
 fn order_id(id: &str) -> Result<u64, ApiError> {

@@ -83,6 +83,17 @@ pub fn cursor(list: &str, key: Value) -> String {
     URL_SAFE_NO_PAD.encode(Value::Array(vec![Value::from(list), key]).to_string())
 }
 
+/// Ends a page read with one item more than `limit` (to know whether there
+/// is a next page): cuts it to `limit` and answers the cursor of its last
+/// item, keyed by `key`, or `None` on the last page.
+pub fn end_page<T>(items: &mut Vec<T>, limit: usize, list: &str, key: impl Fn(&T) -> Value) -> Option<String> {
+    if items.len() <= limit {
+        return None;
+    }
+    items.truncate(limit);
+    items.last().map(|last| cursor(list, key(last)))
+}
+
 /// The key a cursor of `list` carries.
 ///
 /// # Errors

@@ -76,8 +76,7 @@ pub(super) async fn list(
         crate::ops::supervision::list(s.conn(), &q).map_err(|e| s.sql_error(e))
     })
     .await?;
-    let more = page.len() > limit;
-    page.truncate(limit);
+    let next = params::end_page(&mut page, limit, "records", |e| json!(e.seq));
     let last = page.last().map(|e| e.seq);
     let records: Vec<serde_json::Value> = page
         .into_iter()
@@ -90,7 +89,6 @@ pub(super) async fn list(
             v
         })
         .collect();
-    let next = last.filter(|_| more).map(|seq| params::cursor("records", json!(seq)));
     // `next_after` is the older way to page (`?after=`), kept for clients of it.
     Ok(Json(json!({ "records": records, "next": next, "next_after": last })))
 }

@@ -111,15 +111,15 @@ pub struct Hub {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// The last [`EVENTS`] events, to resume a reader that reconnects.
     journal: Arc<Mutex<Journal>>,
+    /// This run's start (ms), the first half of every event id: numbers
+    /// start again at each start, so a reader's id from before a restart
+    /// is recognised as such, not confused with a number of this run.
+    boot: u64,
 }
 
-/// The stream's numbering and its recent past. Numbers start again at each
-/// start of the gateway under a new `boot` (the start time in ms), so a
-/// reader's id from before a restart is recognised as such, not confused
-/// with a number of this run.
+/// The stream's numbering and its recent past.
 #[derive(Debug)]
 struct Journal {
-    boot: u64,
     next: u64,
     recent: VecDeque<StreamEvent>,
 }
@@ -144,20 +144,19 @@ impl Hub {
             control,
             closing: tokio::sync::watch::channel(false).0,
             journal: Arc::new(Mutex::new(Journal {
-                boot: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 next: 1,
                 recent: VecDeque::with_capacity(EVENTS),
             })),
+            boot: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 
     /// The SSE id of an event: `{boot}-{seq}`.
     #[must_use]
     pub fn event_id(&self, e: &Streamed) -> String {
-        let boot = self.journal.lock().unwrap_or_else(PoisonError::into_inner).boot;
-        format!("{boot}-{}", e.seq)
+        format!("{}-{}", self.boot, e.seq)
     }
 
     /// What a reader whose last event was `last_id` (its `Last-Event-ID`)
@@ -173,7 +172,7 @@ impl Hub {
         let Some((boot, seq)) = parsed else {
             return Resume::Reset;
         };
-        if boot != j.boot || seq >= j.next {
+        if boot != self.boot || seq >= j.next {
             return Resume::Reset;
         }
         let oldest = j.recent.front().map_or(j.next, |e| e.seq);
