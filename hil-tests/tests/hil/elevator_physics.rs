@@ -1368,6 +1368,40 @@ fn apply(sim: &mut ElevatorSim, op: &Op, mut each: impl FnMut(&ElevatorSim)) {
     }
 }
 
+/// Found by `after_any_faults_the_car_recovers` in CI: the brake let the
+/// car creep 0.1 mm off floor 1's level before its doors shut on a lock that
+/// would not confirm. The lock retry asked for the doors open, which a car
+/// off a level cannot do, and that request held it there for good after every
+/// fault was cleared.
+#[test]
+fn a_lock_retry_off_a_level_does_not_hold_the_car_once_mended() {
+    let ops = [
+        Op::Call(1),
+        Op::Inject(6),
+        Op::Call(2),
+        Op::Inject(14),
+        Op::Step(22),
+        Op::Clear(6),
+        Op::Step(5706),
+        Op::Step(4282),
+    ];
+    assert_eq!(ElevatorFault::ALL[6], ElevatorFault::UnintendedMovement);
+    assert_eq!(ElevatorFault::ALL[14], ElevatorFault::DoorLockFault);
+    let mut sim = sim();
+    for o in &ops {
+        apply(&mut sim, o, |_| {});
+    }
+    let s = sim.state();
+    assert!(off_level(&s) > 1e-5, "the case needs a car off its level: {s:?}");
+    sim.clear(ElevatorFault::DoorLockFault);
+    sim.step(300_000);
+    let (s, k) = (sim.state(), sim.contacts());
+    assert!(!s.moving && off_level(&s) < 1e-4, "{s:?}");
+    assert!(k.door_closed && k.door_zone, "{k:?}");
+    // Its pending call to floor 2 was served on the way.
+    assert_eq!(s.floor, 2, "{s:?}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 

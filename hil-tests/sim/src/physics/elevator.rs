@@ -1146,15 +1146,23 @@ impl ElevatorSim {
         match self.door {
             Door::Closed => {
                 // A lock that did not confirm: the controller reopens after
-                // a second and tries again.
+                // a second and tries again. Off a level (the brake let the
+                // car creep before the doors shut) it cannot open them, and
+                // an open request it can never serve would hold the car for
+                // good once the lock is mended: it keeps waiting instead, and
+                // re-levels as soon as the lock confirms.
                 if let Some(ms) = self.unlocked_ms {
                     let ms = ms.saturating_add(h_ms);
                     self.unlocked_ms = Some(ms);
                     if !self.active(ElevatorFault::DoorLockFault) {
                         self.unlocked_ms = None;
                     } else if ms >= DOOR_LOCK_RETRY_MS {
-                        self.unlocked_ms = None;
-                        self.open_request = true;
+                        if self.level_floor().is_some() {
+                            self.unlocked_ms = None;
+                            self.open_request = true;
+                        } else {
+                            self.unlocked_ms = Some(0);
+                        }
                     }
                 }
                 let may_open = self.at_rest()
