@@ -8,8 +8,9 @@
 #   scripts/fuzz.sh --build-only          # build, run nothing
 #
 # Targets: decode and topic (protocol/fuzz: the wire decoders and the topic
-# parser), api and config (gateway/fuzz: the HTTP router with arbitrary
-# requests, the configuration file). No nightly and no cargo-fuzz: the flags
+# parser), api, config and gb26875 (gateway/fuzz: the HTTP router with
+# arbitrary requests, the configuration file, a fire centre's byte stream
+# through the GB/T 26875.3 decoder and session). No nightly and no cargo-fuzz: the flags
 # below are what `cargo fuzz` passes, minus the sanitizer (ASan needs
 # nightly; the targets are safe Rust and a panic is what they look for).
 # libfuzzer-sys compiles libFuzzer itself with the system's C++ compiler.
@@ -30,7 +31,7 @@ for a in "$@"; do
     *) targets+=("$a") ;;
   esac
 done
-((${#targets[@]})) || targets=(decode topic config api)
+((${#targets[@]})) || targets=(decode topic config api gb26875)
 
 # The host triple given explicitly keeps these flags off build scripts and
 # proc macros; a target dir of its own keeps them off the main builds.
@@ -50,8 +51,8 @@ export CARGO_PROFILE_RELEASE_OPT_LEVEL=${FUZZ_OPT_LEVEL:-1}
 manifest() {
   case "$1" in
     decode | topic) echo protocol/fuzz/Cargo.toml ;;
-    api | config) echo gateway/fuzz/Cargo.toml ;;
-    *) echo "unknown fuzz target: $1 (decode, topic, config, api)" >&2; exit 2 ;;
+    api | config | gb26875) echo gateway/fuzz/Cargo.toml ;;
+    *) echo "unknown fuzz target: $1 (decode, topic, config, api, gb26875)" >&2; exit 2 ;;
   esac
 }
 seeds() {

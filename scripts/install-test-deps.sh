@@ -45,12 +45,16 @@ if ! cmp -s tools/browser/package-lock.json tools/browser/node_modules/.fm-insta
   cp tools/browser/package-lock.json tools/browser/node_modules/.fm-installed-lock
 fi
 
-# Python peers for tests (a Modbus slave not written here), in a venv under
-# target/ so nothing is installed system-wide. Pinned versions.
+# Python peers for tests (a Modbus slave not written here; Google's protobuf
+# for an independent Sparkplug B encoder, gateway/tests/peers/sparkplug_codec.py),
+# in a venv under target/ so nothing is installed system-wide. Pinned versions.
 venv=target/test-venv
 if ! "$venv/bin/python" -c 'import serial, pymodbus; assert pymodbus.__version__ == "3.16.1"' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check pymodbus==3.16.1 pyserial==3.5
+fi
+if ! "$venv/bin/python" -c 'import google.protobuf as p; assert p.__version__ == "7.36.2"' 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check protobuf==7.36.2
 fi
 
 # The pinned toolchain (rust-toolchain.toml), its components, and the

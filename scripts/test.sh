@@ -58,7 +58,7 @@ scripts/browser-test.sh
 step "doc tests"
 cargo test --workspace --exclude board-stm32f4 --doc --locked
 
-step "fuzzing (libFuzzer on stable, ${FUZZ_SECONDS:-20} s per target: decode, topic, config, api)"
+step "fuzzing (libFuzzer on stable, ${FUZZ_SECONDS:-20} s per target: decode, topic, config, api, gb26875)"
 # Builds in target/fuzz with coverage flags, runs each target from its seeds
 # in protocol/fuzz/seeds and gateway/fuzz/seeds; any panic, failed assertion
 # (an API answer of 500, an error naming no file, ...) or hang fails the

@@ -53,6 +53,7 @@ const UI = {
     seq: "序号", time: "时间", subject: "对象", body: "内容",
     done: "已提交", failed: "失败", ago: "{t}前", sec: "秒", min: "分", hour: "小时", day: "天",
     noRole: "此令牌的角色没有可用视图",
+    commands: "远程指令", cutOff: "切断端口", selfTest: "启动巡检", allPorts: "全部端口", sentBy: "{by} 下发",
   },
   en: {
     signin: "Sign in", token: "Access token", tokenHint: "printed by gateway run / gateway-demo; kept in this tab only", signout: "Sign out",
@@ -81,6 +82,7 @@ const UI = {
     seq: "Seq", time: "Time", subject: "Subject", body: "Body",
     done: "Done", failed: "Failed", ago: "{t} ago", sec: "s", min: "min", hour: "h", day: "d",
     noRole: "This token's role has no view",
+    commands: "Remote commands", cutOff: "Cut off port", selfTest: "Start self-test", allPorts: "all ports", sentBy: "sent by {by}",
   },
 };
 
@@ -131,6 +133,7 @@ const S = {
   orders: new Map(),
   devices: new Map(),
   drafts: new Map(), // note text per order, kept across re-renders
+  cmdPort: "", // the port typed for a cut-off, kept across re-renders
   newRecords: 0,
   beeps: 0,
   records: { list: [], next: null, query: null, loading: false },
@@ -352,7 +355,19 @@ function onEvent(name, data, id) {
       if (o && o.id !== undefined) putOrder(o);
       break;
     }
+    case "device": {
+      // A status change (online, stale, offline): the device's row moves
+      // at once; a device not yet listed is read with the next list.
+      if (!j || !j.device) return;
+      const k = deviceKey(j.site, j.device);
+      const d = S.devices.get(k);
+      if (d) { d.status = j.status; d.last_seen_ms = j.last_seen_ms; }
+      else S.devices.set(k, { site: j.site, class: j.class, device: j.device, status: j.status, last_seen_ms: j.last_seen_ms });
+      break;
+    }
     case "record":
+      // A command's outcome moves its row on the device page at once.
+      if (j && typeof j.subject === "string" && j.subject.startsWith("command:")) commandRecord(j);
       // Only a note on the records view: a search is a question asked at a
       // time, and a busy gateway records several times a second.
       S.newRecords += 1;
@@ -643,11 +658,79 @@ function viewDevice(r) {
     html += `<figure class="chart-box" data-metric="${esc(metric)}"><figcaption>${esc(title)}${info.unit ? ` <span class="muted">(${esc(info.unit)})</span>` : ""}</figcaption><div class="plot" id="plot-${esc(metric)}"><div class="spinner"></div></div></figure>`;
   }
   html += `</div></section>`;
+  if ((S.me.role === "engineer" || S.me.role === "admin") && (d.class === "charger" || d.class === "firepump")) html += commandsSection(d);
   const alerts = mergeHistory(p.alerts, [...S.alerts.values()].filter((a) => a.site === r.site && a.device === r.device));
   html += `<section class="device-alerts"><h2>${esc(t("alertHistory"))}</h2>${p.alerts ? (alerts.length ? `<ul class="alerts">${alerts.map(alertItem).join("")}</ul>` : `<p class="muted">—</p>`) : `<div class="spinner"></div>`}</section>`;
   const orders = mergeHistory(p.orders, [...S.orders.values()].filter((o) => o.site === r.site && o.device === r.device));
   html += `<section><h2>${esc(t("orderHistory"))}</h2>${p.orders ? (orders.length ? `<div class="cards">${orders.map(orderCard).join("")}</div>` : `<p class="muted">—</p>`) : `<div class="spinner"></div>`}</section>`;
   return html;
+}
+
+/**
+ * Remote commands (docs/integrations.md): a bay's ports cut off, a pump's
+ * self-test started. The gateway signs and sends them; each row shows where
+ * the command stands, moved by its records on the event stream.
+ */
+function commandsSection(d) {
+  let html = `<section class="commands"><div class="bar"><h2>${esc(t("commands"))}</h2>`;
+  if (d.class === "charger") {
+    html += `<label class="port">${esc(t("port"))} <input id="cmd-port" type="number" min="1" max="32" placeholder="${esc(t("allPorts"))}" value="${esc(S.cmdPort || "")}"></label>
+      <button type="button" class="primary" data-act="command" data-op="cut_off">${esc(t("cutOff"))}</button>`;
+  } else {
+    html += `<button type="button" class="primary" data-act="command" data-op="self_test">${esc(t("selfTest"))}</button>`;
+  }
+  html += `</div>`;
+  const list = (S.device && S.device.commands) || [];
+  if (list.length) html += `<ul class="cmds">${list.map(commandItem).join("")}</ul>`;
+  return html + `</section>`;
+}
+
+function commandItem(c) {
+  const port = c.args && c.args.port ? ` · ${t("port")} ${c.args.port}` : c.op === "cut_off" ? ` · ${t("allPorts")}` : "";
+  return `<li class="cmd st-${esc(c.status)}" data-cmd="${esc(c.id)}"><span>${esc(L("command_ops", c.op) + port)}</span>
+    <b class="cmd-status">${esc(L("command_statuses", c.status))}</b>${c.error ? ` <q>${esc(c.error)}</q>` : ""}
+    <span class="muted">${esc(fmtTime(c.sent_at))}${c.by ? " · " + esc(t("sentBy", { by: c.by })) : ""}</span></li>`;
+}
+
+async function command(op, button) {
+  const p = S.device;
+  if (!p) return;
+  const args = {};
+  const port = parseInt(($("cmd-port") || {}).value, 10);
+  if (op === "cut_off" && port >= 1) args.port = port;
+  button.disabled = true;
+  try {
+    const r = await api(`/api/v1/devices/${enc(p.site)}/${enc(p.device)}/commands`, { method: "POST", body: { op, args } });
+    p.commands = [{ id: r.id, op, args, status: r.status, sent_at: now(), by: S.me.name }, ...(p.commands || [])];
+    toast(t("done") + ": " + L("command_ops", op));
+    // An outcome recorded before the row existed is read now; one the stream
+    // missed, once it must be there (acked, refused, or expired at 30 s).
+    refreshCommand(p, r.id);
+    setTimeout(() => refreshCommand(p, r.id), 31_000);
+  } catch (e) { toast(e.message, true); }
+  button.disabled = false;
+  render();
+}
+
+async function refreshCommand(p, id) {
+  if (S.device !== p) return;
+  try {
+    const c = await api(`/api/v1/commands/${enc(id)}`);
+    p.commands = (p.commands || []).map((x) => (x.id === id ? c : x));
+    renderSoon();
+  } catch (e) { /* the row keeps what it showed */ }
+}
+
+/** A command's record from the stream: its row on the open device page follows. */
+function commandRecord(r) {
+  const p = S.device;
+  if (!p || !p.commands) return;
+  let b = null;
+  try { b = JSON.parse(r.body); } catch (e) { return; }
+  const id = r.subject.slice("command:".length);
+  if (!b || !b.status || !p.commands.some((x) => x.id === id)) return;
+  p.commands = p.commands.map((x) => (x.id === id ? { ...x, status: b.status, error: b.error || null } : x));
+  renderSoon();
 }
 
 function guessClass(r) {
@@ -780,8 +863,8 @@ function orderCard(o) {
   if (o.kind === "preventive") flags.push(L("order_kinds", o.kind));
   if (o.bureau_flagged) flags.push(t("flagged"));
   if (o.escalations && o.escalations.length) flags.push(t("escalated") + " ×" + o.escalations.length);
-  if (S.me.role === "contractor" && S.me.contractor && o.contractor && o.contractor !== S.me.contractor) flags.push(t("redispatched", { c: o.contractor }));
-  else if (S.me.role !== "contractor" && o.contractor) flags.push(t("contractor") + ": " + o.contractor);
+  if (S.me.role === "contractor" && S.me.contractor && o.contractor && o.contractor !== S.me.contractor) flags.push(t("redispatched", { c: L("contractors", o.contractor) }));
+  else if (S.me.role !== "contractor" && o.contractor) flags.push(t("contractor") + ": " + L("contractors", o.contractor));
   if (flags.length) html += `<div class="flags">${flags.map((f) => `<span class="flag">${esc(f)}</span>`).join("")}</div>`;
   html += `<ol class="steps"><li><span>${esc(t("createdAt"))}</span> ${esc(fmtTime(o.created_at))}</li>`;
   for (const s of o.steps || []) html += `<li><span>${esc(L("order_statuses", s.status))}</span> ${esc(fmtTime(s.at))} · ${esc(s.by)}${s.note ? ` <q>${esc(s.note)}</q>` : ""}</li>`;
@@ -1038,6 +1121,7 @@ async function step(id, which, button) {
 
 const ACTIONS = {
   ack: (b) => ack(b.dataset.id, b),
+  command: (b) => command(b.dataset.op, b),
   step: (b) => step(b.dataset.id, b.dataset.step, b),
   range: (b) => { S.range = Number(b.dataset.ms); loadSeries(); render(); },
   "reload-device": () => loadDevices().catch(() => {}).then(() => { S.device = null; if (route().name === "device") render(); }),
@@ -1062,6 +1146,8 @@ $("view").addEventListener("click", (ev) => {
   if (b && !b.disabled && ACTIONS[b.dataset.act]) ACTIONS[b.dataset.act](b, ev);
 });
 $("view").addEventListener("input", (ev) => {
+  // Kept across re-renders (the stream re-renders the page while one types).
+  if (ev.target.id === "cmd-port") S.cmdPort = ev.target.value;
   const n = ev.target.dataset && ev.target.dataset.note;
   if (n) S.drafts.set(Number(n), ev.target.value);
 });
@@ -1116,14 +1202,14 @@ function tick() {
 }
 setInterval(tick, 1000);
 
-// The registry is an in-memory snapshot in the gateway (no store read), and
-// the stream carries no device status: while devices are on screen, read it
-// every 30 s.
+// Device statuses come as `device` events of the stream; the list's other
+// figures (lost, duplicates, firmware) are read again every 5 minutes while
+// devices are on screen, which costs the gateway an in-memory snapshot.
 setInterval(() => {
   if (!S.me || S.me.role === "contractor" || document.hidden) return;
   const v = route().name;
-  if (v === "devices" || v === "board" || v === "device") loadDevices().then(renderSoon, () => {});
-}, 30_000);
+  if (v === "devices" || v === "device") loadDevices().then(renderSoon, () => {});
+}, 300_000);
 
 // ---------------------------------------------------------------- sign-in --
 function showSignIn(error) {

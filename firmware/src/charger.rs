@@ -257,7 +257,7 @@ impl ChargerNode {
     /// Changes a threshold by name (`set_threshold`).
     ///
     /// # Errors
-    /// [`CommandError::BadArgument`] for an unknown name or a value out of range.
+    /// [`CommandError::UnknownThreshold`] or [`CommandError::OutOfRange`].
     pub fn set_threshold(&mut self, name: &str, value: f64) -> Result<(), CommandError> {
         crate::config::set_threshold(THRESHOLDS, &mut self.config, name, value)
     }
@@ -315,15 +315,29 @@ impl ChargerNode {
     /// Returns the events the clears produce.
     ///
     /// # Errors
-    /// [`CommandError::NoSuchPort`], or [`CommandError::CauseStillPresent`] if any
-    /// targeted port's cause remains (those ports stay cut; the others clear).
+    /// [`CommandError::NoSuchPort`], or, if any targeted port's cause
+    /// remains (those ports stay cut; the others clear), why:
+    /// [`CommandError::StillHot`], [`CommandError::SmokePresent`] or
+    /// [`CommandError::LeakagePresent`], the first such port's.
     pub fn clear(&mut self, port: Option<u8>) -> Result<Events, CommandError> {
+        let (events, result) = self.clear_what_can_be(port);
+        result.map(|()| events)
+    }
+
+    /// [`Self::clear`], with the events of the ports that did clear even
+    /// when others were refused: the node sends those events and acks the
+    /// refusal, so a port back in service is never left unreported.
+    pub fn clear_what_can_be(&mut self, port: Option<u8>) -> (Events, Result<(), CommandError>) {
         let mut events = Events::new();
-        let mut refused = false;
+        let mut refused = None;
         let c = self.config;
         let smoke = self.last.smoke;
         let leaking = self.last.leakage_ma.is_none_or(|l| l >= c.leakage_ma);
-        for i in self.targets(port)? {
+        let targets = match self.targets(port) {
+            Ok(t) => t,
+            Err(e) => return (events, Err(e)),
+        };
+        for i in targets {
             let p = &mut self.port[i];
             let Some(reason) = p.cut else { continue };
             let gone = match reason {
@@ -333,7 +347,12 @@ impl ChargerNode {
                 _ => true,
             };
             if !gone {
-                refused = true;
+                refused = refused.or(Some(match reason {
+                    CutReason::OverTemperature => CommandError::StillHot,
+                    CutReason::Smoke => CommandError::SmokePresent,
+                    CutReason::Leakage => CommandError::LeakagePresent,
+                    _ => CommandError::CauseStillPresent,
+                }));
                 continue;
             }
             p.cut = None;
@@ -348,11 +367,7 @@ impl ChargerNode {
                 push(&mut events, e);
             }
         }
-        if refused {
-            Err(CommandError::CauseStillPresent)
-        } else {
-            Ok(events)
-        }
+        (events, refused.map_or(Ok(()), Err))
     }
 
     fn targets(&self, port: Option<u8>) -> Result<core::ops::Range<usize>, CommandError> {

@@ -144,13 +144,17 @@ pub struct Threshold<C> {
 /// Sets a named threshold after checking its range.
 ///
 /// # Errors
-/// [`CommandError::BadArgument`] for an unknown name or a value out of range.
+/// [`CommandError::UnknownThreshold`] for an unknown name,
+/// [`CommandError::OutOfRange`] for a value out of range.
 pub fn set_threshold<C>(table: &[Threshold<C>], config: &mut C, name: &str, value: f64) -> Result<(), CommandError> {
-    let t = table.iter().find(|t| t.name == name).ok_or(CommandError::BadArgument)?;
+    let t = table
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or(CommandError::UnknownThreshold)?;
     #[allow(clippy::cast_possible_truncation)]
     let v = value as f32;
     if !(v.is_finite() && v >= t.min && v <= t.max) {
-        return Err(CommandError::BadArgument);
+        return Err(CommandError::OutOfRange);
     }
     (t.set)(config, v);
     Ok(())

@@ -8,6 +8,12 @@
 //!     ▲        (any of them stops)                   │      60 s inside zone
 //!     └──────────────────────────────────────────────┘
 //! ```
+//!
+//! A node fitted with a door-hold output (a relay to the controller's
+//! door-open-hold input, `door_hold_output`) holds the car's doors open on a
+//! `hold_doors` command, so the car cannot leave its landing while an e-bike
+//! is in it (阻梯), until `hold_doors` with `hold: false` or, whatever
+//! happens to the gateway or the link, `door_hold_max_s` (10 min) later.
 
 use protocol::modbus::Point;
 use protocol::{DeviceClass, EventCode, Metric, Op, Value};
@@ -40,6 +46,13 @@ pub struct ElevatorConfig {
     pub door_open_samples: f32,
     /// Power missing for this long before `power_cut` (debounce).
     pub power_cut_s: f32,
+    /// The longest a `hold_doors` keeps the doors open: the hold then ends by
+    /// itself, so a gateway that went away (or forgot) cannot take a lift
+    /// out of service for good. Counted from the hold that started it.
+    pub door_hold_max_s: f32,
+    /// The node has a door-hold output wired (board configuration, not a
+    /// threshold): without it `hold_doors` is refused (`no door-hold output`).
+    pub door_hold_output: bool,
 }
 
 impl Default for ElevatorConfig {
@@ -55,6 +68,8 @@ impl Default for ElevatorConfig {
             stopped_outside_zone_s: 45.0,
             door_open_samples: 2.0,
             power_cut_s: 1.0,
+            door_hold_max_s: 600.0,
+            door_hold_output: false,
         }
     }
 }
@@ -69,6 +84,7 @@ pub static THRESHOLDS: &[Threshold<ElevatorConfig>] = &[
     threshold!(stopped_outside_zone_s, 5.0, 600.0),
     threshold!(door_open_samples, 1.0, 10.0),
     threshold!(power_cut_s, 0.0, 60.0),
+    threshold!(door_hold_max_s, 10.0, 1800.0),
 ];
 
 /// One sample of an elevator's sensors, already debounced and converted.
@@ -117,6 +133,8 @@ pub struct ElevatorNode {
     power_cut: Alarm,
     alarm_button: Alarm,
     ebike: Alarm,
+    /// Since when the doors are held (`hold_doors`), while they are.
+    held_since: Option<Millis>,
 }
 
 impl ElevatorNode {
@@ -148,6 +166,7 @@ impl ElevatorNode {
             power_cut: Alarm::new(EventCode::PowerCut),
             alarm_button: Alarm::new(EventCode::AlarmButton),
             ebike: Alarm::new(EventCode::EbikeInCar),
+            held_since: None,
         }
     }
 
@@ -160,9 +179,36 @@ impl ElevatorNode {
     /// Changes a threshold by name (`set_threshold`).
     ///
     /// # Errors
-    /// [`CommandError::BadArgument`] for an unknown name or a value out of range.
+    /// [`CommandError::UnknownThreshold`] or [`CommandError::OutOfRange`].
     pub fn set_threshold(&mut self, name: &str, value: f64) -> Result<(), CommandError> {
         crate::config::set_threshold(THRESHOLDS, &mut self.config, name, value)
+    }
+
+    /// `hold_doors`: holds the doors open (`hold`) or releases them. A hold
+    /// while already holding changes nothing, its time limit included (the
+    /// limit bounds one continuous hold; to extend it the gateway releases
+    /// and holds again, a decision it records). A release while not holding
+    /// is done already.
+    ///
+    /// # Errors
+    /// [`CommandError::NoDoorHold`] on a node without the output.
+    pub fn hold_doors(&mut self, hold: bool, now: Millis) -> Result<(), CommandError> {
+        if !self.config.door_hold_output {
+            return Err(CommandError::NoDoorHold);
+        }
+        if !hold {
+            self.held_since = None;
+        } else if self.held_since.is_none() {
+            self.held_since = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Whether the door-hold output is on. Read it after every step and
+    /// command (`ClassIo::apply` does).
+    #[must_use]
+    pub fn door_hold(&self) -> bool {
+        self.held_since.is_some()
     }
 
     /// Feeds one sample; returns the events to send.
@@ -171,6 +217,10 @@ impl ElevatorNode {
         let mut events = Events::new();
         let dt = self.last_step.map_or(0, |t| now.since(t));
         self.last_step = Some(now);
+        // The hold's safety limit, judged on the node's own clock.
+        if self.held_since.is_some_and(|t| now.since(t) >= ms(c.door_hold_max_s)) {
+            self.held_since = None;
+        }
         // Without a speed reading, keep the last judgement of motion rather
         // than guess: a failed sensor must not raise `trapped`.
         if let Some(speed) = input.speed_mps {

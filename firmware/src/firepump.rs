@@ -161,7 +161,7 @@ impl FirepumpNode {
     /// Changes a threshold by name (`set_threshold`).
     ///
     /// # Errors
-    /// [`CommandError::BadArgument`] for an unknown name or a value out of range.
+    /// [`CommandError::UnknownThreshold`] or [`CommandError::OutOfRange`].
     pub fn set_threshold(&mut self, name: &str, value: f64) -> Result<(), CommandError> {
         crate::config::set_threshold(THRESHOLDS, &mut self.config, name, value)
     }
@@ -170,11 +170,15 @@ impl FirepumpNode {
     /// test output for `self_test_run_s` and records the outcome.
     ///
     /// # Errors
-    /// [`CommandError::CauseStillPresent`] if a run is already going, or the
-    /// cabinet is not in auto (a test would not prove anything).
+    /// [`CommandError::SelfTestRunning`] if a run is already going,
+    /// [`CommandError::NotInAuto`] if the cabinet is not in auto (a test
+    /// would not prove anything).
     pub fn start_self_test(&mut self, now: Millis) -> Result<(), CommandError> {
-        if self.run.is_some() || !self.last.auto_mode {
-            return Err(CommandError::CauseStillPresent);
+        if self.run.is_some() {
+            return Err(CommandError::SelfTestRunning);
+        }
+        if !self.last.auto_mode {
+            return Err(CommandError::NotInAuto);
         }
         self.run = Some(SelfTestRun {
             started: now,

@@ -111,11 +111,32 @@ fn volts<A: AnalogInput>(adc: &mut A, channel: u8) -> Option<f32> {
     adc.read_volts(channel).ok()
 }
 
+/// The output type of a node without one: [`ElevatorIo::new`] gives an
+/// elevator no door-hold output until [`ElevatorIo::with_door_hold`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoOutput;
+
+impl embedded_hal::digital::ErrorType for NoOutput {
+    type Error = core::convert::Infallible;
+}
+
+impl OutputPin for NoOutput {
+    fn set_low(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn set_high(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
 /// The elevator: eight contacts — door closed, door zone, occupied, alarm
 /// button, e-bike detector, power present, top final limit, bottom final
-/// limit — and an AS5600 on the governor sheave. No outputs: an elevator node
-/// only watches.
-pub struct ElevatorIo<P, I> {
+/// limit — and an AS5600 on the governor sheave. It only watches, except
+/// where a door-hold output is fitted ([`Self::with_door_hold`]): a relay
+/// in parallel with the controller's door-open-hold input (the attendant's
+/// or the door-open button's circuit), on while `hold_doors` holds the car.
+pub struct ElevatorIo<P, I, O = NoOutput> {
     contacts: [DebouncedInput<P>; 8],
     sensor: As5600<I>,
     estimator: SpeedEstimator,
@@ -127,6 +148,7 @@ pub struct ElevatorIo<P, I> {
     last_angle_at: Option<Millis>,
     /// Whether every angle read since the last step succeeded.
     sensor_ok: bool,
+    door_hold: Option<Relay<O>>,
 }
 
 impl<P: InputPin, I: I2c> ElevatorIo<P, I> {
@@ -145,11 +167,33 @@ impl<P: InputPin, I: I2c> ElevatorIo<P, I> {
             window_ms: 0,
             last_angle_at: None,
             sensor_ok: true,
+            door_hold: None,
         }
+    }
+
+    /// With a door-hold output (active high, switched off here). Set
+    /// `door_hold_output` in the node's `ElevatorConfig` too: the logic
+    /// refuses `hold_doors` without it.
+    ///
+    /// # Errors
+    /// The output pin's, switching it off.
+    pub fn with_door_hold<O: OutputPin>(self, pin: O) -> Result<ElevatorIo<P, I, O>, O::Error> {
+        Ok(ElevatorIo {
+            contacts: self.contacts,
+            sensor: self.sensor,
+            estimator: self.estimator,
+            metres_per_turn: self.metres_per_turn,
+            inverted: self.inverted,
+            travel_m: self.travel_m,
+            window_ms: self.window_ms,
+            last_angle_at: self.last_angle_at,
+            sensor_ok: self.sensor_ok,
+            door_hold: Some(Relay::new(pin, true)?),
+        })
     }
 }
 
-impl<P: InputPin, I: I2c> ClassIo for ElevatorIo<P, I> {
+impl<P: InputPin, I: I2c, O: OutputPin> ClassIo for ElevatorIo<P, I, O> {
     type Logic = ElevatorNode;
 
     fn tick(&mut self, now: Millis) {
@@ -206,7 +250,12 @@ impl<P: InputPin, I: I2c> ClassIo for ElevatorIo<P, I> {
         }
     }
 
-    fn apply(&mut self, _logic: &ElevatorNode) {}
+    fn apply(&mut self, logic: &ElevatorNode) {
+        if let Some(relay) = &mut self.door_hold {
+            // A failed write is retried by the next step's apply.
+            let _ = relay.set(logic.door_hold());
+        }
+    }
 }
 
 /// How a fire pump room's transducers are scaled.

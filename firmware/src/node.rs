@@ -68,14 +68,24 @@ pub trait ClassLogic: RegisterImage {
         buf: &mut [u8],
     ) -> Result<usize, protocol::EncodeError>;
 
-    /// Performs a command's op; returns events it caused (a cleared cut-off).
-    ///
-    /// # Errors
-    /// Why the node refused.
-    fn perform(&mut self, op: Op, cmd: &Cmd, now: Millis) -> Result<Events, CommandError>;
+    /// Performs a command's op: the events it caused (a cleared cut-off),
+    /// and whether it was carried out or why not. Both can come together: a
+    /// `clear` of every port clears the cool ones and refuses the hot one.
+    fn perform(&mut self, op: Op, cmd: &Cmd, now: Millis) -> (Events, Result<(), CommandError>);
 
     /// Class facts for the birth: `(rated_speed_mps, floors, ports)`.
     fn birth_facts(&self) -> (Option<f64>, Option<u16>, Option<u8>);
+
+    /// Every threshold in force, by name, in the class's table order (for
+    /// the birth's `cfg` once one was set by command).
+    fn thresholds(&self, each: &mut dyn FnMut(&str, f32));
+}
+
+/// Feeds every threshold of `table` as it is in `config` to `each`.
+fn each_threshold<C>(table: &[crate::config::Threshold<C>], config: &C, each: &mut dyn FnMut(&str, f32)) {
+    for t in table {
+        each(t.name, (t.get)(config));
+    }
 }
 
 /// The header fields of a sample, chosen by the session.
@@ -124,14 +134,16 @@ impl ClassLogic for ElevatorNode {
         encode_sample(&sample_of(h, &self.readings(), &[]), f, buf)
     }
 
-    fn perform(&mut self, op: Op, cmd: &Cmd, _now: Millis) -> Result<Events, CommandError> {
-        match op {
-            Op::SetThreshold => {
-                let (name, value) = threshold_args(cmd)?;
-                self.set_threshold(name, value).map(|()| Events::new())
+    fn perform(&mut self, op: Op, cmd: &Cmd, now: Millis) -> (Events, Result<(), CommandError>) {
+        let result = match op {
+            Op::SetThreshold => threshold_args(cmd).and_then(|(name, value)| self.set_threshold(name, value)),
+            Op::HoldDoors => {
+                let hold = cmd.args.hold.ok_or(CommandError::BadArgument);
+                hold.and_then(|hold| self.hold_doors(hold, now))
             }
-            _ => Err(CommandError::Unsupported),
-        }
+            Op::CutOff | Op::Clear | Op::SelfTest => Err(CommandError::Unsupported),
+        };
+        (Events::new(), result)
     }
 
     fn birth_facts(&self) -> (Option<f64>, Option<u16>, Option<u8>) {
@@ -139,6 +151,10 @@ impl ClassLogic for ElevatorNode {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let floors = c.floors.clamp(1.0, 999.0) as u16;
         (Some(f64::from(c.rated_speed_mps)), Some(floors), None)
+    }
+
+    fn thresholds(&self, each: &mut dyn FnMut(&str, f32)) {
+        each_threshold(crate::elevator::THRESHOLDS, self.config(), each);
     }
 }
 
@@ -157,19 +173,21 @@ impl ClassLogic for FirepumpNode {
         encode_sample(&sample_of(h, &self.readings(), &[]), f, buf)
     }
 
-    fn perform(&mut self, op: Op, cmd: &Cmd, now: Millis) -> Result<Events, CommandError> {
-        match op {
-            Op::SelfTest => self.start_self_test(now).map(|()| Events::new()),
-            Op::SetThreshold => {
-                let (name, value) = threshold_args(cmd)?;
-                self.set_threshold(name, value).map(|()| Events::new())
-            }
-            _ => Err(CommandError::Unsupported),
-        }
+    fn perform(&mut self, op: Op, cmd: &Cmd, now: Millis) -> (Events, Result<(), CommandError>) {
+        let result = match op {
+            Op::SelfTest => self.start_self_test(now),
+            Op::SetThreshold => threshold_args(cmd).and_then(|(name, value)| self.set_threshold(name, value)),
+            Op::CutOff | Op::Clear | Op::HoldDoors => Err(CommandError::Unsupported),
+        };
+        (Events::new(), result)
     }
 
     fn birth_facts(&self) -> (Option<f64>, Option<u16>, Option<u8>) {
         (None, None, None)
+    }
+
+    fn thresholds(&self, each: &mut dyn FnMut(&str, f32)) {
+        each_threshold(crate::firepump::THRESHOLDS, self.config(), each);
     }
 }
 
@@ -193,20 +211,22 @@ impl ClassLogic for ChargerNode {
         encode_sample(&sample_of(h, &self.readings(), &ports), f, buf)
     }
 
-    fn perform(&mut self, op: Op, cmd: &Cmd, _now: Millis) -> Result<Events, CommandError> {
-        match op {
-            Op::CutOff => self.cut_off(cmd.args.port).map(|()| Events::new()),
-            Op::Clear => self.clear(cmd.args.port),
-            Op::SetThreshold => {
-                let (name, value) = threshold_args(cmd)?;
-                self.set_threshold(name, value).map(|()| Events::new())
-            }
-            Op::SelfTest => Err(CommandError::Unsupported),
-        }
+    fn perform(&mut self, op: Op, cmd: &Cmd, _now: Millis) -> (Events, Result<(), CommandError>) {
+        let result = match op {
+            Op::CutOff => self.cut_off(cmd.args.port),
+            Op::Clear => return self.clear_what_can_be(cmd.args.port),
+            Op::SetThreshold => threshold_args(cmd).and_then(|(name, value)| self.set_threshold(name, value)),
+            Op::SelfTest | Op::HoldDoors => Err(CommandError::Unsupported),
+        };
+        (Events::new(), result)
     }
 
     fn birth_facts(&self) -> (Option<f64>, Option<u16>, Option<u8>) {
         (None, None, Some(self.port_count()))
+    }
+
+    fn thresholds(&self, each: &mut dyn FnMut(&str, f32)) {
+        each_threshold(crate::charger::THRESHOLDS, self.config(), each);
     }
 }
 
@@ -275,6 +295,9 @@ pub struct Node<L> {
     stats: NodeStats,
     credentials: Option<Credentials>,
     guard: Guard,
+    /// A `set_threshold` was carried out since start-up: the birth's `cfg`
+    /// then says which thresholds are in force ([`Node::config_hash`]).
+    thresholds_set: bool,
 }
 
 impl<L: ClassLogic> Node<L> {
@@ -292,6 +315,7 @@ impl<L: ClassLogic> Node<L> {
             stats: NodeStats::default(),
             credentials: None,
             guard: Guard::new(),
+            thresholds_set: false,
         }
     }
 
@@ -387,7 +411,7 @@ impl<L: ClassLogic> Node<L> {
             bdseq: self.bdseq,
             fw: self.info.fw.clone(),
             model: self.info.model.clone(),
-            cfg: self.info.cfg.clone(),
+            cfg: self.config_hash(),
             interval_s: self.info.interval_s.max(1),
             rated_speed_mps,
             floors,
@@ -402,6 +426,46 @@ impl<L: ClassLogic> Node<L> {
             qos: 1,
             len,
         })
+    }
+
+    /// The `cfg` of the node's birth. Until a `set_threshold` was carried
+    /// out it is the configured one ([`NodeInfo::cfg`], the build's). After
+    /// one, it is that text (cut to fit) + `+` + 8 hex digits of FNV-1a 32
+    /// over the configured text, a 0 byte, and each threshold in force (its
+    /// name, a 0 byte, its `f32` bits big-endian) in table order: a gateway
+    /// that pushed overrides sees from the next birth that the node holds
+    /// them, and a reset (which brings back the build's thresholds) brings
+    /// back the configured `cfg`.
+    #[must_use]
+    pub fn config_hash(&self) -> protocol::message::ConfigHash {
+        if !self.thresholds_set {
+            return self.info.cfg.clone();
+        }
+        let mut h = Fnv1a32::new();
+        h.feed(self.info.cfg.as_bytes());
+        h.feed(&[0]);
+        self.logic.thresholds(&mut |name, value| {
+            h.feed(name.as_bytes());
+            h.feed(&[0]);
+            h.feed(&value.to_bits().to_be_bytes());
+        });
+        let digest = h.0;
+        let mut out = protocol::message::ConfigHash::new();
+        let room = out.capacity() - 9;
+        for c in self.info.cfg.chars() {
+            if out.len() + c.len_utf8() > room {
+                break;
+            }
+            // Within `room`, checked above.
+            let _ = out.push(c);
+        }
+        let _ = out.push('+');
+        for i in (0..8).rev() {
+            let nibble = (digest >> (i * 4)) & 0xf;
+            // A nibble is a hex digit.
+            let _ = out.push(char::from_digit(nibble, 16).unwrap_or('0'));
+        }
+        out
     }
 
     /// The link is gone: what is queued will be replayed as history.
@@ -510,13 +574,15 @@ impl<L: ClassLogic> Node<L> {
             self.stats.refused_commands = self.stats.refused_commands.saturating_add(1);
             CommandOutcome::Refused(refusal)
         } else {
-            let result = match cmd.op.known() {
+            let (events, result) = match cmd.op.known() {
                 Some(op) => self.logic.perform(op, &cmd, now),
-                None => Err(CommandError::Unsupported),
+                None => (Events::new(), Err(CommandError::Unsupported)),
             };
+            // What did happen is told even when part was refused.
+            self.queue_events(now, &events);
             match result {
-                Ok(events) => {
-                    self.queue_events(now, &events);
+                Ok(()) => {
+                    self.thresholds_set |= cmd.op == Named::Known(Op::SetThreshold);
                     CommandOutcome::Done
                 }
                 Err(e) => CommandOutcome::Failed(e),
@@ -593,6 +659,23 @@ impl<L: ClassLogic> Node<L> {
     /// The payload from [`Self::next_payload`] reached the broker.
     pub fn published(&mut self) {
         self.outbox.pop_front();
+    }
+}
+
+/// FNV-1a, 32 bits: a change detector for the birth's `cfg`, not a
+/// security measure (nothing is decided on it but "push again").
+struct Fnv1a32(u32);
+
+impl Fnv1a32 {
+    const fn new() -> Self {
+        Fnv1a32(0x811c_9dc5)
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u32::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0193);
+        }
     }
 }
 

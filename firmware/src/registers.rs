@@ -8,27 +8,55 @@ use protocol::{DeviceClass, Op};
 
 use crate::hal::Millis;
 
-/// Why a command from a master (or the gateway) was refused.
+/// Why a command from a master (or the gateway) was refused. Each has its
+/// own ack text, so whoever reads the record knows what to do next (wait for
+/// the socket to cool, put the cabinet in auto, fit the output).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandError {
     /// This class does not do that.
     Unsupported,
     /// No such port.
     NoSuchPort,
-    /// The cause of a cut-off is still present, so it cannot be cleared.
+    /// The cause of a cut-off is still present, so it cannot be cleared
+    /// (a cause the node cannot name more precisely).
     CauseStillPresent,
-    /// An argument is missing or out of range.
+    /// `clear`: the socket has not cooled below `clear_temp_c`.
+    StillHot,
+    /// `clear`: the smoke detector still sees smoke.
+    SmokePresent,
+    /// `clear`: the leakage current is still at or above the limit (or
+    /// cannot be measured).
+    LeakagePresent,
+    /// `self_test`: a run is already going.
+    SelfTestRunning,
+    /// `self_test`: the cabinet is not in auto, so a test would prove nothing.
+    NotInAuto,
+    /// `hold_doors`: this node has no door-hold output.
+    NoDoorHold,
+    /// `set_threshold`: no threshold of that name on this node.
+    UnknownThreshold,
+    /// `set_threshold`: the value is outside the threshold's range.
+    OutOfRange,
+    /// An argument is missing or malformed.
     BadArgument,
 }
 
 impl CommandError {
-    /// The text sent back in an `ack` or logged.
+    /// The text sent back in an `ack` or logged (at most 64 bytes, ASCII).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             CommandError::Unsupported => "unsupported by this node",
             CommandError::NoSuchPort => "no such port",
             CommandError::CauseStillPresent => "cause still present",
+            CommandError::StillHot => "cause still present: port still hot",
+            CommandError::SmokePresent => "cause still present: smoke",
+            CommandError::LeakagePresent => "cause still present: leakage",
+            CommandError::SelfTestRunning => "self-test already running",
+            CommandError::NotInAuto => "cabinet not in auto",
+            CommandError::NoDoorHold => "no door-hold output",
+            CommandError::UnknownThreshold => "unknown threshold",
+            CommandError::OutOfRange => "value out of range",
             CommandError::BadArgument => "bad argument",
         }
     }

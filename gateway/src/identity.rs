@@ -51,7 +51,29 @@ impl Identity {
         let rest = level(rest, &self.class)?;
         level(rest, &self.device)
     }
+
+    /// The Sparkplug B message type of `topic` if it is this device's own as
+    /// an edge node: group = its site, edge node id = its device id
+    /// (`spBv1.0/{site}/{type}/{device}`, or `.../{device}/{sparkplug device}`
+    /// for the `D...` types). docs/integrations.md, "Sparkplug B ingest".
+    fn own_sparkplug<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let rest = topic
+            .strip_prefix("spBv1.0/")?
+            .strip_prefix(self.site.as_str())?
+            .strip_prefix('/')?;
+        let (kind, rest) = rest.split_once('/')?;
+        let rest = rest.strip_prefix(self.device.as_str())?;
+        let device_level = match rest.strip_prefix('/') {
+            None if rest.is_empty() => false,
+            Some(d) if !d.is_empty() && !d.contains('/') => true,
+            _ => return None,
+        };
+        (kind.starts_with('D') == device_level && kind.len() > 1).then_some(kind)
+    }
 }
+
+/// The Sparkplug B types an edge node sends (commands and STATE are hosts').
+const SPARKPLUG_NODE_KINDS: [&str; 6] = ["NBIRTH", "NDEATH", "NDATA", "DBIRTH", "DDEATH", "DDATA"];
 
 /// The user name of device `device` of `site`.
 pub fn username(site: &str, device: &str) -> String {
@@ -129,6 +151,13 @@ pub fn may_publish(who: &Principal, topic: &str) -> Result<(), Denial> {
     match who {
         Principal::Gateway | Principal::Anonymous => Ok(()),
         Principal::Device(id) => {
+            if let Some(kind) = id.own_sparkplug(topic) {
+                return if SPARKPLUG_NODE_KINDS.contains(&kind) {
+                    Ok(())
+                } else {
+                    Err(Denial::Publish)
+                };
+            }
             let kind = id.own(topic).ok_or(Denial::Publish)?;
             if NODE_KINDS.contains(&kind) {
                 Ok(())
@@ -148,6 +177,15 @@ pub fn may_subscribe(who: &Principal, filter: &str) -> Result<(), Denial> {
     match who {
         Principal::Gateway | Principal::Anonymous => Ok(()),
         Principal::Device(id) if id.own(filter) == Some("cmd") => Ok(()),
+        // An edge node: its own commands, and the hosts' STATE (Sparkplug 3.0).
+        Principal::Device(id) if matches!(id.own_sparkplug(filter), Some("NCMD" | "DCMD")) => Ok(()),
+        Principal::Device(_)
+            if filter
+                .strip_prefix("spBv1.0/STATE/")
+                .is_some_and(|h| !h.is_empty() && !h.contains(['/', '#'])) =>
+        {
+            Ok(())
+        }
         Principal::Device(_) => Err(Denial::Subscribe),
     }
 }
@@ -160,6 +198,7 @@ pub fn may_will(who: &Principal, topic: &str) -> Result<(), Denial> {
     match who {
         Principal::Gateway | Principal::Anonymous => Ok(()),
         Principal::Device(id) if id.own(topic) == Some("death") => Ok(()),
+        Principal::Device(id) if id.own_sparkplug(topic) == Some("NDEATH") => Ok(()),
         Principal::Device(_) => Err(Denial::Will),
     }
 }
@@ -351,6 +390,51 @@ mod tests {
         assert_eq!(may_will(&me, "fm/v1/lakeside/elevator/EL-1/death"), Ok(()));
         assert_eq!(may_will(&me, "fm/v1/lakeside/elevator/EL-2/death"), Err(Denial::Will));
         assert_eq!(may_will(&me, "fm/v1/lakeside/elevator/EL-1/event"), Err(Denial::Will));
+    }
+
+    /// An edge node provisioned as `lakeside/EL-1` speaks Sparkplug B as
+    /// group `lakeside`, edge node `EL-1`, and nobody else.
+    #[test]
+    fn an_edge_node_publishes_only_its_own_sparkplug_topics() {
+        let me = lift();
+        for topic in [
+            "spBv1.0/lakeside/NBIRTH/EL-1",
+            "spBv1.0/lakeside/NDATA/EL-1",
+            "spBv1.0/lakeside/NDEATH/EL-1",
+            "spBv1.0/lakeside/DBIRTH/EL-1/car",
+            "spBv1.0/lakeside/DDATA/EL-1/car",
+            "spBv1.0/lakeside/DDEATH/EL-1/car",
+        ] {
+            assert_eq!(may_publish(&me, topic), Ok(()), "{topic}");
+        }
+        for topic in [
+            "spBv1.0/lakeside/NCMD/EL-1",
+            "spBv1.0/lakeside/DCMD/EL-1/car",
+            "spBv1.0/lakeside/NDATA/EL-2",
+            "spBv1.0/lakeside/NDATA/EL-10",
+            "spBv1.0/other/NDATA/EL-1",
+            "spBv1.0/lakeside/NDATA/EL-1/car",
+            "spBv1.0/lakeside/DDATA/EL-1",
+            "spBv1.0/lakeside/DDATA/EL-1/",
+            "spBv1.0/lakeside/DDATA/EL-1/car/x",
+            "spBv1.0/STATE/fm-gateway",
+        ] {
+            assert_eq!(may_publish(&me, topic), Err(Denial::Publish), "{topic}");
+        }
+        assert_eq!(may_subscribe(&me, "spBv1.0/lakeside/NCMD/EL-1"), Ok(()));
+        assert_eq!(may_subscribe(&me, "spBv1.0/lakeside/DCMD/EL-1/+"), Ok(()));
+        assert_eq!(may_subscribe(&me, "spBv1.0/STATE/fm-gateway"), Ok(()));
+        for f in [
+            "spBv1.0/lakeside/NCMD/+",
+            "spBv1.0/lakeside/NDATA/EL-1",
+            "spBv1.0/STATE/#",
+            "spBv1.0/#",
+        ] {
+            assert_eq!(may_subscribe(&me, f), Err(Denial::Subscribe), "{f}");
+        }
+        assert_eq!(may_will(&me, "spBv1.0/lakeside/NDEATH/EL-1"), Ok(()));
+        assert_eq!(may_will(&me, "spBv1.0/lakeside/NDEATH/EL-2"), Err(Denial::Will));
+        assert_eq!(may_will(&me, "spBv1.0/lakeside/NDATA/EL-1"), Err(Denial::Will));
     }
 
     #[test]

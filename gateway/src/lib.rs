@@ -15,6 +15,8 @@
 //!   `notify`, `records`); [`registry`]: sessions and health of devices.
 //! - [`api`]: HTTP; [`app`]: command line, configuration, wiring; [`ready`],
 //!   [`metrics`], [`clock`].
+//! - [`upstream`]: the platforms the city runs (elevator supervision, fire
+//!   monitoring), fed through a persistent outbox.
 //!
 //! The binary in `main.rs` only parses the command line.
 
@@ -22,6 +24,7 @@ pub mod api;
 pub mod app;
 pub mod broker;
 pub mod clock;
+pub mod directory;
 pub mod identity;
 pub mod ingest;
 pub mod limiter;
@@ -32,3 +35,4 @@ pub mod ready;
 pub mod registry;
 pub mod store;
 pub mod tls;
+pub mod upstream;

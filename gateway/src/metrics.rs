@@ -39,6 +39,31 @@ pub struct DeliveryLabel {
     pub result: String,
 }
 
+/// Labels of an upstream delivery's outcome (`fm_upstream_deliveries_total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabel {
+    /// The connector (`elevator:wuhan-96333`).
+    pub connector: String,
+    /// `delivered` or `dead_letter`.
+    pub result: String,
+}
+
+/// A `connector` label (upstream platforms).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectorLabel {
+    /// The connector.
+    pub connector: String,
+}
+
+/// Labels of a command to a node (`fm_commands_total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabel {
+    /// `cut_off`, `clear`, `self_test`, `set_threshold`, `hold_doors`.
+    pub op: String,
+    /// `sent`, `acked`, `refused` or `expired`.
+    pub status: String,
+}
+
 /// A `device` label for Modbus slaves.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModbusLabel {
@@ -167,6 +192,14 @@ pub struct Metrics {
     pub deliveries: Family<DeliveryLabel, Counter>,
     /// Notifications that will never arrive (dead letters), each also a record.
     pub dead_letters: Counter,
+    /// Commands to nodes sent, and their outcomes, by op and status.
+    pub commands: Family<CommandLabel, Counter>,
+    /// Upstream rows delivered or dead, by connector (each also a record).
+    pub upstream_deliveries: Family<UpstreamLabel, Counter>,
+    /// Upstream rows that will never reach their platform.
+    pub upstream_dead_letters: Counter,
+    /// Upstream attempts that failed and are tried again, by connector.
+    pub upstream_retries: Family<ConnectorLabel, Counter>,
     /// Supervision records written.
     pub records: Counter,
     /// Records, order and alert changes waiting for a failed store to take
@@ -192,6 +225,8 @@ pub struct Metrics {
     pub broker: BrokerMetrics,
     /// The HTTP API's connections, timeouts and refusals.
     pub http: HttpMetrics,
+    /// Sparkplug B ingest: messages, refusals, unmapped metrics, rebirth requests.
+    pub sparkplug: crate::ingest::sparkplug::SparkplugMetrics,
 }
 
 /// The embedded broker's counters, copied from its [`crate::broker::Stats`].
@@ -345,6 +380,10 @@ impl Default for Metrics {
             notifications_queued: Counter::default(),
             deliveries: Family::default(),
             dead_letters: Counter::default(),
+            commands: Family::default(),
+            upstream_deliveries: Family::default(),
+            upstream_dead_letters: Counter::default(),
+            upstream_retries: Family::default(),
             records: Counter::default(),
             unstored: Gauge::default(),
             unstored_dropped: Counter::default(),
@@ -357,6 +396,7 @@ impl Default for Metrics {
             telemetry_held: Gauge::default(),
             broker: BrokerMetrics::default(),
             http: HttpMetrics::default(),
+            sparkplug: crate::ingest::sparkplug::SparkplugMetrics::default(),
         }
     }
 }
@@ -457,6 +497,7 @@ impl Metrics {
         self.register_pipeline(&mut r);
         self.broker.register(&mut r);
         self.http.register(&mut r);
+        self.sparkplug.register(&mut r);
         self.register_alerting(&mut r);
         self.register_dispatch(&mut r);
         r
@@ -523,6 +564,26 @@ impl Metrics {
             "notification_dead_letters",
             "Messages that will never arrive (each is also a supervision record)",
             self.dead_letters.clone(),
+        );
+        r.register(
+            "upstream_deliveries",
+            "Upstream platform deliveries by connector and result (each is also a supervision record)",
+            self.upstream_deliveries.clone(),
+        );
+        r.register(
+            "upstream_dead_letters",
+            "Upstream rows that will never reach their platform",
+            self.upstream_dead_letters.clone(),
+        );
+        r.register(
+            "upstream_retries",
+            "Upstream attempts that failed and are tried again, by connector",
+            self.upstream_retries.clone(),
+        );
+        r.register(
+            "commands",
+            "Commands to nodes: sent, and their outcomes (acked, refused, expired), by op",
+            self.commands.clone(),
         );
         r.register("records", "Supervision records written", self.records.clone());
         r.register(

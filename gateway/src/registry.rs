@@ -64,6 +64,41 @@ pub enum Status {
     Stale,
 }
 
+/// The statuses last told on the event stream, so only changes are told.
+///
+/// A status moves with messages (a birth, a death) and with time alone (3
+/// silent intervals make a device stale), so it is looked at on the
+/// pipeline's tick rather than where messages are observed.
+#[derive(Debug, Default)]
+pub struct StatusWatch {
+    known: std::collections::HashMap<DeviceKey, Status>,
+    primed: bool,
+}
+
+impl StatusWatch {
+    /// The devices whose status differs from the last look, with their new
+    /// status and last-seen time. A device seen for the first time counts,
+    /// except at the very first look, which only learns what is (a restart
+    /// does not tell every device again).
+    pub fn changes(&mut self, registry: &Registry, now_ms: i64) -> Vec<(DeviceKey, Status, i64)> {
+        let mut out = Vec::new();
+        for d in registry.iter() {
+            let status = Registry::status(d, now_ms);
+            // Looked up before inserting: most ticks change nothing, and a
+            // key is cloned only for a change.
+            if self.known.get(&d.key) == Some(&status) {
+                continue;
+            }
+            self.known.insert(d.key.clone(), status);
+            if self.primed {
+                out.push((d.key.clone(), status, d.last_seen_ms));
+            }
+        }
+        self.primed = true;
+        out
+    }
+}
+
 /// What the registry keeps about a device (persisted across restarts).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Device {
@@ -314,5 +349,57 @@ fn track_behind(d: &mut Device, seq: u32, last: u32, obs: &mut Observation) {
             d.lost = d.lost.saturating_sub(1);
             obs.reordered = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(name: &str, seen: i64) -> Device {
+        Device {
+            key: DeviceKey {
+                site: "s".into(),
+                class: "elevator".into(),
+                device: name.into(),
+            },
+            fw: None,
+            model: None,
+            cfg: None,
+            interval_s: DEFAULT_INTERVAL_S,
+            bdseq: Some(1),
+            last_seq: None,
+            seen: 0,
+            died: false,
+            last_seen_ms: seen,
+            skew_ms: None,
+            lost: 0,
+            duplicates: 0,
+            reordered: 0,
+            awaiting_birth: false,
+        }
+    }
+
+    #[test]
+    fn the_watch_tells_each_status_change_once_and_learns_silently_at_first() {
+        let a = device("A", 0);
+        let mut r = Registry::restore([a.clone()]);
+        let mut w = StatusWatch::default();
+        assert!(w.changes(&r, 1_000).is_empty(), "the first look only learns");
+        assert!(w.changes(&r, 2_000).is_empty(), "nothing changed");
+        // Silent for 3 intervals (60 s each): stale, told once.
+        assert_eq!(w.changes(&r, 181_000), vec![(a.key.clone(), Status::Stale, 0)]);
+        assert!(w.changes(&r, 182_000).is_empty());
+        // A new device is told as it appears; a death is told.
+        let b = device("B", 181_500);
+        let mut dead = a.clone();
+        dead.died = true;
+        r = Registry::restore([dead, b.clone()]);
+        let mut told = w.changes(&r, 182_000);
+        told.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            told,
+            vec![(a.key, Status::Offline, 0), (b.key, Status::Online, 181_500)]
+        );
     }
 }

@@ -98,6 +98,14 @@ pub struct Journal {
     pub links: BTreeMap<String, LinkStats>,
     /// The acks each MQTT node published, in order.
     pub acks: BTreeMap<String, Vec<sim::uplink::AckSeen>>,
+    /// The commands each MQTT node was handed, in order.
+    pub received: BTreeMap<String, Vec<sim::uplink::CommandSeen>>,
+    /// The commands sent through the gateway's API, by their step's name.
+    pub api: BTreeMap<String, ApiSent>,
+    /// What the gateway's API says of each command it knows at the end
+    /// (`GET /api/v1/commands/{id}`), by id: those sent through the API
+    /// and those its nodes were handed.
+    pub commands: BTreeMap<String, serde_json::Value>,
     /// The gateway's registry at the end (the API's device JSON).
     pub registry: Vec<gateway::registry::Device>,
     /// Events the bench missed because it read the stream too late.
@@ -111,6 +119,17 @@ pub struct Journal {
     pub buses: BTreeMap<String, String>,
     /// Notes on the run (a slow ingest, a refused action).
     pub notes: Vec<String>,
+}
+
+/// A command the bench sent through the gateway's API.
+#[derive(Clone, Debug)]
+pub struct ApiSent {
+    /// The device.
+    pub device: String,
+    /// Scenario ms of the request.
+    pub at_ms: u64,
+    /// The id the gateway gave it (202), if it took it.
+    pub id: Option<String>,
 }
 
 /// A device on the bench with its link.
@@ -367,7 +386,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
         Options::default()
     };
     let token = options.token.clone().unwrap_or_else(|| "hil".into());
-    let gw = gateway::app::run::start(config, token, gw_options).await?;
+    let gw = gateway::app::run::start(config, token.clone(), gw_options).await?;
     // (The embedded broker is up once the gateway has subscribed at it:
     // `connect_all` waits for that.)
     let mut events = gw.shared.alerts().events.subscribe();
@@ -392,14 +411,19 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
         broker_changed: false,
         links_changed: false,
         expect_deaths: None,
+        api: Api {
+            port: http,
+            token: token.clone(),
+        },
+
+        api_due: Vec::new(),
+        commands_lost: 0,
     };
     let result = runner.run(&mut events).await;
     let Runner { gw, benches, mqtt, .. } = runner;
-    for b in &benches {
-        if let Some(u) = &b.uplink {
-            journal.links.insert(b.decl.spec.id.clone(), u.stats);
-            journal.acks.insert(b.decl.spec.id.clone(), u.acks().to_vec());
-        }
+    note_links(&mut journal, &benches);
+    if result.is_ok() {
+        command_views(&Api { port: http, token }, &mut journal).await;
     }
     journal.ingested = ingested(&gw, NODE_KINDS);
     journal.registry = gw.shared.registry().snapshot();
@@ -416,6 +440,96 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> anyhow::Result<Jo
     result?;
     journal.records = gateway::app::cli::verify_data_dir(&data).ok().map(|v| (v.ok, v.count));
     Ok(journal)
+}
+
+/// What each MQTT link carried: its counts, the acks its node published, the
+/// commands it handed the node.
+fn note_links(journal: &mut Journal, benches: &[Bench]) {
+    for b in benches {
+        if let Some(u) = &b.uplink {
+            let id = &b.decl.spec.id;
+            journal.links.insert(id.clone(), u.stats);
+            journal.acks.insert(id.clone(), u.acks().to_vec());
+            journal.received.insert(id.clone(), u.received().to_vec());
+        }
+    }
+}
+
+/// The gateway's HTTP API, as a console or a script uses it.
+struct Api {
+    port: u16,
+    token: String,
+}
+
+impl Api {
+    /// One request (HTTP/1.1, the admin's bearer token); the status code and
+    /// the body as JSON (`null` if it is not JSON).
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let body = body.map(ToString::to_string).unwrap_or_default();
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .context("the gateway's API")?;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.token,
+            body.len()
+        );
+        s.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+            .await
+            .context("the gateway's API did not answer within 10 s")??;
+        let (status, text) = testkit::parse_response(&raw);
+        Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)))
+    }
+}
+
+/// The commands the gateway's API knows of at the end of a run: every one
+/// sent through it, and every one a node was handed (the gateway's own;
+/// those the simulated gateway sent are not the real gateway's and answer
+/// 404).
+async fn command_views(api: &Api, journal: &mut Journal) {
+    let ids: std::collections::BTreeSet<String> = journal
+        .api
+        .values()
+        .filter_map(|a| a.id.clone())
+        .chain(journal.received.values().flatten().map(|c| c.id.clone()))
+        .collect();
+    for id in ids {
+        match api.call("GET", &format!("/api/v1/commands/{id}"), None).await {
+            Ok((200, v)) => {
+                journal.commands.insert(id, v);
+            }
+            Ok(_) => {}
+            Err(e) => journal.notes.push(format!("reading command {id}: {e}")),
+        }
+    }
+}
+
+/// Commands the gateway has published so far, whatever their op
+/// (`fm_commands_total{status="sent"}`): in virtual time the bench waits
+/// until they reached the nodes' links, so a command is carried out in the
+/// step it was sent, run after run.
+fn gateway_commands_sent(gw: &Running) -> u64 {
+    protocol::Op::ALL
+        .iter()
+        .map(|op| {
+            gw.shared
+                .metrics()
+                .commands
+                .get_or_create(&gateway::metrics::CommandLabel {
+                    op: op.as_str().into(),
+                    status: "sent".into(),
+                })
+                .get()
+        })
+        .sum()
 }
 
 /// Connects every MQTT device, once the gateway receives from its broker
@@ -492,6 +606,13 @@ struct Runner<'a> {
     links_changed: bool,
     /// The deaths the gateway must have had once the cut links' wills are through.
     expect_deaths: Option<u64>,
+    /// The gateway's API.
+    api: Api,
+    /// `api_command` steps due, sent after the step's other happenings.
+    api_due: Vec<(u64, Step)>,
+    /// Commands (the bench's or the gateway's) that never reached a node's
+    /// link (it was cut off): given up on.
+    commands_lost: u64,
 }
 
 impl Runner<'_> {
@@ -511,6 +632,7 @@ impl Runner<'_> {
             .sum();
         while t < total {
             self.happen(t)?;
+            self.send_api_commands().await;
             if self.virtual_time && std::mem::take(&mut self.broker_changed) {
                 self.settle_broker().await?;
             }
@@ -539,20 +661,24 @@ impl Runner<'_> {
             let mut sent = 0;
             for b in &mut self.benches {
                 if let Some(u) = &mut b.uplink {
-                    let now = {
-                        let mut dev = lock(&b.dev);
-                        let now = dev.now();
-                        match u.pump(dev.node(), now) {
-                            Ok(n) => sent += n,
-                            Err(e) => self.journal.notes.push(format!("{} at {t} ms: {e}", b.decl.spec.id)),
-                        }
-                        now
-                    };
-                    // A command sent this step reaches the node this step.
-                    if self.virtual_time && u.commands_in_flight() {
-                        u.settle_commands(INGEST_WAIT).await;
+                    let mut dev = lock(&b.dev);
+                    let now = dev.now();
+                    match u.pump(dev.node(), now) {
+                        Ok(n) => sent += n,
+                        Err(e) => self.journal.notes.push(format!("{} at {t} ms: {e}", b.decl.spec.id)),
                     }
-                    u.commands(lock(&b.dev).node(), firmware::hal::Millis(now));
+                }
+            }
+            // A command sent by now (the simulated gateway's this step, the
+            // real gateway's since the last) reaches its node this step.
+            if self.virtual_time {
+                self.settle_commands().await;
+            }
+            for b in &mut self.benches {
+                if let Some(u) = &mut b.uplink {
+                    let mut dev = lock(&b.dev);
+                    let now = dev.now();
+                    u.commands(dev.node(), firmware::hal::Millis(now));
                 }
             }
             sent_total += sent;
@@ -635,6 +761,72 @@ impl Runner<'_> {
         self.expect_deaths = None;
     }
 
+    /// Waits (real time, up to [`INGEST_WAIT`]) until every command
+    /// published so far, by the simulated gateway or the real one, has
+    /// reached its node's link; what does not arrive (the node is cut off)
+    /// is given up on.
+    async fn settle_commands(&mut self) {
+        let expected = |r: &Self| {
+            r.benches
+                .iter()
+                .filter_map(|b| b.uplink.as_ref())
+                .map(Uplink::commands_sent)
+                .sum::<u64>()
+                + gateway_commands_sent(&r.gw)
+        };
+        let arrived = |r: &Self| {
+            r.benches
+                .iter()
+                .filter_map(|b| b.uplink.as_ref())
+                .map(Uplink::commands_arrived)
+                .sum::<u64>()
+                + r.commands_lost
+        };
+        if arrived(self) >= expected(self) {
+            return;
+        }
+        let until = Instant::now() + INGEST_WAIT;
+        while arrived(self) < expected(self) && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.commands_lost += expected(self).saturating_sub(arrived(self));
+    }
+
+    /// Sends the `api_command` steps due, through the gateway's API.
+    async fn send_api_commands(&mut self) {
+        for (t, step) in std::mem::take(&mut self.api_due) {
+            let (Happening::Api(a), Some(device)) = (&step.what, &step.device) else {
+                continue;
+            };
+            let Some(b) = self.benches.iter().find(|b| &b.decl.spec.id == device) else {
+                continue;
+            };
+            let path = format!("/api/v1/devices/{}/{}/commands", b.decl.spec.site, device);
+            let body = serde_json::json!({ "op": a.op, "args": a.args });
+            let id = match self.api.call("POST", &path, Some(&body)).await {
+                Ok((202, v)) => v["id"].as_str().map(str::to_owned),
+                Ok((status, v)) => {
+                    self.journal
+                        .notes
+                        .push(format!("line {}: the API answered {status}: {v}", step.line));
+                    None
+                }
+                Err(e) => {
+                    self.journal.notes.push(format!("line {}: {e:#}", step.line));
+                    None
+                }
+            };
+            self.journal.api.insert(
+                a.name.clone(),
+                ApiSent {
+                    device: device.clone(),
+                    at_ms: t,
+                    id,
+                },
+            );
+        }
+    }
+
     fn broker_up(&self) -> bool {
         !matches!(&self.mqtt, MqttSide::Mosquitto(m) if !m.running())
     }
@@ -679,7 +871,11 @@ impl Runner<'_> {
             if let Some(l) = &step.label {
                 self.journal.labels.insert(l.clone(), t);
             }
-            self.apply(step, false)?;
+            if matches!(step.what, Happening::Api(_)) {
+                self.api_due.push((t, step.clone()));
+            } else {
+                self.apply(step, false)?;
+            }
             if let Some(d) = step.lasts {
                 self.undo.push(Undo {
                     at: t + u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
@@ -723,6 +919,8 @@ impl Runner<'_> {
                     self.journal.notes.push(format!("line {}: {e}", step.line));
                 }
             }
+            // Sent by `send_api_commands`, which can wait for the answer.
+            Happening::Api(_) => {}
             Happening::Refuse { exception } => {
                 if let Some(c) = self.bench(step.device.as_ref()).and_then(|b| b.control.as_ref()) {
                     c.set_refuse((!undo).then_some(*exception));

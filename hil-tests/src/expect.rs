@@ -237,13 +237,19 @@ fn one(e: &Expect, j: &Journal) -> Outcome {
             port,
             after,
             within,
+            until,
         } => {
             let what = format!(
-                "{device} {} cut by the node within {} of {}",
+                "{device} {} cut by the node within {} of {}{}",
                 port.map_or_else(|| "every port".into(), |p| format!("port {p}")),
                 humantime::format_duration(*within),
-                anchor_text(after)
+                anchor_text(after),
+                until.as_ref().map(|u| format!(", until {u}")).unwrap_or_default()
             );
+            let to = until
+                .as_ref()
+                .map_or(Some(u64::MAX), |l| j.labels.get(l).copied())
+                .unwrap_or(0);
             let ports: Vec<u8> = j
                 .relays
                 .keys()
@@ -264,7 +270,7 @@ fn one(e: &Expect, j: &Journal) -> Outcome {
                     } else {
                         from
                     };
-                    if changes.iter().any(|(t, on)| *t > cut_at && *on) {
+                    if changes.iter().any(|(t, on)| *t > cut_at && *t < to && *on) {
                         return Some((cut_at, Err(format!("port {p} was switched on again"))));
                     }
                     latest = latest.max(cut_at);
@@ -301,6 +307,57 @@ fn one(e: &Expect, j: &Journal) -> Outcome {
                 Some((a.at_ms, if right { Ok(()) } else { Err(said) }))
             })
         }
+        Expectation::Duty {
+            duty,
+            device,
+            by,
+            after,
+            within,
+        } => {
+            let what = format!(
+                "duty `{duty}` on {device} done{} within {} of {}",
+                by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default(),
+                humantime::format_duration(*within),
+                anchor_text(after)
+            );
+            timed(what, line, *within, anchor_at(j, device, None, after), |from| {
+                let done = j.orders.iter().map(|v| &v["order"]).find(|o| {
+                    o["kind"] == "preventive"
+                        && o["code"] == duty.as_str()
+                        && o["device"] == gateway_id(j, device)
+                        && o["status"] == "completed"
+                        && o["closed_at"].as_i64().is_some_and(|t| rel(j, t) >= from)
+                })?;
+                let at = rel(j, done["closed_at"].as_i64().unwrap_or_default());
+                let who = done["steps"]
+                    .as_array()
+                    .and_then(|s| s.last())
+                    .and_then(|s| s["by"]["name"].as_str().or(s["by"].as_str()))
+                    .unwrap_or_default()
+                    .to_owned();
+                let verdict = match by {
+                    Some(b) if *b != who => Err(format!("completed by {who:?}")),
+                    _ => Ok(()),
+                };
+                Some((at, verdict))
+            })
+        }
+        Expectation::Command {
+            name,
+            device,
+            status,
+            error,
+            hold,
+            after,
+            within,
+        } => command(
+            j,
+            line,
+            (name, device.as_deref()),
+            (status, error.as_deref(), *hold),
+            after,
+            *within,
+        ),
         Expectation::Powered {
             device,
             port,
@@ -498,6 +555,85 @@ fn alert_name(j: &Journal, a: &Value) -> String {
 /// A timed expectation: finds the event at or after the anchor with `find`
 /// (its scenario ms and whether it is right), and compares the time taken
 /// with `within`.
+/// A command the gateway sent: found by its `api_command` step's name, or
+/// by its op (the first the device's node was handed after `after`); then
+/// judged on what the gateway's API said of it at the end.
+fn command(
+    j: &Journal,
+    line: usize,
+    (name, device): (&str, Option<&str>),
+    (status, error, hold): (&str, Option<&str>, Option<bool>),
+    after: &Anchor,
+    within: Option<Duration>,
+) -> Outcome {
+    let to = device.map(|d| format!(" to {d}")).unwrap_or_default();
+    let api = j.api.get(name);
+    let since = match (api, after) {
+        (Some(_), Anchor::Start) => "its request".to_owned(),
+        (_, a) => anchor_text(a),
+    };
+    let what = format!(
+        "the gateway's command `{name}`{}{to} ends {status}{}{}",
+        hold.map(|h| format!(" (hold: {h})")).unwrap_or_default(),
+        error.map(|e| format!(" ({e})")).unwrap_or_default(),
+        within
+            .map(|w| format!(" within {} of {since}", humantime::format_duration(w)))
+            .unwrap_or_default()
+    );
+    let from = match (api, after) {
+        // A name alone measures from its request.
+        (Some(a), Anchor::Start) => Some(a.at_ms),
+        (_, a) => anchor_at(
+            j,
+            device.or(api.map(|a| a.device.as_str())).unwrap_or_default(),
+            None,
+            a,
+        ),
+    };
+    let id = match api {
+        Some(a) => a.id.clone(),
+        None => from.and_then(|from| {
+            j.received
+                .get(device.unwrap_or_default())?
+                .iter()
+                .find(|c| c.op == name && c.at_ms >= from && j.commands.contains_key(&c.id))
+                .map(|c| c.id.clone())
+        }),
+    };
+    let Some(view) = id.as_ref().and_then(|id| j.commands.get(id)) else {
+        let detail = match (api, &id) {
+            (Some(_), None) => "the API did not take it (see the bench's notes)".to_owned(),
+            (None, _) => format!("the node was never handed a `{name}` from the gateway"),
+            (Some(_), Some(id)) => format!("the API does not know `{id}`"),
+        };
+        return outcome(what, line, false, detail);
+    };
+    let said = view["status"].as_str().unwrap_or_default();
+    let said_error = view["error"].as_str();
+    let said_hold = view["args"]["hold"].as_bool();
+    let right =
+        said == status && error.is_none_or(|e| said_error == Some(e)) && hold.is_none_or(|h| said_hold == Some(h));
+    let verdict = if right {
+        Ok(())
+    } else {
+        Err(format!(
+            "the API says {said}{}{}",
+            said_error.map(|e| format!(" ({e})")).unwrap_or_default(),
+            said_hold.map(|h| format!(", hold: {h}")).unwrap_or_default()
+        ))
+    };
+    match within {
+        None => {
+            let passed = verdict.is_ok();
+            outcome(what, line, passed, verdict.err().unwrap_or_default())
+        }
+        Some(w) => timed(what, line, w, from, |_| {
+            let settled = view["settled_at"].as_i64()?;
+            Some((rel(j, settled), verdict))
+        }),
+    }
+}
+
 fn timed(
     what: String,
     line: usize,

@@ -134,6 +134,22 @@ pub enum Happening {
         /// The exception code (1–255).
         exception: u8,
     },
+    /// A command sent through the gateway's API (`do = "api_command"`):
+    /// `POST /api/v1/devices/{site}/{device}/commands` with `{"op",
+    /// "args"}`, as a property engineer's console does. The gateway signs
+    /// and publishes it; expectations name it by `name`.
+    Api(ApiCommand),
+}
+
+/// A command for the gateway's API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiCommand {
+    /// What expectations call it (`as`, or else the step's label).
+    pub name: String,
+    /// The op.
+    pub op: String,
+    /// `args`, as the API takes them.
+    pub args: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A fault on a link (undone after `for`, when given).
@@ -260,7 +276,8 @@ pub enum Expectation {
         escalated_to: Option<String>,
     },
     /// The node cuts a charging port (or every port) within `within` of
-    /// `after`, and keeps it cut.
+    /// `after`, and keeps it cut until the step labelled `until` (or the
+    /// end).
     Cut {
         /// The bay.
         device: String,
@@ -270,6 +287,8 @@ pub enum Expectation {
         after: Anchor,
         /// How long it may take.
         within: Duration,
+        /// Kept cut until this step's label; `None`: the end of the run.
+        until: Option<String>,
     },
     /// No alert fires that is not inhibited (for `devices`, or any), but
     /// those with a code in `except`.
@@ -333,6 +352,42 @@ pub enum Expectation {
         after: Anchor,
         /// Until this step's label; `None`: the end of the run.
         until: Option<String>,
+    },
+    /// A periodic duty's order (`docs/workorders.md`: `self_test`,
+    /// `maintenance`) on `device` is completed within `within` of `after`.
+    Duty {
+        /// The duty.
+        duty: String,
+        /// The device.
+        device: String,
+        /// Who must have completed it (`node` for a passing self-test).
+        by: Option<String>,
+        /// From when.
+        after: Anchor,
+        /// How long it may take.
+        within: Duration,
+    },
+    /// A command the gateway sent (through its API, or of its own) ends
+    /// in `status` (`sent`, `acked`, `refused`, `expired`), settled within
+    /// `within` of `after` by the gateway's clock (`GET
+    /// /api/v1/commands/{id}` at the end of the run: its `settled_at`).
+    Command {
+        /// An `api_command` step's name, or an op: then the first command of
+        /// that op the gateway sent `device` (of its own: a policy, a rule)
+        /// that reached the node after `after`.
+        name: String,
+        /// The device (needed for an op).
+        device: Option<String>,
+        /// The status it must end in.
+        status: String,
+        /// The `error` it must carry (the node's ack's).
+        error: Option<String>,
+        /// The `args.hold` it must carry (`hold_doors`).
+        hold: Option<bool>,
+        /// From when.
+        after: Anchor,
+        /// How long settling may take (not for `sent`).
+        within: Option<Duration>,
     },
     /// The gateway shows the device's clock off by about `seconds`.
     Skew {
@@ -522,9 +577,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     }
     steps.sort_by_key(|s| s.at);
     let labels: BTreeSet<&str> = steps.iter().filter_map(|s| s.label.as_deref()).collect();
+    let mut api_names: BTreeSet<&str> = BTreeSet::new();
+    for s in &steps {
+        if let Happening::Api(a) = &s.what
+            && !api_names.insert(a.name.as_str())
+        {
+            return Err(cx.err(
+                Some(s.line),
+                "at.as",
+                format!("two `api_command` steps are called `{}`", a.name),
+            ));
+        }
+    }
     let mut expects = Vec::new();
     for (i, t) in raw.expect.into_iter().enumerate() {
-        expects.push(expectation(&cx, i, t, &ids, &labels)?);
+        expects.push(expectation(&cx, i, t, &ids, &labels, &api_names)?);
     }
     if expects.is_empty() {
         return Err(cx.err(None, "expect", "a scenario needs at least one [[expect]]"));
@@ -782,6 +849,8 @@ fn step(
     }
     let what = if what_name == "refuse" {
         refuse_step(cx, line, &field, table, decl, bus.as_deref())?
+    } else if what_name == "api_command" {
+        api_step(cx, line, &field, table, decl, (label.as_deref(), lasts))?
     } else if LINK_ACTIONS.contains(&what_name.as_str()) {
         link_step(cx, line, &field, table, &what_name, decl, bus.as_deref())?
     } else {
@@ -877,6 +946,82 @@ fn refuse_step(
     })
 }
 
+/// `do = "api_command"`: a command through the gateway's API.
+fn api_step(
+    cx: &Ctx<'_>,
+    line: usize,
+    field: &str,
+    table: toml::Table,
+    decl: Option<&DeviceDecl>,
+    (label, lasts): (Option<&str>, Option<Duration>),
+) -> Result<Happening, ScenarioError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawApi {
+        #[serde(rename = "do")]
+        _do: String,
+        op: String,
+        #[serde(rename = "as")]
+        name: Option<String>,
+        port: Option<u8>,
+        #[serde(rename = "name")]
+        threshold: Option<String>,
+        value: Option<f64>,
+        hold: Option<bool>,
+    }
+    if lasts.is_some() {
+        return Err(cx.err(
+            Some(cx.key_line(line, "for")),
+            format!("{field}.for"),
+            "only an injected fault (or a link fault) is undone after `for`",
+        ));
+    }
+    let Some(d) = decl else {
+        return Err(cx.err(Some(line), format!("{field}.device"), "`api_command` needs a `device`"));
+    };
+    if d.link != LinkKind::Mqtt {
+        return Err(cx.err(
+            Some(line),
+            format!("{field}.do"),
+            format!(
+                "the gateway commands over MQTT; {} is on a {} link",
+                d.spec.id,
+                d.link.name()
+            ),
+        ));
+    }
+    let raw: RawApi = cx.typed(table, line, field)?;
+    if protocol::Op::from_name(&raw.op).is_none() {
+        let known: Vec<&str> = protocol::Op::ALL.iter().map(|o| o.as_str()).collect();
+        return Err(cx.err(
+            Some(cx.key_line(line, "op")),
+            format!("{field}.op"),
+            format!("`{}` is not an op ({})", raw.op, known.join(", ")),
+        ));
+    }
+    let name = raw.name.or_else(|| label.map(str::to_owned)).ok_or_else(|| {
+        cx.err(
+            Some(line),
+            format!("{field}.as"),
+            "an `api_command` has a name for expectations: `as = \"cut-3\"` (or a `label`)",
+        )
+    })?;
+    let mut args = serde_json::Map::new();
+    if let Some(p) = raw.port {
+        args.insert("port".into(), p.into());
+    }
+    if let Some(n) = raw.threshold {
+        args.insert("name".into(), n.into());
+    }
+    if let Some(v) = raw.value {
+        args.insert("value".into(), v.into());
+    }
+    if let Some(h) = raw.hold {
+        args.insert("hold".into(), h.into());
+    }
+    Ok(Happening::Api(ApiCommand { name, op: raw.op, args }))
+}
+
 /// A link fault of the timeline, checked against what it concerns.
 fn link_step(
     cx: &Ctx<'_>,
@@ -961,6 +1106,7 @@ struct RawCut {
     device: String,
     after: Option<String>,
     within: String,
+    until: Option<String>,
 }
 
 /// `no_alerts = true` or `no_notifications = true`, with their scope.
@@ -1021,6 +1167,31 @@ struct RawAck {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawDuty {
+    duty: String,
+    device: String,
+    by: Option<String>,
+    after: Option<String>,
+    within: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommand {
+    command: String,
+    device: Option<String>,
+    status: String,
+    error: Option<String>,
+    hold: Option<bool>,
+    after: Option<String>,
+    within: Option<String>,
+}
+
+/// What `GET /api/v1/commands/{id}` says a command came to (CONTRACT §9).
+const COMMAND_STATUSES: &[&str] = &["sent", "acked", "refused", "expired"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawPowered {
     powered: u8,
     device: String,
@@ -1035,6 +1206,8 @@ const EXPECT_KEYS: &[&str] = &[
     "cut",
     "powered",
     "ack",
+    "command",
+    "duty",
     "no_alerts",
     "no_notifications",
     "inhibited",
@@ -1050,6 +1223,7 @@ fn expectation(
     t: Spanned<toml::Table>,
     ids: &BTreeSet<&str>,
     labels: &BTreeSet<&str>,
+    api_names: &BTreeSet<&str>,
 ) -> Result<Expect, ScenarioError> {
     let line = cx.line(t.span().start);
     let field = format!("expect[{i}]");
@@ -1150,11 +1324,21 @@ fn expectation(
                     ));
                 }
             };
+            if let Some(u) = &r.until
+                && !labels.contains(u.as_str())
+            {
+                return Err(cx.err(
+                    Some(cx.key_line(line, "until")),
+                    format!("{field}.until"),
+                    format!("`{u}` is not a step's label"),
+                ));
+            }
             Expectation::Cut {
                 device: device(&r.device)?,
                 port,
                 after: anchor(r.after)?,
                 within: dur("within", &r.within)?,
+                until: r.until,
             }
         }
         "no_alerts" | "no_notifications" => {
@@ -1192,6 +1376,62 @@ fn expectation(
                 error: r.error,
                 after: anchor(r.after)?,
                 within: dur("within", &r.within)?,
+            }
+        }
+        "duty" => {
+            let r: RawDuty = cx.typed(table, line, &field)?;
+            Expectation::Duty {
+                device: device(&r.device)?,
+                duty: r.duty,
+                by: r.by,
+                after: anchor(r.after)?,
+                within: dur("within", &r.within)?,
+            }
+        }
+        "command" => {
+            let r: RawCommand = cx.typed(table, line, &field)?;
+            if !COMMAND_STATUSES.contains(&r.status.as_str()) {
+                return Err(cx.err(
+                    Some(cx.key_line(line, "status")),
+                    format!("{field}.status"),
+                    format!(
+                        "`{}` is not a command status ({})",
+                        r.status,
+                        COMMAND_STATUSES.join(", ")
+                    ),
+                ));
+            }
+            let by_op = !api_names.contains(r.command.as_str());
+            if by_op && protocol::Op::from_name(&r.command).is_none() {
+                return Err(cx.err(
+                    Some(cx.key_line(line, "command")),
+                    format!("{field}.command"),
+                    format!("`{}` is neither an `api_command` step's name nor an op", r.command),
+                ));
+            }
+            if by_op && r.device.is_none() {
+                return Err(cx.err(
+                    Some(line),
+                    format!("{field}.device"),
+                    "a command named by its op needs the `device` it was sent to",
+                ));
+            }
+            let within = opt_dur("within", r.within)?;
+            if within.is_none() && r.status != "sent" {
+                return Err(cx.err(
+                    Some(line),
+                    format!("{field}.within"),
+                    "say how long settling may take: `within = \"30s\"`",
+                ));
+            }
+            Expectation::Command {
+                device: r.device.as_deref().map(device).transpose()?,
+                name: r.command,
+                status: r.status,
+                error: r.error,
+                hold: r.hold,
+                after: anchor(r.after)?,
+                within,
             }
         }
         "powered" => {

@@ -23,13 +23,16 @@
 //! opt(port)                          0x00, or 0x01 and the port as one byte
 //! opt(name)                          0x00, or 0x01 and text(name)
 //! opt(value)                         0x00, or 0x01 and the f64's IEEE 754 bits, 8 bytes big-endian
+//! hold                               nothing when absent, or 0x01 and 0x00 (release) / 0x01 (hold)
 //! ctr                                u64, 8 bytes big-endian
 //! exp                                i64 (ms since the Unix epoch), 8 bytes big-endian
 //! ```
 //!
 //! where `text(s)` is one length byte and the UTF-8 bytes (every text here
 //! is at most 48 bytes). Length prefixes make the string unambiguous: no two
-//! commands share one. What is not covered is what does not change what the
+//! commands share one (`hold`, added with `hold_doors`, is told apart by the
+//! length: `ctr` and `exp` are always the last 16 bytes, and leaving it out
+//! when absent keeps the MAC of every other command unchanged). What is not covered is what does not change what the
 //! node does: `v`, `seq`, `ts`, `hist`, `bdseq`, and `args` fields the node
 //! does not know (it ignores them).
 //!
@@ -327,6 +330,10 @@ fn feed(to: &Recipient<'_>, cmd: &Cmd, ctr: u64, exp: Timestamp, out: &mut impl 
             out(&v.to_bits().to_be_bytes());
         }
         None => out(&[0]),
+    }
+    // Nothing when absent, so every command without it signs as before.
+    if let Some(h) = cmd.args.hold {
+        out(&[1, u8::from(h)]);
     }
     out(&ctr.to_be_bytes());
     out(&exp.as_millis().to_be_bytes());

@@ -193,16 +193,26 @@ pub fn decode_binary(kind: Kind, payload: &[u8]) -> Result<Message, DecodeError>
     Ok(msg)
 }
 
-/// A binary `cmd`: the signed layout, or the one from before commands were
-/// signed (which ends after `args`) as an unsigned command. Only a body that
-/// ends exactly there is read the old way; anything else keeps its error.
+/// A binary `cmd`, read in three layers, each a prefix of the next: the
+/// head through `args` (a body that ends there is the layout from before
+/// commands were signed: an unsigned command), then `ctr`, `exp` and `mac`
+/// (a body that ends there is any command without `args.hold`), then
+/// `args.hold` (written only when present). So every older layout still
+/// decodes, and nothing else is guessed at: a body that ends inside a layer,
+/// or goes on after `hold`, keeps its error.
 fn decode_binary_cmd(body: &[u8]) -> Result<crate::message::Cmd, postcard::Error> {
-    match postcard_exact(body) {
-        Err(postcard::Error::DeserializeUnexpectedEnd) => postcard_exact::<crate::message::UnsignedCmd>(body)
-            .map(Into::into)
-            .map_err(|_| postcard::Error::DeserializeUnexpectedEnd),
-        other => other,
+    type Auth = (Option<u64>, Option<crate::time::Timestamp>, Option<crate::cmdauth::Mac>);
+    let (head, rest) = postcard::take_from_bytes::<crate::message::UnsignedCmd>(body)?;
+    let mut cmd = crate::message::Cmd::from(head);
+    if rest.is_empty() {
+        return Ok(cmd);
     }
+    let ((ctr, exp, mac), rest) = postcard::take_from_bytes::<Auth>(rest)?;
+    (cmd.ctr, cmd.exp, cmd.mac) = (ctr, exp, mac);
+    if !rest.is_empty() {
+        cmd.args.hold = postcard_exact::<Option<bool>>(rest)?;
+    }
+    Ok(cmd)
 }
 
 /// Decodes postcard, rejecting trailing bytes (a truncated or padded frame is

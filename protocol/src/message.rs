@@ -156,6 +156,10 @@ wire_names! {
         SelfTest = 2 => "self_test",
         /// Set a node threshold (`args.name`, `args.value`).
         SetThreshold = 3 => "set_threshold",
+        /// Hold an elevator car's doors open (`args.hold: true`), keeping the
+        /// car at its landing, or release them (`args.hold: false`): the
+        /// gateway's answer to an e-bike in the car (阻梯).
+        HoldDoors = 4 => "hold_doors",
     }
 }
 
@@ -172,11 +176,38 @@ pub struct CmdArgs {
     /// Threshold value, for `set_threshold`.
     #[serde(default)]
     pub value: Option<f64>,
+    /// Hold (`true`) or release (`false`) the doors, for `hold_doors`.
+    ///
+    /// In the binary encoding it travels after `mac`, and only when present,
+    /// so the binary form of every command without it is what it was before
+    /// the op existed ([`crate::codec`]).
+    #[serde(default)]
+    pub hold: Option<bool>,
 }
 
 impl CmdArgs {
     fn is_empty(&self) -> bool {
-        self.port.is_none() && self.name.is_none() && self.value.is_none()
+        self.port.is_none() && self.name.is_none() && self.value.is_none() && self.hold.is_none()
+    }
+}
+
+/// `args` as the binary encoding carries it: the three fields from before
+/// `hold` existed (`hold` follows the `mac`; see [`CmdArgs::hold`]).
+#[derive(Deserialize)]
+pub(crate) struct BinaryArgs {
+    port: Option<u8>,
+    name: Option<NameString>,
+    value: Option<f64>,
+}
+
+impl From<BinaryArgs> for CmdArgs {
+    fn from(a: BinaryArgs) -> Self {
+        CmdArgs {
+            port: a.port,
+            name: a.name,
+            value: a.value,
+            hold: None,
+        }
     }
 }
 
@@ -215,10 +246,10 @@ pub struct Cmd {
     pub mac: Option<Mac>,
 }
 
-/// A `cmd` as binary payloads carried it before commands were signed (the
-/// same fields, without `ctr`, `exp` and `mac`): still decoded, as an
-/// unsigned command, so a node can answer it `unsigned` instead of dropping
-/// it as malformed.
+/// The head of a binary `cmd`, through `args`. A body that ends here is the
+/// layout from before commands were signed: still decoded, as an unsigned
+/// command, so a node can answer it `unsigned` instead of dropping it as
+/// malformed. `ctr`, `exp`, `mac` and then `hold` follow ([`crate::codec`]).
 #[derive(Deserialize)]
 pub(crate) struct UnsignedCmd {
     v: V1,
@@ -228,7 +259,7 @@ pub(crate) struct UnsignedCmd {
     bdseq: Option<u32>,
     id: CmdId,
     op: Named<Op>,
-    args: CmdArgs,
+    args: BinaryArgs,
 }
 
 impl From<UnsignedCmd> for Cmd {
@@ -241,7 +272,7 @@ impl From<UnsignedCmd> for Cmd {
             bdseq: c.bdseq,
             id: c.id,
             op: c.op,
-            args: c.args,
+            args: c.args.into(),
             ctr: None,
             exp: None,
             mac: None,
@@ -450,6 +481,9 @@ impl Cmd {
         if self.op == Named::Known(Op::SetThreshold) && (self.args.name.is_none() || self.args.value.is_none()) {
             return Err(Invalid::new("args", "set_threshold needs `name` and `value`"));
         }
+        if self.op == Named::Known(Op::HoldDoors) && self.args.hold.is_none() {
+            return Err(Invalid::new("args", "hold_doors needs `hold`"));
+        }
         Ok(())
     }
 }
@@ -586,17 +620,21 @@ impl Serialize for Event {
 
 impl Serialize for CmdArgs {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut f = Fields::begin(s, "CmdArgs", 3)?;
+        let mut f = Fields::begin(s, "CmdArgs", 4)?;
         f.opt("port", self.port.as_ref())?;
         f.opt("name", self.name.as_ref())?;
         f.opt("value", self.value.as_ref())?;
+        // Binary: `hold` is written by the `Cmd`, after its `mac`.
+        if !f.compact {
+            f.opt("hold", self.hold.as_ref())?;
+        }
         f.end()
     }
 }
 
 impl Serialize for Cmd {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut f = Fields::begin(s, "Cmd", 11)?;
+        let mut f = Fields::begin(s, "Cmd", 12)?;
         f.header(self.seq, self.ts, self.hist)?;
         f.opt("bdseq", self.bdseq.as_ref())?;
         f.field("id", &self.id)?;
@@ -605,6 +643,11 @@ impl Serialize for Cmd {
         f.opt("ctr", self.ctr.as_ref())?;
         f.opt("exp", self.exp.as_ref())?;
         f.opt("mac", self.mac.as_ref())?;
+        // Binary only (JSON has it in `args`), and only when present: the
+        // binary form of every other command ends at `mac`, as before.
+        if f.compact && self.args.hold.is_some() {
+            f.opt("hold", self.args.hold.as_ref())?;
+        }
         f.end()
     }
 }

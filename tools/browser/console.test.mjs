@@ -72,6 +72,10 @@ role = "auditor"
 data_dir = "${path.join(dir, "data")}"
 [alerting]
 group_wait = "1s"
+[[sites]]
+id = "${SITE}"
+name = "湖畔花园"
+name_en = "Lakeside Garden"
 [[alerting.buildings]]
 site = "${SITE}"
 building = "1号楼"
@@ -153,6 +157,39 @@ async function api(pathname, token = ADMIN) {
   const r = await fetch(base + pathname, { headers: { Authorization: "Bearer " + token } });
   if (!r.ok) throw new Error(`${pathname}: ${r.status} ${await r.text()}`);
   return r.json();
+}
+
+/** `POST pathname` with a JSON body; the answer's JSON. */
+async function post(pathname, body, token = ADMIN) {
+  const r = await fetch(base + pathname, { method: "POST", headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  if (!r.ok) throw new Error(`${pathname}: ${r.status} ${await r.text()}`);
+  return r.json();
+}
+
+/**
+ * The next message on `topic`, with a real mosquitto_sub: resolves `ready`
+ * once the broker acknowledged the subscription, then `message` with the payload.
+ */
+function subscribeOnce(topicName) {
+  // stdbuf: its debug lines (the SUBACK) come as they happen, not when a pipe's buffer fills.
+  const p = spawn("stdbuf", ["-oL", "mosquitto_sub", "-d", "-h", "127.0.0.1", "-p", String(mqttPort), "-q", "1", "-C", "1", "-W", "30", "-t", topicName], { stdio: ["ignore", "pipe", "ignore"] });
+  let out = "";
+  let onReady;
+  const ready = new Promise((r) => { onReady = r; });
+  const message = new Promise((resolve, reject) => {
+    p.stdout.on("data", (d) => {
+      out += d;
+      if (/received SUBACK/.test(out)) onReady(true);
+    });
+    p.on("error", reject);
+    p.on("exit", () => {
+      const line = out.split("\n").find((l) => l.startsWith("{"));
+      if (line) resolve(JSON.parse(line)); else reject(new Error(`no message on ${topicName}: ${out}`));
+    });
+  });
+  // A scenario that fails before it waits for the message must not leave an unhandled rejection.
+  message.catch(() => {});
+  return { ready, message, stop: () => p.kill() };
 }
 
 const ready = () => until("the gateway answers /readyz", async () => (await fetch(base + "/readyz")).ok, 30_000);
@@ -309,6 +346,7 @@ try {
     check((await text(engineer, "#nav")).includes("告警"), "the views are not named in Chinese");
     const buildings = await engineer.locator(".building h3").allInnerTexts();
     check(buildings.includes("1号楼") && buildings.includes("2号楼"), `buildings: ${buildings}`);
+    check((await engineer.locator(".site h2").first().innerText()) === "湖畔花园", "the compound is not called by its [[sites]] name");
     check((await text(engineer, 'li.alert[data-code="over_temperature"] .where')).includes("充电桩"), "the class is not 充电桩");
     check(await engineer.evaluate((t) => sessionStorage.getItem("fm-token") === t, ENGINEER), "the token is not in sessionStorage");
   });
@@ -358,6 +396,47 @@ try {
     }, null, { timeout: WAIT });
     await noOverflow(engineer, 390);
     await engineer.setViewportSize({ width: 1400, height: 1000 });
+  });
+
+  await scenario("the engineer cuts a charging port from its page and sees it carried out", async () => {
+    // BAY-1 is provisioned (its key is what the gateway signs with); this
+    // test plays its node: takes the command, answers with an ack.
+    await post("/api/v1/devices", { site: SITE, class: "charger", device: "BAY-1" });
+    const sub = subscribeOnce(topic("charger", "BAY-1", "cmd"));
+    try {
+      await until("the node's subscription", () => Promise.race([sub.ready, new Promise((r) => setTimeout(() => r(false), 200))]));
+    } catch (e) { sub.stop(); throw e; }
+    await engineer.goto(`${base}/#/device/${SITE}/BAY-1`);
+    await engineer.waitForSelector('button[data-act="command"][data-op="cut_off"]', { timeout: WAIT });
+    check((await text(engineer, 'button[data-act="command"]')) === "切断端口", "the button is not 切断端口");
+    await engineer.fill("#cmd-port", "2");
+    await engineer.click('button[data-act="command"][data-op="cut_off"]');
+    const cmd = await sub.message;
+    check(cmd.op === "cut_off" && cmd.args.port === 2 && cmd.mac && cmd.ctr > 0, `the node got ${JSON.stringify(cmd)}`);
+    const row = engineer.locator(`li.cmd[data-cmd="${cmd.id}"]`);
+    await row.waitFor({ timeout: WAIT });
+    await publish(topic("charger", "BAY-1", "ack"), [{ v: 1, seq: next("BAY-1"), ts: Date.now(), bdseq: 1, id: cmd.id, ok: true }]);
+    await engineer.waitForSelector(`li.cmd.st-acked[data-cmd="${cmd.id}"]`, { timeout: WAIT });
+    check((await row.locator(".cmd-status").innerText()) === "已执行", "the row does not say 已执行");
+    await shot(engineer, "commands");
+    const c = await api(`/api/v1/commands/${cmd.id}`);
+    check(c.status === "acked" && c.by === "张工", `the gateway has ${c.status} by ${c.by}`);
+  });
+
+  await scenario("a device going offline shows on the devices page without reload", async () => {
+    check(engineer, "no engineer page");
+    await engineer.goto(base + "/#/devices");
+    const row = engineer.locator('tr[data-device="EL-3"] .dev');
+    await row.waitFor({ timeout: WAIT });
+    check((await row.innerText()) === "在线", `EL-3 is ${await row.innerText()} before its death`);
+    await engineer.evaluate(() => { window.notReloaded = true; });
+    await publish(topic("elevator", "EL-3", "death"), [{ v: 1, bdseq: 1 }]);
+    await engineer.waitForSelector('tr[data-device="EL-3"] .dev.offline', { timeout: WAIT });
+    check((await row.innerText()) === "离线", `EL-3 is ${await row.innerText()} after its death`);
+    check(await engineer.evaluate(() => window.notReloaded === true), "the page was reloaded");
+    // Back for the next scenarios: a birth brings it online again.
+    await birth("elevator", "EL-3", { rated_speed_mps: 1.75, floors: 18 });
+    await engineer.waitForSelector('tr[data-device="EL-3"] .dev.online', { timeout: WAIT });
   });
 
   await scenario("a contractor on a 390 px phone responds, arrives and completes", async () => {

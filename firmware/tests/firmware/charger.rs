@@ -89,7 +89,7 @@ fn smoke_cuts_every_port_at_once_and_stays_latched_after_the_smoke_clears() {
     let e = ev.iter().find(|(_, e)| e.code == EventCode::Smoke).unwrap().1;
     assert!(e.active && e.cut_off);
     assert!((1..=12).all(|p| !n.relay_on(p)));
-    assert_eq!(n.clear(None), Err(CommandError::CauseStillPresent), "smoke still there");
+    assert_eq!(n.clear(None), Err(CommandError::SmokePresent), "smoke still there");
     let ev = run(&mut n, 2, 2, &inputs(0.0, 30.0));
     assert!(ev.iter().any(|(_, e)| e.code == EventCode::Smoke && !e.active));
     assert!((1..=12).all(|p| !n.relay_on(p)), "latched until cleared");
@@ -146,11 +146,11 @@ fn clear_refuses_while_the_port_is_still_hot() {
     let mut n = bay();
     let hot = with_port(inputs(1.0, 30.0), 1, 1.0, 85.0);
     run(&mut n, 0, 0, &hot);
-    assert_eq!(n.clear(Some(1)), Err(CommandError::CauseStillPresent));
+    assert_eq!(n.clear(Some(1)), Err(CommandError::StillHot));
     run(&mut n, 1, 1, &with_port(inputs(1.0, 30.0), 1, 0.0, 60.0));
     assert_eq!(
         n.clear(Some(1)),
-        Err(CommandError::CauseStillPresent),
+        Err(CommandError::StillHot),
         "60 °C is above the 55 °C clear level"
     );
     run(&mut n, 2, 2, &inputs(0.0, 40.0));

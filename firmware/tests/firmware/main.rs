@@ -11,6 +11,7 @@
 
 mod budget;
 mod charger;
+mod commands;
 mod docs;
 mod drivers;
 mod elevator;

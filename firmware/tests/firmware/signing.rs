@@ -42,3 +42,9 @@ pub(crate) fn cmd(to: &Recipient<'_>, id: &str, op: &str, args: &str, ctr: u64) 
     let json = format!(r#"{{"v":1,"seq":1,"ts":0,"id":"{id}","op":"{op}","args":{args}}}"#);
     sign_with(&key(), to, &json, ctr, LATER, Format::Json)
 }
+
+/// [`cmd`], encoded in `format`.
+pub(crate) fn cmd_in(to: &Recipient<'_>, id: &str, op: &str, args: &str, ctr: u64, format: Format) -> Vec<u8> {
+    let json = format!(r#"{{"v":1,"seq":1,"ts":0,"id":"{id}","op":"{op}","args":{args}}}"#);
+    sign_with(&key(), to, &json, ctr, LATER, format)
+}

@@ -98,6 +98,12 @@ pub struct Built {
 pub fn parse_time(text: &str) -> Result<i64, String> {
     let t = text.trim();
     let bad = || format!("`{text}` is not an RFC 3339 time (2026-12-01T08:00:00+08:00)");
+    // RFC 3339 is ASCII, and the offset is cut off by byte position below:
+    // anything else would be cut inside a character (`+08:维保`, found by
+    // the `config` fuzz target) and panic.
+    if !t.is_ascii() {
+        return Err(bad());
+    }
     let (base, offset_ms) = match t.len().checked_sub(6).map(|i| t.split_at(i)) {
         Some((base, off)) if (off.starts_with('+') || off.starts_with('-')) && off.as_bytes().get(3) == Some(&b':') => {
             let h: i64 = off[1..3].parse().map_err(|_| bad())?;

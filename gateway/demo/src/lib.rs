@@ -9,6 +9,10 @@
 //! broker exactly as a board would. Faults happen now and then (the first
 //! after 15 s: smoke in a bay, which the node cuts at once and the gateway
 //! dispatches at once), each cleared after a while, as a technician would.
+//! The charging bays and the fire pump are provisioned, their nodes given
+//! their command keys, so the console (or `curl`) can command them: a port
+//! cut off from the engineer's device page is carried out by the real
+//! firmware and acknowledged (docs/integrations.md).
 //!
 //! A crate of its own, so the production `gateway` binary links neither the
 //! simulation nor the firmware.
@@ -108,7 +112,63 @@ manager = "demo-manager"
         http = base.http.listen,
         data = base.storage.data_dir.display().to_string().replace('\\', "\\\\"),
     );
-    Config::parse(std::path::Path::new("(demo)"), &text).map_err(|e| anyhow::anyhow!("the demo's configuration: {e}"))
+    let mut config = Config::parse(std::path::Path::new("(demo)"), &text)
+        .map_err(|e| anyhow::anyhow!("the demo's configuration: {e}"))?;
+    // The platforms upstream (`--upstream FILE`): the demo's lift alarms and
+    // their orders' steps go to them as a real compound's would.
+    config.upstream = base.upstream.clone();
+    Ok(config)
+}
+
+/// The devices the demo provisions so they can be commanded: the bays
+/// (cut a port off) and the pump (its self-test).
+pub const COMMANDED: &[(&str, &str)] = &[("BAY-1", "charger"), ("BAY-2", "charger"), ("FP-1", "firepump")];
+
+/// The command keys (hex) of [`COMMANDED`], by device: read from the store
+/// when a previous run provisioned them, provisioned now otherwise (before
+/// the gateway starts, as `gateway devices add` does).
+///
+/// # Errors
+/// The store's, or provisioning's.
+pub fn command_keys(data_dir: &std::path::Path) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut keys = std::collections::BTreeMap::new();
+    {
+        let store = gateway::store::Store::open(data_dir)?;
+        for (device, _) in COMMANDED {
+            let live = gateway::store::credentials::get(store.conn(), SITE, device)
+                .map_err(|e| anyhow::anyhow!("reading {device}'s credential: {e}"))?
+                .filter(|c| c.revoked.is_none());
+            if let Some(c) = live {
+                keys.insert(
+                    (*device).to_owned(),
+                    c.cmd_key.iter().fold(String::with_capacity(64), |mut hex, b| {
+                        use std::fmt::Write as _;
+                        let _ = write!(hex, "{b:02x}");
+                        hex
+                    }),
+                );
+            }
+        }
+    }
+    for (device, class) in COMMANDED {
+        if keys.contains_key(*device) {
+            continue;
+        }
+        let new = gateway::ops::provisioning::NewDevice {
+            site: SITE.into(),
+            class: (*class).into(),
+            device: (*device).into(),
+            certificate_sha256: None,
+            rotate: true,
+        };
+        let answer = gateway::app::cli::add_device_offline(data_dir, new)
+            .map_err(|e| anyhow::anyhow!("provisioning {device}: {e}"))?;
+        let key = answer["cmd_key"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("provisioning {device}: no cmd_key"))?;
+        keys.insert((*device).to_owned(), key.to_owned());
+    }
+    Ok(keys)
 }
 
 /// The compound: (spec, charging ports to plug at the start).
@@ -187,12 +247,15 @@ pub async fn compound_task(
     mqtt: std::net::SocketAddr,
     faults: Option<Faults>,
     seed: u64,
+    keys: std::collections::BTreeMap<String, String>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let host = mqtt.ip().to_string();
     let epoch = gateway::app::run::now_ms();
     let mut members = Vec::new();
-    for (spec, plugs) in compound() {
+    for (mut spec, plugs) in compound() {
+        // The key the gateway signs this node's commands with.
+        spec.cmd_key = keys.get(&spec.id).cloned();
         let mut dev = SimDevice::new(spec, epoch);
         for &port in plugs {
             let _ = dev.act(&Action::Plug {
@@ -308,6 +371,7 @@ pub async fn run(
     let contractor = gateway::app::run::random_token()?;
     let auditor = gateway::app::run::random_token()?;
     let config = config(base, &contractor, &auditor)?;
+    let keys = command_keys(&config.storage.data_dir)?;
     let (mqtt, http) = (config.mqtt.listen, config.http.listen);
     let gw = gateway::app::run::start(config, admin_token.clone(), gateway::app::shared::Options::default()).await?;
     if !gw.subscribed(Duration::from_secs(10)).await {
@@ -325,6 +389,13 @@ pub async fn run(
         mqtt.ip(),
         mqtt.port()
     );
+    for p in &base.upstream.elevator_platform {
+        println!("  upstream     {} ({}): elevator alarms and disposals", p.url, p.name);
+    }
+    println!(
+        "  command      curl -X POST -H 'Authorization: Bearer {admin_token}' {console}api/v1/devices/{SITE}/BAY-2/commands -d '{{\"op\":\"cut_off\",\"args\":{{\"port\":1}}}}'"
+    );
+    println!("               (or 切断端口 · Cut off port on a bay's page in the console)");
     match faults {
         Some(f) => println!(
             "  faults       the first in {}, then about every {}",
@@ -335,7 +406,7 @@ pub async fn run(
     }
     println!();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut compound = tokio::spawn(compound_task(mqtt, faults, seed, stop_rx));
+    let mut compound = tokio::spawn(compound_task(mqtt, faults, seed, keys, stop_rx));
     let ended = tokio::select! {
         () = shutdown => None,
         r = &mut compound => Some(r),

@@ -27,15 +27,25 @@ struct DemoArgs {
     /// Seed of the traffic and of which device a fault befalls.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// A configuration file whose `[upstream]` (elevator supervision
+    /// platforms, ...) the demo feeds with its alarms (docs/integrations.md).
+    #[arg(long)]
+    upstream: Option<std::path::PathBuf>,
 }
 
 impl DemoArgs {
-    /// The embedded defaults with the command line's overrides.
-    #[must_use]
-    fn base(&self) -> gateway::app::config::Config {
+    /// The embedded defaults with the command line's overrides (and the
+    /// `--upstream` file's platforms).
+    ///
+    /// # Errors
+    /// The `--upstream` file's problem.
+    fn base(&self) -> Result<gateway::app::config::Config, gateway::app::config::ConfigError> {
         let mut config = gateway::app::config::Config::default();
+        if let Some(path) = &self.upstream {
+            config.upstream = gateway::app::config::Config::load(path)?.upstream;
+        }
         self.places.apply(&mut config);
-        config
+        Ok(config)
     }
 }
 
@@ -59,12 +69,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let base = match args.base() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let faults = (!args.no_faults).then_some(gateway_demo::Faults {
         first: args.first_fault,
         every: args.fault_every,
     });
     match runtime.block_on(gateway_demo::run(
-        &args.base(),
+        &base,
         token,
         faults,
         args.seed,

@@ -1,6 +1,7 @@
 //! `gateway-demo` as a newcomer runs it: the console and tokens printed, a
 //! compound reporting through the real firmware, the first fault an alert
-//! and an order, the console page served, SIGTERM ends it.
+//! and an order, a port cut off through the API and acknowledged by the
+//! firmware, the console page served, SIGTERM ends it.
 
 #![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
@@ -26,6 +27,31 @@ async fn get(http: u16, path: &str, token: Option<&str>) -> (u16, String) {
 
 async fn body(http: u16, path: &str) -> String {
     get(http, path, Some(testkit::ADMIN_TOKEN)).await.1
+}
+
+/// `POST path` with a JSON body and the admin token: status and body.
+async fn post(http: u16, path: &str, json: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        testkit::ADMIN_TOKEN,
+        json.len()
+    );
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        testkit::parse_response(&raw)
+    })
+    .await
+    .unwrap()
+}
+
+/// The value of `"key":"..."` in a JSON text.
+fn field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let at = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    json[at..].split('"').next()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,6 +104,29 @@ async fn the_demo_is_a_compound_with_faults_alerts_orders_and_records() {
     assert!(
         orders.contains("\"code\":\"smoke\"") && orders.contains("demo-bays"),
         "{orders}"
+    );
+    // A command from the console's API: a port of a bay cut off, carried
+    // out by the real firmware with the key the demo provisioned, and acked.
+    let (status, sent) = post(
+        http,
+        "/api/v1/devices/demo-garden/BAY-2/commands",
+        r#"{"op":"cut_off","args":{"port":1}}"#,
+    )
+    .await;
+    assert_eq!(status, 202, "{sent}");
+    let id = field(&sent, "id").unwrap().to_owned();
+    let mut command = String::new();
+    for _ in 0..300 {
+        command = body(http, &format!("/api/v1/commands/{id}")).await;
+        if field(&command, "status") != Some("sent") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(field(&command, "status"), Some("acked"), "{command}");
+    assert!(
+        printed.contains("/api/v1/devices/demo-garden/BAY-2/commands"),
+        "{printed}"
     );
     let verify = body(http, "/api/v1/records/verify").await;
     assert!(verify.contains("\"ok\":true"), "{verify}");

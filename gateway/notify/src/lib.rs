@@ -268,6 +268,19 @@ pub trait Channel: Send + Sync {
     /// Implementations must bound their own time (a timeout), because the
     /// attempt holds one of the outbox's concurrency permits.
     fn send<'a>(&'a self, to: &'a Contact, msg: &'a Message) -> SendFuture<'a>;
+
+    /// Targets of message `id` this channel has reached so far, for a
+    /// delivery cut off part-way (`sms:13800138000` for each number an SMS
+    /// got through to). A channel that reaches one target per message has
+    /// nothing partial to tell: it is reached when its outcome says so.
+    fn progress(&self, _id: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Told before the first attempt of a delivery an earlier run cut off:
+    /// what [`Channel::progress`] said then, so those targets are not sent
+    /// the message again.
+    fn resume(&self, _id: &str, _reached: &[String]) {}
 }
 
 /// Why one attempt failed, and whether another attempt can succeed.

@@ -62,6 +62,22 @@ pub struct Delivery {
     pub to: Contact,
     /// What they are told.
     pub msg: Message,
+    /// What an earlier run already reached (see [`Outcome::reached`]): a
+    /// channel named here is not sent again, and the rest is handed to the
+    /// channel's [`Channel::resume`]. Empty for a new delivery.
+    pub reached: Vec<String>,
+}
+
+impl Delivery {
+    /// A new delivery, nothing reached yet.
+    #[must_use]
+    pub fn new(to: Contact, msg: Message) -> Delivery {
+        Delivery {
+            to,
+            msg,
+            reached: Vec::new(),
+        }
+    }
 }
 
 /// How one delivery went on one channel: what the gateway writes as a
@@ -87,6 +103,11 @@ pub struct Outcome {
     /// reaches the contact has reported): a caller that keeps deliveries
     /// on disk forgets one here.
     pub last: bool,
+    /// What this channel reached, for a caller that keeps an interrupted
+    /// delivery for its next start ([`Delivery::reached`]): the channel's
+    /// name once delivered, and what [`Channel::progress`] says when cut
+    /// off part-way (the numbers an SMS already got through to).
+    pub reached: Vec<String>,
 }
 
 impl Outcome {
@@ -337,10 +358,6 @@ impl Worker {
     /// Starts one job per channel that reaches the contact.
     fn dispatch(&self, d: Delivery, jobs: &mut JoinSet<()>) {
         let reaching: Vec<Arc<dyn Channel>> = self.channels.iter().filter(|c| c.reaches(&d.to)).cloned().collect();
-        let slot = Arc::new(Slot {
-            core: Arc::clone(&self.core),
-            remaining: AtomicUsize::new(reaching.len()),
-        });
         if reaching.is_empty() {
             let names: Vec<&str> = self.channels.iter().map(|c| c.name()).collect();
             let reason = format!(
@@ -353,18 +370,22 @@ impl Worker {
                 }
             );
             tracing::error!(id = %d.msg.id, to = %d.to.id, kind = %d.msg.kind, "notification dead letter: {reason}");
-            drop(slot);
-            let _ = self.outcomes.send(Outcome {
-                id: d.msg.id,
-                to: d.to.id,
-                kind: d.msg.kind,
-                channel: "none",
-                attempts: 0,
-                result: Err(reason),
-                last: true,
-            });
-            return;
+            return self.ends_at_once(d, Err(reason));
         }
+        // A channel an earlier run already delivered on is not sent again;
+        // should that leave none (the caller kept a delivery it need not
+        // have), its last outcome still comes, so the caller forgets it.
+        let reaching: Vec<Arc<dyn Channel>> = reaching
+            .into_iter()
+            .filter(|c| !d.reached.iter().any(|r| r == c.name()))
+            .collect();
+        if reaching.is_empty() {
+            return self.ends_at_once(d, Ok(()));
+        }
+        let slot = Arc::new(Slot {
+            core: Arc::clone(&self.core),
+            remaining: AtomicUsize::new(reaching.len()),
+        });
         let d = Arc::new(d);
         for channel in reaching {
             let report = Report {
@@ -377,7 +398,11 @@ impl Worker {
                 outcomes: self.outcomes.clone(),
                 slot: Some(Arc::clone(&slot)),
                 sent: false,
+                channel_ref: Arc::clone(&channel),
             };
+            if !d.reached.is_empty() {
+                channel.resume(&d.msg.id, &d.reached);
+            }
             let job = Job {
                 channel,
                 delivery: Arc::clone(&d),
@@ -394,6 +419,25 @@ fn log_join(joined: Result<(), tokio::task::JoinError>) {
     if let Err(e) = joined {
         // The job's Report has already sent an outcome from its Drop.
         tracing::error!("notification job failed: {e}");
+    }
+}
+
+impl Worker {
+    /// A delivery with no job to run: its one outcome (channel `none`) at
+    /// once, and its place in `pending` given back.
+    fn ends_at_once(&self, d: Delivery, result: Result<(), String>) {
+        // What a Slot's drop would do.
+        self.core.pending.fetch_sub(1, Ordering::AcqRel);
+        let _ = self.outcomes.send(Outcome {
+            id: d.msg.id,
+            to: d.to.id,
+            kind: d.msg.kind,
+            channel: "none",
+            attempts: 0,
+            reached: if result.is_ok() { d.reached } else { Vec::new() },
+            result,
+            last: true,
+        });
     }
 }
 
@@ -424,6 +468,8 @@ struct Report {
     outcomes: mpsc::UnboundedSender<Outcome>,
     slot: Option<Arc<Slot>>,
     sent: bool,
+    /// Asked what it reached when the job ends undelivered.
+    channel_ref: Arc<dyn Channel>,
 }
 
 impl Report {
@@ -436,6 +482,11 @@ impl Report {
             .slot
             .take()
             .is_none_or(|s| s.remaining.fetch_sub(1, Ordering::AcqRel) == 1);
+        let reached = if result.is_ok() {
+            vec![self.channel.to_owned()]
+        } else {
+            self.channel_ref.progress(&self.id)
+        };
         let _ = self.outcomes.send(Outcome {
             id: std::mem::take(&mut self.id),
             to: std::mem::take(&mut self.to),
@@ -444,6 +495,7 @@ impl Report {
             attempts: self.attempts,
             result,
             last,
+            reached,
         });
     }
 

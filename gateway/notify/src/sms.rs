@@ -342,18 +342,50 @@ fn field_text(answer: &serde_json::Value, path: &str) -> Option<String> {
     })
 }
 
-/// Per message id: since when, and the numbers already reached.
-type Reached = HashMap<String, (Instant, HashSet<String>)>;
+/// Where one message stands: since when, the numbers reached, and those
+/// refused for good (a number retried is neither).
+#[derive(Clone, Debug)]
+struct Standing {
+    since: Instant,
+    reached: HashSet<String>,
+    refused: Vec<(String, String)>,
+}
+
+impl Standing {
+    fn new() -> Standing {
+        Standing {
+            since: Instant::now(),
+            reached: HashSet::new(),
+            refused: Vec::new(),
+        }
+    }
+
+    fn settled(&self, phone: &str) -> bool {
+        self.reached.contains(phone) || self.refused.iter().any(|(p, _)| p == phone)
+    }
+}
+
+/// Per message id, where it stands.
+type Reached = HashMap<String, Standing>;
+
+/// How a number reached is named in [`Channel::progress`].
+const PROGRESS_PREFIX: &str = "sms:";
 
 /// Sends the message as one SMS to each number of the contact (`sms = [...]`).
 ///
 /// The text is [`crate::text::Words::sms`] in at most `max_chars`
-/// characters. One attempt sends to every number not yet reached for this
-/// message: a retry after one number failed does not text the others again.
+/// characters. One attempt sends to every number not yet settled for this
+/// message: a number reached is not texted again by a retry, nor after a
+/// restart (the outbox keeps what [`Channel::progress`] says with a delivery
+/// cut off by shutdown, and hands it back through [`Channel::resume`]); a
+/// number refused for good is not tried again. The attempt is retried while
+/// any number failed for now, even if another was refused for good; once
+/// none is left to retry, a refused number makes the message a dead letter
+/// naming it, so nobody is left untold silently.
 /// Success is a status in `success_status` (any 2xx) and, with
 /// `success_field`, that field equal to `success_value`; a value in
 /// `retry_values`, HTTP 408/429/5xx and network failures are retried;
-/// anything else is a dead letter at once. Numbers appear in errors masked
+/// anything else is final for that number. Numbers appear in errors masked
 /// (`138****8000`); secrets never.
 #[derive(Clone)]
 pub struct Sms {
@@ -390,48 +422,58 @@ impl Sms {
         if to.sms.is_empty() {
             return Err(SendError::permanent(format!("contact {} has no SMS number", to.id)));
         }
-        let done = self.reached_for(&msg.id);
-        let mut failures: Vec<SendError> = Vec::new();
+        let before = self.standing(&msg.id);
+        let mut later: Vec<SendError> = Vec::new();
         for phone in &to.sms {
-            if done.contains(phone) {
+            if before.settled(phone) {
                 continue;
             }
             match self.send_one(to, msg, phone).await {
-                Ok(()) => self.mark(&msg.id, phone),
-                Err(e) => failures.push(e),
+                Ok(()) => self.update(&msg.id, |s| {
+                    s.reached.insert(phone.clone());
+                }),
+                Err(e) if e.retryable => later.push(e),
+                Err(e) => self.update(&msg.id, |s| s.refused.push((phone.clone(), e.message))),
             }
         }
-        let Some(first) = failures.first() else {
-            self.forget(&msg.id);
+        let now = self.standing(&msg.id);
+        let refused = now.refused.len();
+        if let Some(first) = later.first() {
+            let mut message = first.message.clone();
+            if later.len() > 1 {
+                let _ = write!(message, " (and {} more numbers failed for now)", later.len() - 1);
+            }
+            if refused > 0 {
+                let _ = write!(message, "; {refused} refused for good");
+            }
+            return Err(SendError::retryable(message));
+        }
+        self.forget(&msg.id);
+        let Some((_, first)) = now.refused.first() else {
             return Ok(());
         };
-        let retryable = failures.iter().all(|e| e.retryable);
-        let mut message = first.message.clone();
-        if failures.len() > 1 {
-            let _ = write!(message, " (and {} more numbers failed)", failures.len() - 1);
+        let mut message = first.clone();
+        if refused > 1 {
+            let _ = write!(message, " (and {} more numbers refused)", refused - 1);
         }
-        if retryable {
-            Err(SendError::retryable(message))
-        } else {
-            self.forget(&msg.id);
-            Err(SendError::permanent(message))
+        if !now.reached.is_empty() {
+            let _ = write!(message, "; {} reached", now.reached.len());
         }
+        Err(SendError::permanent(message))
     }
 
-    fn reached_for(&self, id: &str) -> HashSet<String> {
+    /// Where message `id` stands (nothing settled when unknown).
+    fn standing(&self, id: &str) -> Standing {
         let Ok(mut map) = self.reached.lock() else {
-            return HashSet::new();
+            return Standing::new();
         };
-        map.retain(|_, (since, _)| since.elapsed() < REMEMBER);
-        map.get(id).map(|(_, set)| set.clone()).unwrap_or_default()
+        map.retain(|_, s| s.since.elapsed() < REMEMBER);
+        map.get(id).cloned().unwrap_or_else(Standing::new)
     }
 
-    fn mark(&self, id: &str, phone: &str) {
+    fn update(&self, id: &str, change: impl FnOnce(&mut Standing)) {
         if let Ok(mut map) = self.reached.lock() {
-            map.entry(id.to_owned())
-                .or_insert_with(|| (Instant::now(), HashSet::new()))
-                .1
-                .insert(phone.to_owned());
+            change(map.entry(id.to_owned()).or_insert_with(Standing::new));
         }
     }
 
@@ -568,6 +610,24 @@ impl Channel for Sms {
 
     fn send<'a>(&'a self, to: &'a Contact, msg: &'a Message) -> SendFuture<'a> {
         Box::pin(self.send_all(to, msg))
+    }
+
+    fn progress(&self, id: &str) -> Vec<String> {
+        let mut reached: Vec<String> = self
+            .standing(id)
+            .reached
+            .iter()
+            .map(|p| format!("{PROGRESS_PREFIX}{p}"))
+            .collect();
+        reached.sort();
+        reached
+    }
+
+    fn resume(&self, id: &str, reached: &[String]) {
+        let numbers: Vec<&str> = reached.iter().filter_map(|r| r.strip_prefix(PROGRESS_PREFIX)).collect();
+        if !numbers.is_empty() {
+            self.update(id, |s| s.reached.extend(numbers.into_iter().map(str::to_owned)));
+        }
     }
 }
 

@@ -127,11 +127,36 @@ pub const RECORD_KINDS: &[(&str, &str, &str)] = &[
     ("maintenance_ended", "维保结束", "Maintenance ended"),
     ("notification_sent", "通知已送达", "Notification sent"),
     ("notification_dead_letter", "通知失败", "Notification failed"),
+    ("upstream_delivered", "已报送上级平台", "Delivered upstream"),
+    ("upstream_dead_letter", "上级平台报送失败", "Upstream delivery failed"),
     ("replayed_event", "补传事件", "Replayed event"),
     ("rejected_input", "拒收数据", "Rejected input"),
     ("device_provisioned", "设备开通", "Device provisioned"),
     ("device_rotated", "设备凭据轮换", "Device credentials rotated"),
     ("device_revoked", "设备注销", "Device revoked"),
+    ("command_sent", "指令下发", "Command sent"),
+    ("command_acked", "指令已执行", "Command carried out"),
+    ("command_refused", "指令被拒", "Command refused"),
+    ("command_expired", "指令超时", "Command expired"),
+    ("command_late_ack", "指令迟到回执", "Late command ack"),
+    ("thresholds_confirmed", "阈值已生效", "Thresholds confirmed"),
+];
+
+/// Commands to nodes (`protocol::Op`).
+pub const COMMAND_OPS: &[(&str, &str, &str)] = &[
+    ("cut_off", "切断端口", "Cut off port"),
+    ("clear", "恢复端口", "Clear cut-off"),
+    ("self_test", "巡检", "Self-test"),
+    ("set_threshold", "设置阈值", "Set threshold"),
+    ("hold_doors", "阻梯保持开门", "Hold doors open"),
+];
+
+/// Where a command stands (`ops::commands::Status`).
+pub const COMMAND_STATUSES: &[(&str, &str, &str)] = &[
+    ("sent", "已下发", "Sent"),
+    ("acked", "已执行", "Carried out"),
+    ("refused", "被拒绝", "Refused"),
+    ("expired", "超时未回执", "Expired"),
 ];
 
 /// Metrics: Chinese, English, and the unit shown beside a value.
@@ -230,6 +255,8 @@ pub fn all() -> &'static Value {
             "device_status": table(DEVICE_STATUS),
             "roles": table(ROLES),
             "record_kinds": table(RECORD_KINDS),
+            "command_ops": table(COMMAND_OPS),
+            "command_statuses": table(COMMAND_STATUSES),
             "metrics": metrics(METRICS, Metric::ALL, Metric::as_str),
             "port_metrics": metrics(PORT_METRICS, PortMetric::ALL, PortMetric::as_str),
         })
@@ -250,6 +277,12 @@ pub fn record_zh(kind: &str, body: &str) -> String {
             .or_else(|| b.pointer("/alert/code"))
             .or_else(|| b.pointer("/order/code"))?;
         code.as_str().map(EventCode::label_zh_of)
+    });
+    // A command's record names its op (`指令下发 · 切断端口`).
+    let code = code.or_else(|| {
+        let b = serde_json::from_str::<Value>(body).ok()?;
+        let op = b.get("op")?.as_str()?;
+        COMMAND_OPS.iter().find(|(k, _, _)| *k == op).map(|(_, zh, _)| *zh)
     });
     match code {
         Some(zh) if !zh.is_empty() => format!("{kind_zh} · {zh}"),
@@ -312,6 +345,12 @@ mod tests {
         ] {
             assert!(keys(t, "roles").contains(&r.as_str().to_owned()), "{r:?}");
         }
+        for o in protocol::Op::ALL {
+            assert!(keys(t, "command_ops").contains(&o.as_str().to_owned()), "{o:?}");
+        }
+        for s in crate::ops::commands::Status::ALL {
+            assert!(keys(t, "command_statuses").contains(&s.as_str().to_owned()), "{s:?}");
+        }
         // Every leaf is a {zh, en} pair.
         for (name, table) in t.as_object().unwrap() {
             for (k, row) in table.as_object().unwrap() {
@@ -328,6 +367,7 @@ mod tests {
             "到场 · 烟雾报警"
         );
         assert_eq!(record_zh("config_changed", r#"{"diff":"..."}"#), "配置变更");
+        assert_eq!(record_zh("command_sent", r#"{"op":"cut_off"}"#), "指令下发 · 切断端口");
         assert_eq!(record_zh("something_new", "not json"), "something_new");
     }
 }

@@ -5,6 +5,7 @@
 //! `{"error", "detail"}`.
 
 pub mod auth;
+mod commands;
 mod devices;
 pub mod labels;
 pub mod openapi;
@@ -93,6 +94,8 @@ pub fn router(shared: Shared) -> Router {
             "/api/v1/devices/{site}/{device}",
             axum::routing::delete(devices::revoke),
         )
+        .route("/api/v1/devices/{site}/{device}/commands", post(commands::send))
+        .route("/api/v1/commands/{id}", get(commands::one))
         .route("/api/v1/series", get(series))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/{id}/ack", post(ack))
@@ -104,7 +107,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/v1/records/export", get(records::export))
         .route("/api/v1/records/verify", get(records::verify))
         .route("/api/v1/events", get(events))
-        .route("/api/v1/labels", get(|| async { Json(labels::all()) }))
+        .route("/api/v1/labels", get(labels))
         .route("/api/v1/me", get(me))
         .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth::middleware));
@@ -128,6 +131,16 @@ pub fn router(shared: Shared) -> Router {
             )
         })
         .with_state(shared)
+}
+
+/// `GET /api/v1/labels`: the one table of words ([`labels::all`]), with
+/// the names of the sites this token sees and of the contractors.
+async fn labels(State(shared): State<Shared>, Extension(who): Extension<Principal>) -> Json<serde_json::Value> {
+    let mut table = labels::all().clone();
+    let (sites, contractors) = shared.directory().labels(|s| who.sees_site(s));
+    table["sites"] = sites;
+    table["contractors"] = contractors;
+    Json(table)
 }
 
 /// `GET /api/v1/me`: who this token is, so a client (the console) shows
@@ -253,6 +266,9 @@ struct DeviceView {
     duplicates: u64,
     reordered: u64,
     clock_skew_ms: Option<i64>,
+    /// Its building, as configured (`[[alerting.buildings]]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    building: Option<String>,
 }
 
 /// Most devices one request returns (default 1,000).
@@ -313,6 +329,10 @@ async fn devices(
             duplicates: d.duplicates,
             reordered: d.reordered,
             clock_skew_ms: d.skew_ms,
+            building: shared
+                .directory()
+                .building(&d.key.site, &d.key.device)
+                .map(str::to_owned),
         })
         .collect();
     let next = params::end_page(&mut list, limit, "devices", |d| json!([d.site, d.device]));

@@ -102,6 +102,8 @@ const SITE: Param = q("site", "the compound");
 const DEVICE: Param = q("device", "the device id");
 
 const ENG: &[&str] = &["engineer"];
+/// Routes that answer 202: taken, the outcome comes later.
+const ACCEPTED: &[&str] = &["/api/v1/devices/{site}/{device}/commands"];
 const READERS: &[&str] = &["engineer", "contractor", "auditor"];
 const HISTORY: &[&str] = &["engineer", "auditor"];
 
@@ -206,6 +208,26 @@ pub const ROUTES: &[Route] = &[
         list: None,
         produces: None,
         schema: None,
+    },
+    Route {
+        method: "POST",
+        path: "/api/v1/devices/{site}/{device}/commands",
+        access: Access::Roles(ENG),
+        summary: "send a signed command ({op, args}) to a provisioned device; 202 {id, status: sent} once stored and handed to the broker",
+        params: &[path("site", "the compound"), path("device", "the device id")],
+        list: None,
+        produces: None,
+        schema: Some("CommandSent"),
+    },
+    Route {
+        method: "GET",
+        path: "/api/v1/commands/{id}",
+        access: Access::Roles(HISTORY),
+        summary: "one command: sent, acked, refused (with the node's error) or expired (no ack within 30 s)",
+        params: &[path("id", "the command")],
+        list: None,
+        produces: None,
+        schema: Some("Command"),
     },
     Route {
         method: "GET",
@@ -402,11 +424,13 @@ fn operation(r: &Route) -> Value {
         }),
         (None, Some(ct)) => json!({ "description": "OK", "content": { ct: { "schema": { "type": "string" } } } }),
         (None, None) => {
-            json!({ "description": "OK", "content": { "application/json": { "schema": { "type": "object" } } } })
+            json!({ "description": "OK", "content": { "application/json": { "schema": item } } })
         }
     };
     let mut responses = Map::new();
-    responses.insert("200".into(), ok);
+    // Taken, not yet done: a command's outcome comes later (GET /api/v1/commands/{id}).
+    let success = if ACCEPTED.contains(&r.path) { "202" } else { "200" };
+    responses.insert(success.into(), ok);
     responses.insert("400".into(), error_response("a parameter or body that does not parse"));
     if r.access != Access::Public {
         responses.insert("401".into(), error_response("no token, or an unknown one"));
@@ -499,6 +523,7 @@ fn who_and_what() -> Value {
             ("duplicates", int("duplicates dropped")),
             ("reordered", int("late messages that filled a gap")),
             ("clock_skew_ms", maybe("integer", "its clock minus the gateway's")),
+            ("building", json!({ "type": "string", "description": "its building, as configured (absent otherwise)" })),
         ]),
         "Credential": object(&["site", "class", "device", "username", "created"], &[
             ("site", text("the compound")),
@@ -508,6 +533,24 @@ fn who_and_what() -> Value {
             ("created", int(MS)),
             ("revoked", maybe("integer", MS)),
             ("certificate_sha256", maybe("string", "its pinned client certificate")),
+        ]),
+        "CommandSent": object(&["id", "status"], &[
+            ("id", text("the command's id, echoed by the node's ack")),
+            ("status", text("sent")),
+        ]),
+        "Command": object(&["id", "site", "class", "device", "op", "args", "status", "error", "by", "sent_at", "expires_at", "settled_at"], &[
+            ("id", text("the command's id")),
+            ("site", text("the compound")),
+            ("class", text("the device class")),
+            ("device", text("the device id")),
+            ("op", text("cut_off, clear, self_test, set_threshold or hold_doors")),
+            ("args", json!({ "type": "object", "description": "port, name and value, or hold, as the op takes them" })),
+            ("status", text("sent, acked, refused or expired")),
+            ("error", maybe("string", "the node's reason for a refusal, or why it expired")),
+            ("by", text("who issued it: a token's name, rule:smoke, rule:ebike_in_car, rule:thresholds or schedule:self_test")),
+            ("sent_at", int(MS)),
+            ("expires_at", int("signed to expire then (sent_at + 30 s), ms since the epoch")),
+            ("settled_at", maybe("integer", MS)),
         ]),
         "Point": object(&["ts", "received", "value", "hist"], &[
             ("ts", int("device time, ms since the epoch")),

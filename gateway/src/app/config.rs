@@ -28,12 +28,21 @@ pub struct Config {
     pub alerting: alerting::AlertingConfig,
     /// Work orders: assignments, deadlines, periodic duties (see docs/workorders.md).
     pub dispatch: dispatch::PolicyConfig,
+    /// The compounds' display names (`[[sites]]`): what screens show for a site id.
+    pub sites: Vec<crate::directory::SiteConfig>,
     /// The people and systems told of alerts and orders (`[[contacts]]`).
     pub contacts: Vec<notify::Contact>,
     /// How they are told: SMTP, the robots' and SMS gateway's APIs, retries, the MQTT topic prefix.
     pub notify: NotifyConfig,
     /// The supervision record chain: its signing key and checkpoints.
     pub records: RecordsConfig,
+    /// Commands the gateway sends on its own: smoke cut-offs, the weekly
+    /// pump self-test, doors held for an e-bike, threshold overrides (`[commands]`).
+    pub commands: crate::ops::commands::CommandsConfig,
+    /// The platforms the city runs, fed through a persistent outbox (`[upstream]`, CONTRACT §10).
+    pub upstream: UpstreamConfig,
+    /// Sparkplug B edge nodes, taken in as ours (`[sparkplug]`, docs/integrations.md).
+    pub sparkplug: Option<crate::ingest::sparkplug::SparkplugConfig>,
     /// The file and its text, when loaded from one (recorded when it changes).
     #[serde(skip)]
     pub source: Option<(PathBuf, String)>,
@@ -95,6 +104,66 @@ impl NotifyConfig {
             first: duration("notify.first_retry", &self.first_retry)?,
             max: duration("notify.max_retry", &self.max_retry)?,
         })
+    }
+}
+
+/// `[upstream]`: the platforms upstream (docs/integrations.md) and how
+/// their outbox retries.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// Attempts per row before it is a dead letter (`30`: about two hours
+    /// of a platform being away with the defaults below).
+    pub attempts: u32,
+    /// First retry after (`2s`), doubling.
+    pub first_retry: String,
+    /// Longest wait between retries (`5m`).
+    pub max_retry: String,
+    /// Elevator supervision platforms (`[[upstream.elevator_platform]]`).
+    pub elevator_platform: Vec<crate::upstream::elevator::PlatformConfig>,
+    /// Regional profiles of those platforms (`[[upstream.elevator_profile]]`).
+    pub elevator_profile: Vec<crate::upstream::elevator::ProfileConfig>,
+    /// The fire remote-monitoring centre (`[upstream.fire_centre]`, GB/T 26875.3).
+    pub fire_centre: Option<crate::upstream::fire_centre::FireCentreConfig>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            attempts: 30,
+            first_retry: "2s".into(),
+            max_retry: "5m".into(),
+            elevator_platform: Vec::new(),
+            elevator_profile: Vec::new(),
+            fire_centre: None,
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// The outbox's retry policy.
+    ///
+    /// # Errors
+    /// The field and message of a bad duration.
+    pub fn retry(&self) -> Result<notify::RetryPolicy, (&'static str, String)> {
+        Ok(notify::RetryPolicy {
+            attempts: self.attempts,
+            first: duration("upstream.first_retry", &self.first_retry)?,
+            max: duration("upstream.max_retry", &self.max_retry)?,
+        })
+    }
+
+    fn validate(&self, p: &mut Problems) {
+        p.take(self.retry());
+        if self.attempts == 0 {
+            p.add("upstream.attempts", "must be at least 1".into());
+        }
+        for (field, message) in crate::upstream::elevator::check(&self.elevator_platform, &self.elevator_profile) {
+            p.add(field, message);
+        }
+        for (field, message) in crate::upstream::fire_centre::check(self.fire_centre.as_ref()) {
+            p.add(field, message);
+        }
     }
 }
 
@@ -643,16 +712,25 @@ impl Config {
         let (config, mut errors, blanked) = match secrets_from_outside(path, text) {
             // Secrets read from files or the environment: deserialised from
             // the table they were put into (its errors carry no position).
+            // A table's errors carry no position and stop at the first, so
+            // when it does not read, the text is read again with each secret
+            // in place of its source, on the same lines: every problem is
+            // found, each with its line.
             Ok(Some(table)) => match toml::Value::Table(table).try_into::<Config>() {
                 Ok(c) => (Some(c), Vec::new(), Vec::new()),
-                Err(e) => (None, vec![error((None, None, None), e.to_string())], Vec::new()),
+                Err(_) => Self::from_text(path, &sources_in_place(text)),
             },
             Ok(None) => Self::from_text(path, text),
             // Secrets that cannot be read: the rest is still checked.
-            Err((table, failures)) => match toml::Value::Table(table).try_into::<Config>() {
-                Ok(c) => (Some(c), failures, Vec::new()),
-                Err(_) => (None, failures, Vec::new()),
-            },
+            Err((table, mut failures)) => {
+                if let Ok(c) = toml::Value::Table(table).try_into::<Config>() {
+                    (Some(c), failures, Vec::new())
+                } else {
+                    let (c, errors, blanked) = Self::from_text(path, &sources_in_place(text));
+                    failures.extend(errors);
+                    (c, failures, blanked)
+                }
+            }
         };
         // A secret that could not be read is missing from the config: the
         // rules about its field are moot.
@@ -677,6 +755,7 @@ impl Config {
                 peel_dispatch,
                 &mut p,
             );
+            config.validate_sites(&mut p);
             config.validate_people(&mut p);
             for (field, message) in p.0 {
                 let (line, column) = find_field(text, &field);
@@ -817,6 +896,24 @@ impl Config {
         }
     }
 
+    /// The `[[sites]]` names: each id once, a site id, a name.
+    fn validate_sites(&self, p: &mut Problems) {
+        for (i, s) in self.sites.iter().enumerate() {
+            if s.id.trim().is_empty() || s.id.contains(['/', '+', '#', ' ']) {
+                p.add(
+                    format!("sites[{i}].id"),
+                    format!("`{}` is not a site id (no spaces, `/`, `+` or `#`)", s.id),
+                );
+            }
+            if self.sites[..i].iter().any(|o| o.id == s.id) {
+                p.add(format!("sites[{i}].id"), format!("`{}` is configured twice", s.id));
+            }
+            if s.name.trim().is_empty() {
+                p.add(format!("sites[{i}].name"), "must not be empty".into());
+            }
+        }
+    }
+
     /// Contacts, tokens and the contacts the dispatch policy names.
     fn validate_people(&self, p: &mut Problems) {
         for (i, c) in self.contacts.iter().enumerate() {
@@ -941,6 +1038,14 @@ impl Config {
             p.add("storage.retention_days", "must be at least 1 day".into());
         }
         self.validate_modbus(p);
+        for (field, message) in self.commands.problems() {
+            p.add(field, message);
+        }
+        if let Some(s) = &self.sparkplug {
+            for (field, message) in s.problems() {
+                p.add(field, message);
+            }
+        }
         self.http.validate(p);
         if let Some(i) = &self.influx {
             if !(i.url.starts_with("http://") || i.url.starts_with("https://")) {
@@ -957,6 +1062,7 @@ impl Config {
             validate_broker(b, p);
         }
         self.mqtt.validate(p);
+        self.upstream.validate(p);
     }
 }
 
@@ -1095,6 +1201,49 @@ fn secrets_from_outside(path: &Path, text: &str) -> Result<Option<toml::Table>, 
         })
         .collect();
     Err((table, errors))
+}
+
+/// `text` with every secret's source (`token_file = "/run/…"`,
+/// `secret_env = "VAR"`) written as the secret itself (`token = "…"`, a
+/// placeholder of 32 characters), line for line: for locating problems in a
+/// file whose secrets come from outside, without reading them.
+fn sources_in_place(text: &str) -> String {
+    const PLACEHOLDER: &str = "\"secret-read-from-outside-000000\"";
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        // `done`: how much of the line is already out.
+        let mut done = 0;
+        let mut from = 0;
+        while let Some(at) = line[from..].find('_').map(|a| a + from) {
+            from = at + 1;
+            let Some(suffix) = ["_file", "_env"].into_iter().find(|s| line[at..].starts_with(s)) else {
+                continue;
+            };
+            let key_start = line[..at].rfind(|c: char| !word(c)).map_or(0, |k| k + 1);
+            let after = &line[at + suffix.len()..];
+            if key_start < done || after.starts_with(word) || !crate::ops::redact::is_secret(&line[key_start..at]) {
+                continue;
+            }
+            let Some(value) = after.trim_start().strip_prefix('=').map(str::trim_start) else {
+                continue;
+            };
+            let Some(len) = value.strip_prefix('"').and_then(|v| v.find('"')).map(|e| e + 2) else {
+                continue;
+            };
+            let value_end = line.len() - value.len() + len;
+            out.push_str(&line[done..at]);
+            out.push_str(" = ");
+            out.push_str(PLACEHOLDER);
+            done = value_end;
+            from = value_end;
+        }
+        out.push_str(&line[done..]);
+    }
+    out
 }
 
 /// Replaces `KEY_file`/`KEY_env` of secret keys in `table` and below.
@@ -1284,5 +1433,28 @@ fn validate_broker(b: &BrokerConfig, p: &mut Problems) {
     }
     if b.password.is_some() && b.username.is_none() {
         p.add("mqtt.broker.password", "needs `username` too".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sources_in_place;
+
+    #[test]
+    fn secrets_sources_are_put_in_place_line_for_line() {
+        let text = "[http]\nadmin_token_file = \"/run/t\"\n[[contacts]]\nid = \"a\"\n\
+                    wecom = { token_env = \"K\", mention_mobiles = [] }\n\
+                    client_secret_file = \"/x\" # c\nlog_file = \"/var/log\"\n";
+        let placed = sources_in_place(text);
+        let lines: Vec<&str> = placed.lines().collect();
+        assert_eq!(lines.len(), text.lines().count());
+        assert_eq!(lines[1], "admin_token = \"secret-read-from-outside-000000\"");
+        assert_eq!(
+            lines[4],
+            "wecom = { token = \"secret-read-from-outside-000000\", mention_mobiles = [] }"
+        );
+        assert_eq!(lines[5], "client_secret = \"secret-read-from-outside-000000\" # c");
+        assert_eq!(lines[6], "log_file = \"/var/log\"", "not a secret: left alone");
+        assert!(placed.parse::<toml::Table>().is_ok());
     }
 }

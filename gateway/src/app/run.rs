@@ -208,6 +208,18 @@ pub async fn run_with(
     let clients = Clients::new(&config)?;
     let mut courier = start_courier(&config, &clients.notifier(), &control_tx)?;
     courier.restore(crate::ops::workorders::load_outbox(store.conn()).context("reading the notification outbox")?);
+    // The platforms upstream: their rows are decided by the pipeline and
+    // sent by these loops, which read what a previous run left too.
+    let (mut upstream, upstream_tasks) = crate::upstream::start(&config, &control_tx, shared.clock())?;
+    upstream.seed(&engine.alerts());
+    // Commands to nodes, published on the alarm session (it never waits
+    // behind telemetry's back-pressure).
+    let commands = crate::ops::commands::Commander::start(
+        &config.commands,
+        store.conn(),
+        Some(clients.notifier()),
+        shared.clock().now_ms(),
+    )?;
     let rx = Receivers {
         control: control_rx,
         priority: prio_rx,
@@ -219,6 +231,8 @@ pub async fn run_with(
         desk,
         ledger,
         courier,
+        upstream,
+        commands,
         influx: influx_tx,
         shared: shared.clone(),
         retention_ms,
@@ -228,7 +242,10 @@ pub async fn run_with(
     let pipeline = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || owned.run(&rt, rx))?;
-    let mqtt = clients.start(listener, &lanes, &control_tx, &shared).await;
+    let gateway_password = clients.gateway_password();
+    let mut mqtt = clients.start(listener, &lanes, &control_tx, &shared).await;
+    let sparkplug = crate::ingest::sparkplug::start(&config, &gateway_password, &lanes, &shared)?;
+    mqtt.extend(sparkplug);
     let ticker = options.ticker.then(|| tokio::spawn(ticker(control_tx.clone())));
     if let Some(r) = ready {
         let _ = r.send((shared.clone(), control_tx.clone()));
@@ -243,7 +260,9 @@ pub async fn run_with(
     .await
     .context("HTTP server")?;
     tracing::info!("shutting down: draining the pipeline");
-    for t in mqtt.into_iter().chain(ticker).chain(pollers) {
+    // An upstream request cut off here is sent again at the next start,
+    // with its idempotency key.
+    for t in mqtt.into_iter().chain(ticker).chain(pollers).chain(upstream_tasks) {
         t.abort();
         let _ = t.await;
     }
@@ -291,6 +310,7 @@ pub(crate) fn shared_state(
             options.clock.now_ms(),
         ),
         min_free: config.storage.min_free_mb.saturating_mul(1 << 20),
+        directory: crate::directory::Directory::new(&config.sites, &config.alerting.buildings, &config.contacts),
     }))
 }
 

@@ -46,6 +46,7 @@ pub struct Shared {
     clock: crate::clock::SharedClock,
     polls: Arc<crate::ingest::modbus::Schedule>,
     min_free: u64,
+    directory: Arc<crate::directory::Directory>,
     /// The embedded broker and its door, once serving (a revoked device is
     /// shut out at once).
     broker: Arc<std::sync::OnceLock<(crate::broker::Broker, Arc<crate::ingest::access::Access>)>>,
@@ -74,6 +75,8 @@ pub struct Parts {
     pub polls: crate::ingest::modbus::Schedule,
     /// The disk headroom kept for events (bytes).
     pub min_free: u64,
+    /// Sites', buildings' and contractors' names.
+    pub directory: crate::directory::Directory,
 }
 
 impl Shared {
@@ -90,9 +93,16 @@ impl Shared {
             clock: p.clock,
             polls: Arc::new(p.polls),
             min_free: p.min_free,
+            directory: Arc::new(p.directory),
             broker: Arc::default(),
             verifying: Arc::new(tokio::sync::Semaphore::new(1)),
         }
+    }
+
+    /// Sites', buildings' and contractors' names, from the configuration.
+    #[must_use]
+    pub fn directory(&self) -> &crate::directory::Directory {
+        &self.directory
     }
 
     /// The right to verify the record chain now, if no verification runs.

@@ -28,7 +28,11 @@ use crate::store::credentials::{self, Credential};
 pub const GATEWAY_USER: &str = "$gateway";
 
 /// Client ids only the gateway's own client may use.
-const RESERVED_IDS: [&str; 2] = ["fm-gateway", "fm-gateway-alarms"];
+const RESERVED_IDS: [&str; 3] = [
+    "fm-gateway",
+    "fm-gateway-alarms",
+    crate::ingest::sparkplug::EMBEDDED_CLIENT_ID,
+];
 
 /// Failed logins per address before refusals are unchecked, all earned back
 /// over a minute (one every 6 s), as on the HTTP API.

@@ -41,6 +41,9 @@ pub(crate) struct Publish {
 pub(crate) enum Input {
     Mqtt(Publish),
     Polled(Box<crate::ingest::Incoming>),
+    /// A message mapped from another protocol (Sparkplug B), with the
+    /// acknowledgement of the publish it came from (on the last of them).
+    Mapped(Box<crate::ingest::Incoming>, Option<Done>),
 }
 
 /// The lane of a message kind: events and births are never queued behind
@@ -158,7 +161,7 @@ mod tests {
                     i.message.header().seq
                 )
             }
-            Some(Next::Message(Input::Mqtt(_), _)) => "mqtt".into(),
+            Some(Next::Message(Input::Mqtt(_) | Input::Mapped(..), _)) => "mqtt".into(),
             Some(Next::Wake) => "wake".into(),
             None => "closed".into(),
         }

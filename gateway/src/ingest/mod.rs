@@ -1,6 +1,7 @@
 //! Ingest: how messages reach the pipeline. MQTT from an outside broker
 //! (two sessions, [`mqtt`]) or from the gateway's own embedded broker
-//! ([`embedded`]), Modbus polling ([`modbus`]), the lanes into the
+//! ([`embedded`]), Modbus polling ([`modbus`]), Sparkplug B edge nodes
+//! ([`sparkplug`]), the lanes into the
 //! pipeline ([`lanes`]), acknowledgements held until the commit ([`acks`]),
 //! and the pure decoding of a publish ([`decode`]).
 
@@ -11,5 +12,6 @@ pub mod embedded;
 pub mod lanes;
 pub mod modbus;
 pub mod mqtt;
+pub mod sparkplug;
 
 pub use decode::{Incoming, REASONS, Rejected, ingest};

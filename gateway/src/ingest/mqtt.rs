@@ -144,6 +144,12 @@ impl Clients {
         })
     }
 
+    /// The secret the gateway's own clients log in to the embedded broker
+    /// with (the Sparkplug host session is one of them).
+    pub(crate) fn gateway_password(&self) -> String {
+        self.gateway_password.clone()
+    }
+
     /// The client notifications are published with.
     pub(crate) fn notifier(&self) -> AsyncClient {
         self.sessions[1].2.client.clone()

@@ -90,6 +90,19 @@ pub enum Control {
     },
     /// A notification's delivery ended (delivered or a dead letter).
     Delivered(notify::Outcome),
+    /// A command to a node over the API; answered once it is stored (and
+    /// handed to the broker), or refused.
+    Command {
+        /// What, to whom, by whom (boxed: the queue's slots stay small).
+        request: Box<crate::ops::commands::Request>,
+        /// Known to the registry (to tell "unknown" from "no credentials").
+        known: bool,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<crate::ops::commands::Command, crate::ops::commands::Refusal>>,
+    },
+    /// An upstream row's attempt ended (delivered, to be retried, or dead):
+    /// its row and record are stored with the next commit.
+    Upstream(Box<crate::upstream::Outcome>),
     /// Answer once everything already in the lanes is judged and stored (the
     /// HIL simulation's barrier before it moves virtual time on).
     Sync(oneshot::Sender<()>),
@@ -111,6 +124,8 @@ pub struct Hub {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// The last [`EVENTS`] events, to resume a reader that reconnects.
     journal: Arc<Mutex<Journal>>,
+    /// Device statuses last told as `device` events.
+    statuses: Arc<Mutex<crate::registry::StatusWatch>>,
     /// This run's start (ms), the first half of every event id: numbers
     /// start again at each start, so a reader's id from before a restart
     /// is recognised as such, not confused with a number of this run.
@@ -147,9 +162,30 @@ impl Hub {
                 next: 1,
                 recent: VecDeque::with_capacity(EVENTS),
             })),
+            statuses: Arc::default(),
             boot: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+
+    /// Streams a `device` event (`{"site","class","device","status",
+    /// "last_seen_ms"}`) for each device whose status changed since the last
+    /// look, so a screen of devices stays current without polling. Called on
+    /// the pipeline's tick: a status also changes with time alone (stale).
+    pub fn watch_devices(&self, devices: &crate::app::shared::Devices, now_ms: i64) {
+        let changes = devices.with(|r| {
+            self.statuses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .changes(r, now_ms)
+        });
+        for (key, status, last_seen_ms) in changes {
+            let json = serde_json::to_string(&serde_json::json!({
+                "site": key.site, "class": key.class, "device": key.device,
+                "status": status, "last_seen_ms": last_seen_ms,
+            }));
+            stream(self, "device", Some(&key.site), Vec::new(), json);
         }
     }
 

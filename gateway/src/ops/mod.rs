@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod backup;
+pub mod commands;
 pub mod provisioning;
 pub mod redact;
 pub mod supervision;

@@ -29,6 +29,10 @@ pub struct Queued {
     pub subject: String,
     /// When it was decided (ms).
     pub at: i64,
+    /// What an earlier run reached of it before shutdown cut it off
+    /// (channels, and SMS numbers as `sms:…`): not sent those again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reached: Vec<String>,
 }
 
 /// Adds deliveries to the outbox table and forgets finished ones, in the
@@ -408,6 +412,21 @@ struct InFlight {
     /// A channel's attempt was cut off by shutdown: the delivery stays in
     /// the outbox table for the next start.
     interrupted: bool,
+    /// The delivery as kept in the table, and what its channels reached so
+    /// far: an interrupted one is written back with them, so the next start
+    /// sends only what is left.
+    kept: Option<Queued>,
+}
+
+/// What one channel's outcome of a delivery comes to ([`Courier::outcome`]).
+#[derive(Debug)]
+pub struct Reported {
+    /// The outcome's record (none when shutdown cut it off).
+    pub record: Option<NewRecord>,
+    /// The delivery to forget from the outbox table.
+    pub done: Option<String>,
+    /// The delivery to write back to the table with what was reached.
+    pub rewrite: Option<Queued>,
 }
 
 /// How long a delivery's context is kept for its outcomes: longer than the
@@ -519,6 +538,7 @@ impl Courier {
             },
             subject: subject_of.to_owned(),
             at: now,
+            reached: Vec::new(),
         };
         self.unwritten.push(q.clone());
         self.staged.push(q);
@@ -560,9 +580,11 @@ impl Courier {
             let Some(outbox) = &self.outbox else {
                 continue;
             };
+            let kept = q.clone();
             match outbox.submit(Delivery {
                 to: contact,
                 msg: q.msg,
+                reached: q.reached,
             }) {
                 Ok(()) => {
                     self.inflight.insert(
@@ -572,6 +594,7 @@ impl Courier {
                             subject: q.subject,
                             at: q.at,
                             interrupted: false,
+                            kept: Some(kept),
                         },
                     );
                     m.notifications_queued.inc();
@@ -635,16 +658,25 @@ impl Courier {
             .collect()
     }
 
-    /// The record of a delivery's outcome on one channel (none when it was
-    /// cut off by shutdown: it is sent again after the restart), and the id
-    /// to forget from the outbox table once its last channel has reported
-    /// and none was cut off.
-    pub fn outcome(&mut self, now: i64, o: &notify::Outcome, m: &Metrics) -> (Option<NewRecord>, Option<String>) {
+    /// What one channel's outcome of a delivery comes to: its record (none
+    /// when it was cut off by shutdown: it is sent again after the restart),
+    /// the id to forget from the outbox table once its last channel has
+    /// reported and none was cut off, and, for one that was, the delivery to
+    /// write back with what its channels reached, so the restart sends only
+    /// the rest.
+    pub fn outcome(&mut self, now: i64, o: &notify::Outcome, m: &Metrics) -> Reported {
         self.inflight.retain(|_, f| now.saturating_sub(f.at) < INFLIGHT_MS);
         let interrupted = o.interrupted();
         let kept = match self.inflight.get_mut(&o.id) {
             Some(f) => {
                 f.interrupted |= interrupted;
+                if let Some(q) = &mut f.kept {
+                    for r in &o.reached {
+                        if !q.reached.contains(r) {
+                            q.reached.push(r.clone());
+                        }
+                    }
+                }
                 f.interrupted
             }
             None => interrupted,
@@ -660,10 +692,21 @@ impl Courier {
             subject: String::new(),
             at: now,
             interrupted,
+            kept: None,
         });
+        let rewrite = if o.last && kept {
+            f.kept.clone().filter(|q| !q.reached.is_empty())
+        } else {
+            None
+        };
         if interrupted {
-            tracing::info!(id = %o.id, to = %o.to, channel = o.channel, "notification cut off by shutdown: kept for the next start");
-            return (None, done);
+            tracing::info!(id = %o.id, to = %o.to, channel = o.channel, reached = ?o.reached,
+                "notification cut off by shutdown: kept for the next start");
+            return Reported {
+                record: None,
+                done,
+                rewrite,
+            };
         }
         let (kind, error) = match &o.result {
             Ok(()) => ("notification_sent", None),
@@ -692,6 +735,10 @@ impl Courier {
             })
             .to_string(),
         };
-        (Some(record), done)
+        Reported {
+            record: Some(record),
+            done,
+            rewrite,
+        }
     }
 }

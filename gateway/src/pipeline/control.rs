@@ -25,9 +25,36 @@ pub(crate) fn control(
             check_disk(p);
             p.engine.tick(clock, effects);
             p.desk.tick(clock, outs);
+            p.shared.alerts().watch_devices(p.shared.registry(), clock);
+            p.commands
+                .tick(clock, p.store.conn(), &mut p.ledger, p.shared.metrics());
         }
         Control::Uplink(up) => p.engine.uplink(clock, up, effects),
         Control::Delivered(o) => delivered(p, clock, &o),
+        Control::Upstream(o) => {
+            let (change, record) = crate::upstream::Upstream::outcome(clock, &o, p.shared.metrics());
+            p.ledger.upstream_change(change);
+            if let Some(r) = record {
+                p.ledger.record(r);
+            }
+        }
+        Control::Command { request, known, reply } => {
+            let answer = p.commands.request(
+                clock,
+                p.store.conn(),
+                known,
+                *request,
+                &mut p.ledger,
+                p.shared.metrics(),
+            );
+            // Stored (and then sent) before the answer.
+            let stored = settle(p, clock, effects, outs, false);
+            let _ = reply.send(match (answer, stored) {
+                (Err(e), _) => Err(e),
+                (Ok(_), Err(e)) => Err(crate::ops::commands::Refusal::NotStored(e)),
+                (Ok(c), Ok(())) => Ok(c),
+            });
+        }
         Control::Credential { change, record, reply } => {
             p.ledger.stage_credential(*change);
             if let Some(r) = record {

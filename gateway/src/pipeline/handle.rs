@@ -26,6 +26,7 @@ pub(crate) fn handle(
     let m = &p.shared.metrics();
     let (incoming, ack) = match input {
         Input::Polled(incoming) => (*incoming, None),
+        Input::Mapped(incoming, ack) => (*incoming, ack),
         Input::Mqtt(pb) => match ingest(&pb.topic, &pb.payload, pb.received_ms) {
             Ok(i) => (i, pb.ack),
             Err(r) => {
@@ -86,6 +87,17 @@ pub(crate) fn handle(
     }
     if let Some(d) = device {
         p.ledger.stage_device(d);
+    }
+    if !matches!(incoming.message, protocol::Message::Data(_)) {
+        // Acks settle commands; births and smoke events feed their rules.
+        p.commands
+            .observe(clock, p.store.conn(), &incoming, &mut p.ledger, p.shared.metrics());
+    }
+    if !p.upstream.is_empty() {
+        // Connectors that upload values decide their rows as the message is
+        // taken; they go with its batch's commit.
+        let rows = p.upstream.message(clock, &incoming);
+        p.ledger.stage_upstream(rows);
     }
     p.ledger.stage(incoming);
     p.batch.add(Instant::now(), received, ack);

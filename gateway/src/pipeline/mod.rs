@@ -38,6 +38,8 @@ pub(crate) struct Owned {
     pub(crate) desk: dispatch::Desk,
     pub(crate) ledger: crate::store::ledger::Ledger,
     pub(crate) courier: crate::ops::workorders::Courier,
+    pub(crate) upstream: crate::upstream::Upstream,
+    pub(crate) commands: crate::ops::commands::Commander,
     pub(crate) influx: Option<InfluxSender>,
     pub(crate) shared: Shared,
     pub(crate) retention_ms: i64,
@@ -54,6 +56,8 @@ impl Owned {
                 desk: self.desk,
                 ledger: self.ledger,
                 courier: self.courier,
+                upstream: self.upstream,
+                commands: self.commands,
                 influx: self.influx.as_ref(),
                 shared: &self.shared,
                 retention_ms: self.retention_ms,
@@ -77,6 +81,10 @@ pub(crate) struct Pipeline<'a> {
     pub(crate) desk: dispatch::Desk,
     pub(crate) ledger: crate::store::ledger::Ledger,
     pub(crate) courier: crate::ops::workorders::Courier,
+    /// The upstream platforms' mappers: rows staged with the step's commit.
+    pub(crate) upstream: crate::upstream::Upstream,
+    /// Commands to nodes: issued, stored, sent after the commit, settled.
+    pub(crate) commands: crate::ops::commands::Commander,
     pub(crate) influx: Option<&'a InfluxSender>,
     pub(crate) shared: &'a Shared,
     pub(crate) retention_ms: i64,

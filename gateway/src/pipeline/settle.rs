@@ -9,14 +9,18 @@ use std::time::Instant;
 use crate::pipeline::{Pipeline, check_disk};
 
 /// A delivery's outcome on one channel: its record, and the outbox row
-/// forgotten once its last channel has reported.
+/// forgotten once its last channel has reported (or written back with what
+/// was reached, when shutdown cut it off).
 pub(crate) fn delivered(p: &mut Pipeline<'_>, now: i64, o: &notify::Outcome) {
-    let (record, done) = p.courier.outcome(now, o, p.shared.metrics());
-    if let Some(r) = record {
+    let reported = p.courier.outcome(now, o, p.shared.metrics());
+    if let Some(r) = reported.record {
         p.ledger.record(r);
     }
-    if let Some(id) = done {
+    if let Some(id) = reported.done {
         p.ledger.outbox_done(id);
+    }
+    if let Some(q) = reported.rewrite {
+        p.ledger.stage_outbox(vec![q]);
     }
 }
 
@@ -81,30 +85,18 @@ pub(crate) fn settle(
             dispatch::Out::Tell(_) | dispatch::Out::Order { .. } => {}
         }
     }
-    // What the desk says to tell is decided now and kept in the outbox
-    // table with the change it is about; it is handed to the channels only
-    // once stored: a contractor is never sent an order the gateway could
-    // lose, and a kill after the commit does not lose the message.
-    for o in outs.iter() {
-        if let dispatch::Out::Tell(t) = o {
-            let order = outs
-                .iter()
-                .rev()
-                .find_map(|o| match o {
-                    dispatch::Out::Order { order, .. } if order.id == t.order => Some(&**order),
-                    _ => None,
-                })
-                .or_else(|| p.desk.order(t.order));
-            if let Some(r) = p.courier.tell(clock, t, order, m) {
-                p.ledger.record(r);
-            }
-        }
-    }
+    tell(p, clock, outs);
     if p.influx.is_some() {
         influx_lines(p, clock, effects, outs);
     }
     p.ledger.stage_outbox(p.courier.take_unwritten());
     p.ledger.stage_desk(p.desk.take_changes());
+    // Commands the step's alert changes call for, stored by this commit
+    // and sent after it.
+    p.commands.effects(clock, p.store.conn(), effects, &mut p.ledger, m);
+    // The platforms' rows are decided now and stored by this commit, with
+    // the changes they are about (upstream::outbox).
+    p.ledger.stage_upstream(p.upstream.step(clock, effects, outs));
     // An alarm's commit carries no compaction: that waits for a batch of telemetry.
     p.ledger.allow_compaction(!p.batch.is_urgent());
     let stored = p
@@ -122,6 +114,8 @@ pub(crate) fn settle(
         )
         .map_err(|e| e.to_string());
     if stored.is_ok() {
+        p.upstream.committed();
+        p.commands.release(p.store.conn(), clock);
         let (records, done) = p.courier.release(clock, m);
         for r in records {
             p.ledger.record(r);
@@ -136,6 +130,29 @@ pub(crate) fn settle(
     effects.clear();
     outs.clear();
     stored
+}
+
+/// What the desk says to tell is decided now and kept in the outbox table
+/// with the change it is about; it is handed to the channels only once
+/// stored: a contractor is never sent an order the gateway could lose, and a
+/// kill after the commit does not lose the message.
+fn tell(p: &mut Pipeline<'_>, clock: i64, outs: &[dispatch::Out]) {
+    let m = &p.shared.metrics();
+    for o in outs {
+        if let dispatch::Out::Tell(t) = o {
+            let order = outs
+                .iter()
+                .rev()
+                .find_map(|o| match o {
+                    dispatch::Out::Order { order, .. } if order.id == t.order => Some(&**order),
+                    _ => None,
+                })
+                .or_else(|| p.desk.order(t.order));
+            if let Some(r) = p.courier.tell(clock, t, order, m) {
+                p.ledger.record(r);
+            }
+        }
+    }
 }
 
 /// The step's alert changes, and the overview's counts when due, join the

@@ -50,6 +50,10 @@ pub struct Ledger {
     outbox_done: Vec<String>,
     /// Device credentials provisioned or revoked.
     credentials: Vec<crate::store::credentials::Change>,
+    /// Commands to nodes and their outcomes, and the command policy's state.
+    commands: crate::ops::commands::Staged,
+    /// Upstream outbox rows to add, reschedule and forget.
+    upstream: crate::upstream::outbox::Changes,
 }
 
 /// The devices (engine position and snapshot) whose alerts an effect list
@@ -85,6 +89,8 @@ impl Ledger {
             outbox_put: Vec::new(),
             outbox_done: Vec::new(),
             credentials: Vec::new(),
+            commands: crate::ops::commands::Staged::default(),
+            upstream: crate::upstream::outbox::Changes::default(),
         }
     }
 
@@ -143,6 +149,21 @@ impl Ledger {
     /// A delivery is finished: forgotten from the outbox table with the next commit.
     pub fn outbox_done(&mut self, id: String) {
         self.outbox_done.push(id);
+    }
+
+    /// Upstream rows decided by a step, for the commit that stores the step.
+    pub fn stage_upstream(&mut self, rows: Vec<crate::upstream::Entry>) {
+        self.upstream.put.extend(rows);
+    }
+
+    /// An upstream row rescheduled or finished, for the next commit.
+    pub fn upstream_change(&mut self, change: crate::upstream::outbox::Change) {
+        self.upstream.apply(change);
+    }
+
+    /// Commands and the command policy's state for the next commit.
+    pub fn commands(&mut self) -> &mut crate::ops::commands::Staged {
+        &mut self.commands
     }
 
     /// A device credential provisioned or revoked, for the next commit.
@@ -209,6 +230,24 @@ impl Ledger {
             && self.outbox_put.is_empty()
             && self.outbox_done.is_empty()
             && self.credentials.is_empty()
+            && self.commands.is_empty()
+            && self.upstream.is_empty()
+    }
+
+    /// Everything staged is committed: nothing waits any more.
+    fn forget_stored(&mut self) {
+        self.records.clear();
+        self.orders.clear();
+        self.alerts.clear();
+        self.desk = dispatch::StateChanges::default();
+        self.config = None;
+        self.samples.clear();
+        self.devices.clear();
+        self.outbox_put.clear();
+        self.outbox_done.clear();
+        self.credentials.clear();
+        self.commands = crate::ops::commands::Staged::default();
+        self.upstream = crate::upstream::outbox::Changes::default();
     }
 
     /// Stores a step: `effects` of the engine and `outs` of the desk, with
@@ -274,6 +313,8 @@ impl Ledger {
         let registry = &self.devices;
         let (put, done) = (&self.outbox_put, &self.outbox_done);
         let credentials = &self.credentials;
+        let commands = &self.commands;
+        let upstream = &self.upstream;
         let mut compacted = None;
         let may_compact = self.may_compact;
         let appended = store.transact_series(|tx, series| {
@@ -286,6 +327,8 @@ impl Ledger {
             crate::store::write_devices(tx, registry.values())?;
             crate::ops::workorders::save_outbox(tx, put, done)?;
             crate::store::credentials::write(tx, credentials)?;
+            crate::ops::commands::write(tx, commands)?;
+            crate::upstream::outbox::save(tx, upstream)?;
             crate::store::write_alerts(tx, alerts)?;
             crate::store::write_engine(tx, &devices, &engine.globals())?;
             crate::ops::workorders::save(tx, now, &orders, desk_state, desk_changes)?;
@@ -305,16 +348,7 @@ impl Ledger {
                 }
                 self.chain.adopt(&a);
                 m.records.inc_by(a.entries.len() as u64);
-                self.records.clear();
-                self.orders.clear();
-                self.alerts.clear();
-                self.desk = dispatch::StateChanges::default();
-                self.config = None;
-                self.samples.clear();
-                self.devices.clear();
-                self.outbox_put.clear();
-                self.outbox_done.clear();
-                self.credentials.clear();
+                self.forget_stored();
                 m.unstored.set(0);
                 m.work_orders_open
                     .set(i64::try_from(desk.open().count()).unwrap_or(i64::MAX));

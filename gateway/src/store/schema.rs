@@ -284,6 +284,47 @@ pub const STEPS: &[Step] = &[
             )
         },
     },
+    Step {
+        version: 10,
+        what: "commands to nodes and the command policy's state (issue 16)",
+        // Each device's counter is the largest `ctr` of its commands: a
+        // command is stored before it is sent, so the counter never goes back.
+        run: |tx| {
+            sql(
+                tx,
+                "CREATE TABLE IF NOT EXISTS commands (
+                    id TEXT PRIMARY KEY, site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL,
+                    op TEXT NOT NULL, args TEXT NOT NULL, ctr INTEGER NOT NULL, issuer TEXT NOT NULL,
+                    sent_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, status TEXT NOT NULL, error TEXT,
+                    settled_at INTEGER
+                 );
+                 CREATE INDEX IF NOT EXISTS commands_device ON commands (site, device, ctr);
+                 CREATE INDEX IF NOT EXISTS commands_status ON commands (status);
+                 CREATE TABLE IF NOT EXISTS command_policy (key TEXT PRIMARY KEY, state TEXT NOT NULL);",
+            )
+        },
+    },
+    Step {
+        version: 11,
+        what: "the upstream platforms' outbox (issue 16)",
+        // `id` is never reused (AUTOINCREMENT): a connector's delivery loop
+        // reads on from the last id it took, so a row deleted and a new one
+        // added never trade places.
+        run: |tx| {
+            sql(
+                tx,
+                "CREATE TABLE IF NOT EXISTS upstream_outbox (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    connector TEXT NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL,
+                    site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL, subject TEXT NOT NULL,
+                    attempts INTEGER NOT NULL, next_try INTEGER NOT NULL, last_error TEXT,
+                    created INTEGER NOT NULL,
+                    UNIQUE (connector, key)
+                 );
+                 CREATE INDEX IF NOT EXISTS upstream_outbox_connector ON upstream_outbox (connector, id);",
+            )
+        },
+    },
 ];
 
 /// The newest schema version this binary knows.

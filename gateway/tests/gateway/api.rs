@@ -40,6 +40,20 @@ role = "auditor"
 
 [[contacts]]
 id = "acme"
+name = "武汉安达消防"
+
+[[sites]]
+id = "lakeside"
+name = "湖畔花园"
+name_en = "Lakeside Garden"
+[[sites]]
+id = "hill"
+name = "山景苑"
+
+[[alerting.buildings]]
+site = "lakeside"
+building = "3号楼"
+devices = ["BAY-1"]
 
 [dispatch]
 no_builtin_duties = true
@@ -261,6 +275,31 @@ async fn every_list_pages_with_one_cursor_shape_and_says_it_in_chinese() {
     assert_eq!(labels["codes"]["trapped"]["en"], "Passengers trapped");
     assert_eq!(labels["order_statuses"]["dispatched"]["zh"], "已派单");
     assert_eq!(labels["metrics"]["network_pressure_mpa"]["unit"], "MPa");
+    // Names people read: the sites a token sees, the contractors, and a
+    // device's building.
+    let admin_labels = get_json(http, "/api/v1/labels", admin).await;
+    assert_eq!(
+        admin_labels["sites"],
+        serde_json::json!({"hill": {"zh": "山景苑", "en": "山景苑"}, "lakeside": {"zh": "湖畔花园", "en": "Lakeside Garden"}})
+    );
+    assert_eq!(admin_labels["contractors"]["acme"]["zh"], "武汉安达消防");
+    let lake_labels = get_json(http, "/api/v1/labels", LAKE).await;
+    assert_eq!(
+        lake_labels["sites"],
+        serde_json::json!({"lakeside": {"zh": "湖畔花园", "en": "Lakeside Garden"}}),
+        "a scoped token learns only its own sites' names"
+    );
+    let devices = get_json(http, "/api/v1/devices?site=lakeside", LAKE).await;
+    let building = |id: &str| {
+        devices["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device"] == id)
+            .map(|d| d["building"].clone())
+    };
+    assert_eq!(building("BAY-1"), Some(serde_json::json!("3号楼")));
+    assert_eq!(building("BAY-2"), Some(Value::Null), "no building configured: absent");
     let me = get_json(http, "/api/v1/me", LAKE).await;
     assert_eq!(
         me,
@@ -357,6 +396,37 @@ async fn stream_until(http: u16, last: Option<&str>, needle: &str, then: impl As
         }
     }
     read
+}
+
+/// A device's status changes are events of the stream: a device that
+/// appears is told online, its death offline, so a devices screen needs
+/// no polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_coming_and_going_is_an_event_of_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mqtt, http) = (free_addr(), free_addr());
+    let gw = crate::http::start(config(mqtt.port(), http.port(), dir.path())).await;
+    testkit::wait_port(mqtt.port());
+    let http = http.port();
+    let data = r#"{"v":1,"seq":1,"bdseq":1,"ts":1796083200000,"m":{"smoke":false}}"#;
+    let online = stream_until(http, None, "\"status\":\"online\"", || async {
+        publish(mqtt, "fm/v1/lakeside/charger/BAY-7/data", data).await;
+    })
+    .await;
+    let event = online
+        .split("\n\n")
+        .find(|e| e.contains("event: device"))
+        .unwrap_or_else(|| panic!("no device event: {online}"));
+    assert!(
+        event.contains("\"device\":\"BAY-7\"") && event.contains("\"site\":\"lakeside\""),
+        "{event}"
+    );
+    let offline = stream_until(http, None, "\"status\":\"offline\"", || async {
+        publish(mqtt, "fm/v1/lakeside/charger/BAY-7/death", r#"{"v":1,"bdseq":1}"#).await;
+    })
+    .await;
+    assert!(offline.contains("event: device"), "{offline}");
+    gw.stop().await;
 }
 
 /// The `id:` of the last event in `text` that carries `needle`.

@@ -118,6 +118,33 @@ fn every_unreadable_secret_is_named_with_the_other_problems() {
     );
 }
 
+/// A file whose secrets are read from files: every problem the text has is
+/// still named with its line. Before, the secrets' table was read instead
+/// of the text, and only its first problem came out, with no line.
+#[test]
+fn secrets_read_from_files_hide_no_problem_and_no_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cr3t-token-0123456789\n").unwrap();
+    let (code, said) = gateway_check(&format!(
+        "[http]\n[[http.tokens]]\nname = \"ops\"\nrole = \"auditor\"\ntoken_file = \"{}\"\n\
+         [storage]\nretention = \"30d\"\n[notify]\natempts = 3\n",
+        token.display()
+    ));
+    assert_eq!(code, 2, "{said}");
+    let lines: Vec<&str> = said.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(lines.len(), 2, "{said}");
+    assert!(
+        lines[0].starts_with("error: FILE:7:") && lines[0].contains("storage.retention"),
+        "{said}"
+    );
+    assert!(
+        lines[1].starts_with("error: FILE:9:") && lines[1].contains("notify.atempts"),
+        "{said}"
+    );
+    assert!(!said.contains("s3cr3t"), "the secret is never printed: {said}");
+}
+
 /// A good file: `ok`, exit 0; and the library's first problem is the first by line.
 #[test]
 fn a_good_file_is_ok_and_parse_gives_the_first_problem() {

@@ -187,6 +187,14 @@ fn dispatch_contacts_and_tokens_mistakes_name_their_line_and_field() {
         e,
         "site.toml:7:1: field `dispatch.assign[0].backup`: `nobody` is not one of the [[contacts]]"
     );
+    // A site named twice, a site id that is no topic level, a name left empty.
+    let site = "[[sites]]\nid = \"lakeside\"\nname = \"湖畔花园\"\n";
+    let e = err(&format!("{site}{site}"));
+    assert_eq!(e, "site.toml:5:1: field `sites[1].id`: `lakeside` is configured twice");
+    let e = err("[[sites]]\nid = \"lake side\"\nname = \"湖畔花园\"\n");
+    assert!(e.starts_with("site.toml:2:1: field `sites[0].id`:"), "{e}");
+    let e = err("[[sites]]\nid = \"lakeside\"\nname = \" \"\n");
+    assert_eq!(e, "site.toml:3:1: field `sites[0].name`: must not be empty");
     // A contact twice; an e-mail with no SMTP server.
     let e = err(&format!("{people}{people}"));
     assert_eq!(e, "site.toml:5:1: field `contacts[1].id`: `acme` is configured twice");

@@ -189,6 +189,7 @@ fn with_files(text: &str, dir: &Path) -> String {
         ("dingtalk-token", "dingtalk-access-token\n".to_owned()),
         ("auditor-token", "an-auditor-token-of-32-characters\n".to_owned()),
         ("webhook-secret", "webhook-secret\n".to_owned()),
+        ("elevator-platform-secret", "elevator-platform-secret\n".to_owned()),
     ] {
         std::fs::write(dir.join(name), contents).unwrap();
     }

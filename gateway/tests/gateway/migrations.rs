@@ -243,6 +243,27 @@ fn check_rows(dir: &Path, v: u32) {
         assert_eq!(cred.cmd_key[0], 32);
         assert_eq!(cred.revoked, None);
     }
+    if v >= 10 {
+        let acked = gateway::ops::commands::get(c, "5b1f0c2e9d8a47f6b3c2a1e0f9d8c7b6")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                acked.op.as_str(),
+                acked.args.port,
+                acked.status.as_str(),
+                acked.by.as_str()
+            ),
+            ("cut_off", Some(4), "acked", "zhang")
+        );
+        let restored = gateway::ops::commands::load(c).unwrap();
+        assert_eq!(
+            restored.counters[&("lakeside".to_owned(), "PUMP-B2".to_owned())],
+            1_763_798_399_000
+        );
+        assert_eq!(restored.pending.len(), 1, "v{v}: the command still waiting");
+        assert_eq!(restored.state["self_test"], r#"{"last":1763798399000}"#);
+    }
 }
 
 /// Every older layout opens at the newest version with every row, its

@@ -416,3 +416,169 @@ sms = ["138-0013-8000"]
     assert_eq!(c.notify.dingtalk.base_url, "https://oapi.dingtalk.com");
     assert!(c.notify.sms.is_none());
 }
+
+/// An SMS gateway that answers OK, except to `busy` while it is not `open`
+/// (503): counts every number it was asked to text.
+#[derive(Clone, Default)]
+struct Busy {
+    open: Arc<std::sync::atomic::AtomicBool>,
+    texted: Arc<Mutex<Vec<(String, bool)>>>,
+}
+
+impl Busy {
+    const NUMBER: &str = "13800000003";
+
+    async fn start() -> (Busy, SocketAddr) {
+        let busy = Busy::default();
+        let app = axum::Router::new()
+            .route("/sms/send", axum::routing::post(busy_sms))
+            .with_state(busy.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (busy, addr)
+    }
+
+    /// How often `number` was texted and accepted.
+    fn accepted(&self, number: &str) -> usize {
+        self.texted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, ok)| n == number && *ok)
+            .count()
+    }
+
+    fn tried(&self, number: &str) -> usize {
+        self.texted.lock().unwrap().iter().filter(|(n, _)| n == number).count()
+    }
+}
+
+async fn busy_sms(State(b): State<Busy>, body: String) -> (axum::http::StatusCode, String) {
+    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+    let to = v["to"].as_str().unwrap_or_default().to_owned();
+    let ok = to != Busy::NUMBER || b.open.load(std::sync::atomic::Ordering::SeqCst);
+    b.texted.lock().unwrap().push((to, ok));
+    if ok {
+        (axum::http::StatusCode::OK, json!({"code": "OK"}).to_string())
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy".into())
+    }
+}
+
+/// A message to two numbers, one reached and one busy when the gateway is
+/// stopped: the outbox keeps it with the number reached, and after the
+/// restart only the other is texted. Before, the reached numbers were known
+/// only in memory and the restart texted both again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_cut_off_by_a_restart_texts_only_the_numbers_it_had_not_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let (busy, at) = Busy::start().await;
+    let (mqtt, http) = (testkit::free_port(), testkit::free_port());
+    let base = crate::http::base_config(mqtt, http, &dir.path().join("data"));
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{base}
+[notify]
+attempts = 1000
+first_retry = "100ms"
+max_retry = "100ms"
+[notify.sms]
+url = "http://{at}/sms/send"
+body = {{ to = "{{phone}}", content = "{{text}}" }}
+success_field = "code"
+success_value = "OK"
+
+[[contacts]]
+id = "acme"
+sms = ["13900000009"]
+
+[[contacts]]
+id = "pm-lake"
+sms = ["13800000002", "{busy_number}"]
+
+[dispatch]
+no_builtin_duties = true
+[[dispatch.assign]]
+site = "lakeside"
+contractor = "acme"
+manager = "pm-lake"
+"#,
+            busy_number = Busy::NUMBER
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("GATEWAY_ADMIN_TOKEN", testkit::ADMIN_TOKEN)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        testkit::wait_port(http);
+        testkit::wait_port(mqtt);
+        Gateway(child)
+    };
+    let mut gateway = spawn();
+    let mqtt_addr: SocketAddr = ([127, 0, 0, 1], mqtt).into();
+    publish(
+        mqtt_addr,
+        "fm/v1/lakeside/charger/CH-1/data",
+        r#"{"v":1,"seq":1,"ts":1763798400000,"m":{"smoke":true}}"#,
+    )
+    .await;
+    // The first number reached, the second tried and refused for now.
+    for _ in 0..300 {
+        if busy.accepted("13800000002") == 1 && busy.tried(Busy::NUMBER) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(busy.accepted("13800000002"), 1);
+    assert!(busy.tried(Busy::NUMBER) >= 2);
+
+    // A graceful stop (SIGTERM): the delivery is cut off and kept with what
+    // it reached.
+    let pid = gateway.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = gateway.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let conn = rusqlite::Connection::open(dir.path().join("data/gateway.sqlite")).unwrap();
+    let kept: Vec<String> = conn
+        .prepare("SELECT queued FROM outbox")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let manager: Vec<Value> = kept
+        .iter()
+        .map(|k| json_of(k))
+        .filter(|q| q["to"] == "pm-lake")
+        .collect();
+    assert_eq!(manager.len(), 1, "{kept:?}");
+    assert_eq!(manager[0]["reached"], json!(["sms:13800000002"]), "{kept:?}");
+    drop(conn);
+
+    // The gateway of the next start: the busy number is free now.
+    busy.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    let tried_before = busy.tried("13800000002");
+    let _gateway = spawn();
+    let sent = records_until(http, "notification_sent", |r| on(r, "pm-lake", "sms").is_some()).await;
+    assert!(on(&sent, "pm-lake", "sms").is_some());
+    assert_eq!(busy.accepted(Busy::NUMBER), 1);
+    // Not texted again: once in all, across both runs.
+    assert_eq!(busy.tried("13800000002"), tried_before);
+    assert_eq!(busy.accepted("13800000002"), 1);
+}

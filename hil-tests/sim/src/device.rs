@@ -59,6 +59,11 @@ pub struct DeviceSpec {
     /// residential traffic), besides the scenario's own calls.
     #[serde(default)]
     pub traffic: bool,
+    /// Elevator: the node has a door-hold output wired to the controller's
+    /// door-open-hold input, so it carries out `hold_doors`; without it the
+    /// node refuses them (`no door-hold output`).
+    #[serde(default)]
+    pub door_hold: bool,
     /// Charging bay: number of ports.
     #[serde(default = "default_ports")]
     pub ports: u8,
@@ -131,6 +136,7 @@ impl DeviceSpec {
             seed: default_seed(),
             floors: default_floors(),
             traffic: false,
+            door_hold: false,
             ports: default_ports(),
             unit: default_unit(),
             node: NodeKind::Firmware,
@@ -229,8 +235,8 @@ pub enum Action {
     /// comes back over its link. Signed as `sign` says; or, with `replay`,
     /// the very bytes of an earlier command sent again.
     Command {
-        /// The op (`cut_off`, `clear`, `self_test`, `set_threshold`, or any
-        /// other text, which the node answers as unsupported). Not with `replay`.
+        /// The op (`cut_off`, `clear`, `self_test`, `set_threshold`,
+        /// `hold_doors`, or any other text, which the node answers as unsupported). Not with `replay`.
         #[serde(default)]
         op: Option<String>,
         /// `args.port`.
@@ -242,6 +248,10 @@ pub enum Action {
         /// `args.value` (`set_threshold`).
         #[serde(default)]
         value: Option<f64>,
+        /// `args.hold` (`hold_doors`: `true` holds the doors, `false`
+        /// releases them).
+        #[serde(default)]
+        hold: Option<bool>,
         /// The command id, echoed in the ack (default `hil-N`, N counting
         /// the device's commands from 1).
         #[serde(default)]
@@ -750,6 +760,16 @@ impl SimDevice {
         }
     }
 
+    /// Whether the elevator node drives its door-hold output now: `None` if
+    /// this is not our node on a lift.
+    #[must_use]
+    pub fn door_hold(&self) -> Option<bool> {
+        match &self.rig {
+            Rigged::Elevator(r) => Some(r.plant.door_hold.level.get()),
+            _ => None,
+        }
+    }
+
     /// A charging port's true temperature, for anchoring expectations on
     /// the physical condition.
     #[must_use]
@@ -882,6 +902,7 @@ impl SimDevice {
             port,
             name,
             value,
+            hold,
             id,
             sign,
             replay,
@@ -909,6 +930,7 @@ impl SimDevice {
                         .transpose()
                         .map_err(|_| bad("`name` is not a threshold name"))?,
                     value: *value,
+                    hold: *hold,
                 };
                 let payload = self.sign_command(&id, op, args, *sign)?;
                 protocol::decode(Kind::Cmd, &payload).map_err(|e| bad(&e.to_string()))?;
@@ -1106,6 +1128,7 @@ fn firmware_rig_bare(spec: &DeviceSpec, class: DeviceClass) -> Rigged {
             let node = NodeElevatorConfig {
                 floors: f32::from(cfg.floors),
                 rated_speed_mps: cfg.rated_speed_mps,
+                door_hold_output: spec.door_hold,
                 ..NodeElevatorConfig::default()
             };
             Rigged::Elevator(Box::new(rig::elevator(

@@ -134,7 +134,7 @@ pub fn serve<P: Plant, IO: ClassIo>(
 }
 
 /// An elevator node as a slave.
-pub type ElevatorSlave = RigSlave<ElevatorPlant, ElevatorIo<SimInput, SimAs5600>>;
+pub type ElevatorSlave = RigSlave<ElevatorPlant, ElevatorIo<SimInput, SimAs5600, SimOutput>>;
 /// A fire pump node as a slave.
 pub type FirepumpSlave = RigSlave<FirepumpPlant, FirepumpIo<SimInput, Mcp3208<SimMcp3208>, SimOutput>>;
 /// A charging bay node as a slave.

@@ -118,7 +118,8 @@ impl<P: Plant, IO: ClassIo> Rig<P, IO> {
     }
 }
 
-/// An elevator with its eight contacts and the sheave's angle sensor.
+/// An elevator with its eight contacts, the sheave's angle sensor and the
+/// door-hold output.
 pub struct ElevatorPlant {
     /// The physics.
     pub sim: ElevatorSim,
@@ -126,10 +127,16 @@ pub struct ElevatorPlant {
     pub pins: [SimInput; 8],
     /// The AS5600.
     pub sheave: SimAs5600,
+    /// OUT1, to the controller's door-open-hold input. Always wired on the
+    /// bench; the node drives it only when its configuration says it has
+    /// the output (`door_hold_output`).
+    pub door_hold: SimOutput,
 }
 
 impl Plant for ElevatorPlant {
-    fn actuate(&mut self) {}
+    fn actuate(&mut self) {
+        self.sim.set_door_hold(self.door_hold.level.get());
+    }
 
     fn step(&mut self, dt_ms: u32) {
         self.sim.step(dt_ms);
@@ -156,16 +163,27 @@ impl Plant for ElevatorPlant {
 }
 
 /// An elevator node on the bench.
-pub type ElevatorRig = Rig<ElevatorPlant, ElevatorIo<SimInput, SimAs5600>>;
+pub type ElevatorRig = Rig<ElevatorPlant, ElevatorIo<SimInput, SimAs5600, SimOutput>>;
 
 /// An elevator node over `sim`.
 #[must_use]
 pub fn elevator(sim: ElevatorSim, config: ElevatorConfig, format: Format) -> ElevatorRig {
     let pins: [SimInput; 8] = std::array::from_fn(|_| SimInput::new(true));
     let sheave = SimAs5600::new();
-    let io = ElevatorIo::new(pins.clone(), sheave.clone(), METRES_PER_TURN, false);
+    let door_hold = SimOutput::new();
+    let Ok(io) =
+        ElevatorIo::new(pins.clone(), sheave.clone(), METRES_PER_TURN, false).with_door_hold(door_hold.clone());
     let node = Node::new(ElevatorNode::new(config), node_info("HIL-EL", format));
-    Rig::new(ElevatorPlant { sim, pins, sheave }, io, node)
+    Rig::new(
+        ElevatorPlant {
+            sim,
+            pins,
+            sheave,
+            door_hold,
+        },
+        io,
+        node,
+    )
 }
 
 /// A fire water system with the pump room's contacts, transducers and the

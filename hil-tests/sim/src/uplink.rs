@@ -100,6 +100,18 @@ pub struct AckSeen {
     pub error: Option<String>,
 }
 
+/// A `cmd` the link handed to the node (from the simulated gateway or the
+/// real one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandSeen {
+    /// The node's virtual ms when it got it.
+    pub at_ms: u64,
+    /// The command id.
+    pub id: String,
+    /// The op, as on the wire.
+    pub op: String,
+}
+
 /// A payload waiting for its time (an injected delay) or for room in the
 /// client's queue.
 struct Held {
@@ -132,6 +144,7 @@ pub struct Uplink {
     commands_sent: u64,
     commands_lost: u64,
     acks: Vec<AckSeen>,
+    received: Vec<CommandSeen>,
     /// The faults in force.
     pub faults: LinkFaults,
     /// What went over it.
@@ -191,6 +204,7 @@ impl Uplink {
             commands_sent: 0,
             commands_lost: 0,
             acks: Vec::new(),
+            received: Vec::new(),
             faults: LinkFaults::default(),
             stats: LinkStats::default(),
         })
@@ -396,10 +410,36 @@ impl Uplink {
         self.commands_lost = self.commands_sent.saturating_sub(arrived);
     }
 
+    /// Commands that reached the node's client so far, whoever sent them
+    /// (the simulated gateway through this link, or the real gateway).
+    #[must_use]
+    pub fn commands_arrived(&self) -> u64 {
+        self.conn.commands.load(Ordering::SeqCst)
+    }
+
+    /// Commands the simulated gateway published through this link.
+    #[must_use]
+    pub fn commands_sent(&self) -> u64 {
+        self.commands_sent
+    }
+
+    /// The commands handed to the node, in order (those that decode).
+    #[must_use]
+    pub fn received(&self) -> &[CommandSeen] {
+        &self.received
+    }
+
     /// Hands the node the commands that arrived.
     pub fn commands(&mut self, node: &mut dyn NodeLink, now: Millis) -> usize {
         let mut n = 0;
         while let Ok(c) = self.commands.try_recv() {
+            if let Ok(Message::Cmd(cmd)) = protocol::decode(Kind::Cmd, &c) {
+                self.received.push(CommandSeen {
+                    at_ms: now.0,
+                    id: cmd.id.to_string(),
+                    op: cmd.op.as_str().to_owned(),
+                });
+            }
             node.on_command(now, &c);
             n += 1;
         }

@@ -186,3 +186,115 @@ fn smoke_cuts_every_port_at_once() {
     assert!(took <= 160, "{took} ms");
     assert!((1..=8).all(|p| b.node.logic().cut_reason(p) == Some(CutReason::Smoke)));
 }
+
+/// A signed command for the bench's lift `EL-1`, as the gateway signs it.
+fn lift_command(id: &str, op: &str, args: &str, ctr: u64) -> Vec<u8> {
+    let key = protocol::CommandKey::from_bytes([7; 32]);
+    let to = protocol::cmdauth::Recipient {
+        site: "lakeside",
+        class: protocol::DeviceClass::Elevator,
+        device: "EL-1",
+    };
+    let json = format!(r#"{{"v":1,"seq":1,"ts":0,"id":"{id}","op":"{op}","args":{args}}}"#);
+    let Ok(protocol::Message::Cmd(mut cmd)) = protocol::decode(protocol::Kind::Cmd, json.as_bytes()) else {
+        panic!("{json} is a command")
+    };
+    protocol::cmdauth::sign(&key, &to, &mut cmd, ctr, protocol::Timestamp::from_millis(i64::MAX));
+    protocol::encode_to_vec(&protocol::Message::Cmd(cmd), Format::Json).unwrap()
+}
+
+/// The lift with a door-hold output, provisioned with the key above.
+fn lift_with_door_hold() -> rig::ElevatorRig {
+    let mut b = rig::elevator(
+        ElevatorSim::new(ElevatorConfig::default(), 7),
+        NodeElevatorConfig {
+            door_hold_output: true,
+            ..NodeElevatorConfig::default()
+        },
+        Format::Json,
+    );
+    let creds = firmware::config::Credentials::new("lakeside", "EL-1")
+        .unwrap()
+        .with_cmd_key(protocol::CommandKey::from_bytes([7; 32]));
+    b.node.set_credentials(creds);
+    b
+}
+
+fn command(b: &mut rig::ElevatorRig, payload: &[u8]) -> firmware::node::CommandOutcome {
+    let outcome = b.node.on_command(Millis(b.now()), payload);
+    // The board drives the outputs after a command, as after a step.
+    b.apply();
+    outcome
+}
+
+#[test]
+fn held_doors_keep_the_car_at_its_landing_until_released() {
+    use firmware::node::CommandOutcome;
+    let mut b = lift_with_door_hold();
+    b.plant.sim.call(1);
+    b.until(10_000, |b| b.plant.sim.state().door == Door::Open)
+        .expect("doors open at floor 1");
+    let hold = lift_command("h1", "hold_doors", r#"{"hold":true}"#, 1);
+    assert_eq!(command(&mut b, &hold), CommandOutcome::Done);
+    assert!(b.plant.door_hold.level.get(), "the output is on at once");
+    // Somebody calls the car upstairs: held, it does not go.
+    b.plant.sim.call(8);
+    b.advance(120_000);
+    let s = b.plant.sim.state();
+    assert_eq!((s.floor, s.door, s.moving), (1, Door::Open, false), "held: {s:?}");
+    assert!(!b.plant.sim.contacts().door_closed);
+    // Released: the doors close and the car serves the call.
+    let release = lift_command("h2", "hold_doors", r#"{"hold":false}"#, 2);
+    assert_eq!(command(&mut b, &release), CommandOutcome::Done);
+    assert!(!b.plant.door_hold.level.get());
+    b.until(30_000, |b| b.plant.sim.state().moving)
+        .expect("leaves once released");
+    b.until(60_000, |b| {
+        let s = b.plant.sim.state();
+        s.floor == 8 && s.door == Door::Open
+    })
+    .expect("arrives at floor 8");
+}
+
+#[test]
+fn a_hold_sent_while_the_car_travels_opens_the_doors_on_arrival_and_ends_by_itself() {
+    use firmware::node::CommandOutcome;
+    let mut b = lift_with_door_hold();
+    let limit = lift_command("t", "set_threshold", r#"{"name":"door_hold_max_s","value":30}"#, 1);
+    assert_eq!(command(&mut b, &limit), CommandOutcome::Done);
+    b.plant.sim.call(5);
+    b.until(10_000, |b| b.plant.sim.state().moving).expect("departs");
+    let hold = lift_command("h", "hold_doors", r#"{"hold":true}"#, 2);
+    assert_eq!(command(&mut b, &hold), CommandOutcome::Done);
+    let held_at = b.now();
+    b.until(30_000, |b| b.plant.sim.state().door == Door::Open)
+        .expect("opens at floor 5");
+    assert_eq!(b.plant.sim.state().floor, 5);
+    b.plant.sim.call(1);
+    // Held until the 30 s limit (judged on the node's clock, at a step),
+    // then the doors close and the car answers the call.
+    let released = b
+        .until(60_000, |b| !b.plant.door_hold.level.get())
+        .map(|_| b.now() - held_at)
+        .expect("the hold ends by itself");
+    assert!((30_000..=30_200).contains(&released), "released after {released} ms");
+    assert_eq!(b.plant.sim.state().floor, 5, "the car stood held until then");
+    b.until(30_000, |b| b.plant.sim.state().moving)
+        .expect("leaves after the limit");
+}
+
+#[test]
+fn a_lift_without_the_output_refuses_to_hold_and_drives_nothing() {
+    use firmware::node::CommandOutcome;
+    use firmware::registers::CommandError;
+    let mut b = elevator();
+    b.node.set_credentials(
+        firmware::config::Credentials::new("lakeside", "EL-1")
+            .unwrap()
+            .with_cmd_key(protocol::CommandKey::from_bytes([7; 32])),
+    );
+    let hold = lift_command("h", "hold_doors", r#"{"hold":true}"#, 1);
+    assert_eq!(command(&mut b, &hold), CommandOutcome::Failed(CommandError::NoDoorHold));
+    b.advance(1_000);
+    assert!(!b.plant.door_hold.level.get());
+}

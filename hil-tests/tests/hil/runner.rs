@@ -73,6 +73,50 @@ fn a_bad_file_is_refused_with_its_file_line_and_field() {
     }
 }
 
+/// The command steps and expectations of issue 16 are checked like the rest.
+#[test]
+fn a_bad_command_step_or_expectation_is_refused_with_its_line_and_field() {
+    let api = "[[at]]\nt = \"5s\"\ndevice = \"EL-1\"\ndo = \"api_command\"\n";
+    let cases = [
+        (
+            format!("{DEVICE}{api}op = \"reboot\"\nas = \"x\"\n{EXPECT}"),
+            "lab/bad.toml:10: at[0].op: `reboot` is not an op (cut_off, clear, self_test, set_threshold, hold_doors)",
+        ),
+        (
+            format!("{DEVICE}{api}op = \"hold_doors\"\nhold = true\n{EXPECT}"),
+            "lab/bad.toml:6: at[0].as: an `api_command` has a name for expectations",
+        ),
+        (
+            format!("{DEVICE}{api}op = \"cut_off\"\nas = \"x\"\nsign = \"forged\"\n{EXPECT}"),
+            "lab/bad.toml:12: at[0]: unknown field `sign`",
+        ),
+        (
+            format!("{DEVICE}[[expect]]\ncommand = \"cut-9\"\nstatus = \"acked\"\nwithin = \"2s\"\n"),
+            "lab/bad.toml:7: expect[0].command: `cut-9` is neither an `api_command` step's name nor an op",
+        ),
+        (
+            format!("{DEVICE}[[expect]]\ncommand = \"self_test\"\nstatus = \"acked\"\nwithin = \"2s\"\n"),
+            "lab/bad.toml:6: expect[0].device: a command named by its op needs the `device` it was sent to",
+        ),
+        (
+            format!(
+                "{DEVICE}{api}op = \"hold_doors\"\nhold = true\nas = \"h\"\n[[expect]]\ncommand = \"h\"\nstatus = \"done\"\nwithin = \"2s\"\n"
+            ),
+            "lab/bad.toml:15: expect[0].status: `done` is not a command status (sent, acked, refused, expired)",
+        ),
+        (
+            format!(
+                "{DEVICE}{api}op = \"hold_doors\"\nhold = true\nas = \"h\"\n[[expect]]\ncommand = \"h\"\nstatus = \"acked\"\n"
+            ),
+            "lab/bad.toml:13: expect[0].within: say how long settling may take",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = problem(&text);
+        assert!(got.starts_with(want), "\n got: {got}\nwant: {want}…");
+    }
+}
+
 #[test]
 fn every_file_of_the_library_checks() {
     let files = library();

@@ -129,6 +129,8 @@ fn every_covered_field_changes_the_mac() {
             Box::new(|c| c.exp = Some(GOLDEN_EXP.saturating_add(std::time::Duration::from_millis(1)))),
         ),
         ("mac", Box::new(|c| c.mac.as_mut().unwrap().0[31] ^= 1)),
+        ("hold added", Box::new(|c| c.args.hold = Some(true))),
+        ("release added", Box::new(|c| c.args.hold = Some(false))),
     ];
     for (what, change) in &tampered {
         let mut t = c.clone();
@@ -325,6 +327,61 @@ fn a_binary_cmd_from_before_signing_decodes_as_unsigned() {
     assert_eq!(decode(Kind::Cmd, &bin).unwrap(), Message::Cmd(s));
 }
 
+/// `hold_doors`: `hold` is covered (a release cannot be turned into a hold),
+/// travels in `args` in JSON and after `mac` in binary, and a command
+/// without it signs and encodes exactly as before the op existed.
+#[test]
+fn hold_is_signed_and_leaves_every_other_command_as_it_was() {
+    let json = r#"{"v":1,"seq":3,"ts":0,"id":"hold-1","op":"hold_doors","args":{"hold":true}}"#;
+    let Message::Cmd(mut c) = decode(Kind::Cmd, json.as_bytes()).unwrap() else {
+        unreachable!()
+    };
+    assert_eq!((&c.op, c.args.hold), (&Named::Known(Op::HoldDoors), Some(true)));
+    cmdauth::sign(&key(), &BAY, &mut c, 9, GOLDEN_EXP);
+    let mut release = c.clone();
+    release.args.hold = Some(false);
+    assert_eq!(cmdauth::verify(&key(), &BAY, &release), Err(Refusal::BadMac));
+    // The signed string: `hold` as 01 01 right before ctr and exp.
+    let s = cmdauth::signed_bytes(&BAY, &c, 9, GOLDEN_EXP);
+    assert_eq!(&s[s.len() - 18..s.len() - 16], [1, 1]);
+    let mut none = c.clone();
+    none.args.hold = None;
+    assert_eq!(cmdauth::signed_bytes(&BAY, &none, 9, GOLDEN_EXP).len(), s.len() - 2);
+    for format in [Format::Json, Format::Binary] {
+        let bytes = encode_to_vec(&Message::Cmd(c.clone()), format).unwrap();
+        let Message::Cmd(back) = decode(Kind::Cmd, &bytes).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(back, c, "{format:?}");
+        assert_eq!(cmdauth::verify(&key(), &BAY, &back), Ok(()), "{format:?}");
+    }
+    let text = String::from_utf8(encode_to_vec(&Message::Cmd(c.clone()), Format::Json).unwrap()).unwrap();
+    assert!(text.contains(r#""args":{"hold":true}"#), "{text}");
+    // Binary: `hold` follows the MAC as 01 01, and only when present (the
+    // same command as a `clear`, which may go without it).
+    let bin = encode_to_vec(&Message::Cmd(c.clone()), Format::Binary).unwrap();
+    assert_eq!(&bin[bin.len() - 2..], [1, 1]);
+    let mut plain = none.clone();
+    plain.op = Named::Known(Op::Clear);
+    let mut plain_held = plain.clone();
+    plain_held.args.hold = Some(true);
+    let held = encode_to_vec(&Message::Cmd(plain_held), Format::Binary).unwrap();
+    let without = encode_to_vec(&Message::Cmd(plain), Format::Binary).unwrap();
+    assert_eq!(&held[..held.len() - 2], without.as_slice());
+    // A golden command has no `hold`: its binary form ends at the MAC.
+    let g = encode_to_vec(&Message::Cmd(golden_cmd()), Format::Binary).unwrap();
+    assert_eq!(&g[g.len() - 32..], golden_cmd().mac.unwrap().0);
+    // Trailing bytes after `hold`, or a bad bool, are malformed.
+    for bad in [[1u8, 1, 0].as_slice(), &[1, 2], &[2]] {
+        let mut b = without.clone();
+        b.extend_from_slice(bad);
+        assert_eq!(decode(Kind::Cmd, &b).unwrap_err().reason(), "bad_binary", "{bad:?}");
+    }
+    // `hold_doors` without `hold` is malformed: there is nothing to do.
+    let bare = r#"{"v":1,"seq":3,"ts":0,"id":"hold-1","op":"hold_doors"}"#;
+    assert!(decode(Kind::Cmd, bare.as_bytes()).is_err());
+}
+
 proptest! {
     /// Whatever the command, signed by the gateway's code, it verifies on the
     /// node after either encoding and either JSON decoder: the value's bits
@@ -400,7 +457,8 @@ fn the_args_of_the_example_are_what_the_docs_say() {
         CmdArgs {
             port: Some(4),
             name: None,
-            value: None
+            value: None,
+            hold: None
         }
     );
     assert_eq!((c.ctr, c.exp), (Some(GOLDEN_CTR), Some(GOLDEN_EXP)));

@@ -164,6 +164,7 @@ pub(crate) fn golden_message(name: &str) -> Message {
                 port: Some(4),
                 name: None,
                 value: None,
+                hold: None,
             },
             ctr: Some(GOLDEN_CTR),
             exp: Some(GOLDEN_EXP),

@@ -160,6 +160,7 @@ fn the_largest_command_fits_the_receive_buffer() {
             port: Some(255),
             name: Some(core::iter::repeat_n('z', MAX_NAME_LEN).collect()),
             value: Some(WIDEST),
+            hold: Some(true),
         },
         ctr: Some(u64::MAX),
         exp: Some(Timestamp::from_millis(i64::MIN)),

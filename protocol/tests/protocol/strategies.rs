@@ -224,13 +224,22 @@ pub(crate) fn cmd() -> impl Strategy<Value = Cmd> {
         prop::option::of(1..=u8::MAX),
         prop::option::of(unknown_name::<Metric>()),
         prop::option::of(number()),
+        prop::option::of(any::<bool>()),
         prop::option::of((any::<u64>(), any::<i64>(), any::<[u8; 32]>())),
     )
-        .prop_map(|((seq, ts, hist, bdseq), id, op, port, name, value, auth)| {
-            let mut args = CmdArgs { port, name, value };
+        .prop_map(|((seq, ts, hist, bdseq), id, op, port, name, value, hold, auth)| {
+            let mut args = CmdArgs {
+                port,
+                name,
+                value,
+                hold,
+            };
             if op == Named::Known(Op::SetThreshold) {
                 args.name.get_or_insert_with(|| "over_temp_c".try_into().unwrap());
                 args.value.get_or_insert(65.0);
+            }
+            if op == Named::Known(Op::HoldDoors) {
+                args.hold.get_or_insert(true);
             }
             Cmd {
                 v: V1,

@@ -192,6 +192,11 @@ fn maintenance_times_take_any_offset() {
     );
     assert_eq!(t("2026-12-01T00:00:00Z").unwrap(), 1_796_083_200_000);
     assert!(t("tomorrow").is_err());
+    // Found by the `config` fuzz target: a time whose last six bytes cut a
+    // character panicked instead of being refused.
+    for odd in ["2026-12-01T12:00:00+08:维保)", "维保", "2026-12-01T12:00:00维"] {
+        assert!(t(odd).is_err(), "{odd}");
+    }
 }
 
 #[test]

@@ -211,12 +211,7 @@ async fn wecom_retries_rate_limiting_then_delivers_and_mentions_on_critical() {
         token: WECOM_KEY.into(),
         mention_mobiles: vec!["13800138000".into()],
     });
-    outbox
-        .submit(Delivery {
-            to: to.clone(),
-            msg: smoke("m-1"),
-        })
-        .unwrap();
+    outbox.submit(Delivery::new(to.clone(), smoke("m-1"))).unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!(
         (out.channel, out.attempts, out.result.clone()),
@@ -245,7 +240,7 @@ async fn wecom_retries_rate_limiting_then_delivers_and_mentions_on_critical() {
     // Not critical: markdown, nobody mentioned.
     let mut calm = smoke("m-2");
     calm.notice.as_mut().unwrap().critical = false;
-    outbox.submit(Delivery { to, msg: calm }).unwrap();
+    outbox.submit(Delivery::new(to, calm)).unwrap();
     assert_eq!(next_outcome(&mut rx).await.result, Ok(()));
     let body = mock.seen()[2].json();
     assert_eq!(body["msgtype"], "markdown", "{body}");
@@ -282,7 +277,7 @@ async fn wecom_refusing_the_key_is_a_dead_letter_at_once_without_the_key() {
         token: WECOM_KEY.into(),
         mention_mobiles: Vec::new(),
     });
-    outbox.submit(Delivery { to, msg: smoke("m-1") }).unwrap();
+    outbox.submit(Delivery::new(to, smoke("m-1"))).unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!(out.attempts, 1, "permanent: not retried");
     let error = out.result.unwrap_err();
@@ -315,7 +310,7 @@ async fn an_unreachable_robot_is_retried_and_its_key_never_reaches_the_error() {
         mention_mobiles: Vec::new(),
     });
     let (outbox, mut rx, _task) = Outbox::start(vec![Arc::new(wecom), Arc::new(dingtalk)], fast_policy(3), 16, 4);
-    outbox.submit(Delivery { to, msg: smoke("m-1") }).unwrap();
+    outbox.submit(Delivery::new(to, smoke("m-1"))).unwrap();
     for _ in 0..2 {
         let out = next_outcome(&mut rx).await;
         assert_eq!(out.attempts, 3, "{out:?}");
@@ -374,7 +369,7 @@ async fn dingtalk_signs_every_attempt_and_retries_throttling() {
         secret: Some(DT_SECRET.into()),
         mention_mobiles: vec!["13800138000".into()],
     });
-    outbox.submit(Delivery { to, msg: smoke("m-1") }).unwrap();
+    outbox.submit(Delivery::new(to, smoke("m-1"))).unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!(
         (out.channel, out.attempts, out.result.clone()),
@@ -426,7 +421,7 @@ async fn dingtalk_refusing_the_signature_is_a_dead_letter_without_secrets() {
         secret: Some(DT_SECRET.into()),
         mention_mobiles: Vec::new(),
     });
-    outbox.submit(Delivery { to, msg: smoke("m-1") }).unwrap();
+    outbox.submit(Delivery::new(to, smoke("m-1"))).unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!(out.attempts, 1);
     let error = out.result.unwrap_err();
@@ -491,7 +486,7 @@ async fn sms_fills_the_template_and_a_retry_texts_only_the_numbers_not_yet_reach
     let (outbox, mut rx) = outbox(Arc::new(sms), 3);
     let mut to = contact("pm-lake");
     to.sms = vec!["13800138000".into(), "13900139000".into()];
-    outbox.submit(Delivery { to, msg: smoke("m-1") }).unwrap();
+    outbox.submit(Delivery::new(to, smoke("m-1"))).unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!(
         (out.channel, out.attempts, out.result.clone()),
@@ -548,7 +543,7 @@ async fn sms_as_a_form_cut_to_its_length_and_a_refusal_is_a_dead_letter() {
     let (outbox, mut rx) = outbox(Arc::new(sms), 5);
     let mut to = contact("pm-lake");
     to.sms = vec!["13800138000".into()];
-    outbox.submit(Delivery { to, msg: smoke("m-1") }).unwrap();
+    outbox.submit(Delivery::new(to, smoke("m-1"))).unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!(out.attempts, 1);
     let error = out.result.unwrap_err();
@@ -577,9 +572,93 @@ async fn sms_gateway_errors_are_retried_by_status() {
     let (outbox, mut rx) = outbox(Arc::new(sms), 5);
     let mut to = contact("pm-lake");
     to.sms = vec!["13800138000".into()];
-    outbox.submit(Delivery { to, msg: smoke("m-1") }).unwrap();
+    outbox.submit(Delivery::new(to, smoke("m-1"))).unwrap();
     let out = next_outcome(&mut rx).await;
     // 503 retried, 401 final.
     assert_eq!(out.attempts, 2);
     assert!(out.result.unwrap_err().contains("401"));
+}
+
+#[tokio::test]
+async fn sms_keeps_retrying_a_number_failing_for_now_beside_one_refused_for_good() {
+    let mock = Mock::start().await;
+    mock.script(
+        "/v1/sms/send",
+        &[
+            (200, r#"{"code":"INVALID_NUMBER"}"#),
+            (503, "busy"),
+            (200, r#"{"code":"OK"}"#),
+        ],
+    );
+    let sms = Sms::new(sms_config(&mock, &json!({})), Duration::from_secs(5)).unwrap();
+    let (outbox, mut rx) = outbox(Arc::new(sms), 5);
+    let mut to = contact("pm-lake");
+    to.sms = vec!["13800138000".into(), "13900139000".into()];
+    outbox.submit(Delivery::new(to, smoke("m-1"))).unwrap();
+    let out = next_outcome(&mut rx).await;
+    // The busy number was retried (and reached); the refused one was not
+    // tried again, and makes the message a dead letter naming it.
+    let to: Vec<String> = mock
+        .seen()
+        .iter()
+        .map(|s| s.json()["to"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(to, ["13800138000", "13900139000", "13900139000"]);
+    assert_eq!(out.attempts, 2, "{out:?}");
+    let error = out.result.unwrap_err();
+    assert!(
+        error.contains("INVALID_NUMBER") && error.contains("138****8000") && error.contains("1 reached"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn sms_cut_off_by_shutdown_says_which_numbers_it_reached_and_a_resumed_delivery_skips_them() {
+    let mock = Mock::start().await;
+    mock.script("/v1/sms/send", &[(200, r#"{"code":"OK"}"#), (503, "busy")]);
+    let sms: Arc<dyn Channel> = Arc::new(Sms::new(sms_config(&mock, &json!({})), Duration::from_secs(5)).unwrap());
+    // A retry far in the future: shutdown comes first.
+    let slow = notify::RetryPolicy {
+        attempts: 5,
+        first: Duration::from_mins(10),
+        max: Duration::from_mins(10),
+    };
+    let (outbox, mut rx, _task) = Outbox::start(vec![Arc::clone(&sms)], slow, 16, 4);
+    let mut to = contact("pm-lake");
+    to.sms = vec!["13800138000".into(), "13900139000".into()];
+    outbox.submit(Delivery::new(to.clone(), smoke("m-1"))).unwrap();
+    until_seen(&mock, 2).await;
+    outbox.close(Duration::ZERO);
+    let out = next_outcome(&mut rx).await;
+    assert!(out.interrupted() && out.last, "{out:?}");
+    assert_eq!(out.reached, ["sms:13800138000"]);
+
+    // The next start: a fresh channel, told what was reached.
+    mock.script("/v1/sms/send", &[(200, r#"{"code":"OK"}"#)]);
+    let sms = Sms::new(sms_config(&mock, &json!({})), Duration::from_secs(5)).unwrap();
+    let (outbox, mut rx) = self::outbox(Arc::new(sms), 3);
+    outbox
+        .submit(Delivery {
+            to,
+            msg: smoke("m-1"),
+            reached: out.reached.clone(),
+        })
+        .unwrap();
+    let out = next_outcome(&mut rx).await;
+    assert_eq!(
+        (out.result.clone(), out.reached.clone()),
+        (Ok(()), vec!["sms".to_owned()])
+    );
+    let to: Vec<String> = mock
+        .seen()
+        .iter()
+        .map(|s| s.json()["to"].as_str().unwrap().to_owned())
+        .collect();
+    // The first number only once, across both runs.
+    assert_eq!(to, ["13800138000", "13900139000", "13900139000"]);
+}
+
+/// Waits until the mock has answered `n` requests.
+async fn until_seen(mock: &Mock, n: usize) {
+    crate::common::until(&format!("{n} requests"), || mock.seen().len() >= n).await;
 }

@@ -131,10 +131,7 @@ async fn a_utf8_mail_arrives_with_subject_text_and_payload() {
     let (outbox, mut rx, _task) = Outbox::start(vec![email], fast_policy(3), 8, 2);
     let msg = message("m-mail");
     outbox
-        .submit(Delivery {
-            to: email_contact("duty@example.com"),
-            msg: msg.clone(),
-        })
+        .submit(Delivery::new(email_contact("duty@example.com"), msg.clone()))
         .unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!((out.channel, out.result, out.attempts), ("email", Ok(()), 1));
@@ -178,12 +175,7 @@ async fn smtp_5xx_is_permanent_and_4xx_retryable() {
     let email: Arc<dyn Channel> = Arc::new(email);
     let (outbox, mut rx, _task) = Outbox::start(vec![email], fast_policy(3), 8, 2);
     for (id, to) in [("m-1-gone", "gone@example.com"), ("m-2-busy", "busy@example.com")] {
-        outbox
-            .submit(Delivery {
-                to: email_contact(to),
-                msg: message(id),
-            })
-            .unwrap();
+        outbox.submit(Delivery::new(email_contact(to), message(id))).unwrap();
     }
     let all = crate::common::outcomes(&mut rx, 2).await;
     assert_eq!((all[0].id.as_str(), all[0].attempts), ("m-1-gone", 1));

@@ -69,12 +69,7 @@ async fn publishes_qos1_unretained_json_to_the_contact_topic() {
         sms: Vec::new(),
     };
     let msg = message("m-mqtt");
-    outbox
-        .submit(Delivery {
-            to: contact,
-            msg: msg.clone(),
-        })
-        .unwrap();
+    outbox.submit(Delivery::new(contact, msg.clone())).unwrap();
 
     let publish = poll_until(&mut sub_events, |e| match e {
         Event::Incoming(Incoming::Publish(p)) => Some(p.clone()),

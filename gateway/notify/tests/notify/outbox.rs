@@ -61,12 +61,7 @@ async fn one_outcome_per_channel_that_reaches_the_contact() {
         webhook(), // does not reach: the contact has no webhook
     ];
     let (outbox, mut rx, _task) = Outbox::start(channels, fast_policy(3), 8, 2);
-    outbox
-        .submit(Delivery {
-            to: reached("c"),
-            msg: message("m"),
-        })
-        .unwrap();
+    outbox.submit(Delivery::new(reached("c"), message("m"))).unwrap();
     let all = outcomes(&mut rx, 2).await;
     assert_eq!((all[0].channel, all[0].result.clone()), ("first", Ok(())));
     assert_eq!((all[1].channel, all[1].attempts), ("second", 1));
@@ -98,12 +93,7 @@ async fn a_contact_no_channel_reaches_is_a_dead_letter_at_once() {
         dingtalk: None,
         sms: Vec::new(),
     };
-    outbox
-        .submit(Delivery {
-            to: nobody,
-            msg: message("m-none"),
-        })
-        .unwrap();
+    outbox.submit(Delivery::new(nobody, message("m-none"))).unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!((out.channel, out.attempts, out.to.as_str()), ("none", 0, "nobody"));
     let err = out.result.unwrap_err();
@@ -118,17 +108,14 @@ async fn a_full_queue_gives_the_delivery_back() {
     let (outbox, mut rx, _task) = Outbox::start(vec![webhook()], fast_policy(1), 2, 4);
     for id in ["m-1", "m-2"] {
         outbox
-            .submit(Delivery {
-                to: webhook_contact("c", &hook.url("/hang"), None),
-                msg: message(id),
-            })
+            .submit(Delivery::new(
+                webhook_contact("c", &hook.url("/hang"), None),
+                message(id),
+            ))
             .unwrap();
     }
     assert_eq!(outbox.pending(), 2);
-    let third = Delivery {
-        to: webhook_contact("c", &hook.url("/hang"), None),
-        msg: message("m-3"),
-    };
+    let third = Delivery::new(webhook_contact("c", &hook.url("/hang"), None), message("m-3"));
     match outbox.submit(third.clone()) {
         Err(SubmitError::Full(back)) => assert_eq!(*back, third),
         other => panic!("expected Full, got {other:?}"),
@@ -149,23 +136,20 @@ async fn close_cuts_off_what_is_unfinished_after_the_grace() {
     // One permit: the hanging attempt holds it, the second delivery waits.
     let (outbox, mut rx, task) = Outbox::start(vec![webhook()], fast_policy(3), 8, 1);
     outbox
-        .submit(Delivery {
-            to: webhook_contact("c", &hook.url("/hang"), None),
-            msg: message("m-1-in-flight"),
-        })
+        .submit(Delivery::new(
+            webhook_contact("c", &hook.url("/hang"), None),
+            message("m-1-in-flight"),
+        ))
         .unwrap();
     hook.wait_hits("/hang", 1).await;
     outbox
-        .submit(Delivery {
-            to: webhook_contact("c", &hook.url("/ok"), None),
-            msg: message("m-2-waiting"),
-        })
+        .submit(Delivery::new(
+            webhook_contact("c", &hook.url("/ok"), None),
+            message("m-2-waiting"),
+        ))
         .unwrap();
     outbox.close(Duration::from_millis(200));
-    let late = Delivery {
-        to: webhook_contact("c", &hook.url("/ok"), None),
-        msg: message("m-3-late"),
-    };
+    let late = Delivery::new(webhook_contact("c", &hook.url("/ok"), None), message("m-3-late"));
     assert!(matches!(outbox.submit(late), Err(SubmitError::Closed(_))));
 
     let all = outcomes(&mut rx, 2).await;
@@ -203,10 +187,7 @@ async fn close_lets_in_flight_attempts_finish_and_skips_retries_due_after_the_gr
     let (outbox, mut rx, task) = Outbox::start(vec![webhook()], policy, 8, 4);
     for (id, path) in [("m-1-hang", "/hang"), ("m-2-down", "/down")] {
         outbox
-            .submit(Delivery {
-                to: webhook_contact("c", &hook.url(path), None),
-                msg: message(id),
-            })
+            .submit(Delivery::new(webhook_contact("c", &hook.url(path), None), message(id)))
             .unwrap();
     }
     hook.wait_hits("/hang", 1).await;
@@ -232,10 +213,10 @@ async fn dropping_every_handle_finishes_the_work_then_ends() {
     hook.script("/flaky", &[Step::Status(500)]);
     let (outbox, mut rx, task) = Outbox::start(vec![webhook()], fast_policy(3), 8, 2);
     outbox
-        .submit(Delivery {
-            to: webhook_contact("c", &hook.url("/flaky"), None),
-            msg: message("m"),
-        })
+        .submit(Delivery::new(
+            webhook_contact("c", &hook.url("/flaky"), None),
+            message("m"),
+        ))
         .unwrap();
     drop(outbox);
     let out = next_outcome(&mut rx).await;
@@ -251,10 +232,7 @@ async fn submit_works_from_a_plain_thread() {
     let handle = outbox.clone();
     let (submitted, pending) = std::thread::spawn(move || {
         // Not a runtime thread: submit must neither block nor need one.
-        let r = handle.submit(Delivery {
-            to: webhook_contact("c", &url, None),
-            msg: message("m-thread"),
-        });
+        let r = handle.submit(Delivery::new(webhook_contact("c", &url, None), message("m-thread")));
         (r.is_ok(), handle.pending())
     })
     .join()
@@ -270,15 +248,48 @@ async fn submit_works_from_a_plain_thread() {
 async fn a_panicking_channel_still_yields_an_outcome() {
     let channels = vec![fake("boom", || panic!("channel bug")), fake("fine", || Ok(()))];
     let (outbox, mut rx, _task) = Outbox::start(channels, fast_policy(3), 8, 2);
-    outbox
-        .submit(Delivery {
-            to: reached("c"),
-            msg: message("m"),
-        })
-        .unwrap();
+    outbox.submit(Delivery::new(reached("c"), message("m"))).unwrap();
     let all = outcomes(&mut rx, 2).await;
     assert_eq!(all[0].channel, "boom");
     assert!(all[0].result.as_ref().unwrap_err().contains("panicked"), "{:?}", all[0]);
     assert_eq!((all[1].channel, all[1].result.clone()), ("fine", Ok(())));
     until_pending_zero(&outbox).await;
+}
+
+#[tokio::test]
+async fn a_channel_an_earlier_run_delivered_on_is_not_sent_again() {
+    let channels = vec![
+        fake("first", || panic!("delivered by the earlier run: not sent again")),
+        fake("second", || Ok(())),
+    ];
+    let (outbox, mut rx, _task) = Outbox::start(channels, fast_policy(1), 4, 2);
+    outbox
+        .submit(Delivery {
+            to: reached("c"),
+            msg: message("m-1"),
+            reached: vec!["first".into()],
+        })
+        .unwrap();
+    let out = next_outcome(&mut rx).await;
+    assert_eq!(
+        (out.channel, out.result.clone(), out.last),
+        ("second", Ok(()), true),
+        "{out:?}"
+    );
+    assert_eq!(out.reached, ["second"]);
+
+    // Every channel delivered before: the delivery still ends, with nothing sent.
+    outbox
+        .submit(Delivery {
+            to: reached("c"),
+            msg: message("m-2"),
+            reached: vec!["first".into(), "second".into()],
+        })
+        .unwrap();
+    let out = next_outcome(&mut rx).await;
+    assert_eq!(
+        (out.channel, out.attempts, out.result.clone(), out.last),
+        ("none", 0, Ok(()), true)
+    );
+    assert_eq!(outbox.pending(), 0);
 }

@@ -24,10 +24,10 @@ async fn signed_post_carries_the_message_and_a_checkable_signature() {
     let (outbox, mut rx) = start(fast_policy(1));
     let msg = message("m-signed");
     outbox
-        .submit(Delivery {
-            to: webhook_contact("contractor-a", &hook.url("/signed"), Some("s3cret-密钥")),
-            msg: msg.clone(),
-        })
+        .submit(Delivery::new(
+            webhook_contact("contractor-a", &hook.url("/signed"), Some("s3cret-密钥")),
+            msg.clone(),
+        ))
         .unwrap();
     let out = next_outcome(&mut rx).await;
     // The receiver returned 2xx only because the signature checked out.
@@ -80,10 +80,10 @@ async fn unsigned_target_sends_no_signature() {
     let hook = Hook::start().await;
     let (outbox, mut rx) = start(fast_policy(1));
     outbox
-        .submit(Delivery {
-            to: webhook_contact("c", &hook.url("/plain"), None),
-            msg: message("m-plain"),
-        })
+        .submit(Delivery::new(
+            webhook_contact("c", &hook.url("/plain"), None),
+            message("m-plain"),
+        ))
         .unwrap();
     assert_eq!(next_outcome(&mut rx).await.result, Ok(()));
     let got = hook.received("/plain").pop().unwrap();
@@ -97,10 +97,10 @@ async fn two_500s_then_200_is_delivered_on_the_third_attempt() {
     hook.script("/flaky", &[Step::Status(500), Step::Status(500), Step::Status(200)]);
     let (outbox, mut rx) = start(fast_policy(6));
     outbox
-        .submit(Delivery {
-            to: webhook_contact("c", &hook.url("/flaky"), None),
-            msg: message("m-flaky"),
-        })
+        .submit(Delivery::new(
+            webhook_contact("c", &hook.url("/flaky"), None),
+            message("m-flaky"),
+        ))
         .unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!((out.result, out.attempts), (Ok(()), 3));
@@ -119,10 +119,10 @@ async fn always_500_is_a_dead_letter_after_all_attempts() {
     hook.script("/down", &[Step::Status(503); 10]);
     let (outbox, mut rx) = start(fast_policy(4));
     outbox
-        .submit(Delivery {
-            to: webhook_contact("c", &hook.url("/down"), None),
-            msg: message("m-down"),
-        })
+        .submit(Delivery::new(
+            webhook_contact("c", &hook.url("/down"), None),
+            message("m-down"),
+        ))
         .unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!(out.attempts, 4);
@@ -137,10 +137,10 @@ async fn http_400_is_not_retried() {
     hook.script("/bad", &[Step::Status(400); 10]);
     let (outbox, mut rx) = start(fast_policy(6));
     outbox
-        .submit(Delivery {
-            to: webhook_contact("c", &hook.url("/bad"), None),
-            msg: message("m-bad"),
-        })
+        .submit(Delivery::new(
+            webhook_contact("c", &hook.url("/bad"), None),
+            message("m-bad"),
+        ))
         .unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!(out.attempts, 1);
@@ -155,10 +155,10 @@ async fn http_429_and_408_are_retried() {
     hook.script("/busy", &[Step::Status(429), Step::Status(408), Step::Status(204)]);
     let (outbox, mut rx) = start(fast_policy(6));
     outbox
-        .submit(Delivery {
-            to: webhook_contact("c", &hook.url("/busy"), None),
-            msg: message("m-busy"),
-        })
+        .submit(Delivery::new(
+            webhook_contact("c", &hook.url("/busy"), None),
+            message("m-busy"),
+        ))
         .unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!((out.result, out.attempts), (Ok(()), 3));
@@ -169,10 +169,10 @@ async fn refused_connection_is_retried_then_dead_lettered() {
     let port = testkit::free_port(); // nothing listens there
     let (outbox, mut rx) = start(fast_policy(3));
     outbox
-        .submit(Delivery {
-            to: webhook_contact("c", &format!("http://127.0.0.1:{port}/hook"), None),
-            msg: message("m-refused"),
-        })
+        .submit(Delivery::new(
+            webhook_contact("c", &format!("http://127.0.0.1:{port}/hook"), None),
+            message("m-refused"),
+        ))
         .unwrap();
     let out = next_outcome(&mut rx).await;
     assert_eq!(out.attempts, 3, "{out:?}");
@@ -207,17 +207,17 @@ async fn a_slow_webhook_does_not_delay_another_contact() {
     hook.script("/slow", &[Step::Hang]);
     let (outbox, mut rx, _task) = Outbox::start(vec![webhook()], fast_policy(1), 64, 2);
     outbox
-        .submit(Delivery {
-            to: webhook_contact("slow", &hook.url("/slow"), None),
-            msg: message("m-1-slow"),
-        })
+        .submit(Delivery::new(
+            webhook_contact("slow", &hook.url("/slow"), None),
+            message("m-1-slow"),
+        ))
         .unwrap();
     hook.wait_hits("/slow", 1).await;
     outbox
-        .submit(Delivery {
-            to: webhook_contact("fast", &hook.url("/fast"), None),
-            msg: message("m-2-fast"),
-        })
+        .submit(Delivery::new(
+            webhook_contact("fast", &hook.url("/fast"), None),
+            message("m-2-fast"),
+        ))
         .unwrap();
     let first = next_outcome(&mut rx).await;
     assert_eq!((first.to.as_str(), first.result.clone()), ("fast", Ok(())), "{first:?}");

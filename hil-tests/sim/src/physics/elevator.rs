@@ -376,6 +376,8 @@ pub struct ElevatorSim {
     /// How long the doors have stood closed since they closed without
     /// their lock confirming (`DoorLockFault`); `None` when locked.
     unlocked_ms: Option<u32>,
+    /// The controller's door-open-hold input (the node's door-hold relay).
+    door_hold: bool,
 }
 
 impl ElevatorSim {
@@ -414,7 +416,23 @@ impl ElevatorSim {
             held: false,
             frozen_floor: None,
             unlocked_ms: None,
+            door_hold: false,
         }
+    }
+
+    /// The controller's door-open-hold input, driven by a node's door-hold
+    /// output (`hold_doors`). While it is on, a car standing at a landing
+    /// opens its doors and keeps them open (the dwell stops), so it does not
+    /// leave; a car on its way opens them when it arrives. Off, the dwell
+    /// runs out as usual and the car serves its calls.
+    pub fn set_door_hold(&mut self, on: bool) {
+        self.door_hold = on;
+    }
+
+    /// Whether the door-open-hold input is on.
+    #[must_use]
+    pub fn door_hold(&self) -> bool {
+        self.door_hold
     }
 
     /// The configuration in force (floors at least 1).
@@ -768,7 +786,7 @@ impl ElevatorSim {
             }
             Door::Closed => u32::MAX,
             Door::Opening | Door::Closing => c.door_move_ms.saturating_sub(self.door_ms),
-            Door::Open if self.active(ElevatorFault::DoorWontClose) => u32::MAX,
+            Door::Open if self.active(ElevatorFault::DoorWontClose) || self.door_hold => u32::MAX,
             Door::Open => self.dwell_left_ms,
         };
         let door = door.max(1);
@@ -830,6 +848,9 @@ impl ElevatorSim {
         }
         if self.active(ElevatorFault::EbikeBoarding) && at_floor && self.door == Door::Open {
             self.ebike_inside = true;
+        }
+        if self.door_hold && at_floor && self.door == Door::Closed && self.creep.is_none() && self.slip.is_none() {
+            self.open_request = true;
         }
         if self.active(ElevatorFault::UnintendedMovement)
             && self.creep.is_none()
@@ -1142,7 +1163,7 @@ impl ElevatorSim {
 
     fn door_tick(&mut self, h_ms: u32) {
         let c = self.config;
-        let held_open = self.active(ElevatorFault::DoorWontClose) || self.creep.is_some();
+        let held_open = self.active(ElevatorFault::DoorWontClose) || self.creep.is_some() || self.door_hold;
         match self.door {
             Door::Closed => {
                 // A lock that did not confirm: the controller reopens after
