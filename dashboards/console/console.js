@@ -47,13 +47,14 @@ const UI = {
     chainOk: "记录链完整：{n} 条记录，{c} 个签名检查点", chainBad: "记录链不完整：{p}", notVerified: "尚未校验（校验会读取整条链）",
     newRecords: "{n} 条新记录", show: "显示",
     month: "月份", makeReport: "生成月报", downloadCsv: "下载 CSV", faults: "故障统计", count: "次数",
-    kpiRespond: "响应（{s}内）", kpiArrive: "到场（{s}内）", withinKpi: "达标", rate: "达标率", missed: "超时", duties: "定期任务",
+    kpiRespond: "响应（{s}内）", kpiArrive: "到场（{s}内）", ownDeadline: "各自时限", withinKpi: "达标", rate: "达标率", missed: "超时", duties: "定期任务",
     ordersTotal: "故障工单", completed: "已完成", falseAlarms: "误报", stillOpen: "未关闭", bureauFlagged: "上报主管部门",
     due: "应做", onTime: "按时", late: "迟做", pending: "待做",
     seq: "序号", time: "时间", subject: "对象", body: "内容",
     done: "已提交", failed: "失败", ago: "{t}前", sec: "秒", min: "分", hour: "小时", day: "天",
     noRole: "此令牌的角色没有可用视图",
     commands: "远程指令", cutOff: "切断端口", selfTest: "启动巡检", allPorts: "全部端口", sentBy: "{by} 下发",
+    inspectFirst: "本周优先检查", score: "健康分",
   },
   en: {
     signin: "Sign in", token: "Access token", tokenHint: "printed by gateway run / gateway-demo; kept in this tab only", signout: "Sign out",
@@ -76,13 +77,14 @@ const UI = {
     chainOk: "The chain verifies: {n} records, {c} signed checkpoints", chainBad: "The chain does NOT verify: {p}", notVerified: "Not verified yet (verifying reads the whole chain)",
     newRecords: "{n} new records", show: "Show",
     month: "Month", makeReport: "Make the report", downloadCsv: "Download CSV", faults: "Faults", count: "Count",
-    kpiRespond: "Response (within {s})", kpiArrive: "Arrival (within {s})", withinKpi: "within", rate: "rate", missed: "Missed deadlines", duties: "Periodic duties",
+    kpiRespond: "Response (within {s})", kpiArrive: "Arrival (within {s})", ownDeadline: "each its own deadline", withinKpi: "within", rate: "rate", missed: "Missed deadlines", duties: "Periodic duties",
     ordersTotal: "Corrective orders", completed: "completed", falseAlarms: "false alarms", stillOpen: "open", bureauFlagged: "flagged for the bureau",
     due: "due", onTime: "on time", late: "late", pending: "pending",
     seq: "Seq", time: "Time", subject: "Subject", body: "Body",
     done: "Done", failed: "Failed", ago: "{t} ago", sec: "s", min: "min", hour: "h", day: "d",
     noRole: "This token's role has no view",
     commands: "Remote commands", cutOff: "Cut off port", selfTest: "Start self-test", allPorts: "all ports", sentBy: "sent by {by}",
+    inspectFirst: "Inspect first this week", score: "health",
   },
 };
 
@@ -132,6 +134,7 @@ const S = {
   alerts: new Map(),
   orders: new Map(),
   devices: new Map(),
+  inspect: [], // the least healthy devices (/api/v1/health), for the board
   drafts: new Map(), // note text per order, kept across re-renders
   cmdPort: "", // the port typed for a cut-off, kept across re-renders
   newRecords: 0,
@@ -221,6 +224,7 @@ async function loadLists() {
   const jobs = [];
   if (role === "admin" || role === "engineer") {
     jobs.push(api("/api/v1/alerts?limit=500").then((j) => { for (const a of j.alerts) putAlert(a); }));
+    jobs.push(api("/api/v1/health?top=5").then((j) => { S.inspect = j.inspect_first || []; }));
   }
   jobs.push(api("/api/v1/work-orders?limit=300").then((j) => { for (const o of j.work_orders) putOrder(o); }));
   if (role !== "contractor") jobs.push(loadDevices());
@@ -458,6 +462,9 @@ function span(ms) {
 }
 
 /** A KPI's length: `3 分钟`, `30 min`. */
+// Orders of one month may have different deadlines (15 min for fire, 10 for
+// chargers, 2 h for other faults): one figure only when they share it.
+const within = (k) => (k.kpi_s == null ? t("ownDeadline") : minutes(k.kpi_s));
 function minutes(s) {
   return s % 60 === 0 ? s / 60 + " " + t("min") + (S.lang === "zh" ? "钟" : "") : s + " " + t("sec");
 }
@@ -550,7 +557,7 @@ function viewBoard() {
   for (const a of open) counts[a.severity] = (counts[a.severity] || 0) + 1;
   let html = `<section class="summary"><h2>${esc(t("openAlerts"))}</h2><div class="counts">`;
   for (const sev of ["critical", "major", "minor", "info"]) html += `<span class="count ${sev}"><b>${counts[sev] || 0}</b> ${esc(L("severities", sev))}</span>`;
-  html += `</div>${deviceSummary()}</section>`;
+  html += `</div>${deviceSummary()}</section>${inspectFirst()}`;
   if (!open.length) html += `<p class="box muted" id="no-alerts">${esc(t("noAlerts"))}</p>`;
   const sites = new Map();
   for (const a of open) {
@@ -572,6 +579,18 @@ function viewBoard() {
     html += `<section><h2>${esc(t("recentResolved"))}</h2><ul class="alerts resolved">${resolved.map(alertItem).join("")}</ul></section>`;
   }
   return html;
+}
+
+// 本周优先检查: the least healthy devices from their history, with the
+// heaviest reason of each (docs/judgement.md).
+function inspectFirst() {
+  if (!S.inspect.length) return "";
+  const items = S.inspect.map((d) => {
+    const r = (d.reasons || [])[0];
+    const why = r ? (r.label || r.metric || r.fault) : "";
+    return `<li data-device="${esc(d.device)}">${devLink(d.site, d.device)} <span class="muted">${esc(siteName(d.site))}</span> · ${esc(t("score"))} <b>${esc(d.score)}</b>${why ? ` · <span class="muted">${esc(why)}</span>` : ""}</li>`;
+  }).join("");
+  return `<section class="box inspect" id="inspect-first"><h2>${esc(t("inspectFirst"))}</h2><ol>${items}</ol></section>`;
 }
 
 function deviceSummary() {
@@ -1075,7 +1094,7 @@ function viewReport() {
     <span class="count"><b>${esc(r.orders.false_alarms)}</b> ${esc(t("falseAlarms"))}</span><span class="count"><b>${esc(r.orders.open)}</b> ${esc(t("stillOpen"))}</span>
     <span class="count critical"><b>${esc(r.orders.bureau_flagged)}</b> ${esc(t("bureauFlagged"))}</span></div>
     <div class="scroll"><table><thead><tr><th></th><th>${esc(t("completed"))}</th><th>${esc(t("withinKpi"))}</th><th>${esc(t("rate"))}</th><th>P50</th><th>P90</th><th>max</th></tr></thead><tbody>
-    ${kpi(t("kpiRespond", { s: minutes(r.response.kpi_s) }), r.response)}${kpi(t("kpiArrive", { s: minutes(r.arrival.kpi_s) }), r.arrival)}</tbody></table></div>
+    ${kpi(t("kpiRespond", { s: within(r.response) }), r.response)}${kpi(t("kpiArrive", { s: within(r.arrival) }), r.arrival)}</tbody></table></div>
     <div class="two"><div><h3>${esc(t("faults"))}</h3><table><tbody>${r.faults.map((f) => `<tr><td>${esc(L("classes", f.class))}</td><td>${esc(L("codes", f.code))}</td><td>${esc(f.count)}</td></tr>`).join("") || `<tr><td class="muted">—</td></tr>`}</tbody></table></div>
     <div><h3>${esc(t("missed"))}</h3><table><tbody>${r.missed.map((m) => `<tr><td>${esc(L("deadlines", m.deadline))}</td><td>${esc(m.count)}</td></tr>`).join("") || `<tr><td class="muted">—</td></tr>`}</tbody></table></div></div>
     <h3>${esc(t("duties"))}</h3><div class="scroll"><table><thead><tr><th>${esc(t("klass"))}</th><th></th><th>${esc(t("due"))}</th><th>${esc(t("onTime"))}</th><th>${esc(t("late"))}</th><th>${esc(t("missed"))}</th><th>${esc(t("pending"))}</th><th>${esc(t("rate"))}</th></tr></thead><tbody>

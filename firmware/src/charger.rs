@@ -44,13 +44,16 @@ pub struct ChargerConfig {
     pub clear_temp_c: f32,
     /// Leakage at or above this cuts every port (contract: 30 mA).
     pub leakage_ma: f32,
-    /// A session longer than this is cut (contract: 8 h).
+    /// A session longer than this is cut (contract: 8 h), charging or in
+    /// float alike: what matters is how long a battery sits on a powered port.
     pub charge_timeout_s: f32,
     /// Below this power a battery counts as full (contract: 30 W) ...
     pub full_power_w: f32,
     /// ... and after this long full, the port is cut (contract: 120 min).
     pub full_s: f32,
-    /// Below this current nothing is plugged in.
+    /// A session starts at this current; below it the port is idle, but a
+    /// session already running goes on (a trickle counts as full) until
+    /// `unplug_s` of it ends the session.
     pub idle_current_a: f32,
     /// Idle for this long ends a session.
     pub unplug_s: f32,
@@ -486,7 +489,12 @@ impl ChargerNode {
         if now.since(session.started) >= ms(c.charge_timeout_s) {
             return Some(CutReason::ChargeTimeout);
         }
-        if p.full.update(drawing && p.power_w < c.full_power_w, ms(c.full_s), now) {
+        // Full is judged on the session, not on `drawing`: a float charger
+        // whose trickle dips (or pulses) below `idle_current_a` is a full
+        // battery still on a powered port, and such a dip must not restart
+        // the 120 min. The gateway reads the same from the port's state 2
+        // (`charger.full_cutoff`), so both sides count a trickle as full.
+        if p.full.update(p.power_w < c.full_power_w, ms(c.full_s), now) {
             return Some(CutReason::FullCutoff);
         }
         None

@@ -13,13 +13,14 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-/// `[[sites]]`: a compound's display names.
+/// `[[sites]]`: a compound's display names, and where it is.
 ///
 /// ```toml
 /// [[sites]]
 /// id = "lakeside"
 /// name = "湖畔花园"
 /// name_en = "Lakeside Garden"
+/// area = "urban"          # or "rural": the contract's 30 min on site in cities, 1 h elsewhere
 /// ```
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +32,18 @@ pub struct SiteConfig {
     /// Its name in English; the Chinese name when unset.
     #[serde(default)]
     pub name_en: Option<String>,
+    /// In a city or elsewhere: the work-order policy gives a lift
+    /// contractor 30 min to reach a trapped passenger in a city, 1 h
+    /// elsewhere (Hubei's elevator rules, contract §4). Urban by default:
+    /// the stricter figure, so a compound left unset is never given longer.
+    #[serde(default)]
+    pub area: dispatch::Area,
+}
+
+/// Each configured compound's area, for the work-order policy (which stays
+/// pure and is handed them).
+pub fn areas(sites: &[SiteConfig]) -> impl Iterator<Item = (String, dispatch::Area)> + '_ {
+    sites.iter().map(|s| (s.id.clone(), s.area))
 }
 
 /// The names, by id.
@@ -127,11 +140,13 @@ mod tests {
                 id: "lakeside".into(),
                 name: "湖畔花园".into(),
                 name_en: Some("Lakeside Garden".into()),
+                area: dispatch::Area::Urban,
             },
             SiteConfig {
                 id: "hill".into(),
                 name: "山景苑".into(),
                 name_en: None,
+                area: dispatch::Area::Rural,
             },
         ];
         let buildings = [alerting::config::BuildingConfig {
@@ -150,5 +165,23 @@ mod tests {
         let (s, _) = d.labels(|site| site == "hill");
         assert_eq!(s.as_object().map(serde_json::Map::len), Some(1));
         assert!(s.get("lakeside").is_none());
+        let areas: Vec<_> = areas(&sites).collect();
+        assert_eq!(
+            areas,
+            [
+                ("lakeside".to_owned(), dispatch::Area::Urban),
+                ("hill".to_owned(), dispatch::Area::Rural)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_site_is_urban_unless_it_says_rural() {
+        let parse = |t: &str| toml::from_str::<SiteConfig>(t);
+        let s = parse("id = \"a\"\nname = \"甲\"").expect("valid");
+        assert_eq!(s.area, dispatch::Area::Urban);
+        let s = parse("id = \"a\"\nname = \"甲\"\narea = \"rural\"").expect("valid");
+        assert_eq!(s.area, dispatch::Area::Rural);
+        assert!(parse("id = \"a\"\nname = \"甲\"\narea = \"suburban\"").is_err());
     }
 }

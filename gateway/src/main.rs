@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Check { config } => gateway::app::cli::check(&config),
         Command::Records { command } => gateway::app::cli::records(command),
         Command::Devices { command } => gateway::app::cli::devices(command),
+        Command::Duties { command } => gateway::app::cli::duties(command),
         cmd @ (Command::Backup { .. } | Command::Restore { .. }) => gateway::app::cli::backup_or_restore(cmd),
         Command::Run(args) => {
             let config = match args.config() {

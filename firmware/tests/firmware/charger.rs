@@ -142,6 +142,64 @@ fn a_full_battery_is_cut_after_120_min_under_30_w() {
 }
 
 #[test]
+fn a_trickle_dipping_below_the_idle_current_counts_as_full() {
+    // A float charger pulsing: 0.1 A (22 W) one minute, 0.02 A (4 W, under
+    // `idle_current_a`) the next. Before, every dip restarted the 120 min,
+    // so the port was never cut; the dips are part of the session (shorter
+    // than `unplug_s`), and the port reports state 2 (full) through them.
+    let mut n = bay();
+    let mut ev = Vec::new();
+    for m in 0..=130 {
+        let current = if m % 2 == 0 { 0.1 } else { 0.02 };
+        let sample = with_port(inputs(0.0, 30.0), 4, current, 30.0);
+        for s in 0..60 {
+            let t = m * 60 + s;
+            ev.extend(n.step(Millis(t * 1000), &sample).into_iter().map(|e| (m, e)));
+        }
+        if m == 61 {
+            let r = n.port_readings(Millis((m * 60 + 59) * 1000), 4);
+            assert_eq!(
+                r[0],
+                (PortMetric::State, Value::from(PortState::Full)),
+                "a dip is float"
+            );
+            let session = r.iter().find(|(k, _)| *k == PortMetric::SessionS).map(|(_, v)| *v);
+            assert_eq!(
+                session,
+                Some(Value::Number(3719.0)),
+                "the session goes on through the dips"
+            );
+        }
+    }
+    let (t, e) = ev.iter().find(|(_, e)| e.code == EventCode::FullCutoff).unwrap();
+    assert_eq!((*t, e.port), (120, Some(4)));
+    assert!(!n.relay_on(4));
+}
+
+#[test]
+fn a_battery_in_float_past_8_hours_is_cut_for_its_session() {
+    // Full cut-off off (a site that only wants the 8 h limit): a port in
+    // float (state 2) the whole time is still cut at 8 h of session, the
+    // same limit the gateway's `charge_timeout` applies to states 1 and 2.
+    let config = ChargerConfig {
+        full_s: 86_400.0,
+        ..ChargerConfig::default()
+    };
+    let mut n = ChargerNode::new(config, 4);
+    let float = with_port(inputs(0.0, 30.0), 2, 0.1, 30.0); // 22 W: float
+    let mut ev = Vec::new();
+    for m in 0..=(8 * 60) {
+        ev.extend(n.step(Millis(m * 60_000), &float).into_iter().map(|e| (m, e)));
+        if m == 60 {
+            let r = n.port_readings(Millis(m * 60_000), 2);
+            assert_eq!(r[0], (PortMetric::State, Value::from(PortState::Full)));
+        }
+    }
+    let (t, e) = ev.iter().find(|(_, e)| e.code == EventCode::ChargeTimeout).unwrap();
+    assert_eq!((*t, e.port), (480, Some(2)));
+}
+
+#[test]
 fn clear_refuses_while_the_port_is_still_hot() {
     let mut n = bay();
     let hot = with_port(inputs(1.0, 30.0), 1, 1.0, 85.0);

@@ -430,6 +430,11 @@ pub struct Engine {
     pub(crate) buildings: HashMap<(String, String), u16>,
     pub(crate) building_names: Vec<Arc<str>>,
     scratch: Gathered,
+    /// Codes the gateway's judgement from history holds raised per device
+    /// ([`Engine::history`]), with their severity. Beside the devices, not
+    /// in them: few devices ever have one, and every device's record is
+    /// read by every message (the size test below).
+    pub(crate) history: BTreeMap<u32, Vec<(Arc<str>, Severity)>>,
     /// The live event being observed that raises a code, with its detail as
     /// evidence for the alert it fires; only set within one `observe`.
     raised: Option<Raised>,
@@ -466,6 +471,10 @@ impl Hasher for Sequential {
 
 /// The name of the node's own event as a source.
 pub const NODE_SOURCE: &str = "node";
+
+/// The name of the gateway's judgement from history as a source
+/// (`frequent_faults`, `degrading`: the crate `judgement`).
+pub const HISTORY_SOURCE: &str = "history";
 
 impl Engine {
     /// An engine with no devices yet.
@@ -520,6 +529,7 @@ impl Engine {
             buildings: HashMap::new(),
             building_names: Vec::new(),
             scratch: Gathered::default(),
+            history: BTreeMap::new(),
             raised: None,
         }
     }
@@ -687,6 +697,57 @@ impl Engine {
         for d in &mut self.devices {
             d.judged_from = d.judged_from.max(now);
         }
+    }
+
+    /// The gateway's judgement from history raises (`active`) or clears a
+    /// code of a device, with its severity and the evidence it rests on
+    /// (the faults counted, the indicators drifting). It is a source of the
+    /// device's alert like a rule or the node's event, so the alert has the
+    /// lifecycle, grouping, inhibition, maintenance and dispatch of every
+    /// other, and is held until the judgement clears it. Unlike a message it
+    /// is not a sign of life: the device's presence and freshness are left
+    /// alone. Why here and not a path of its own: an alert's episode
+    /// numbers, acknowledgements and work-order intents belong to the
+    /// engine, and a second owner of alerts would need all of them again.
+    #[allow(clippy::too_many_arguments)] // the device, then what is judged of it
+    pub fn history(
+        &mut self,
+        now: i64,
+        device: DeviceRef<'_>,
+        code: &str,
+        severity: Severity,
+        active: bool,
+        evidence: Vec<Evidence>,
+        out: &mut Vec<Effect>,
+    ) {
+        let d = self.insert(device.site, Some(device.class), device.device, None, now);
+        let list = self.history.entry(d).or_default();
+        let held = list.iter().position(|(c, _)| &**c == code);
+        match (active, held) {
+            (true, None) => list.push((code.into(), severity)),
+            (true, Some(i)) => list[i].1 = severity,
+            (false, Some(i)) => {
+                list.remove(i);
+            }
+            (false, None) => {}
+        }
+        if list.is_empty() {
+            self.history.remove(&d);
+        }
+        if !active && held.is_none() {
+            return;
+        }
+        if active {
+            self.raised = Some(Raised {
+                device: d,
+                code: code.into(),
+                port: 0,
+                detail: evidence,
+            });
+        }
+        self.eval(d, now, false, out);
+        self.raised = None;
+        self.flush(now, out);
     }
 
     /// Feeds one observation of a device.
@@ -898,7 +959,7 @@ impl Engine {
                 quiet &= step(&profile.port, inst, port);
             }
             let dev = &self.devices[d as usize];
-            quiet && dev.node.is_empty() && !dev.alerts.iter().any(Alert::open)
+            quiet && dev.node.is_empty() && !self.history.contains_key(&d) && !dev.alerts.iter().any(Alert::open)
         };
         if quiet {
             let flap = self.settings.flap;
@@ -940,6 +1001,9 @@ impl Engine {
                 }
             }
             for (code, port) in &dev.node {
+                if !node_code_applies(dev, state(&self.arenas, dev).0, code, *port, now) {
+                    continue;
+                }
                 let severity = profile
                     .severity
                     .get(&**code)
@@ -952,6 +1016,14 @@ impl Engine {
                 s.dispatch |= severity != Severity::Info;
                 s.severity = s.severity.min(severity);
                 s.names.push(NODE_SOURCE.into());
+            }
+            for (code, severity) in self.history.get(&d).into_iter().flatten() {
+                let s = gathered.entry(code, 0, *severity);
+                s.firing = true;
+                s.since = s.since.min(now);
+                s.dispatch |= *severity != Severity::Info;
+                s.severity = s.severity.min(*severity);
+                s.names.push(HISTORY_SOURCE.into());
             }
         }
         let flap = self.settings.flap;
@@ -1461,6 +1533,45 @@ pub(crate) fn state_mut<'a>(arenas: &'a mut [Arena], dev: &Device) -> (&'a mut [
 }
 
 /// Values older than the offline window count as missing.
+/// Whether a code the node holds raised is judged now: not when every rule
+/// of the profile for that code has an `applies` that is false (the node
+/// says `trapped`, the controller says the car is in inspection), unless
+/// its alert is already open, which holds as the rules' own alerts do.
+/// A code no rule raises (a vendor's) always applies.
+fn node_code_applies(dev: &Device, values: &[Val], code: &str, port: u8, now: i64) -> bool {
+    let open = dev
+        .alerts
+        .iter()
+        .any(|a| a.open() && &*a.code == code && a.port == port);
+    if open {
+        return true;
+    }
+    let (rules, port_values): (&[crate::rule::Compiled], &[Val]) = if port == 0 {
+        (&dev.profile.device, &[])
+    } else {
+        match dev.ports.get(usize::from(port) - 1) {
+            Some(p) => (&dev.profile.port, &p.values),
+            None => return true,
+        }
+    };
+    let ctx = Ctx {
+        dev: values,
+        port: port_values,
+        now,
+        stale_ms: stale_ms(dev),
+        dead: dev.dead,
+        rate: None,
+    };
+    let mut any = false;
+    for r in rules.iter().filter(|r| &*r.code == code) {
+        any = true;
+        if r.applies.as_ref().is_none_or(|a| a.holds(&ctx) != Some(false)) {
+            return true;
+        }
+    }
+    !any
+}
+
 pub(crate) fn stale_ms(dev: &Device) -> i64 {
     stale_ms_of(&dev.profile, dev.interval_ms)
 }

@@ -8,6 +8,7 @@
 //!    └───────────────────┘                                   │ then `keep_firing_for`
 //!    ◄───────────────────────────────────────────────────────┘
 //! unknown (missing or stale inputs): nothing moves, nothing resolves
+//! not applicable (`applies` false): back to inactive, but a firing one holds
 //! ```
 //!
 //! Values carry their receive time and the time they last changed, so a rule
@@ -166,6 +167,10 @@ impl Inst {
     pub fn step(&mut self, rule: &Compiled, ctx: &mut Ctx<'_>, sample: bool, offline: Option<bool>) {
         let now = ctx.now;
         let firing = self.phase == Phase::Firing;
+        if rule.applies.as_ref().and_then(|a| a.holds(ctx)) == Some(false) {
+            self.not_applicable(firing);
+            return;
+        }
         let verdict = match &rule.judge {
             Judge::Offline { .. } => offline,
             Judge::Condition { when, clear, rate } => {
@@ -198,6 +203,26 @@ impl Inst {
                     self.phase = Phase::Inactive;
                 }
             }
+        }
+    }
+
+    /// The rule does not apply now (`applies` is false: an elevator in
+    /// inspection): nothing pending or counted carries over, so a
+    /// technician's stops never add up to an alert once the car is back in
+    /// service. An alert already firing is held as it is, not resolved: a
+    /// passenger trapped before the technician took the car is still
+    /// trapped until the rule, applying again, sees otherwise; the work
+    /// order follows its own steps either way.
+    fn not_applicable(&mut self, firing: bool) {
+        self.known = true;
+        if firing {
+            return;
+        }
+        self.phase = Phase::Inactive;
+        self.streak = 0;
+        if let Some(Aux::Count { edges, prev }) = self.aux.as_deref_mut() {
+            edges.clear();
+            *prev = None;
         }
     }
 

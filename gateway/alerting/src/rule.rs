@@ -78,6 +78,14 @@ pub struct RuleDef {
     /// until `when` no longer holds.
     #[serde(default)]
     pub clear: Option<String>,
+    /// When the rule means something at all (`condition` and `count`
+    /// rules): while this is false the rule is not judged. Unknown counts as
+    /// applying, so a device that never reports what the gate reads (an
+    /// elevator node without the controller's `service_mode`) is judged as
+    /// before. Why: a technician's stops in inspection are not a trapped
+    /// passenger, and saying so in the rule keeps the reason next to it.
+    #[serde(default)]
+    pub applies: Option<String>,
     /// How long `when` must hold before the alert fires.
     #[serde(default, rename = "for")]
     pub for_: Option<Figure>,
@@ -128,6 +136,24 @@ pub struct Pack {
     /// The rules.
     #[serde(default)]
     pub rule: Vec<RuleDef>,
+    /// Figures by the kind of installation a device serves, selected by an
+    /// override's `system` (a fire pump feeding sprinklers): the standard
+    /// sets the figure by system, so the site declares what it has and the
+    /// pack, not each site, carries the figure and its clause.
+    #[serde(default)]
+    pub systems: BTreeMap<String, SystemPreset>,
+}
+
+/// The figures of one kind of installation (`[systems.sprinkler]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemPreset {
+    /// What the system is, in a few words (printed in docs/rules.md).
+    pub about: String,
+    /// Parameters that differ from the pack's `[params]`.
+    pub params: BTreeMap<String, Figure>,
+    /// The clause the figures come from.
+    pub source: String,
 }
 
 /// A rule that cannot work, naming the rule and the field.
@@ -193,6 +219,8 @@ pub struct Compiled {
     pub for_ms: i64,
     /// Consecutive samples needed (1: any).
     pub samples: u32,
+    /// While this is false the rule is not judged (unknown: judged).
+    pub applies: Option<Node>,
     /// `keep_firing_for`, in ms.
     pub keep_ms: i64,
     /// Whether firing asks for a work order.
@@ -489,6 +517,24 @@ impl RuleDef {
                 return Err(r.err(field, format!("does not apply to a {:?} rule", self.kind)));
             }
         }
+        let applies = match &self.applies {
+            None => None,
+            Some(_) if self.kind == RuleKind::Offline => {
+                return Err(r.err(
+                    "applies",
+                    "does not apply to an offline rule: silence means something in every mode",
+                ));
+            }
+            Some(t) => {
+                let ast = expr::parse(t).map_err(|e| r.err("applies", format!("`{t}`: {e}")))?;
+                let mut rate = None;
+                let node = r.bind("applies", &ast, slots, self.scope, &mut rate)?;
+                if rate.is_some() {
+                    return Err(r.err("applies", "`rate()` is for `when`"));
+                }
+                Some(node)
+            }
+        };
         let for_ms = dur("for", &self.for_)?;
         let keep_ms = dur("keep_firing_for", &self.keep_firing_for)?;
         let samples = self.samples.as_ref().map_or(Ok(1.0), |f| r.number("samples", f))?;
@@ -509,6 +555,7 @@ impl RuleDef {
             judge,
             for_ms,
             samples,
+            applies,
             keep_ms,
             dispatch,
             fingerprint: 0,

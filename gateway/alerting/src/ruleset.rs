@@ -47,6 +47,11 @@ pub struct Override {
     /// Only this device.
     #[serde(default)]
     pub device: Option<String>,
+    /// The installation these devices serve (`sprinkler`): the pack's
+    /// figures for that system (`[systems.sprinkler]`), applied at this
+    /// override's precedence, before its own `params`.
+    #[serde(default)]
+    pub system: Option<String>,
     /// Parameters set (`low_pressure_mpa = 0.10`).
     #[serde(default)]
     pub params: BTreeMap<String, Figure>,
@@ -145,6 +150,7 @@ impl RuleSet {
                     class,
                     params: BTreeMap::new(),
                     rule: Vec::new(),
+                    systems: BTreeMap::new(),
                 });
             }
             if let Some(pack) = packs.iter_mut().find(|p| p.class == class) {
@@ -161,6 +167,20 @@ impl RuleSet {
                         "alerting.rules.id",
                         format!("rule id `{}` is used twice", r.id),
                     ));
+                }
+            }
+            for (name, preset) in &pack.systems {
+                for (k, v) in &preset.params {
+                    let same_type = matches!(
+                        (pack.params.get(k), v),
+                        (Some(Figure::Number(_)), Figure::Number(_)) | (Some(Figure::Text(_)), Figure::Text(_))
+                    );
+                    if !same_type {
+                        return Err(problem(
+                            format!("pack `{}`, systems.{name}.params.{k}", pack.class),
+                            format!("`{k}` is not a parameter of the pack, or not of its type"),
+                        ));
+                    }
                 }
             }
             let mut s = Slots::default();
@@ -210,6 +230,23 @@ impl RuleSet {
                         "a duration such as \"20s\""
                     };
                     return Err(problem(at(&format!("params.{name}")), format!("`{name}` takes {want}")));
+                }
+            }
+            if let Some(system) = &o.system {
+                let known: Vec<&str> = packs
+                    .iter()
+                    .flat_map(|p| p.systems.keys().map(String::as_str))
+                    .collect();
+                if !known.contains(&system.as_str()) {
+                    let list = if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    };
+                    return Err(problem(
+                        at("system"),
+                        format!("no rule pack of these devices knows the system `{system}` (known: {list})"),
+                    ));
                 }
             }
             for (j, id) in o.disable.iter().enumerate() {
@@ -329,6 +366,13 @@ fn compile(pack: &Pack, overrides: &[&Override], slots: &mut Slots) -> Result<Pr
     let mut severity = BTreeMap::new();
     let mut disabled: Vec<&str> = Vec::new();
     for o in overrides {
+        if let Some(preset) = o.system.as_ref().and_then(|name| pack.systems.get(name)) {
+            for (k, v) in &preset.params {
+                if params.contains_key(k) {
+                    params.insert(k.clone(), v.clone());
+                }
+            }
+        }
         for (k, v) in &o.params {
             if params.contains_key(k) {
                 params.insert(k.clone(), v.clone());

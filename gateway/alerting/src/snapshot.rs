@@ -97,6 +97,10 @@ pub struct DeviceSnapshot {
     pub rules: Vec<RuleState>,
     /// Codes the node holds raised, with their port.
     pub node: Vec<(String, u8)>,
+    /// Codes the judgement from history holds raised, with their severity
+    /// (absent in snapshots from before it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<(String, protocol::Severity)>,
     /// Alert slots (open ones and flap history).
     pub alerts: Vec<Alert>,
 }
@@ -274,6 +278,11 @@ impl Engine {
             ports: dev.ports.iter().map(|p| named(port_names, &p.values)).collect(),
             rules,
             node: dev.node.iter().map(|(c, p)| (c.to_string(), *p)).collect(),
+            history: u32::try_from(i)
+                .ok()
+                .and_then(|d| self.history.get(&d))
+                .map(|h| h.iter().map(|(c, s)| (c.to_string(), *s)).collect())
+                .unwrap_or_default(),
             alerts: dev.alerts.to_vec(),
         })
     }
@@ -283,6 +292,7 @@ impl Engine {
     /// dropped; everything else continues exactly where it was.
     pub fn restore(&mut self, snapshot: Snapshot) {
         self.devices.clear();
+        self.history.clear();
         self.index.clear();
         self.arenas.iter_mut().for_each(crate::store::Arena::clear);
         self.episodes.clear();
@@ -414,6 +424,8 @@ impl Engine {
             .map(|(c, p)| (Arc::<str>::from(c), p))
             .collect::<Vec<_>>()
             .into();
+        let held: Vec<(Arc<str>, _)> = s.history.into_iter().map(|(c, v)| (c.into(), v)).collect();
+        self.history.extend((!held.is_empty()).then_some((d, held)));
         dev.alerts = s.alerts.into();
         for a in &dev.alerts {
             if a.state != Lifecycle::Closed {

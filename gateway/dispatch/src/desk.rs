@@ -14,7 +14,10 @@
 //!   order is not with it already), tell the property manager; a trapped
 //!   passenger past the bureau limit flags the order for the bureau;
 //! - periodic duties are preventive orders due one period after the last
-//!   completion; a missed one is a supervision warning (`duty_missed`).
+//!   completion (before the gateway knew a device: its configured last
+//!   visit, else a full period after it was first seen), sent the duty's
+//!   notice before they fall due; a missed one is a supervision warning
+//!   (`duty_missed`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -146,7 +149,7 @@ pub struct DutyState {
     pub due: i64,
     /// Last done.
     pub last_done: Option<i64>,
-    /// The preventive order open for it.
+    /// The preventive order open for it; none until its notice before `due`.
     pub order: Option<u64>,
 }
 
@@ -205,6 +208,9 @@ pub struct Desk {
     corrective: HashMap<(String, String, String), u64>,
     /// When the remembered dispatched alerts were last pruned.
     pruned_at: i64,
+    /// The earliest time a duty's preventive order is to be sent, so a tick
+    /// does not look at every duty every second; `i64::MIN` to recompute.
+    next_duty_order: i64,
 }
 
 /// How often the remembered dispatched alerts are pruned at most.
@@ -245,6 +251,7 @@ impl Desk {
             changes: StateChanges::default(),
             corrective: HashMap::new(),
             pruned_at: i64::MIN,
+            next_duty_order: i64::MIN,
         }
     }
 
@@ -265,11 +272,13 @@ impl Desk {
             .values()
             .filter_map(|o| Some((corrective_key(o)?, o.id)))
             .collect();
+        self.next_duty_order = i64::MIN;
     }
 
     /// Swaps the policy (a reload); open orders keep their deadlines.
     pub fn set_policy(&mut self, policy: Policy) {
         self.policy = policy;
+        self.next_duty_order = i64::MIN;
     }
 
     /// The policy.
@@ -393,11 +402,12 @@ impl Desk {
             complete: now + sla.complete,
             bureau: sla.bureau_after.map(|b| alert.since + b),
         };
+        let sent = self.policy.sent(&alert.site, &alert.class, &alert.code);
         let mut order = self.blank(
             id,
             Kind::Corrective,
             (&alert.site, &alert.class, &alert.device),
-            &alert.code,
+            (&alert.code, sent),
             now,
             deadlines,
         );
@@ -458,17 +468,21 @@ impl Desk {
         Ok(order)
     }
 
-    /// A new order, dispatched to the assignment of its site and class.
+    /// A new order of `code`, sent to `sent` (the policy's choice for the
+    /// code). The backup contractor takes it over on a missed deadline only
+    /// when it went to the contractor: the lifts' backup does not stand in
+    /// for the property's staff.
     fn blank(
         &self,
         id: u64,
         kind: Kind,
         (site, class, device): (&str, &str, &str),
-        code: &str,
+        (code, sent): (&str, Option<String>),
         now: i64,
         deadlines: Deadlines,
     ) -> Order {
         let who = self.policy.assignment(site, class);
+        let backup = who.backup.filter(|_| sent.is_some() && sent == who.contractor);
         Order {
             id,
             kind,
@@ -479,9 +493,9 @@ impl Desk {
             port: None,
             severity: "info".to_owned(),
             status: Status::Dispatched,
-            contractor: who.contractor.clone(),
-            primary: who.contractor,
-            backup: who.backup,
+            contractor: sent.clone(),
+            primary: sent,
+            backup,
             manager: who.manager,
             created_at: now,
             fault_since: now,
@@ -515,30 +529,81 @@ impl Desk {
     }
 
     /// A device the gateway knows (at start, and when one appears): its
-    /// periodic duties begin, the first due one period from now.
+    /// periodic duties begin. The first falls due one period after its last
+    /// visit configured (`[[dispatch.last_done]]`), else one period from
+    /// now; its order is sent the duty's notice before that (at once for one
+    /// overdue). A visit configured later than the one the desk knows moves
+    /// the due date of a duty with no order open yet.
     pub fn device_seen(&mut self, now: i64, site: &str, class: &str, device: &str, out: &mut Vec<Out>) {
         let duties: Vec<_> = self.policy.duties(site, class).cloned().collect();
         for d in duties {
             let key = Self::duty_key(site, device, &d.duty);
-            if self.state.duties.contains_key(&key) {
-                continue;
+            let done = self.policy.last_done(site, device, &d.duty);
+            match self.state.duties.get_mut(&key) {
+                Some(s) => {
+                    let Some(at) = done.filter(|&at| s.order.is_none() && s.last_done.is_none_or(|l| at > l)) else {
+                        continue;
+                    };
+                    s.last_done = Some(at);
+                    s.due = at + d.every;
+                }
+                None => {
+                    self.state.duties.insert(
+                        key.clone(),
+                        DutyState {
+                            site: site.to_owned(),
+                            class: class.to_owned(),
+                            device: device.to_owned(),
+                            duty: d.duty.clone(),
+                            due: done.unwrap_or(now) + d.every,
+                            last_done: done,
+                            order: None,
+                        },
+                    );
+                }
             }
-            let due = now + d.every;
-            let order = self.preventive(now, site, class, device, &d.duty, due, out);
-            self.changes.duties.insert(key.clone());
-            self.state.duties.insert(
-                key,
-                DutyState {
-                    site: site.to_owned(),
-                    class: class.to_owned(),
-                    device: device.to_owned(),
-                    duty: d.duty.clone(),
-                    due,
-                    last_done: None,
-                    order: Some(order),
-                },
-            );
+            self.changes.duties.insert(key);
+            self.next_duty_order = i64::MIN;
         }
+        self.send_due_duties(now, out);
+    }
+
+    /// Sends the preventive order of every duty whose notice has begun.
+    fn send_due_duties(&mut self, now: i64, out: &mut Vec<Out>) {
+        if now < self.next_duty_order {
+            return;
+        }
+        let mut next = i64::MAX;
+        let mut send = Vec::new();
+        let mut gone = Vec::new();
+        for (key, d) in self.state.duties.iter().filter(|(_, d)| d.order.is_none()) {
+            let Some(p) = self.policy.duties(&d.site, &d.class).find(|p| p.duty == d.duty) else {
+                // The duty left the policy before its order was sent: it ends.
+                gone.push(key.clone());
+                continue;
+            };
+            let at = d.due - p.notice;
+            if now >= at {
+                send.push(key.clone());
+            } else {
+                next = next.min(at);
+            }
+        }
+        for key in gone {
+            self.state.duties.remove(&key);
+            self.changes.duties.insert(key);
+        }
+        for key in send {
+            let Some(d) = self.state.duties.get(&key).cloned() else {
+                continue;
+            };
+            let id = self.preventive(now, &d.site, &d.class, &d.device, &d.duty, d.due, out);
+            if let Some(s) = self.state.duties.get_mut(&key) {
+                s.order = Some(id);
+            }
+            self.changes.duties.insert(key);
+        }
+        self.next_duty_order = next;
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -559,7 +624,15 @@ impl Desk {
             complete: due,
             bureau: None,
         };
-        let order = self.blank(id, Kind::Preventive, (site, class, device), duty, now, deadlines);
+        let sent = self.policy.assignment(site, class).contractor;
+        let order = self.blank(
+            id,
+            Kind::Preventive,
+            (site, class, device),
+            (duty, sent),
+            now,
+            deadlines,
+        );
         Self::emit(out, OrderChange::Dispatched, &order);
         if let Some(c) = &order.contractor {
             Self::tell(out, c, "order_dispatched", &order, "定期任务 Periodic duty");
@@ -577,30 +650,28 @@ impl Desk {
             return;
         }
         Self::emit(out, OrderChange::DutyDone { on_time: now <= d.due }, order);
+        self.changes.duties.insert(key.clone());
+        self.next_duty_order = i64::MIN;
         let every = self
             .policy
             .duties(&d.site, &d.class)
             .find(|p| p.duty == d.duty)
             .map(|p| p.every);
-        let next = every.map(|e| {
-            let due = now + e;
-            (
-                due,
-                self.preventive(now, &d.site, &d.class, &d.device, &d.duty, due, out),
-            )
-        });
-        self.changes.duties.insert(key.clone());
-        match next {
-            Some((due, id)) => {
+        match every {
+            // The next falls due one period after this completion; its order
+            // is sent at its notice.
+            Some(every) => {
+                let due = now + every;
                 self.state.duties.insert(
                     key,
                     DutyState {
                         due,
                         last_done: Some(now),
-                        order: Some(id),
+                        order: None,
                         ..d
                     },
                 );
+                self.send_due_duties(now, out);
             }
             // The duty left the policy: it ends with this completion.
             None => {
@@ -622,12 +693,22 @@ impl Desk {
             .map(|d| d.duty.clone())
             .collect();
         for duty in duties {
-            let Some(id) = self
-                .state
-                .duties
-                .get(&Self::duty_key(site, device, &duty))
-                .and_then(|d| d.order)
-            else {
+            let key = Self::duty_key(site, device, &duty);
+            let Some(d) = self.state.duties.get_mut(&key) else {
+                continue;
+            };
+            let Some(id) = d.order else {
+                // Done before its order was sent: the next falls due a
+                // period from now (nobody was sent, so there is nothing to close).
+                let every = self
+                    .policy
+                    .duties(site, class)
+                    .find(|p| p.duty == duty)
+                    .map_or(0, |p| p.every);
+                d.last_done = Some(now);
+                d.due = now + every;
+                self.changes.duties.insert(key);
+                self.next_duty_order = i64::MIN;
                 continue;
             };
             let by = Actor {
@@ -638,8 +719,10 @@ impl Desk {
         }
     }
 
-    /// Lets time pass: every deadline that has passed escalates, once.
+    /// Lets time pass: duties whose notice has begun get their order, and
+    /// every deadline that has passed escalates, once.
     pub fn tick(&mut self, now: i64, out: &mut Vec<Out>) {
+        self.send_due_duties(now, out);
         let bureau = self.policy.bureau().map(str::to_owned);
         for order in self.orders.values_mut() {
             let d = order.deadlines.clone();

@@ -7,13 +7,16 @@
 //! clock, and stores, records and sends what it answers.
 //!
 //! - [`policy`]: `[dispatch]` of the configuration, with the contract's SLA
-//!   table built in: which codes dispatch, to whom, with which deadlines.
+//!   table built in: which codes dispatch, who is sent and who is told,
+//!   with which deadlines (by the compound's area), duties and their notice.
 //! - [`order`]: a work order and the rules of its steps.
 //! - [`desk`]: the state machine: one open order per device and fault, SLA
 //!   clocks, escalation, periodic duties.
 //! - [`report`]: the bureau's monthly report.
+//! - [`import`]: a maintenance log (CSV) as `[[dispatch.last_done]]`.
 
 pub mod desk;
+pub mod import;
 pub mod order;
 pub mod policy;
 pub mod report;
@@ -22,5 +25,5 @@ pub use desk::{Desk, DeskState, DutyState, OrderChange, Out, StateChanges, Tell}
 pub use order::{
     Action, Actor, Deadline, Deadlines, Escalation, Evidence, Kind, Order, Sample, Status, StepError, StepKind,
 };
-pub use policy::{Policy, PolicyConfig, PolicyProblem};
+pub use policy::{Area, LastDoneConfig, Policy, PolicyConfig, PolicyProblem, Role};
 pub use report::{Fired, Month, MonthlyReport};

@@ -1,7 +1,9 @@
 //! The bureau's monthly report of one compound: faults by class and code,
-//! response and arrival times against the 3-minute response and 30-minute
-//! arrival KPIs (as rates and percentiles), missed deadlines, and periodic
-//! duty compliance. Pure: the gateway reads the month's alerts and orders
+//! response and arrival times, each order against its own deadlines (3 min
+//! to respond to a trapped passenger, 30 min for a door fault; on site in
+//! 10 min for a smoking bay, 2 h for a door fault), as rates per deadline
+//! and overall with percentiles, missed deadlines, and periodic duty
+//! compliance. Pure: the gateway reads the month's alerts and orders
 //! from its store and hands them here; JSON and CSV come from one value.
 
 use std::collections::BTreeMap;
@@ -10,10 +12,6 @@ use serde::Serialize;
 
 use crate::order::{Kind, Order, Status};
 
-/// The response KPI of 96333 platforms: 3 minutes.
-pub const RESPOND_KPI_MS: i64 = 3 * 60_000;
-/// The arrival KPI of Hubei's elevator rules in cities: 30 minutes.
-pub const ARRIVE_KPI_MS: i64 = 30 * 60_000;
 /// Months are calendar months in China's time (UTC+8).
 pub const OFFSET_S: i32 = 8 * 3600;
 
@@ -74,20 +72,39 @@ pub struct FaultCount {
     pub count: u64,
 }
 
-/// Times of one step against its KPI.
+/// Orders of one deadline (all with the same time allowed for the step).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DeadlineGroup {
+    /// The time allowed (seconds from dispatch).
+    pub deadline_s: i64,
+    /// Orders with it.
+    pub orders: u64,
+    /// Of those, how many took the step.
+    pub done: u64,
+    /// Of those, how many by their deadline.
+    pub within: u64,
+    /// `within / orders`.
+    pub rate: Option<f64>,
+}
+
+/// Times of one step, each order against its own deadline.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Kpi {
-    /// The KPI (seconds).
-    pub kpi_s: i64,
+    /// The time allowed when every order of the month had the same one
+    /// (seconds); `null` when they differ (see `by_deadline`) or without orders.
+    pub kpi_s: Option<i64>,
     /// Corrective orders dispatched in the month.
     pub orders: u64,
     /// Of those, how many took the step.
     pub done: u64,
-    /// Of those, how many within the KPI.
+    /// Of those, how many by their own deadline (the order's SLA: 3 min to
+    /// respond to a trapped passenger, 30 min for a door fault).
     pub within_kpi: u64,
-    /// `within_kpi / orders` (an order never stepped counts as missing the
-    /// KPI); `null` without orders.
+    /// `within_kpi / orders` (an order never stepped counts as missing its
+    /// deadline); `null` without orders.
     pub rate: Option<f64>,
+    /// The same per deadline, shortest first.
+    pub by_deadline: Vec<DeadlineGroup>,
     /// Median seconds (nearest rank), of the orders that took the step.
     pub p50_s: Option<f64>,
     /// 90th percentile seconds.
@@ -177,8 +194,20 @@ pub struct Fired {
     pub at: i64,
 }
 
+/// One order's step: the time allowed and the time taken, if taken.
+struct Timed {
+    allowed: i64,
+    took: Option<i64>,
+}
+
 #[allow(clippy::cast_precision_loss)]
-fn kpi(kpi_ms: i64, orders: u64, mut times: Vec<i64>) -> Kpi {
+fn rate(within: u64, orders: u64) -> Option<f64> {
+    (orders > 0).then(|| within as f64 / orders as f64)
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn kpi(steps: &[Timed]) -> Kpi {
+    let mut times: Vec<i64> = steps.iter().filter_map(|t| t.took).collect();
     times.sort_unstable();
     let rank = |p: f64| -> Option<f64> {
         if times.is_empty() {
@@ -190,13 +219,31 @@ fn kpi(kpi_ms: i64, orders: u64, mut times: Vec<i64>) -> Kpi {
         let i = ((p * n as f64).ceil() as usize).clamp(1, n) - 1;
         Some(times[i] as f64 / 1000.0)
     };
-    let within = times.iter().filter(|&&t| t <= kpi_ms).count() as u64;
+    let mut groups: BTreeMap<i64, DeadlineGroup> = BTreeMap::new();
+    for t in steps {
+        let g = groups.entry(t.allowed).or_insert_with(|| DeadlineGroup {
+            deadline_s: t.allowed / 1000,
+            ..DeadlineGroup::default()
+        });
+        g.orders += 1;
+        g.done += u64::from(t.took.is_some());
+        g.within += u64::from(t.took.is_some_and(|took| took <= t.allowed));
+    }
+    for g in groups.values_mut() {
+        g.rate = rate(g.within, g.orders);
+    }
+    let within = groups.values().map(|g| g.within).sum();
+    let orders = steps.len() as u64;
     Kpi {
-        kpi_s: kpi_ms / 1000,
+        kpi_s: match groups.keys().collect::<Vec<_>>()[..] {
+            [only] => Some(only / 1000),
+            _ => None,
+        },
         orders,
         done: times.len() as u64,
         within_kpi: within,
-        rate: (orders > 0).then(|| within as f64 / orders as f64),
+        rate: rate(within, orders),
+        by_deadline: groups.into_values().collect(),
         p50_s: rank(0.5),
         p90_s: rank(0.9),
         p95_s: rank(0.95),
@@ -235,23 +282,21 @@ impl MonthlyReport {
                 *missed.entry(e.missed.as_str()).or_default() += 1;
             }
         }
-        let n = corrective.len() as u64;
-        let response = kpi(
-            RESPOND_KPI_MS,
-            n,
+        // Each order against its own deadlines: those are absolute from its
+        // dispatch, so a re-dispatch to the backup does not restart them.
+        let timed = |deadline: fn(&Order) -> Option<i64>, at: fn(&Order) -> Option<i64>| -> Vec<Timed> {
             corrective
                 .iter()
-                .filter_map(|o| o.responded_at.map(|t| t - o.created_at))
-                .collect(),
-        );
-        let arrival = kpi(
-            ARRIVE_KPI_MS,
-            n,
-            corrective
-                .iter()
-                .filter_map(|o| o.arrived_at.map(|t| t - o.created_at))
-                .collect(),
-        );
+                .filter_map(|o| {
+                    Some(Timed {
+                        allowed: deadline(o)? - o.created_at,
+                        took: at(o).map(|t| t - o.created_at),
+                    })
+                })
+                .collect()
+        };
+        let response = kpi(&timed(|o| o.deadlines.respond, |o| o.responded_at));
+        let arrival = kpi(&timed(|o| o.deadlines.arrive, |o| o.arrived_at));
         let mut duties: BTreeMap<(String, String), DutyCompliance> = BTreeMap::new();
         for o in orders
             .iter()
@@ -329,7 +374,7 @@ impl MonthlyReport {
             out.write_record(["orders", k, &v.to_string()])?;
         }
         for (name, k) in [("response", &self.response), ("arrival", &self.arrival)] {
-            out.write_record([name, "kpi_s", &k.kpi_s.to_string()])?;
+            out.write_record([name, "kpi_s", &k.kpi_s.map_or(String::new(), |s| s.to_string())])?;
             out.write_record([name, "orders", &k.orders.to_string()])?;
             out.write_record([name, "done", &k.done.to_string()])?;
             out.write_record([name, "within_kpi", &k.within_kpi.to_string()])?;
@@ -338,6 +383,13 @@ impl MonthlyReport {
             out.write_record([name, "p90_s", &opt(k.p90_s)])?;
             out.write_record([name, "p95_s", &opt(k.p95_s)])?;
             out.write_record([name, "max_s", &opt(k.max_s)])?;
+            for g in &k.by_deadline {
+                let key = |f: &str| format!("deadline_{}s/{f}", g.deadline_s);
+                out.write_record([name, &key("orders"), &g.orders.to_string()])?;
+                out.write_record([name, &key("done"), &g.done.to_string()])?;
+                out.write_record([name, &key("within"), &g.within.to_string()])?;
+                out.write_record([name, &key("rate"), &opt(g.rate)])?;
+            }
         }
         for m in &self.missed {
             out.write_record(["missed", &m.deadline, &m.count.to_string()])?;

@@ -7,6 +7,7 @@
 pub mod auth;
 mod commands;
 mod devices;
+pub(crate) mod health;
 pub mod labels;
 pub mod openapi;
 mod orders;
@@ -103,6 +104,7 @@ pub fn router(shared: Shared) -> Router {
         .route("/api/v1/work-orders/{id}", get(orders::one))
         .route("/api/v1/work-orders/{id}/{step}", post(orders::step))
         .route("/api/v1/reports/monthly", get(orders::report))
+        .route("/api/v1/health", get(health::health))
         .route("/api/v1/records", get(records::list))
         .route("/api/v1/records/export", get(records::export))
         .route("/api/v1/records/verify", get(records::verify))

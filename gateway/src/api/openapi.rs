@@ -331,6 +331,21 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/api/v1/health",
+        access: Access::Roles(HISTORY),
+        summary: "health per device and compound from history, with reasons; the devices to inspect first",
+        params: &[
+            SITE,
+            q("class", "elevator, firepump or charger"),
+            DEVICE,
+            q("top", "how many devices to inspect first (5; at most 100)"),
+        ],
+        list: None,
+        produces: None,
+        schema: Some("Health"),
+    },
+    Route {
+        method: "GET",
         path: "/api/v1/records",
         access: Access::Roles(HISTORY),
         summary: "supervision records in chain order",
@@ -615,6 +630,12 @@ fn history() -> Value {
             ("evidence", json!({ "type": "object", "description": "at_fire, series, sources: what the device reported around the fault" })),
             ("building", json!({ "type": "string", "description": "its building, as configured (absent otherwise)" })),
             ("label_zh", text("the code's Chinese label")),
+        ]),
+        "Health": object(&["at", "sites", "devices", "inspect_first"], &[
+            ("at", int(MS)),
+            ("sites", list_of("object", "per compound: {site, score (mean of its devices), devices, worst}")),
+            ("devices", list_of("object", "per device: {site, class, device, score (0-100, 100 healthy), reasons}; a reason: {metric or fault, port, label, value, baseline, unit, trend, window {from, to}, points} (docs/judgement.md)")),
+            ("inspect_first", list_of("object", "本周优先检查: the least healthy devices, {site, class, device, score, reasons (the three heaviest)}")),
         ]),
         "Record": object(&["seq", "at", "kind", "site", "class", "device", "subject", "body", "prev", "hash", "label_zh"], &[
             ("seq", int("its place in the chain")),

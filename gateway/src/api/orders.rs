@@ -240,7 +240,15 @@ pub(super) async fn report(
     .await?;
     let r = dispatch::MonthlyReport::compute(&site, month, now, &fired, &orders);
     if !csv {
-        return Ok(Json(r).into_response());
+        // The month's frequent-fault flags (电梯故障频发) beside the
+        // desk's figures: per device, for the compound, per contractor.
+        let flags = crate::api::health::frequent_report(&shared, &site, r.month.from, r.month.to).await?;
+        let mut answer = serde_json::to_value(&r)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        if let Some(o) = answer.as_object_mut() {
+            o.insert("frequent_faults".into(), serde_json::json!(flags));
+        }
+        return Ok(Json(answer).into_response());
     }
     let mut out = Vec::new();
     r.write_csv(&mut out)

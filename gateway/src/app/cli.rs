@@ -72,6 +72,56 @@ pub enum Command {
         #[arg(long)]
         key: Option<PathBuf>,
     },
+    /// Periodic duties (docs/workorders.md).
+    Duties {
+        /// What to do.
+        #[command(subcommand)]
+        command: DutiesCommand,
+    },
+}
+
+/// `gateway duties ...`.
+#[derive(Debug, Subcommand)]
+pub enum DutiesCommand {
+    /// Read a maintenance log (CSV with columns site, device, duty, at) and
+    /// print each device's last visit as `[[dispatch.last_done]]` tables, to
+    /// add to the configuration: a duty's first due date then counts from
+    /// the visit. Every bad row is named by its line (exit 2).
+    Import {
+        /// The CSV file (`-` for standard input).
+        file: PathBuf,
+    },
+}
+
+/// Runs `gateway duties ...`; the exit code.
+#[must_use]
+pub fn duties(command: DutiesCommand) -> std::process::ExitCode {
+    let DutiesCommand::Import { file } = command;
+    let text = if file.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map(|_| buf)
+    } else {
+        std::fs::read(&file)
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match dispatch::import::read_log(&text) {
+        Ok(visits) => {
+            print!("{}", dispatch::import::to_toml(&visits));
+            std::process::ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in problems {
+                eprintln!("error: {}:{}: {}", file.display(), p.line, p.message);
+            }
+            std::process::ExitCode::from(2)
+        }
+    }
 }
 
 /// Runs `gateway backup` or `gateway restore`: prints the report as JSON; the exit code.

@@ -28,6 +28,8 @@ pub struct Config {
     pub alerting: alerting::AlertingConfig,
     /// Work orders: assignments, deadlines, periodic duties (see docs/workorders.md).
     pub dispatch: dispatch::PolicyConfig,
+    /// Judgement from history: frequent faults, health, trends (see docs/judgement.md).
+    pub judgement: judgement::JudgementConfig,
     /// The compounds' display names (`[[sites]]`): what screens show for a site id.
     pub sites: Vec<crate::directory::SiteConfig>,
     /// The people and systems told of alerts and orders (`[[contacts]]`).
@@ -881,8 +883,11 @@ impl Config {
                     format!("device `{}`: between 1 ms and 10 × the interval", d.device),
                 );
             }
-            if let Err(e) = d.points() {
-                p.add("modbus.devices.registers", format!("device `{}`: {e}", d.device));
+            for e in d.map_problems() {
+                p.add(
+                    format!("modbus.devices[{i}].registers[{}].{}", e.index, e.key),
+                    format!("device `{}`, register address {}: {}", d.device, e.address, e.message),
+                );
             }
             if self.modbus.devices[..i]
                 .iter()
@@ -1063,6 +1068,9 @@ impl Config {
         }
         self.mqtt.validate(p);
         self.upstream.validate(p);
+        if let Err(e) = self.judgement.settings() {
+            p.add(format!("judgement.{}", e.field), e.message);
+        }
     }
 }
 
@@ -1153,6 +1161,7 @@ fn peel_dispatch(c: &mut dispatch::PolicyConfig, field: &str, i: Option<usize>) 
         ("dispatch.sla", Some(i)) => remove_at(&mut c.sla, i),
         ("dispatch.assign", Some(i)) => remove_at(&mut c.assign, i),
         ("dispatch.duties", Some(i)) => remove_at(&mut c.duties, i),
+        ("dispatch.last_done", Some(i)) => remove_at(&mut c.last_done, i),
         ("dispatch.bureau", None) => c.bureau.take().is_some(),
         _ => false,
     }
@@ -1366,6 +1375,31 @@ fn find_field(text: &str, field: &str) -> (Option<usize>, Option<usize>) {
         return (None, None);
     };
     let header = format!("[[{head}]]");
+    // An array inside an element (`modbus.devices[0].registers[2].bit`):
+    // the same search within the element's lines, for its own `[[a.b]]`.
+    if let Some((key, inner)) = after.strip_prefix('.').and_then(|a| a.split_once('['))
+        && !key.contains('.')
+    {
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| without_comment(l).replace(' ', "") == header)
+            .nth(index)
+            .map(|(i, _)| i);
+        if let Some(from) = from {
+            let under = format!("{head}.");
+            let to = (from + 1..lines.len())
+                .find(|&i| {
+                    let t = without_comment(lines[i]);
+                    t.starts_with('[') && !t.trim_matches(|c| c == '[' || c == ']').trim().starts_with(&under)
+                })
+                .unwrap_or(lines.len());
+            if let (Some(line), column) = find_field(&lines[from..to].join("\n"), &format!("{head}.{key}[{inner}")) {
+                return (Some(from + line), column);
+            }
+        }
+    }
     let mut seen = 0;
     let mut start = None;
     for (i, l) in text.lines().enumerate() {

@@ -220,6 +220,12 @@ pub async fn run_with(
         Some(clients.notifier()),
         shared.clock().now_ms(),
     )?;
+    // The judgement from history, where the last run left it.
+    let judgement = crate::ops::judgement::Judgement::load(
+        store.conn(),
+        config.judgement.settings().map_err(|e| anyhow::anyhow!("{e}"))?,
+    )
+    .context("restoring the judgement from history")?;
     let rx = Receivers {
         control: control_rx,
         priority: prio_rx,
@@ -233,6 +239,7 @@ pub async fn run_with(
         courier,
         upstream,
         commands,
+        judgement,
         influx: influx_tx,
         shared: shared.clone(),
         retention_ms,
@@ -311,6 +318,7 @@ pub(crate) fn shared_state(
         ),
         min_free: config.storage.min_free_mb.saturating_mul(1 << 20),
         directory: crate::directory::Directory::new(&config.sites, &config.alerting.buildings, &config.contacts),
+        judgement: config.judgement.settings().map_err(|e| anyhow::anyhow!("{e}"))?,
     }))
 }
 
@@ -398,10 +406,11 @@ pub(crate) fn start_desk(
     signer: records::Signer,
     shared: &Shared,
 ) -> anyhow::Result<(dispatch::Desk, crate::store::ledger::Ledger)> {
-    let policy = config
+    let mut policy = config
         .dispatch
         .build()
         .map_err(|p| anyhow::anyhow!("{}: {}", p.field, p.message))?;
+    policy.set_areas(crate::directory::areas(&config.sites));
     let mut desk = dispatch::Desk::new(policy);
     let (state, open) = crate::ops::workorders::load(store.conn()).context("restoring the work orders")?;
     for o in open

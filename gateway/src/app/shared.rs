@@ -47,6 +47,9 @@ pub struct Shared {
     polls: Arc<crate::ingest::modbus::Schedule>,
     min_free: u64,
     directory: Arc<crate::directory::Directory>,
+    /// The judgement from history's settings (`GET /api/v1/health` reads
+    /// the stored state with them).
+    judgement: Arc<judgement::Settings>,
     /// The embedded broker and its door, once serving (a revoked device is
     /// shut out at once).
     broker: Arc<std::sync::OnceLock<(crate::broker::Broker, Arc<crate::ingest::access::Access>)>>,
@@ -77,6 +80,8 @@ pub struct Parts {
     pub min_free: u64,
     /// Sites', buildings' and contractors' names.
     pub directory: crate::directory::Directory,
+    /// The judgement from history's settings.
+    pub judgement: judgement::Settings,
 }
 
 impl Shared {
@@ -94,9 +99,16 @@ impl Shared {
             polls: Arc::new(p.polls),
             min_free: p.min_free,
             directory: Arc::new(p.directory),
+            judgement: Arc::new(p.judgement),
             broker: Arc::default(),
             verifying: Arc::new(tokio::sync::Semaphore::new(1)),
         }
+    }
+
+    /// The judgement from history's settings, from the configuration.
+    #[must_use]
+    pub fn judgement(&self) -> &judgement::Settings {
+        &self.judgement
     }
 
     /// Sites', buildings' and contractors' names, from the configuration.

@@ -1,6 +1,7 @@
 //! Ingest: how messages reach the pipeline. MQTT from an outside broker
 //! (two sessions, [`mqtt`]) or from the gateway's own embedded broker
-//! ([`embedded`]), Modbus polling ([`modbus`]), Sparkplug B edge nodes
+//! ([`embedded`]), Modbus polling ([`modbus`], vendors'
+//! register maps decoded in [`modbus_map`]), Sparkplug B edge nodes
 //! ([`sparkplug`]), the lanes into the
 //! pipeline ([`lanes`]), acknowledgements held until the commit ([`acks`]),
 //! and the pure decoding of a publish ([`decode`]).
@@ -11,6 +12,7 @@ pub mod decode;
 pub mod embedded;
 pub mod lanes;
 pub mod modbus;
+pub mod modbus_map;
 pub mod mqtt;
 pub mod sparkplug;
 

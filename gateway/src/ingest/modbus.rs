@@ -12,6 +12,11 @@
 //! transaction id stuck on a late answer; after three failures in a row a
 //! circuit breaker backs off exponentially to 60 s.
 //!
+//! What a vendor's register means (a bit of a status word, a normally-closed
+//! contact, an enumeration, a fault code, raw 4–20 mA counts) is decoded by
+//! [`super::modbus_map`]; the event codes its registers raise are sent as
+//! `event` messages after the poll's `data`, on their edges.
+//!
 //! A device's reachability is expressed with the protocol's own session
 //! messages: the first good poll is a `birth` (with the poll interval), a
 //! breaker opening is a `death` of that session, so the registry and the
@@ -55,7 +60,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use protocol::metric::{Metric, PortMetric, Value};
-use protocol::modbus::{DataType, Point, Register, Table, WordOrder, map_for};
+use protocol::modbus::{DataType, Point, Register, Table, map_for};
 use protocol::{
     Birth, Data, Death, Detail, DeviceClass, DeviceId, Event, EventCode, Message, Named, PortReadings, Scalar, SiteId,
     Timestamp, Topic, V1,
@@ -65,6 +70,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::{ExceptionCode, Slave};
 
+use super::modbus_map::{Decode, EventState, Verdict};
+pub use super::modbus_map::{OrderName, RegisterConfig, TableName, TypeName};
 use crate::clock::SharedClock;
 use crate::ingest::Incoming;
 use crate::metrics::{Metrics, ModbusLabel};
@@ -202,80 +209,6 @@ impl SerialConfig {
     }
 }
 
-/// A table name in configuration.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum TableName {
-    /// Coils (FC 01).
-    Coil,
-    /// Discrete inputs (FC 02).
-    Discrete,
-    /// Input registers (FC 04).
-    Input,
-    /// Holding registers (FC 03).
-    Holding,
-}
-
-/// A value type in configuration.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum TypeName {
-    /// A bit, or a register that is 0/1.
-    Bool,
-    /// Unsigned 16-bit.
-    U16,
-    /// Signed 16-bit.
-    I16,
-    /// Unsigned 32-bit.
-    U32,
-    /// Signed 32-bit.
-    I32,
-    /// IEEE 754 single.
-    F32,
-}
-
-/// A word order in configuration.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum OrderName {
-    /// High word first (default).
-    #[default]
-    Abcd,
-    /// Word-swapped.
-    Cdab,
-    /// Byte-swapped.
-    Badc,
-    /// Little-endian.
-    Dcba,
-}
-
-/// One register of a vendor's map.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RegisterConfig {
-    /// Table.
-    pub table: TableName,
-    /// PDU address (0-based).
-    pub address: u16,
-    /// Value type.
-    #[serde(rename = "type")]
-    pub data_type: TypeName,
-    /// Word order of 32-bit types.
-    #[serde(default)]
-    pub word_order: OrderName,
-    /// Engineering value = raw × scale.
-    #[serde(default = "one")]
-    pub scale: f64,
-    /// Metric name (canonical, or a vendor's own `[a-z][a-z0-9_]*`).
-    pub metric: String,
-    /// Charging port, for port metrics.
-    pub port: Option<u8>,
-}
-
-fn one() -> f64 {
-    1.0
-}
-
 /// Where a polled value goes in the `data` message.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {
@@ -290,36 +223,32 @@ pub enum Target {
 pub struct PolledPoint {
     /// Where and how to read it.
     pub register: Register,
-    /// Where it goes.
-    pub target: Target,
+    /// Where its value goes; `None` for a register that only raises events.
+    pub target: Option<Target>,
+    /// From its raw number to the value and the events it raises.
+    pub decode: Decode,
 }
 
-/// Why a device's configuration cannot be polled.
+/// Why a register of a device's map cannot be polled.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum MapError {
-    /// The metric name is not a wire name.
-    #[error("register {address}: metric `{metric}` is not a valid name")]
-    BadMetric {
-        /// The register.
-        address: u16,
-        /// The name.
-        metric: String,
-    },
-    /// A bit table with a word type, or the other way round.
-    #[error("register {address}: a {table:?} holds bits; use type \"bool\"")]
-    BitTable {
-        /// The register.
-        address: u16,
-        /// The table.
-        table: TableName,
-    },
+#[error("register #{} (address {address}): `{key}` {message}", index + 1)]
+pub struct MapError {
+    /// Its index in the device's `registers`.
+    pub index: usize,
+    /// Its address.
+    pub address: u16,
+    /// The key at fault (`bit`, `faults`, …).
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: String,
 }
 
 impl DeviceConfig {
     /// The points to poll: the configured map, or our firmware's built-in one.
     ///
     /// # Errors
-    /// [`MapError`] for a configured map that cannot work.
+    /// The first [`MapError`] of a configured map that cannot work
+    /// ([`DeviceConfig::map_problems`] has them all).
     pub fn points(&self) -> Result<Vec<PolledPoint>, MapError> {
         let Some(regs) = &self.registers else {
             return Ok(map_for(self.class)
@@ -335,63 +264,57 @@ impl DeviceConfig {
                         (Point::PortMetric(m), Some(p)) => Target::Port(p, Named::Known(m)),
                         _ => return None,
                     };
+                    let boolean = e.register.data_type == DataType::Bool;
                     Some(PolledPoint {
+                        decode: Decode::plain(e.register.address, e.register.scale, boolean),
                         register: e.register,
-                        target,
+                        target: Some(target),
                     })
                 })
                 .collect());
         };
-        regs.iter()
-            .map(|r| {
-                let table = match r.table {
-                    TableName::Coil => Table::Coil,
-                    TableName::Discrete => Table::DiscreteInput,
-                    TableName::Input => Table::InputRegister,
-                    TableName::Holding => Table::HoldingRegister,
-                };
-                let order = match r.word_order {
-                    OrderName::Abcd => WordOrder::Abcd,
-                    OrderName::Cdab => WordOrder::Cdab,
-                    OrderName::Badc => WordOrder::Badc,
-                    OrderName::Dcba => WordOrder::Dcba,
-                };
-                let data_type = match r.data_type {
-                    TypeName::Bool => DataType::Bool,
-                    TypeName::U16 => DataType::U16,
-                    TypeName::I16 => DataType::I16,
-                    TypeName::U32 => DataType::U32(order),
-                    TypeName::I32 => DataType::I32(order),
-                    TypeName::F32 => DataType::F32(order),
-                };
-                if table.is_bit() && data_type != DataType::Bool {
-                    return Err(MapError::BitTable {
-                        address: r.address,
-                        table: r.table,
-                    });
-                }
-                let bad = || MapError::BadMetric {
+        let mut out = Vec::with_capacity(regs.len());
+        for (index, r) in regs.iter().enumerate() {
+            let resolved = r.resolve(self.class).map_err(|mut all| {
+                let (key, message) = all.remove(0);
+                MapError {
+                    index,
                     address: r.address,
-                    metric: r.metric.clone(),
-                };
-                let target = match r.port {
-                    Some(p) => Target::Port(p, Named::parse(&r.metric).map_err(|_| bad())?),
-                    None => Target::Metric(Named::parse(&r.metric).map_err(|_| bad())?),
-                };
-                // The point is only used for docs in the built-in maps; a metric stands in here.
-                let point = Point::Metric(Metric::Running);
-                Ok(PolledPoint {
-                    register: Register {
-                        table,
-                        address: r.address,
-                        data_type,
-                        scale: r.scale,
-                        point,
-                    },
-                    target,
-                })
-            })
-            .collect()
+                    key,
+                    message,
+                }
+            })?;
+            out.push(PolledPoint {
+                register: Register {
+                    table: resolved.table,
+                    address: r.address,
+                    data_type: resolved.data_type,
+                    scale: r.scale.unwrap_or(1.0),
+                    // The point is only used for docs in the built-in maps; a metric stands in here.
+                    point: Point::Metric(Metric::Running),
+                },
+                target: resolved.target,
+                decode: resolved.decode,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every problem of a configured map, for `gateway check`.
+    #[must_use]
+    pub fn map_problems(&self) -> Vec<MapError> {
+        let mut out = Vec::new();
+        for (index, r) in self.registers.iter().flatten().enumerate() {
+            if let Err(all) = r.resolve(self.class) {
+                out.extend(all.into_iter().map(|(key, message)| MapError {
+                    index,
+                    address: r.address,
+                    key,
+                    message,
+                }));
+            }
+        }
+        out
     }
 }
 
@@ -445,27 +368,41 @@ pub fn plan(points: &[PolledPoint]) -> Vec<Request> {
     out
 }
 
-/// Values collected over one poll, finished into a `data` message.
+/// Values collected over one poll, finished into a `data` message, and
+/// what the poll's registers say about their events.
 #[derive(Debug, Default)]
 pub struct Sample {
-    values: Vec<(usize, f64)>,
+    values: Vec<(usize, Value)>,
+    verdicts: Vec<(usize, Verdict)>,
 }
 
 impl Sample {
     /// Records the answer of one request.
     pub fn answer(&mut self, points: &[PolledPoint], req: &Request, words: &[u16]) {
         for &(i, offset) in &req.points {
-            let reg = &points[i].register;
+            let point = &points[i];
             let start = usize::from(offset);
-            let Some(slice) = words.get(start..start + usize::from(reg.data_type.words())) else {
+            let Some(slice) = words.get(start..start + usize::from(point.register.data_type.words())) else {
                 continue;
             };
-            if let Ok(v) = reg.read(slice)
-                && v.is_finite()
+            // A NaN or infinite f32 is no reading at all.
+            let Some(raw) = point.register.data_type.decode(slice).ok().filter(|v| v.is_finite()) else {
+                continue;
+            };
+            let decoded = point.decode.apply(raw);
+            if let Some(v) = decoded.value.filter(|v| v.to_number().is_finite())
+                && point.target.is_some()
             {
                 self.values.push((i, v));
             }
+            self.verdicts.extend(decoded.verdicts.into_iter().map(|v| (i, v)));
         }
+    }
+
+    /// What this poll's registers said about their event codes, each with
+    /// the index of its point (for [`EventState::update`]).
+    pub fn take_verdicts(&mut self) -> Vec<(usize, Verdict)> {
+        std::mem::take(&mut self.verdicts)
     }
 
     /// The `data` message of this poll.
@@ -473,22 +410,18 @@ impl Sample {
     pub fn finish(self, points: &[PolledPoint], seq: u32, ts: Timestamp) -> Data {
         let mut data = Data::new(seq, ts);
         for (i, v) in self.values {
-            let value = |bool_type: bool| {
-                if bool_type {
-                    Value::Bool(v != 0.0)
-                } else {
-                    Value::Number(v)
-                }
+            // A number into a flag (a register that is 0/1): as on the wire.
+            let flag = |kind: protocol::ValueKind| match v {
+                Value::Number(n) if kind == protocol::ValueKind::Bool => Value::Bool(n != 0.0),
+                v => v,
             };
-            let is_bool = points[i].register.data_type == DataType::Bool;
             match &points[i].target {
-                Target::Metric(m) => {
-                    let as_bool = is_bool
-                        || m.known()
-                            .is_some_and(|k| protocol::MetricInfo::kind(k) == protocol::ValueKind::Bool);
-                    let _ = data.m.set(m.clone(), value(as_bool));
+                Some(Target::Metric(m)) => {
+                    let value = m.known().map_or(v, |k| flag(protocol::MetricInfo::kind(k)));
+                    let _ = data.m.set(m.clone(), value);
                 }
-                Target::Port(p, m) => {
+                Some(Target::Port(p, m)) => {
+                    let value = m.known().map_or(v, |k| flag(protocol::MetricInfo::kind(k)));
                     let pos = data.ports.iter().position(|x| x.port == *p);
                     let idx = if let Some(idx) = pos {
                         idx
@@ -498,8 +431,9 @@ impl Sample {
                         }
                         data.ports.len() - 1
                     };
-                    let _ = data.ports[idx].readings.set(m.clone(), value(is_bool));
+                    let _ = data.ports[idx].readings.set(m.clone(), value);
                 }
+                None => {}
             }
         }
         data
@@ -651,6 +585,8 @@ pub struct Poller {
     refusing: Option<bool>,
     /// When partly refused reads were last logged (gateway ms).
     partial_logged: Option<i64>,
+    /// The vendor map's events: raised while a register says so.
+    events: EventState,
     clock: SharedClock,
     slot: usize,
     /// When this slave is next due, in the gateway clock's milliseconds.
@@ -682,6 +618,7 @@ impl Poller {
             partial: 0,
             refusing: None,
             partial_logged: None,
+            events: EventState::default(),
             clock,
             slot,
             next_ms,
@@ -737,7 +674,7 @@ impl Poller {
     /// The session side of a poll: birth on the first success, death when the
     /// breaker opens, `modbus_exception` raised or cleared, data otherwise.
     /// `answers` is `None` for a poll cut short by a transport failure.
-    fn after(&mut self, sample: Sample, answers: Option<Answers>, metrics: &Metrics, now_ms: i64) -> Vec<Incoming> {
+    fn after(&mut self, mut sample: Sample, answers: Option<Answers>, metrics: &Metrics, now_ms: i64) -> Vec<Incoming> {
         let now = Timestamp::from_millis(now_ms);
         let label = ModbusLabel {
             device: self.config.device.clone(),
@@ -793,10 +730,26 @@ impl Poller {
         }
         // Also while refusing: an answer is a sign of life, so the device
         // stays online (never `offline`, never part of a `bus_down`).
+        let verdicts = sample.take_verdicts();
         self.seq = self.seq.wrapping_add(1);
         let mut data = sample.finish(&self.points, self.seq, now);
         data.bdseq = Some(self.bdseq);
         out.push(wrap(Message::Data(data)));
+        // After the data: an alert's evidence then holds the values of the
+        // poll that raised it.
+        for change in self.events.update(verdicts) {
+            self.seq = self.seq.wrapping_add(1);
+            out.push(wrap(Message::Event(Event {
+                v: V1,
+                seq: self.seq,
+                ts: now,
+                hist: false,
+                bdseq: Some(self.bdseq),
+                code: change.code,
+                active: change.active,
+                detail: change.detail,
+            })));
+        }
         out
     }
 

@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod backup;
 pub mod commands;
+pub mod judgement;
 pub mod provisioning;
 pub mod redact;
 pub mod supervision;

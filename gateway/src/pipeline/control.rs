@@ -24,6 +24,7 @@ pub(crate) fn control(
         Control::Tick => {
             check_disk(p);
             p.engine.tick(clock, effects);
+            p.judgement.tick(&mut p.engine, clock, effects);
             p.desk.tick(clock, outs);
             p.shared.alerts().watch_devices(p.shared.registry(), clock);
             p.commands

@@ -76,6 +76,7 @@ pub(crate) fn handle(
         return received;
     }
     judge(&mut p.engine, &incoming, obs, died, effects, clock);
+    p.judgement.sample(&mut p.engine, clock, &incoming, effects);
     if obs.came_online {
         // Its periodic duties begin (no-op when they run already).
         let t = &incoming.topic;

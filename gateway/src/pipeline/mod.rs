@@ -40,6 +40,7 @@ pub(crate) struct Owned {
     pub(crate) courier: crate::ops::workorders::Courier,
     pub(crate) upstream: crate::upstream::Upstream,
     pub(crate) commands: crate::ops::commands::Commander,
+    pub(crate) judgement: crate::ops::judgement::Judgement,
     pub(crate) influx: Option<InfluxSender>,
     pub(crate) shared: Shared,
     pub(crate) retention_ms: i64,
@@ -58,6 +59,7 @@ impl Owned {
                 courier: self.courier,
                 upstream: self.upstream,
                 commands: self.commands,
+                judgement: self.judgement,
                 influx: self.influx.as_ref(),
                 shared: &self.shared,
                 retention_ms: self.retention_ms,
@@ -85,6 +87,9 @@ pub(crate) struct Pipeline<'a> {
     pub(crate) upstream: crate::upstream::Upstream,
     /// Commands to nodes: issued, stored, sent after the commit, settled.
     pub(crate) commands: crate::ops::commands::Commander,
+    /// The judgement from history: fed samples, orders and time; its
+    /// verdicts become alerts through the engine.
+    pub(crate) judgement: crate::ops::judgement::Judgement,
     pub(crate) influx: Option<&'a InfluxSender>,
     pub(crate) shared: &'a Shared,
     pub(crate) retention_ms: i64,

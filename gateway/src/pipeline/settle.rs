@@ -35,9 +35,25 @@ pub(crate) fn settle(
     outs: &mut Vec<dispatch::Out>,
     force: bool,
 ) -> Result<(), String> {
+    follow(p, clock, effects, outs);
+    // The orders of the step are faults for the judgement from history;
+    // what it raises (a `frequent_faults` alert) follows the same way and
+    // is stored by this commit with them.
+    let mut judged = Vec::new();
+    p.judgement.outs(&mut p.engine, clock, outs, &mut judged);
+    if !judged.is_empty() {
+        follow(p, clock, &judged, outs);
+        effects.extend(judged);
+    }
+    settle_rest(p, clock, effects, outs, force)
+}
+
+/// What the engine's effects lead to: orders from intents (with the
+/// store's evidence), duties fulfilled by self-tests, notifications.
+fn follow(p: &mut Pipeline<'_>, clock: i64, effects: &[alerting::Effect], outs: &mut Vec<dispatch::Out>) {
     use alerting::Effect;
     let m = &p.shared.metrics();
-    for e in effects.iter() {
+    for e in effects {
         match e {
             Effect::WorkOrder(intent) => {
                 let series = match intent {
@@ -51,14 +67,28 @@ pub(crate) fn settle(
                 p.desk.self_test(clock, &r.site, &r.class, &r.device, ok, outs);
             }
             Effect::Notify(n) => {
-                let managers = p.desk.policy().managers(&n.site);
-                for r in p.courier.notification(n, &managers, m) {
-                    p.ledger.record(r);
+                // Each is told only of the alerts of codes it is told of
+                // (dispatch policy `tell`): nobody of information.
+                for (to, n) in p.desk.policy().recipients(n) {
+                    for r in p.courier.notification(&n, std::slice::from_ref(&to), m) {
+                        p.ledger.record(r);
+                    }
                 }
             }
             _ => {}
         }
     }
+}
+
+/// Maintenance windows, deliveries, then the commit.
+fn settle_rest(
+    p: &mut Pipeline<'_>,
+    clock: i64,
+    effects: &mut Vec<alerting::Effect>,
+    outs: &mut Vec<dispatch::Out>,
+    force: bool,
+) -> Result<(), String> {
+    let m = &p.shared.metrics();
     for o in outs.iter() {
         match o {
             dispatch::Out::Maintenance {
@@ -97,6 +127,7 @@ pub(crate) fn settle(
     // The platforms' rows are decided now and stored by this commit, with
     // the changes they are about (upstream::outbox).
     p.ledger.stage_upstream(p.upstream.step(clock, effects, outs));
+    p.ledger.stage_judgement(p.judgement.take_changed(force));
     // An alarm's commit carries no compaction: that waits for a batch of telemetry.
     p.ledger.allow_compaction(!p.batch.is_urgent());
     let stored = p

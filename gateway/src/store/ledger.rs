@@ -54,6 +54,8 @@ pub struct Ledger {
     commands: crate::ops::commands::Staged,
     /// Upstream outbox rows to add, reschedule and forget.
     upstream: crate::upstream::outbox::Changes,
+    /// The judgement from history's device states the step changed.
+    judgement: BTreeMap<(String, String, String), judgement::DeviceState>,
 }
 
 /// The devices (engine position and snapshot) whose alerts an effect list
@@ -91,6 +93,14 @@ impl Ledger {
             credentials: Vec::new(),
             commands: crate::ops::commands::Staged::default(),
             upstream: crate::upstream::outbox::Changes::default(),
+            judgement: BTreeMap::new(),
+        }
+    }
+
+    /// The judgement's device states for the next commit (newest per device).
+    pub fn stage_judgement(&mut self, states: Vec<judgement::DeviceState>) {
+        for s in states {
+            self.judgement.insert(s.key(), s);
         }
     }
 
@@ -232,6 +242,7 @@ impl Ledger {
             && self.credentials.is_empty()
             && self.commands.is_empty()
             && self.upstream.is_empty()
+            && self.judgement.is_empty()
     }
 
     /// Everything staged is committed: nothing waits any more.
@@ -248,6 +259,7 @@ impl Ledger {
         self.credentials.clear();
         self.commands = crate::ops::commands::Staged::default();
         self.upstream = crate::upstream::outbox::Changes::default();
+        self.judgement.clear();
     }
 
     /// Stores a step: `effects` of the engine and `outs` of the desk, with
@@ -315,6 +327,7 @@ impl Ledger {
         let credentials = &self.credentials;
         let commands = &self.commands;
         let upstream = &self.upstream;
+        let judged: Vec<judgement::DeviceState> = self.judgement.values().cloned().collect();
         let mut compacted = None;
         let may_compact = self.may_compact;
         let appended = store.transact_series(|tx, series| {
@@ -329,6 +342,7 @@ impl Ledger {
             crate::store::credentials::write(tx, credentials)?;
             crate::ops::commands::write(tx, commands)?;
             crate::upstream::outbox::save(tx, upstream)?;
+            crate::ops::judgement::save(tx, now, &judged)?;
             crate::store::write_alerts(tx, alerts)?;
             crate::store::write_engine(tx, &devices, &engine.globals())?;
             crate::ops::workorders::save(tx, now, &orders, desk_state, desk_changes)?;

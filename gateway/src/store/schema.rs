@@ -325,6 +325,22 @@ pub const STEPS: &[Step] = &[
             )
         },
     },
+    Step {
+        version: 12,
+        what: "the judgement from history's state per device (issue 17)",
+        // One JSON document per device (`judgement::DeviceState`): the
+        // judge is restored whole at start and reads nothing else.
+        run: |tx| {
+            sql(
+                tx,
+                "CREATE TABLE IF NOT EXISTS judgement_devices (
+                    site TEXT NOT NULL, class TEXT NOT NULL, device TEXT NOT NULL,
+                    state TEXT NOT NULL, saved INTEGER NOT NULL,
+                    PRIMARY KEY (site, class, device)
+                 );",
+            )
+        },
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -379,7 +379,7 @@ async fn expiry_and_the_weekly_self_test_run_on_the_gateways_clock() {
     let dir = tempfile::tempdir().unwrap();
     let (mqtt, http) = (free_addr(), free_addr());
     let text = format!(
-        "{}{}[[dispatch.duties]]\nclass = \"firepump\"\nduty = \"self_test\"\nevery = \"7d\"\nby_self_test = true\n\
+        "{}{}[[dispatch.duties]]\nclass = \"firepump\"\nduty = \"self_test\"\nevery = \"7d\"\nnotice = \"7d\"\nby_self_test = true\n\
          [commands.self_test]\nweekday = \"tuesday\"\ntime = \"08:10\"\n",
         crate::http::base_config(mqtt.port(), http.port(), dir.path()),
         tokens()

@@ -22,6 +22,7 @@ mod http_hardening;
 mod identity;
 mod influx;
 mod ingest;
+mod judgement;
 mod logs;
 mod migrations;
 mod modbus;

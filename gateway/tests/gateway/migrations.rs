@@ -264,6 +264,22 @@ fn check_rows(dir: &Path, v: u32) {
         assert_eq!(restored.pending.len(), 1, "v{v}: the command still waiting");
         assert_eq!(restored.state["self_test"], r#"{"last":1763798399000}"#);
     }
+    if v >= 11 {
+        let rows = gateway::upstream::outbox::load(c, "fire_centre", 0, 10).unwrap();
+        assert_eq!(rows.len(), 1, "v{v}: the row waiting upstream");
+        assert_eq!(
+            (
+                rows[0].id,
+                rows[0].entry.key.as_str(),
+                rows[0].attempts,
+                rows[0].next_try
+            ),
+            (3, "alert:41:fired", 2, 1_763_798_460_000)
+        );
+        assert_eq!(rows[0].entry.payload["code"], "low_pressure");
+    }
+    // Every store, old or new, starts the judgement from history empty.
+    assert!(gateway::ops::judgement::load(c).unwrap().is_empty(), "v{v}");
 }
 
 /// Every older layout opens at the newest version with every row, its

@@ -112,7 +112,7 @@ fn vendor_maps_are_checked_at_load() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("modbus.devices.registers") && e.contains("use type \"bool\""),
+        e.starts_with("v.toml:9:1: field `modbus.devices[0].registers[0].type`") && e.contains("use type \"bool\""),
         "{e}"
     );
     let bad_metric = format!(
@@ -129,6 +129,63 @@ fn vendor_maps_are_checked_at_load() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("word_order") && e.contains("xyzw"), "{e}");
+}
+
+/// Every problem of every register is named with its own line and key, in
+/// the second device as in the first, all at once (`gateway check`).
+#[test]
+fn every_problem_of_a_vendor_map_has_its_line_and_key() {
+    let device = |name: &str| {
+        format!(
+            "[[modbus.devices]]\nsite = \"s\"\ndevice = \"{name}\"\nclass = \"firepump\"\naddress = \"127.0.0.1:502\"\n"
+        )
+    };
+    let register = |body: &str| format!("[[modbus.devices.registers]]\ntable = \"holding\"\naddress = 0\n{body}\n");
+    let text = device("A")
+        + &register("bit = 3\nmetric = \"pump_running\"")
+        + &device("B")
+        + &register("bit = 2\nmetric = \"pump_fault\"")
+        + &register("bit = 16\nmetric = \"start_signal\"")
+        + "[[modbus.devices.registers]]\ntable = \"input\"\naddress = 1\ntype = \"u16\"\nmetric = \"network_pressure_mpa\"\nraw_min = 4000\nmin = 0.0\nmax = 1.6\n"
+        + &register("type = \"u16\"\nfaults = { 0x21 = \"trapped\", 0x22 = \"pump_fault\" }");
+    let errors = Config::check(std::path::Path::new("m.toml"), &text).unwrap_err();
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let line_of = |needle: &str, nth: usize| {
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(needle))
+            .nth(nth)
+            .map(|(i, _)| i + 1)
+            .unwrap()
+    };
+    let expect = [
+        (
+            line_of("bit = 16", 0),
+            "modbus.devices[1].registers[1].bit",
+            "not a bit of a 16-bit word",
+        ),
+        (
+            line_of("raw_min", 0),
+            "modbus.devices[1].registers[2].raw_max",
+            "all four",
+        ),
+        (
+            line_of("faults", 0),
+            "modbus.devices[1].registers[3].faults",
+            "`trapped` is a code of class elevator",
+        ),
+    ];
+    assert_eq!(errors.len(), expect.len(), "{shown:#?}");
+    for (e, (line, field, message)) in errors.iter().zip(expect) {
+        assert_eq!(e.field.as_deref(), Some(field), "{shown:#?}");
+        assert!(e.message.contains(message), "{shown:#?}");
+        // A key that is not written (raw_max) is found at its register's table.
+        if field.ends_with("raw_max") {
+            assert_eq!(e.line, Some(line - 5), "{shown:#?}");
+        } else {
+            assert_eq!(e.line, Some(line), "{shown:#?}");
+        }
+    }
 }
 
 struct Peer(Child);
@@ -467,5 +524,232 @@ async fn a_real_slave_refusing_every_read_is_reachable_but_not_up() {
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
+    gw.stop().await;
+}
+
+/// A vendor controller on pymodbus whose values the test changes while it is
+/// polled (`tests/peers/modbus_slave.py` reads changes on stdin).
+struct Controller {
+    _peer: Peer,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Controller {
+    fn start(port: u16, spec: &str) -> Controller {
+        let python = std::env::var("FM_TEST_PYTHON")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/test-venv/bin/python").to_owned());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/modbus_slave.py");
+        let mut child = Command::new(&python)
+            .args([script, &port.to_string(), "1", spec])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{python}: {e}; run scripts/install-test-deps.sh"));
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "pymodbus slave did not start");
+        testkit::wait_port(port);
+        Controller {
+            _peer: Peer(child),
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Sets values (the spec's shape); returns once the slave serves them.
+    fn set(&mut self, change: &str) {
+        use std::io::Write as _;
+        writeln!(self.stdin, "{change}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut self.stdout, &mut line).unwrap();
+        assert_eq!(line.trim(), "ok", "the slave refused {change}");
+    }
+}
+
+/// The example configuration of `docs/modbus.md` (its one TOML block with
+/// `[[modbus.devices]]`), pointed at `address`.
+fn documented_cabinet(address: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/modbus.md")).unwrap();
+    let block = doc
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(t, _)| t))
+        .find(|t| t.contains("[[modbus.devices]]"))
+        .expect("docs/modbus.md has the example");
+    assert!(block.contains("address = \"192.168.10.31:502\""), "{block}");
+    block
+        .replace("192.168.10.31:502", address)
+        .replace("interval_ms = 1000", "interval_ms = 200")
+}
+
+/// The alerts of `device` in `state`, as (code, alert).
+async fn alerts_of(http: u16, device: &str, state: &str) -> Vec<(String, serde_json::Value)> {
+    let body = get(http, &format!("/api/v1/alerts?device={device}&state={state}")).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["code"].as_str().unwrap_or_default().to_owned(), a.clone()))
+        .collect()
+}
+
+/// The stored values of one series.
+async fn series(http: u16, device: &str, metric: &str) -> Vec<f64> {
+    let body = get(http, &format!("/api/v1/series?device={device}&metric={metric}&from=0")).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["value"].as_f64().or_else(|| p["value"].as_bool().map(f64::from)))
+        .collect()
+}
+
+/// Waits until the last stored value of a series is `value` (the store
+/// commits a poll's samples on its own pace beside the alerting state).
+async fn until_last(http: u16, device: &str, metric: &str, value: f64) {
+    let path = format!("/api/v1/series?device={device}&metric={metric}&from=0");
+    let last = |b: &str| {
+        let v: serde_json::Value = serde_json::from_str(b).unwrap_or_default();
+        v["points"]
+            .as_array()
+            .and_then(|p| p.last())
+            .and_then(|p| p["value"].as_f64().or_else(|| p["value"].as_bool().map(f64::from)))
+    };
+    let body = crate::http::wait_for(http, &path, |b| last(b).is_some_and(|l| (l - value).abs() < 1e-9)).await;
+    assert_eq!(last(&body), Some(value), "{metric}: {body}");
+}
+
+fn evidence(alert: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
+    alert["evidence"]
+        .as_array()?
+        .iter()
+        .find(|e| e["metric"] == name)
+        .cloned()
+}
+
+/// Waits until `device`'s firing alerts are `codes` (sorted), within the
+/// helper's deadline; returns them.
+async fn until_firing(http: u16, device: &str, codes: &[&str]) -> Vec<(String, serde_json::Value)> {
+    let path = format!("/api/v1/alerts?device={device}&state=firing");
+    let want: Vec<String> = codes.iter().map(|c| (*c).to_owned()).collect();
+    let ok = |b: &str| {
+        let v: serde_json::Value = serde_json::from_str(b).unwrap_or_default();
+        let mut got: Vec<String> = v["alerts"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|a| a["code"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        got.sort();
+        got == want
+    };
+    let body = crate::http::wait_for(http, &path, ok).await;
+    assert!(ok(&body), "firing: want {want:?}, got {body}");
+    alerts_of(http, device, "firing").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_fire_pump_cabinet_is_polled_end_to_end() {
+    let port = testkit::free_port();
+    // At rest: both supplies good (bits 5, 6), control mode 2 (auto), 9000 µA
+    // on the network pressure (0.5 MPa), the NC fire-alarm contact closed.
+    let mut cabinet = Controller::start(
+        port,
+        r#"{"holding": {"0": 96, "1": 0, "2": 2},
+            "input": {"0": 12000, "1": 9000, "2": 16000, "3": 65286},
+            "discrete": {"0": 1}}"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let http = testkit::free_port();
+    let cfg = crate::http::base_config(testkit::free_port(), http, &dir.path().join("data"))
+        + &documented_cabinet(&format!("127.0.0.1:{port}"));
+    let config = Config::parse(std::path::Path::new("cabinet.toml"), &cfg).unwrap();
+    let gw = crate::http::start(config).await;
+    let d = "PUMP-XF1";
+
+    let path = format!("/api/v1/series?device={d}&metric=network_pressure_mpa&from=0");
+    crate::http::wait_for(http, &path, |b| b.contains("\"value\":0.5")).await;
+    let near = |v: &[f64], x: f64| v.last().is_some_and(|l| (l - x).abs() < 1e-9);
+    for (metric, value) in [
+        ("network_pressure_mpa", 0.5),
+        ("outlet_pressure_mpa", 0.8),
+        ("tank_level_m", 3.75),
+        ("cabinet_temp_c", -25.0), // 65286 = -250 as i16, 0.1 ℃
+        ("auto_mode", 1.0),
+        ("main_power_ok", 1.0),
+        ("backup_power_ok", 1.0),
+        ("pump_running", 0.0),
+        ("pump_fault", 0.0),
+        ("fire_alarm", 0.0), // the NC contact reads 1: no alarm
+        ("fault_code", 0.0),
+    ] {
+        let v = series(http, d, metric).await;
+        assert!(near(&v, value), "{metric}: want {value}, stored {v:?}");
+    }
+    until_firing(http, d, &[]).await;
+
+    // Fault code 0x11 (1# pump overload): pump_fault, with the register as evidence.
+    cabinet.set(r#"{"holding": {"1": 17}}"#);
+    let firing = until_firing(http, d, &["pump_fault"]).await;
+    let alert = &firing[0].1;
+    assert_eq!(
+        evidence(alert, "raw").and_then(|e| e["value"].as_f64()),
+        Some(17.0),
+        "{alert}"
+    );
+    assert_eq!(
+        evidence(alert, "address").and_then(|e| e["value"].as_f64()),
+        Some(1.0),
+        "{alert}"
+    );
+    cabinet.set(r#"{"holding": {"1": 0}}"#);
+    until_firing(http, d, &[]).await;
+    let resolved = alerts_of(http, d, "resolved").await;
+    assert!(resolved.iter().any(|(c, _)| c == "pump_fault"), "{resolved:?}");
+
+    // A code the table does not list: the cabinet's own fault.
+    cabinet.set(r#"{"holding": {"1": 127}}"#);
+    until_firing(http, d, &["pump_cabinet_fault"]).await;
+    cabinet.set(r#"{"holding": {"1": 0}}"#);
+    until_firing(http, d, &[]).await;
+
+    // The network pressure loop cut: a sensor fault, never a pressure of -0.4 MPa.
+    cabinet.set(r#"{"input": {"1": 0}}"#);
+    let firing = until_firing(http, d, &["sensor_fault"]).await;
+    let alert = &firing[0].1;
+    assert_eq!(
+        evidence(alert, "metric").map(|e| e["text"].clone()),
+        Some("network_pressure_mpa".into()),
+        "{alert}"
+    );
+    // Polls go on (the outlet pressure is stored), the cut loop stores nothing.
+    let outlet_before = series(http, d, "outlet_pressure_mpa").await.len();
+    let outlet = format!("/api/v1/series?device={d}&metric=outlet_pressure_mpa&from=0");
+    crate::http::wait_for(http, &outlet, |b| b.matches("\"ts\"").count() >= outlet_before + 3).await;
+    let network = series(http, d, "network_pressure_mpa").await;
+    assert!(network.iter().all(|&v| v >= 0.0), "{network:?}");
+    let fired_at = alert["fired_at"].as_i64().unwrap();
+    let body = get(
+        http,
+        &format!("/api/v1/series?device={d}&metric=network_pressure_mpa&from={fired_at}"),
+    )
+    .await;
+    assert!(!body.contains("\"ts\""), "stored while the loop was cut: {body}");
+    cabinet.set(r#"{"input": {"1": 9000}}"#);
+    until_firing(http, d, &[]).await;
+
+    // The NC fire-alarm contact opens: fire_alarm true, and its alert.
+    cabinet.set(r#"{"discrete": {"0": 0}}"#);
+    until_firing(http, d, &["fire_alarm"]).await;
+    until_last(http, d, "fire_alarm", 1.0).await;
+    // The status word's fault bit and a fault code say the same: one alert.
+    cabinet.set(r#"{"holding": {"0": 224, "1": 18}}"#);
+    until_firing(http, d, &["fire_alarm", "pump_fault"]).await;
+    until_last(http, d, "pump_fault", 1.0).await;
     gw.stop().await;
 }

@@ -6,6 +6,10 @@ Usage: modbus_slave.py PORT UNIT SPEC_JSON          (Modbus TCP on 127.0.0.1:POR
 SPEC_JSON: {"input": {"2": 620, "3": 280}, "discrete": {"0": 1}, "coil": {}, "holding": {}}
 Addresses are PDU addresses (0-based). Unlisted addresses answer exception 02.
 Prints "ready" once listening.
+
+While it runs, each line on stdin in the same shape (listed addresses only) sets those
+values, as a controller's state changing; it answers "ok" once they are served (or
+"error: ..."). A test drives a vendor controller through its states this way.
 """
 import asyncio
 import warnings
@@ -15,7 +19,7 @@ import sys
 from pymodbus.datastore import ModbusDeviceContext, ModbusServerContext, ModbusSparseDataBlock
 from pymodbus import FramerType
 from pymodbus.exceptions import NoSuchIdException
-from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import simcore
 
 
@@ -49,14 +53,39 @@ async def main():
     )
     context = ModbusServerContext(devices={unit: device}, single=False)
     if where.startswith("rtu:"):
-        server = StartAsyncSerialServer(
-            context=context, framer=FramerType.RTU, port=where[4:], baudrate=19200, parity="N", stopbits=1, bytesize=8,
+        server = ModbusSerialServer(
+            context, framer=FramerType.RTU, port=where[4:], baudrate=19200, parity="N", stopbits=1, bytesize=8,
             ignore_missing_devices=True,  # a slave that is not there stays silent, as on a real bus
         )
     else:
-        server = StartAsyncTcpServer(context=context, address=("127.0.0.1", int(where)))
+        server = ModbusTcpServer(context, address=("127.0.0.1", int(where)))
     print("ready", flush=True)
-    await server
+    changes = asyncio.create_task(apply_changes(server, unit))
+    await server.serve_forever()
+    changes.cancel()
+
+
+# The read function code of each table: setting through it writes the table itself
+# (input registers and discrete inputs are read-only only on the wire).
+FUNCTION = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+
+
+async def apply_changes(server, unit):
+    """Applies each line of stdin to the served values until stdin closes."""
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            return
+        try:
+            for table, values in json.loads(line).items():
+                for address, value in values.items():
+                    refused = await server.context.async_setValues(unit, FUNCTION[table], int(address), [int(value)])
+                    if refused:
+                        raise ValueError(f"{table} {address}: {refused}")
+            print("ok", flush=True)
+        except Exception as e:  # a test's mistake: say it, keep serving
+            print(f"error: {e}", flush=True)
 
 
 asyncio.run(main())

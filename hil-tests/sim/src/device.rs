@@ -230,6 +230,13 @@ pub enum Action {
     },
     /// Fire pump: the node runs its weekly self-test now.
     SelfTest,
+    /// Elevator: the controller's service-mode switch is set (GB/T 24476:
+    /// 1 normal, 2 inspection, 3 fire return, ... 7); `mode = 1` hands the
+    /// mode back to the plant's own judgement.
+    ServiceMode {
+        /// The mode, 0–7.
+        mode: u8,
+    },
     /// The gateway sends the node a `cmd` (our firmware node, on MQTT): it
     /// goes to the broker on the device's `cmd` topic, and the node's `ack`
     /// comes back over its link. Signed as `sign` says; or, with `replay`,
@@ -987,6 +994,14 @@ impl SimDevice {
             }
             Action::Alight { people } => {
                 self.elevator_sim().ok_or_else(|| wrong("alight"))?.alight(*people);
+                Ok(())
+            }
+            Action::ServiceMode { mode } => {
+                let sim = self.elevator_sim().ok_or_else(|| wrong("service_mode"))?;
+                if *mode > 7 {
+                    return Err(ActionError::Refused(format!("service mode {mode} is not 0–7")));
+                }
+                sim.set_service_mode((*mode != 1).then_some(*mode));
                 Ok(())
             }
             Action::Plug { port, soc, capacity_wh } => {

@@ -71,7 +71,7 @@ fn params_in(text: &str) -> Vec<&str> {
 
 /// Every `$parameter` a rule reads, in its conditions or its figures.
 fn params_of(r: &RuleDef) -> Vec<&str> {
-    let texts = [&r.when, &r.clear, &r.of, &r.reset];
+    let texts = [&r.when, &r.clear, &r.of, &r.reset, &r.applies];
     let figures = [
         &r.for_,
         &r.samples,
@@ -132,6 +132,9 @@ fn condition(r: &RuleDef, params: &BTreeMap<String, Figure>) -> String {
             let n = r.intervals.as_ref().map_or_else(|| "3".to_owned(), fig);
             parts.push(format!("a death, or silence for {n} × the declared interval"));
         }
+    }
+    if let Some(a) = &r.applies {
+        parts.push(format!("judged only while {}", code(a)));
     }
     let mut s = parts.join(", ");
     // Parameters inside conditions: their defaults, once each.
@@ -215,6 +218,29 @@ fn packs_section(packs: &[Pack]) -> String {
                 users.join(", ")
             )
             .unwrap();
+        }
+        if !pack.systems.is_empty() {
+            let names: Vec<&String> = {
+                let mut n: Vec<&String> = pack.systems.values().flat_map(|p| p.params.keys()).collect();
+                n.sort();
+                n.dedup();
+                n
+            };
+            s.push_str("\n| `system` | serves |");
+            for n in &names {
+                write!(s, " {} |", code(n)).unwrap();
+            }
+            s.push_str(" source |\n|---|---|");
+            s.push_str(&"---|".repeat(names.len()));
+            s.push_str("---|\n");
+            for (name, preset) in &pack.systems {
+                write!(s, "| {} | {} |", code(name), cell(&preset.about)).unwrap();
+                for n in &names {
+                    let v = preset.params.get(*n).or_else(|| pack.params.get(*n));
+                    write!(s, " {} |", v.map_or_else(|| "—".to_owned(), plain)).unwrap();
+                }
+                writeln!(s, " {} |", cell(&preset.source)).unwrap();
+            }
         }
         s.push_str("\n| rule | code | kind, scope | condition and figures | severity | source |\n");
         s.push_str("|---|---|---|---|---|---|\n");

@@ -9,6 +9,7 @@ mod config;
 mod docs;
 mod expr;
 mod golden;
+mod judged;
 mod lifecycle;
 mod props;
 mod restart;

@@ -446,3 +446,62 @@ fn without_backup_or_manager_the_escalation_still_is_recorded() {
     assert_eq!(kinds(&out), ["deadline_missed"]);
     assert_eq!(d.order(1).expect("open").escalations[0].actions, [Action::NobodyToTell]);
 }
+
+/// Who is sent: an e-bike in a car to the property's staff (never re-sent to
+/// the lifts' backup), a silent node to its installer.
+#[test]
+fn an_ebike_goes_to_the_property_staff_and_a_silent_node_to_its_installer() {
+    let cfg: dispatch::PolicyConfig = toml::from_str(
+        r#"
+[[assign]]
+site = "lakeside"
+contractor = "acme"
+backup = "city-lifts"
+manager = "pm-lake"
+installer = "integrator"
+"#,
+    )
+    .expect("policy");
+    let mut d = dispatch::Desk::new(cfg.build().expect("valid"));
+    let mut out = Vec::new();
+    let mut ebike = alert(1, "elevator", "EL-3", "ebike_in_car", T0);
+    ebike.severity = protocol::Severity::Minor;
+    d.intent(T0, &open(&ebike), Vec::new(), &mut out);
+    d.intent(
+        T0,
+        &open(&alert(2, "elevator", "EL-3", "offline", T0)),
+        Vec::new(),
+        &mut out,
+    );
+    d.intent(
+        T0,
+        &open(&alert(3, "charger", "CH-1", "full_cutoff", T0)),
+        Vec::new(),
+        &mut out,
+    );
+    assert_eq!(
+        tells(&out),
+        [
+            ("pm-lake".to_owned(), "order_dispatched"),
+            ("integrator".to_owned(), "order_dispatched")
+        ],
+        "information is nobody's order"
+    );
+    let o = d.order(1).expect("the e-bike's order");
+    assert_eq!((o.contractor.as_deref(), o.backup.as_deref()), (Some("pm-lake"), None));
+    assert_eq!(o.deadlines.arrive, Some(T0 + 15 * MIN));
+    // Nobody responds: the manager is told it missed; nobody else is sent.
+    out.clear();
+    d.tick(T0 + 3 * MIN, &mut out);
+    let e = &d.order(1).expect("open").escalations[0];
+    assert_eq!(
+        e.actions,
+        [Action::NotifiedManager {
+            manager: "pm-lake".into()
+        }]
+    );
+    assert_eq!(
+        d.order(1).and_then(|o| o.contractor.clone()).as_deref(),
+        Some("pm-lake")
+    );
+}

@@ -82,8 +82,12 @@ fn the_report_counts_kpis_misses_and_duties() {
 #[test]
 fn duty_compliance_counts_on_time_late_missed_and_pending() {
     let mut out = Vec::new();
-    // The default policy, with its built-in duties.
-    let mut d2 = dispatch::Desk::new(dispatch::Policy::default());
+    // The built-in maintenance duty, its order open for the whole period
+    // (a notice of 15 days), so each is open from when its lift is seen.
+    let cfg: dispatch::PolicyConfig =
+        toml::from_str("[[duties]]\nclass = \"elevator\"\nduty = \"maintenance\"\nevery = \"15d\"\nnotice = \"15d\"\n")
+            .expect("policy");
+    let mut d2 = dispatch::Desk::new(cfg.build().expect("valid"));
     let admin = Actor {
         name: "admin".into(),
         contractor: None,
@@ -122,4 +126,64 @@ fn duty_compliance_counts_on_time_late_missed_and_pending() {
         (r.duties[0].missed, r.duties[0].pending, r.duties[0].rate),
         (0, 1, Some(0.5))
     );
+}
+
+/// Each order against its own deadlines: a trapped passenger's 3 min and
+/// 30 min, a door fault's 30 min and 2 h, a smoking bay's 3 min and 10 min.
+#[test]
+fn rates_count_each_order_against_its_own_deadlines() {
+    let mut d = desk();
+    let admin = Actor {
+        name: "admin".into(),
+        contractor: None,
+    };
+    let mut out = Vec::new();
+    let mut orders = Vec::new();
+    // (class, code, respond after, arrive after)
+    let cases = [
+        ("elevator", "trapped", 2 * MIN, 25 * MIN),            // both in time
+        ("elevator", "door_close_fault", 20 * MIN, 90 * MIN),  // both in time (30 min, 2 h)
+        ("elevator", "door_close_fault", 40 * MIN, 150 * MIN), // both late
+        ("charger", "smoke", 2 * MIN, 12 * MIN),               // on site late (10 min)
+        ("firepump", "low_pressure", 4 * MIN, 14 * MIN),       // response late (3 min), on site in time (15)
+    ];
+    for (i, (class, code, r, a)) in cases.iter().enumerate() {
+        let n = i64::try_from(i).expect("small");
+        let at = T0 + n * DAY;
+        let id = u64::try_from(i + 1).expect("small");
+        d.intent(
+            at,
+            &open(&alert(id, class, &format!("D-{i}"), code, at)),
+            Vec::new(),
+            &mut out,
+        );
+        d.step(at + r, id, StepKind::Respond, &admin, None, &mut out)
+            .expect("respond");
+        orders.push(
+            d.step(at + a, id, StepKind::Arrive, &admin, None, &mut out)
+                .expect("arrive"),
+        );
+    }
+    let month = Month::parse("2026-12").expect("month");
+    let r = MonthlyReport::compute("lakeside", month, T0 + 20 * DAY, &[], &orders);
+    // A fixed 3 min / 30 min would say 2 of 5 responses and 4 of 5 arrivals.
+    assert_eq!((r.response.within_kpi, r.response.rate), (3, Some(0.6)));
+    assert_eq!((r.arrival.within_kpi, r.arrival.rate), (3, Some(0.6)));
+    assert_eq!(r.response.kpi_s, None, "the deadlines differ");
+    let groups = |k: &dispatch::report::Kpi| -> Vec<(i64, u64, u64)> {
+        k.by_deadline
+            .iter()
+            .map(|g| (g.deadline_s, g.orders, g.within))
+            .collect()
+    };
+    assert_eq!(groups(&r.response), [(180, 3, 2), (1800, 2, 1)]);
+    assert_eq!(
+        groups(&r.arrival),
+        [(600, 1, 0), (900, 1, 1), (1800, 1, 1), (7200, 2, 1)]
+    );
+    let mut csv = Vec::new();
+    r.write_csv(&mut csv).expect("csv");
+    let csv = String::from_utf8(csv).expect("utf-8");
+    assert!(csv.contains("arrival,deadline_7200s/within,1\n"), "{csv}");
+    assert!(csv.contains("response,kpi_s,\n"), "{csv}");
 }

@@ -263,8 +263,8 @@ pub struct ControllerView {
     /// Someone in the car.
     pub occupied: bool,
     /// GB/T 24476 service mode: 0 out of service (no power, safety chain
-    /// open, run-time limiter tripped, restart prevented), 1 normal; the
-    /// other modes are not modelled. A car stuck between floors stays 1: the
+    /// open, run-time limiter tripped, restart prevented), 1 normal; any
+    /// other only as set at the switch (`ElevatorSim::set_service_mode`). A car stuck between floors stays 1: the
     /// controller has not decided to stop it (that is what
     /// `RestartPrevented` models), so the stuck car shows only as trapped
     /// and stopped outside the door zone.
@@ -378,6 +378,9 @@ pub struct ElevatorSim {
     unlocked_ms: Option<u32>,
     /// The controller's door-open-hold input (the node's door-hold relay).
     door_hold: bool,
+    /// A service mode set at the controller's switch (a technician's
+    /// inspection key, a fire-return key); `None`: the plant's own 0 or 1.
+    mode_switch: Option<u8>,
 }
 
 impl ElevatorSim {
@@ -417,7 +420,17 @@ impl ElevatorSim {
             frozen_floor: None,
             unlocked_ms: None,
             door_hold: false,
+            mode_switch: None,
         }
+    }
+
+    /// Sets the service mode the controller reports (GB/T 24476: 2
+    /// inspection, 3 fire return, ...), as a key switch in the machine room
+    /// or on the car top does; `None` hands it back to the plant's own
+    /// judgement (0 or 1). Only the report changes: the car still goes where
+    /// it is called, which is how a technician drives it in inspection.
+    pub fn set_service_mode(&mut self, mode: Option<u8>) {
+        self.mode_switch = mode;
     }
 
     /// The controller's door-open-hold input, driven by a node's door-hold
@@ -585,7 +598,7 @@ impl ElevatorSim {
             door_closed: k.door_closed,
             door_zone: k.door_zone,
             occupied: k.occupied,
-            service_mode: u8::from(!out_of_service),
+            service_mode: self.mode_switch.unwrap_or(u8::from(!out_of_service)),
             speed_mps: self.state().speed_mps.abs(),
             rated_speed_mps: self.config.rated_speed_mps,
             load_pct: f32::from(self.passengers) * PASSENGER_KG / RATED_LOAD_KG * 100.0,
